@@ -1,0 +1,1 @@
+//! History types, linearizability checking and Raft safety checks.

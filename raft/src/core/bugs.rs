@@ -1,0 +1,69 @@
+//! The catalogue of deliberately broken protocol variants.
+//!
+//! Each variant breaks one rule of the paper. They exist so that the project can prove that its
+//! tests, its simulator's invariant checks and the gauntlet find real bugs. The variants are
+//! named in every build, so that configurations and command lines parse the same way, but only a
+//! build with the cargo feature `bugs` can switch one on (through `Config::bug`).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// One deliberately broken protocol variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bug {
+    /// Grant a vote without the up-to-date check of §5.4.1.
+    VoteWithoutLogCheck,
+    /// Commit an entry of an earlier term by counting replicas (the paper's Figure 8).
+    CommitOldTerm,
+    /// The vote is not made durable: a restarted peer can vote twice in one term.
+    ForgetVote,
+    /// A follower cuts its log after `prev_log_index` on every AppendEntries, even when nothing
+    /// conflicts (a stale, reordered message then erases committed entries).
+    TruncateWithoutConflict,
+    /// A leader ignores a higher term in a reply and keeps leading.
+    IgnoreHigherTermReply,
+    /// Entries are handed to the service before they are committed.
+    ApplyUncommitted,
+}
+
+impl Bug {
+    /// Every variant of the catalogue.
+    pub const ALL: [Bug; 6] = [
+        Bug::VoteWithoutLogCheck,
+        Bug::CommitOldTerm,
+        Bug::ForgetVote,
+        Bug::TruncateWithoutConflict,
+        Bug::IgnoreHigherTermReply,
+        Bug::ApplyUncommitted,
+    ];
+
+    /// The variant's name on command lines and in `RAFT_BUG`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::VoteWithoutLogCheck => "vote-without-log-check",
+            Bug::CommitOldTerm => "commit-old-term",
+            Bug::ForgetVote => "forget-vote",
+            Bug::TruncateWithoutConflict => "truncate-without-conflict",
+            Bug::IgnoreHigherTermReply => "ignore-higher-term-reply",
+            Bug::ApplyUncommitted => "apply-uncommitted",
+        }
+    }
+}
+
+impl fmt::Display for Bug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The error for a name that is not in the catalogue.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown bug {0:?}; the catalogue has: vote-without-log-check, commit-old-term, forget-vote, truncate-without-conflict, ignore-higher-term-reply, apply-uncommitted")]
+pub struct UnknownBug(pub String);
+
+impl FromStr for Bug {
+    type Err = UnknownBug;
+    fn from_str(s: &str) -> Result<Bug, UnknownBug> {
+        Bug::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| UnknownBug(s.to_string()))
+    }
+}

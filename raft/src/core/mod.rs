@@ -1,0 +1,28 @@
+//! The Raft protocol as a pure state machine, in the manner of etcd's raft.
+//!
+//! [`RawNode`] takes inputs — [`RawNode::step`] for a message from a peer, [`RawNode::tick`] for
+//! the passing of time, [`RawNode::propose`] for a new command — and collects outputs in a
+//! [`Ready`]: the hard state and entries to make durable, the messages to send, and the committed
+//! entries to apply. It does no I/O, reads no clock and starts no thread; its only randomness
+//! (election timeouts) comes from a seeded generator, so the same inputs always give the same
+//! outputs.
+//!
+//! The driver's loop, for every [`Ready`]:
+//! 1. persist `hard_state` and `entries` (an entry at index `i` replaces the stored entry at `i`
+//!    and everything after it) and make them durable;
+//! 2. send `messages` (some of them — vote grants, append acknowledgements — are only true once
+//!    step 1 is durable);
+//! 3. apply `committed_entries` in order;
+//! 4. call [`RawNode::advance`] with the ready.
+
+mod bugs;
+mod config;
+mod log;
+mod progress;
+mod raw_node;
+mod types;
+
+pub use bugs::{Bug, UnknownBug};
+pub use config::{Config, ConfigError};
+pub use raw_node::{NotLeader, RawNode, Ready, Status};
+pub use types::{Entry, EntryKind, HardState, Index, Message, MessageBody, NodeId, Role, Term};

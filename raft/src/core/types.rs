@@ -1,0 +1,113 @@
+//! The values the protocol core exchanges with the outside world: log entries, the hard state
+//! that must survive a crash, and the one-way messages between peers.
+
+use serde::{Deserialize, Serialize};
+
+/// A peer's identity. Ids are chosen by the service; any `u64` works, `0` included.
+pub type NodeId = u64;
+/// A Raft term (§5.1). Terms start at 0 and only grow.
+pub type Term = u64;
+/// A position in the replicated log. The first entry has index 1; index 0 means "nothing".
+pub type Index = u64;
+
+/// What an entry carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EntryKind {
+    /// A command proposed by the service, delivered to it when committed.
+    Normal,
+    /// The empty entry a new leader appends at the start of its term (§8), so that entries of
+    /// earlier terms commit without waiting for a new command. Never delivered as a command.
+    Noop,
+}
+
+/// One entry of the replicated log.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Entry {
+    pub index: Index,
+    pub term: Term,
+    pub kind: EntryKind,
+    pub data: Vec<u8>,
+}
+
+impl Entry {
+    /// Bytes this entry adds to a message, for batching limits.
+    pub fn payload_size(&self) -> usize {
+        self.data.len() + 24
+    }
+}
+
+/// The state that must be durable before the peer answers anything that depends on it (§5.1,
+/// Figure 2 "Persistent state on all servers").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HardState {
+    /// The latest term this peer has seen.
+    pub term: Term,
+    /// The candidate this peer voted for in `term`, if any.
+    pub vote: Option<NodeId>,
+}
+
+/// A one-way message between two peers. A reply is just another message sent back; the
+/// transport never pairs requests with replies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    /// The sender's term, or for a pre-vote request the term the sender would campaign in.
+    pub term: Term,
+    pub body: MessageBody,
+}
+
+/// The protocol's message kinds (Figure 2, plus pre-vote, §9.6 of Ongaro's thesis).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageBody {
+    /// RequestVote, or with `pre_vote` the non-binding poll that precedes a real election.
+    RequestVote { pre_vote: bool, last_log_index: Index, last_log_term: Term },
+    /// The answer to a (pre-)vote request.
+    RequestVoteResponse { pre_vote: bool, granted: bool },
+    /// AppendEntries; with no entries it is a heartbeat.
+    AppendEntries {
+        prev_log_index: Index,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: Index,
+    },
+    /// The answer to AppendEntries. On success `match_index` is the last index known to match
+    /// the leader's log. On failure, `conflict_term` and `conflict_index` let the leader skip a
+    /// whole term at once (§5.3, "fast backtracking"): `conflict_term` is the term of the
+    /// follower's entry at `prev_log_index` (None when its log is shorter) and `conflict_index`
+    /// the first index the follower holds of that term (or its last index + 1).
+    AppendEntriesResponse {
+        success: bool,
+        match_index: Index,
+        conflict_term: Option<Term>,
+        conflict_index: Index,
+    },
+}
+
+impl MessageBody {
+    /// Whether this is a request (counted as one RPC by the labs) rather than a reply.
+    pub fn is_request(&self) -> bool {
+        matches!(self, MessageBody::RequestVote { .. } | MessageBody::AppendEntries { .. })
+    }
+
+    /// A short name for traces and logs.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            MessageBody::RequestVote { pre_vote: true, .. } => "PreVote",
+            MessageBody::RequestVote { pre_vote: false, .. } => "RequestVote",
+            MessageBody::RequestVoteResponse { pre_vote: true, .. } => "PreVoteResponse",
+            MessageBody::RequestVoteResponse { pre_vote: false, .. } => "RequestVoteResponse",
+            MessageBody::AppendEntries { .. } => "AppendEntries",
+            MessageBody::AppendEntriesResponse { .. } => "AppendEntriesResponse",
+        }
+    }
+}
+
+/// The role a peer plays (§5.2), plus the pre-candidate of pre-vote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    Follower,
+    PreCandidate,
+    Candidate,
+    Leader,
+}

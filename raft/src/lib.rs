@@ -1,0 +1,17 @@
+//! A Raft consensus library.
+//!
+//! - [`core`]: the protocol as a pure state machine ([`RawNode`]), with no I/O.
+//! - [`storage`]: where a peer keeps its hard state and log: in memory, or durable in files.
+//! - [`transport`]: length-prefixed frames over TCP between peers.
+//! - `sim` (feature `sim`): a deterministic simulator of whole clusters in virtual time.
+
+pub mod core;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod storage;
+pub mod transport;
+
+pub use crate::core::{
+    Bug, Config, ConfigError, Entry, EntryKind, HardState, Index, Message, MessageBody, NodeId,
+    NotLeader, RawNode, Ready, Role, Status, Term,
+};

@@ -1,0 +1,1 @@
+//! Where a peer keeps its hard state and log.

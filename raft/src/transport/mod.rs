@@ -1,0 +1,1 @@
+//! Length-prefixed frames over TCP between peers.

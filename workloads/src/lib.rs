@@ -1,0 +1,1 @@
+//! Operation generators and sequential models.
