@@ -89,7 +89,9 @@ impl Config {
             return Err(ConfigError::Invalid("election_tick must be greater than heartbeat_tick"));
         }
         if self.max_append_entries == 0 || self.max_inflight == 0 {
-            return Err(ConfigError::Invalid("max_append_entries and max_inflight must be at least 1"));
+            return Err(ConfigError::Invalid(
+                "max_append_entries and max_inflight must be at least 1",
+            ));
         }
         Ok(())
     }

@@ -17,12 +17,17 @@
 
 mod bugs;
 mod config;
+mod election;
 mod log;
 mod progress;
 mod raw_node;
+mod replication;
 mod types;
 
 pub use bugs::{Bug, UnknownBug};
 pub use config::{Config, ConfigError};
 pub use raw_node::{NotLeader, RawNode, Ready, Status};
 pub use types::{Entry, EntryKind, HardState, Index, Message, MessageBody, NodeId, Role, Term};
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,16 @@
-//! The peer's protocol state machine.
+//! The peer's protocol state machine: its state, the public inputs and outputs, and the
+//! dispatch of messages by term and role. Elections live in `election.rs`, log replication in
+//! `replication.rs`.
 
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::bugs::Bug;
 use super::config::{Config, ConfigError};
+use super::log::RaftLog;
+use super::progress::Progress;
 use super::types::*;
 
 /// Everything the driver must do after feeding inputs to a [`RawNode`].
@@ -14,6 +24,16 @@ pub struct Ready {
     pub messages: Vec<Message>,
     /// Committed entries to apply, in index order (no-op entries included).
     pub committed_entries: Vec<Entry>,
+}
+
+impl Ready {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.hard_state.is_none()
+            && self.entries.is_empty()
+            && self.messages.is_empty()
+            && self.committed_entries.is_empty()
+    }
 }
 
 /// A snapshot of a peer's protocol state, for tests, tools and the runtime.
@@ -42,8 +62,59 @@ pub struct NotLeader {
 }
 
 /// One peer's protocol core.
+///
+/// # Example
+///
+/// A single-peer cluster elects itself and commits a command:
+///
+/// ```
+/// use raft::{Config, HardState, RawNode, Role};
+///
+/// let mut node = RawNode::new(Config::lab(1, vec![1]), HardState::default(), vec![], 7).unwrap();
+/// let mut applied = Vec::new();
+/// let mut drive = |node: &mut RawNode, applied: &mut Vec<Vec<u8>>| {
+///     while node.has_ready() {
+///         let ready = node.ready();
+///         // A real driver persists ready.hard_state and ready.entries here, then sends
+///         // ready.messages; a single peer has nobody to send to.
+///         applied.extend(ready.committed_entries.iter().map(|e| e.data.clone()));
+///         node.advance(ready);
+///     }
+/// };
+/// while node.status().role != Role::Leader {
+///     node.tick();
+///     drive(&mut node, &mut applied);
+/// }
+/// let (index, _term) = node.propose(b"x=1".to_vec()).unwrap();
+/// drive(&mut node, &mut applied);
+/// assert_eq!(index, 1);
+/// assert_eq!(applied, vec![b"x=1".to_vec()]);
+/// ```
 pub struct RawNode {
-    config: Config,
+    pub(super) config: Config,
+    pub(super) id: NodeId,
+    pub(super) term: Term,
+    pub(super) vote: Option<NodeId>,
+    pub(super) role: Role,
+    pub(super) leader: Option<NodeId>,
+    pub(super) log: RaftLog,
+    /// The leader's view of each other peer.
+    pub(super) progress: BTreeMap<NodeId, Progress>,
+    /// Votes received in the current (pre-)election: peer -> granted.
+    pub(super) votes: BTreeMap<NodeId, bool>,
+    /// Ticks since the last reset of the election timer (for a leader: since the last
+    /// check-quorum round).
+    pub(super) election_elapsed: u32,
+    pub(super) heartbeat_elapsed: u32,
+    /// This term's election timeout, drawn in `[election_tick, 2 * election_tick)`.
+    pub(super) randomized_election_timeout: u32,
+    /// The commit index advanced since the last heartbeat round: followers learn it at the next
+    /// tick rather than at once, so one round of messages carries many commits.
+    pub(super) commit_to_announce: bool,
+    pub(super) rng: ChaCha8Rng,
+    pub(super) outbox: Vec<Message>,
+    /// The hard state the driver was last told to persist.
+    pub(super) reported_hard_state: HardState,
 }
 
 impl RawNode {
@@ -56,63 +127,292 @@ impl RawNode {
         seed: u64,
     ) -> Result<RawNode, ConfigError> {
         config.validate()?;
-        let _ = (hard_state, entries, seed);
-        todo!()
+        if entries.iter().enumerate().any(|(i, e)| e.index != i as Index + 1) {
+            return Err(ConfigError::Invalid("entries must be contiguous from index 1"));
+        }
+        if entries.last().is_some_and(|e| e.term > hard_state.term) {
+            return Err(ConfigError::Invalid("an entry's term is above the hard state's term"));
+        }
+        let mut node = RawNode {
+            id: config.id,
+            config,
+            term: hard_state.term,
+            vote: hard_state.vote,
+            role: Role::Follower,
+            leader: None,
+            log: RaftLog::restore(entries),
+            progress: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            randomized_election_timeout: 0,
+            commit_to_announce: false,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            outbox: Vec::new(),
+            reported_hard_state: hard_state,
+        };
+        node.reset_election_timer();
+        Ok(node)
     }
 
     /// Time passed by one tick.
     pub fn tick(&mut self) {
-        todo!()
+        match self.role {
+            Role::Leader => self.tick_leader(),
+            _ => self.tick_election(),
+        }
     }
 
-    /// A message from a peer. Messages not addressed to this peer, or from unknown peers, are
-    /// dropped.
+    /// A message from a peer. Messages not addressed to this peer, from unknown peers, or not
+    /// well formed are dropped: network input never panics the core.
     pub fn step(&mut self, msg: Message) {
-        let _ = msg;
-        todo!()
+        if msg.to != self.id || msg.from == self.id || !self.config.peers.contains(&msg.from) {
+            tracing::debug!(
+                id = self.id,
+                from = msg.from,
+                to = msg.to,
+                "dropping misaddressed message"
+            );
+            return;
+        }
+        if !is_well_formed(&msg) {
+            tracing::warn!(
+                id = self.id,
+                from = msg.from,
+                "dropping malformed {}",
+                msg.body.kind_name()
+            );
+            return;
+        }
+
+        if msg.term > self.term {
+            if let MessageBody::RequestVote { .. } = msg.body {
+                // Check-quorum's lease (thesis §6.2): while this peer hears from a leader, it
+                // ignores candidates, so a partitioned peer cannot depose a healthy leader.
+                if self.in_leader_lease() {
+                    tracing::debug!(
+                        id = self.id,
+                        from = msg.from,
+                        "ignoring vote request within a leader lease"
+                    );
+                    return;
+                }
+            }
+            match msg.body {
+                // A pre-vote request does not change the receiver's term; a granted pre-vote
+                // carries the term the candidate would campaign in, not a newer term.
+                MessageBody::RequestVote { pre_vote: true, .. }
+                | MessageBody::RequestVoteResponse { pre_vote: true, granted: true } => {}
+                MessageBody::RequestVoteResponse { .. }
+                | MessageBody::AppendEntriesResponse { .. }
+                | MessageBody::HeartbeatResponse
+                    if self.role == Role::Leader
+                        && self.config.has_bug(Bug::IgnoreHigherTermReply) =>
+                {
+                    return;
+                }
+                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+                    self.become_follower(msg.term, Some(msg.from));
+                }
+                _ => self.become_follower(msg.term, None),
+            }
+        } else if msg.term < self.term {
+            self.step_stale(msg);
+            return;
+        }
+
+        match msg.body {
+            MessageBody::RequestVote { pre_vote, last_log_index, last_log_term } => self
+                .handle_vote_request(msg.from, msg.term, pre_vote, last_log_index, last_log_term),
+            _ => match self.role {
+                Role::Leader => self.step_leader(msg),
+                Role::Candidate | Role::PreCandidate => self.step_candidate(msg),
+                Role::Follower => self.step_follower(msg),
+            },
+        }
+    }
+
+    /// A message from an older term.
+    fn step_stale(&mut self, msg: Message) {
+        match msg.body {
+            // A deposed leader (or one cut off for a while) learns the newer term from this
+            // answer and steps down; without it, pre-vote and check-quorum could leave it
+            // leading alone forever.
+            MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+                self.send(
+                    msg.from,
+                    MessageBody::AppendEntriesResponse {
+                        success: false,
+                        index: 0,
+                        conflict_term: None,
+                        conflict_index: 0,
+                    },
+                );
+            }
+            // A stale pre-candidate learns the newer term and stops polling.
+            MessageBody::RequestVote { pre_vote: true, .. } => {
+                self.send(
+                    msg.from,
+                    MessageBody::RequestVoteResponse { pre_vote: true, granted: false },
+                );
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn step_follower(&mut self, msg: Message) {
+        match msg.body {
+            MessageBody::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => {
+                self.election_elapsed = 0;
+                self.leader = Some(msg.from);
+                self.handle_append(msg.from, prev_log_index, prev_log_term, entries, leader_commit);
+            }
+            MessageBody::Heartbeat { commit } => {
+                self.election_elapsed = 0;
+                self.leader = Some(msg.from);
+                self.handle_heartbeat(msg.from, commit);
+            }
+            _ => {}
+        }
     }
 
     /// Appends a command to the leader's log; returns where it will commit if it does.
     pub fn propose(&mut self, data: Vec<u8>) -> Result<(Index, Term), NotLeader> {
-        let _ = data;
-        todo!()
+        if self.role != Role::Leader {
+            return Err(NotLeader { leader: self.leader });
+        }
+        let index = self.append_to_own_log(EntryKind::Normal, data);
+        self.broadcast_append();
+        Ok((index, self.term))
     }
 
     /// Whether [`RawNode::ready`] has anything to do.
     pub fn has_ready(&self) -> bool {
-        todo!()
+        self.hard_state() != self.reported_hard_state
+            || !self.outbox.is_empty()
+            || self.log.persisted < self.log.last_index()
+            || self.applicable_up_to() > self.log.applied
     }
 
-    /// Takes what the driver must persist, send and apply.
+    /// Takes what the driver must persist, send and apply. Call [`RawNode::advance`] with it
+    /// before the next call.
     pub fn ready(&mut self) -> Ready {
-        todo!()
+        let hard_state = self.hard_state();
+        let hard_state = (hard_state != self.reported_hard_state).then(|| {
+            self.reported_hard_state = hard_state;
+            if self.config.has_bug(Bug::ForgetVote) {
+                HardState { vote: None, ..hard_state }
+            } else {
+                hard_state
+            }
+        });
+        Ready {
+            hard_state,
+            entries: self.log.unpersisted().to_vec(),
+            messages: std::mem::take(&mut self.outbox),
+            committed_entries: self
+                .log
+                .slice(self.log.applied + 1, self.applicable_up_to())
+                .to_vec(),
+        }
     }
 
     /// Acknowledges that `ready` was handled: its entries are durable and its committed entries
     /// applied.
     pub fn advance(&mut self, ready: Ready) {
-        let _ = ready;
-        todo!()
+        if let Some(last) = ready.entries.last() {
+            self.log.persisted_to(last.index, last.term);
+            if self.role == Role::Leader {
+                // The leader's own log counts towards a majority only once it is durable.
+                self.maybe_commit();
+            }
+        }
+        if let Some(last) = ready.committed_entries.last() {
+            self.log.applied = self.log.applied.max(last.index);
+        }
     }
 
     /// The peer's state.
     pub fn status(&self) -> Status {
-        todo!()
+        Status {
+            id: self.id,
+            term: self.term,
+            vote: self.vote,
+            role: self.role,
+            leader: self.leader,
+            commit_index: self.log.committed,
+            applied_index: self.log.applied,
+            last_index: self.log.last_index(),
+            last_term: self.log.last_term(),
+            persisted_index: self.log.persisted,
+        }
     }
 
     /// The whole log this peer holds in memory; `entries()[i]` has index `i + 1`.
     pub fn entries(&self) -> &[Entry] {
-        todo!()
+        self.log.all()
     }
 
     /// The entry at `index`, if this peer holds it.
     pub fn entry(&self, index: Index) -> Option<&Entry> {
-        let _ = index;
-        todo!()
+        self.log.entry(index)
     }
 
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub(super) fn hard_state(&self) -> HardState {
+        HardState { term: self.term, vote: self.vote }
+    }
+
+    /// The last index that may be handed to the service.
+    fn applicable_up_to(&self) -> Index {
+        if self.config.has_bug(Bug::ApplyUncommitted) {
+            return self.log.last_index();
+        }
+        self.log.committed
+    }
+
+    pub(super) fn send(&mut self, to: NodeId, body: MessageBody) {
+        self.outbox.push(Message { from: self.id, to, term: self.term, body });
+    }
+
+    pub(super) fn quorum(&self) -> usize {
+        self.config.peers.len() / 2 + 1
+    }
+
+    pub(super) fn other_peers(&self) -> Vec<NodeId> {
+        self.config.peers.iter().copied().filter(|&p| p != self.id).collect()
+    }
+
+    pub(super) fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        let base = self.config.election_tick;
+        self.randomized_election_timeout = self.rng.gen_range(base..2 * base);
+    }
+}
+
+/// Whether a message's contents are consistent with themselves: entries carry the indexes that
+/// follow `prev_log_index`, in one term order. Anything else came from a broken or hostile peer.
+fn is_well_formed(msg: &Message) -> bool {
+    match &msg.body {
+        MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, .. } => {
+            let mut prev = (*prev_log_index, *prev_log_term);
+            for e in entries {
+                if Some(e.index) != prev.0.checked_add(1) || e.term < prev.1 || e.term > msg.term {
+                    return false;
+                }
+                prev = (e.index, e.term);
+            }
+            true
+        }
+        _ => true,
     }
 }

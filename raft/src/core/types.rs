@@ -57,7 +57,8 @@ pub struct Message {
     pub body: MessageBody,
 }
 
-/// The protocol's message kinds (Figure 2, plus pre-vote, §9.6 of Ongaro's thesis).
+/// The protocol's message kinds (Figure 2, plus pre-vote (§9.6 of Ongaro's thesis) and
+/// separate heartbeats, as etcd's raft has them).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MessageBody {
     /// RequestVote, or with `pre_vote` the non-binding poll that precedes a real election.
@@ -71,23 +72,35 @@ pub enum MessageBody {
         entries: Vec<Entry>,
         leader_commit: Index,
     },
-    /// The answer to AppendEntries. On success `match_index` is the last index known to match
-    /// the leader's log. On failure, `conflict_term` and `conflict_index` let the leader skip a
-    /// whole term at once (§5.3, "fast backtracking"): `conflict_term` is the term of the
-    /// follower's entry at `prev_log_index` (None when its log is shorter) and `conflict_index`
-    /// the first index the follower holds of that term (or its last index + 1).
+    /// The answer to AppendEntries. On success `index` is the last index now known to match
+    /// the leader's log; on failure it is the rejected `prev_log_index`, so that the leader can
+    /// tell a stale rejection from a current one. On failure `conflict_term` and
+    /// `conflict_index` let the leader skip a whole term at once (§5.3, "fast backtracking"):
+    /// `conflict_term` is the term of the follower's entry at `prev_log_index` (None when its log
+    /// is shorter) and `conflict_index` the first index the follower holds of that term (or its
+    /// last index + 1 when its log is shorter).
     AppendEntriesResponse {
         success: bool,
-        match_index: Index,
+        index: Index,
         conflict_term: Option<Term>,
         conflict_index: Index,
     },
+    /// The leader's heartbeat. It carries no log check, so `commit` is capped by the sender at
+    /// what it knows the follower holds (its match index).
+    Heartbeat { commit: Index },
+    /// The answer to a heartbeat: the follower is alive and accepts this leader.
+    HeartbeatResponse,
 }
 
 impl MessageBody {
     /// Whether this is a request (counted as one RPC by the labs) rather than a reply.
     pub fn is_request(&self) -> bool {
-        matches!(self, MessageBody::RequestVote { .. } | MessageBody::AppendEntries { .. })
+        matches!(
+            self,
+            MessageBody::RequestVote { .. }
+                | MessageBody::AppendEntries { .. }
+                | MessageBody::Heartbeat { .. }
+        )
     }
 
     /// A short name for traces and logs.
@@ -99,6 +112,8 @@ impl MessageBody {
             MessageBody::RequestVoteResponse { pre_vote: false, .. } => "RequestVoteResponse",
             MessageBody::AppendEntries { .. } => "AppendEntries",
             MessageBody::AppendEntriesResponse { .. } => "AppendEntriesResponse",
+            MessageBody::Heartbeat { .. } => "Heartbeat",
+            MessageBody::HeartbeatResponse => "HeartbeatResponse",
         }
     }
 }

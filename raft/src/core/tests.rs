@@ -1,0 +1,593 @@
+//! Unit tests of the protocol core, one message at a time: the seed lab's P2Unit handler tests
+//! (AppendEntries receiver, the leader's reply handling, the commit rule) and the election rules.
+
+use super::progress::ReplicationState;
+use super::*;
+
+fn entry(index: Index, term: Term) -> Entry {
+    Entry { index, term, kind: EntryKind::Normal, data: vec![index as u8, term as u8] }
+}
+
+fn log_of(terms: &[Term]) -> Vec<Entry> {
+    terms.iter().enumerate().map(|(i, &t)| entry(i as Index + 1, t)).collect()
+}
+
+/// Peer `id` of a 3-peer cluster {1, 2, 3} at `term` holding a log with these terms.
+fn peer(id: NodeId, term: Term, terms: &[Term]) -> RawNode {
+    RawNode::new(Config::lab(id, vec![1, 2, 3]), HardState { term, vote: None }, log_of(terms), id)
+        .unwrap()
+}
+
+fn msg(from: NodeId, to: NodeId, term: Term, body: MessageBody) -> Message {
+    Message { from, to, term, body }
+}
+
+fn append(prev: (Index, Term), entries: Vec<Entry>, commit: Index) -> MessageBody {
+    MessageBody::AppendEntries {
+        prev_log_index: prev.0,
+        prev_log_term: prev.1,
+        entries,
+        leader_commit: commit,
+    }
+}
+
+/// Handles everything ready as a driver that persists at once would; returns the messages.
+fn flush(node: &mut RawNode) -> Vec<Message> {
+    let mut out = Vec::new();
+    while node.has_ready() {
+        let mut rd = node.ready();
+        out.append(&mut rd.messages);
+        node.advance(rd);
+    }
+    out
+}
+
+fn terms(node: &RawNode) -> Vec<Term> {
+    node.entries().iter().map(|e| e.term).collect()
+}
+
+/// The single reply an input produced.
+fn only_reply(node: &mut RawNode) -> Message {
+    let out = flush(node);
+    assert_eq!(out.len(), 1, "expected exactly one message, got {out:?}");
+    out.into_iter().next().unwrap()
+}
+
+/// Makes peer 1 the leader of `term` (through a real pre-vote and vote with peer 2).
+fn leader(term: Term, terms: &[Term]) -> RawNode {
+    let mut node = peer(1, term - 1, terms);
+    while node.status().role != Role::PreCandidate {
+        node.tick();
+    }
+    flush(&mut node);
+    node.step(msg(2, 1, term, MessageBody::RequestVoteResponse { pre_vote: true, granted: true }));
+    assert_eq!(node.status().role, Role::Candidate);
+    flush(&mut node);
+    node.step(msg(2, 1, term, MessageBody::RequestVoteResponse { pre_vote: false, granted: true }));
+    assert_eq!(node.status().role, Role::Leader);
+    assert_eq!(node.status().term, term);
+    flush(&mut node);
+    node
+}
+
+// ---- AppendEntries receiver (P2Unit) ----
+
+#[test]
+fn append_entries_old_term_p2unit() {
+    let mut f = peer(2, 3, &[1, 2]);
+    f.step(msg(1, 2, 2, append((2, 2), vec![entry(3, 2)], 3)));
+    let reply = only_reply(&mut f);
+    assert_eq!(reply.term, 3, "the reply tells the stale leader the newer term");
+    assert!(matches!(reply.body, MessageBody::AppendEntriesResponse { success: false, .. }));
+    assert_eq!(terms(&f), vec![1, 2], "a stale leader's entries are refused");
+    assert_eq!(f.status().commit_index, 0);
+}
+
+#[test]
+fn append_entries_new_term_p2unit() {
+    let mut f = peer(2, 1, &[1]);
+    f.step(msg(1, 2, 3, append((1, 1), vec![entry(2, 3)], 0)));
+    let st = f.status();
+    assert_eq!((st.term, st.role, st.leader, st.vote), (3, Role::Follower, Some(1), None));
+    let reply = only_reply(&mut f);
+    assert_eq!(reply.term, 3);
+    assert!(matches!(
+        reply.body,
+        MessageBody::AppendEntriesResponse { success: true, index: 2, .. }
+    ));
+    assert_eq!(terms(&f), vec![1, 3]);
+}
+
+#[test]
+fn append_entries_empty_log_p2unit() {
+    let mut f = peer(2, 1, &[]);
+    f.step(msg(1, 2, 1, append((0, 0), vec![entry(1, 1), entry(2, 1)], 1)));
+    let reply = only_reply(&mut f);
+    assert!(matches!(
+        reply.body,
+        MessageBody::AppendEntriesResponse { success: true, index: 2, .. }
+    ));
+    assert_eq!(terms(&f), vec![1, 1]);
+    assert_eq!(f.status().commit_index, 1);
+}
+
+#[test]
+fn append_entries_basic_p2unit() {
+    let mut f = peer(2, 2, &[1, 1]);
+    f.step(msg(1, 2, 2, append((2, 1), vec![entry(3, 2), entry(4, 2)], 3)));
+    let reply = only_reply(&mut f);
+    assert!(matches!(
+        reply.body,
+        MessageBody::AppendEntriesResponse { success: true, index: 4, .. }
+    ));
+    assert_eq!(terms(&f), vec![1, 1, 2, 2]);
+    assert_eq!(f.status().commit_index, 3);
+}
+
+#[test]
+fn append_entries_long_prev_index_p2unit() {
+    let mut f = peer(2, 2, &[1, 1]);
+    f.step(msg(1, 2, 2, append((5, 2), vec![entry(6, 2)], 5)));
+    let reply = only_reply(&mut f);
+    assert_eq!(
+        reply.body,
+        MessageBody::AppendEntriesResponse {
+            success: false,
+            index: 5,
+            conflict_term: None,
+            conflict_index: 3
+        },
+        "a follower with a shorter log names its next index"
+    );
+    assert_eq!(terms(&f), vec![1, 1]);
+    assert_eq!(f.status().commit_index, 0, "nothing past the matching prefix commits");
+}
+
+#[test]
+fn append_entries_longer_p2unit() {
+    // A delayed append whose entries the follower already holds must not cut the log.
+    let mut f = peer(2, 1, &[1, 1, 1, 1]);
+    f.step(msg(1, 2, 1, append((1, 1), vec![entry(2, 1)], 2)));
+    let reply = only_reply(&mut f);
+    assert!(matches!(
+        reply.body,
+        MessageBody::AppendEntriesResponse { success: true, index: 2, .. }
+    ));
+    assert_eq!(terms(&f), vec![1, 1, 1, 1]);
+    assert_eq!(
+        f.status().commit_index,
+        2,
+        "commit is capped at the last entry the append vouches for"
+    );
+}
+
+#[test]
+fn append_entries_conflict_one_p2unit() {
+    // The follower's entries of term 2 conflict with the leader's term-3 entry: they go.
+    let mut f = peer(2, 3, &[1, 1, 2, 2]);
+    f.step(msg(1, 2, 3, append((2, 1), vec![entry(3, 3)], 0)));
+    let reply = only_reply(&mut f);
+    assert!(matches!(
+        reply.body,
+        MessageBody::AppendEntriesResponse { success: true, index: 3, .. }
+    ));
+    assert_eq!(terms(&f), vec![1, 1, 3]);
+    let rd = f.ready();
+    assert!(rd.entries.is_empty(), "the truncated log was already handed out for persisting");
+}
+
+#[test]
+fn append_entries_conflict_two_p2unit() {
+    // The entry at prev_log_index has another term: the reply names that term and its first index.
+    let mut f = peer(2, 3, &[1, 1, 2, 2, 2]);
+    f.step(msg(1, 2, 3, append((4, 3), vec![entry(5, 3)], 0)));
+    let reply = only_reply(&mut f);
+    assert_eq!(
+        reply.body,
+        MessageBody::AppendEntriesResponse {
+            success: false,
+            index: 4,
+            conflict_term: Some(2),
+            conflict_index: 3
+        }
+    );
+    assert_eq!(terms(&f), vec![1, 1, 2, 2, 2], "a rejected append changes nothing");
+}
+
+#[test]
+fn append_entries_conflict_three_p2unit() {
+    // The conflicting term starts the log: its first index is 1.
+    let mut f = peer(2, 4, &[2, 2, 2]);
+    f.step(msg(1, 2, 4, append((3, 4), vec![], 0)));
+    let reply = only_reply(&mut f);
+    assert_eq!(
+        reply.body,
+        MessageBody::AppendEntriesResponse {
+            success: false,
+            index: 3,
+            conflict_term: Some(2),
+            conflict_index: 1
+        }
+    );
+}
+
+// ---- The leader's side (P2Unit) ----
+
+#[test]
+fn send_append_entries_no_op_p2unit() {
+    // A heartbeat changes no log; the follower answers and keeps following.
+    let mut l = leader(2, &[1, 1]);
+    for _ in 0..l.config().heartbeat_tick {
+        l.tick();
+    }
+    let beats: Vec<Message> = flush(&mut l);
+    assert_eq!(beats.len(), 2);
+    assert!(beats.iter().all(|m| matches!(m.body, MessageBody::Heartbeat { commit: 0 })));
+
+    let mut f = peer(2, 2, &[1, 1]);
+    f.step(beats.into_iter().find(|m| m.to == 2).unwrap());
+    assert_eq!(only_reply(&mut f).body, MessageBody::HeartbeatResponse);
+    assert_eq!(terms(&f), vec![1, 1]);
+    assert_eq!(f.status().leader, Some(1));
+}
+
+#[test]
+fn send_append_entries_stops_leading_p2unit() {
+    let mut l = leader(2, &[1]);
+    l.step(msg(
+        2,
+        1,
+        5,
+        MessageBody::AppendEntriesResponse {
+            success: false,
+            index: 0,
+            conflict_term: None,
+            conflict_index: 0,
+        },
+    ));
+    let st = l.status();
+    assert_eq!((st.role, st.term, st.leader), (Role::Follower, 5, None));
+    assert_eq!(l.propose(b"x".to_vec()), Err(NotLeader { leader: None }));
+}
+
+#[test]
+fn send_append_entries_success_update_indices_p2unit() {
+    let mut l = leader(2, &[1, 1]);
+    assert_eq!(l.progress[&2].next_index, 3);
+    assert_eq!(l.progress[&2].match_index, 0);
+    l.propose(b"a".to_vec()).unwrap();
+    l.propose(b"b".to_vec()).unwrap();
+    flush(&mut l);
+    l.step(msg(
+        2,
+        1,
+        2,
+        MessageBody::AppendEntriesResponse {
+            success: true,
+            index: 4,
+            conflict_term: None,
+            conflict_index: 0,
+        },
+    ));
+    let pr = &l.progress[&2];
+    assert_eq!((pr.match_index, pr.next_index, pr.state), (4, 5, ReplicationState::Replicate));
+    assert_eq!(l.status().commit_index, 4, "the leader and one follower are a majority of 3");
+}
+
+#[test]
+fn send_append_entries_failure_update_indices_p2unit() {
+    // Leader log terms [1,1,1,2,2,3,3]; follower holds [1,1,1,2,2,2,2,2,2] (conflict at 6).
+    let mut l = leader(4, &[1, 1, 1, 2, 2, 3, 3]);
+    assert_eq!(l.progress[&2].next_index, 8);
+    // The follower rejects prev 7 with its term 2 starting at 4: the leader has term 2 up to 5,
+    // so it retries right after its own last entry of that term.
+    l.step(msg(
+        2,
+        1,
+        4,
+        MessageBody::AppendEntriesResponse {
+            success: false,
+            index: 7,
+            conflict_term: Some(2),
+            conflict_index: 4,
+        },
+    ));
+    assert_eq!(l.progress[&2].next_index, 6);
+    let retry = flush(&mut l);
+    assert!(retry.iter().any(|m| m.to == 2
+        && matches!(&m.body, MessageBody::AppendEntries { prev_log_index: 5, prev_log_term: 2, entries, .. } if entries.len() == 2)));
+
+    // Peer 3 has a term the leader never had: back up to the follower's first index of it.
+    l.step(msg(
+        3,
+        1,
+        4,
+        MessageBody::AppendEntriesResponse {
+            success: false,
+            index: 7,
+            conflict_term: Some(9),
+            conflict_index: 3,
+        },
+    ));
+    assert_eq!(l.progress[&3].next_index, 3);
+    // A follower whose log is short names its length.
+    let mut l = leader(4, &[1, 1, 1, 2, 2, 3, 3]);
+    l.step(msg(
+        3,
+        1,
+        4,
+        MessageBody::AppendEntriesResponse {
+            success: false,
+            index: 7,
+            conflict_term: None,
+            conflict_index: 2,
+        },
+    ));
+    assert_eq!(l.progress[&3].next_index, 2);
+    // A stale rejection (for a prev index the leader no longer probes) changes nothing.
+    l.step(msg(
+        3,
+        1,
+        4,
+        MessageBody::AppendEntriesResponse {
+            success: false,
+            index: 7,
+            conflict_term: None,
+            conflict_index: 1,
+        },
+    ));
+    assert_eq!(l.progress[&3].next_index, 2);
+}
+
+#[test]
+fn update_commit_index_p2unit() {
+    // §5.4.2 / Figure 8: entries of an earlier term are not committed by counting replicas.
+    let mut l = leader(3, &[1, 2, 2]);
+    l.step(msg(
+        2,
+        1,
+        3,
+        MessageBody::AppendEntriesResponse {
+            success: true,
+            index: 3,
+            conflict_term: None,
+            conflict_index: 0,
+        },
+    ));
+    assert_eq!(
+        l.status().commit_index,
+        0,
+        "term-2 entries on a majority are not committed by a term-3 leader"
+    );
+    let (index, _) = l.propose(b"now".to_vec()).unwrap();
+    flush(&mut l);
+    assert_eq!(
+        l.status().commit_index,
+        0,
+        "a current-term entry on the leader alone is not committed"
+    );
+    l.step(msg(
+        2,
+        1,
+        3,
+        MessageBody::AppendEntriesResponse {
+            success: true,
+            index,
+            conflict_term: None,
+            conflict_index: 0,
+        },
+    ));
+    assert_eq!(
+        l.status().commit_index,
+        4,
+        "a current-term entry on a majority commits everything before it"
+    );
+    let rd = l.ready();
+    assert_eq!(rd.committed_entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+}
+
+// ---- Elections ----
+
+#[test]
+fn vote_requires_an_up_to_date_log() {
+    let mut f = peer(2, 2, &[1, 2, 2]);
+    // Shorter log of the same last term: refused.
+    f.step(msg(
+        3,
+        2,
+        3,
+        MessageBody::RequestVote { pre_vote: false, last_log_index: 2, last_log_term: 2 },
+    ));
+    let reply = only_reply(&mut f);
+    assert_eq!(reply.body, MessageBody::RequestVoteResponse { pre_vote: false, granted: false });
+    assert_eq!(f.status().vote, None);
+    // Later last term wins even with a shorter log; the vote is persisted before the grant.
+    f.step(msg(
+        1,
+        2,
+        3,
+        MessageBody::RequestVote { pre_vote: false, last_log_index: 1, last_log_term: 3 },
+    ));
+    let rd = f.ready();
+    assert_eq!(rd.hard_state, Some(HardState { term: 3, vote: Some(1) }));
+    assert_eq!(
+        rd.messages[0].body,
+        MessageBody::RequestVoteResponse { pre_vote: false, granted: true }
+    );
+    f.advance(rd);
+    // One vote per term.
+    f.step(msg(
+        3,
+        2,
+        3,
+        MessageBody::RequestVote { pre_vote: false, last_log_index: 9, last_log_term: 3 },
+    ));
+    assert_eq!(
+        only_reply(&mut f).body,
+        MessageBody::RequestVoteResponse { pre_vote: false, granted: false }
+    );
+}
+
+#[test]
+fn pre_vote_does_not_raise_terms() {
+    let mut f = peer(2, 2, &[1]);
+    f.step(msg(
+        3,
+        2,
+        3,
+        MessageBody::RequestVote { pre_vote: true, last_log_index: 1, last_log_term: 1 },
+    ));
+    let reply = only_reply(&mut f);
+    assert_eq!(reply.term, 3);
+    assert_eq!(reply.body, MessageBody::RequestVoteResponse { pre_vote: true, granted: true });
+    assert_eq!(f.status().term, 2, "answering a pre-vote changes neither term nor vote");
+    assert_eq!(f.status().vote, None);
+
+    // A pre-candidate that loses the poll stays in its term.
+    let mut c = peer(1, 2, &[1]);
+    while c.status().role != Role::PreCandidate {
+        c.tick();
+    }
+    let polls = flush(&mut c);
+    assert_eq!(polls.len(), 2);
+    assert!(polls
+        .iter()
+        .all(|m| m.term == 3 && matches!(m.body, MessageBody::RequestVote { pre_vote: true, .. })));
+    assert_eq!(c.status().term, 2);
+    c.step(msg(2, 1, 2, MessageBody::RequestVoteResponse { pre_vote: true, granted: false }));
+    c.step(msg(3, 1, 2, MessageBody::RequestVoteResponse { pre_vote: true, granted: false }));
+    assert_eq!((c.status().role, c.status().term), (Role::Follower, 2));
+}
+
+#[test]
+fn a_follower_with_a_live_leader_ignores_candidates() {
+    let mut f = peer(2, 2, &[1]);
+    f.step(msg(1, 2, 2, MessageBody::Heartbeat { commit: 0 }));
+    flush(&mut f);
+    f.step(msg(
+        3,
+        2,
+        3,
+        MessageBody::RequestVote { pre_vote: false, last_log_index: 5, last_log_term: 2 },
+    ));
+    assert!(flush(&mut f).is_empty());
+    assert_eq!(f.status().term, 2, "check-quorum's lease: the disruptive term is ignored");
+    for _ in 0..f.config().election_tick {
+        f.tick();
+    }
+    flush(&mut f);
+    let term = f.status().term;
+    f.step(msg(
+        3,
+        2,
+        term + 1,
+        MessageBody::RequestVote { pre_vote: false, last_log_index: 5, last_log_term: 2 },
+    ));
+    assert_eq!(
+        only_reply(&mut f).body,
+        MessageBody::RequestVoteResponse { pre_vote: false, granted: true }
+    );
+}
+
+#[test]
+fn check_quorum_deposes_an_isolated_leader() {
+    let mut l = leader(2, &[]);
+    let mut stepped_down_at = None;
+    for t in 1..=(3 * l.config().election_tick) {
+        l.tick();
+        flush(&mut l);
+        if l.status().role != Role::Leader {
+            stepped_down_at = Some(t);
+            break;
+        }
+    }
+    let t = stepped_down_at.expect("an isolated leader must step down");
+    assert!(t <= 2 * l.config().election_tick);
+    assert_eq!(l.status().term, 2);
+}
+
+#[test]
+fn malformed_and_misaddressed_messages_are_dropped() {
+    let mut f = peer(2, 1, &[1]);
+    // Entries that do not follow prev_log_index.
+    f.step(msg(1, 2, 1, append((1, 1), vec![entry(5, 1)], 5)));
+    // An unknown sender, and a message for another peer.
+    f.step(msg(9, 2, 7, MessageBody::Heartbeat { commit: 1 }));
+    f.step(msg(1, 3, 7, MessageBody::Heartbeat { commit: 1 }));
+    assert!(flush(&mut f).is_empty());
+    assert_eq!((f.status().term, f.status().last_index, f.status().commit_index), (1, 1, 0));
+    // A follower never commits past its log, whatever a heartbeat claims.
+    f.step(msg(1, 2, 1, MessageBody::Heartbeat { commit: 1_000_000 }));
+    flush(&mut f);
+    assert_eq!(f.status().commit_index, 1);
+}
+
+// ---- Small whole clusters on a perfect network ----
+
+/// Delivers every message at once, in order, until the cluster is quiet.
+fn settle(nodes: &mut [RawNode], applied: &mut [Vec<Entry>]) {
+    let mut queue: std::collections::VecDeque<Message> = Default::default();
+    loop {
+        for (i, n) in nodes.iter_mut().enumerate() {
+            while n.has_ready() {
+                let mut rd = n.ready();
+                queue.extend(rd.messages.drain(..));
+                applied[i].extend(rd.committed_entries.iter().cloned());
+                n.advance(rd);
+            }
+        }
+        let Some(m) = queue.pop_front() else { return };
+        nodes[(m.to - 1) as usize].step(m);
+    }
+}
+
+fn cluster(n: u64, config: impl Fn(NodeId, Vec<NodeId>) -> Config) -> Vec<RawNode> {
+    let peers: Vec<NodeId> = (1..=n).collect();
+    peers
+        .iter()
+        .map(|&id| {
+            RawNode::new(config(id, peers.clone()), HardState::default(), vec![], id * 31).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_cluster_elects_one_leader_and_replicates_in_order() {
+    let mut nodes = cluster(5, Config::lab);
+    let mut applied = vec![Vec::new(); 5];
+    let mut ticks = 0;
+    while !nodes.iter().any(|n| n.status().role == Role::Leader) {
+        nodes.iter_mut().for_each(RawNode::tick);
+        settle(&mut nodes, &mut applied);
+        ticks += 1;
+        assert!(ticks < 1000, "no leader elected");
+    }
+    let leaders: Vec<_> = nodes.iter().filter(|n| n.status().role == Role::Leader).collect();
+    assert_eq!(leaders.len(), 1);
+    let lid = leaders[0].status().id as usize - 1;
+    for i in 0..100u8 {
+        let (index, _) = nodes[lid].propose(vec![i]).unwrap();
+        assert_eq!(index, i as u64 + 1);
+        settle(&mut nodes, &mut applied);
+    }
+    for _ in 0..nodes[0].config().heartbeat_tick {
+        nodes.iter_mut().for_each(RawNode::tick);
+        settle(&mut nodes, &mut applied);
+    }
+    for a in &applied {
+        assert_eq!(a.iter().map(|e| e.data[0]).collect::<Vec<_>>(), (0..100u8).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn a_service_leader_commits_its_noop_at_once() {
+    let mut nodes = cluster(3, Config::service);
+    let mut applied = vec![Vec::new(); 3];
+    while !nodes.iter().any(|n| n.status().role == Role::Leader) {
+        nodes.iter_mut().for_each(RawNode::tick);
+        settle(&mut nodes, &mut applied);
+    }
+    let leader = nodes.iter().find(|n| n.status().role == Role::Leader).unwrap();
+    assert_eq!(leader.status().commit_index, 1);
+    assert_eq!(leader.entry(1).unwrap().kind, EntryKind::Noop);
+}
