@@ -1,0 +1,92 @@
+//! The hard state file: `magic (8 bytes) | crc32 of payload (u32 LE) | postcard(HardState)`.
+//!
+//! It is only ever replaced whole ([`write_atomically`]), so it is never seen half-written; the
+//! checksum catches damage at rest.
+
+use std::fs::{self, File};
+use std::io::ErrorKind;
+use std::path::Path;
+
+use super::fsutil::write_atomically;
+use crate::core::HardState;
+use crate::storage::{Corruption, StorageError};
+
+/// The hard state file's name within the storage directory.
+pub(crate) const FILE_NAME: &str = "hardstate";
+
+const MAGIC: &[u8; 8] = b"RAFTHS01";
+const PAYLOAD_AT: usize = MAGIC.len() + 4;
+
+/// The file's bytes for `hard_state`.
+pub(crate) fn encode(hard_state: &HardState) -> Vec<u8> {
+    let payload = postcard::to_allocvec(hard_state).expect("postcard encodes a hard state");
+    let mut out = Vec::with_capacity(PAYLOAD_AT + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Decodes the file's bytes; on damage, the offset and what is wrong.
+pub(crate) fn decode(bytes: &[u8]) -> Result<HardState, (u64, Corruption)> {
+    let bad = |offset: usize, why: &str| (offset as u64, Corruption::HardState(why.to_string()));
+    if bytes.len() < PAYLOAD_AT {
+        return Err(bad(0, "shorter than its header"));
+    }
+    if &bytes[..MAGIC.len()] != MAGIC {
+        return Err(bad(0, "wrong magic"));
+    }
+    let crc = u32::from_le_bytes(bytes[MAGIC.len()..PAYLOAD_AT].try_into().expect("4 bytes"));
+    let payload = &bytes[PAYLOAD_AT..];
+    if crc32fast::hash(payload) != crc {
+        return Err(bad(PAYLOAD_AT, "checksum mismatch"));
+    }
+    match postcard::take_from_bytes::<HardState>(payload) {
+        Ok((hard_state, [])) => Ok(hard_state),
+        Ok(_) => Err(bad(PAYLOAD_AT, "trailing bytes after the payload")),
+        Err(e) => Err(bad(PAYLOAD_AT, &format!("undecodable payload: {e}"))),
+    }
+}
+
+/// Reads the hard state file at `path`; `None` when it does not exist.
+pub(crate) fn load(path: &Path) -> Result<Option<HardState>, StorageError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StorageError::io("read", path, e)),
+    };
+    decode(&bytes).map(Some).map_err(|(offset, kind)| StorageError::corrupt(path, offset, kind))
+}
+
+/// Replaces the hard state file at `path` atomically and durably.
+pub(crate) fn store(
+    dir: &File,
+    dir_path: &Path,
+    path: &Path,
+    hard_state: &HardState,
+) -> Result<(), StorageError> {
+    write_atomically(dir, dir_path, path, &encode(hard_state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        for hs in [HardState::default(), HardState { term: u64::MAX, vote: Some(0) }] {
+            assert_eq!(decode(&encode(&hs)), Ok(hs));
+        }
+    }
+
+    #[test]
+    fn every_flipped_byte_and_every_cut_is_refused() {
+        let bytes = encode(&HardState { term: 9, vote: Some(3) });
+        for at in 0..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 0x40;
+            assert!(decode(&flipped).is_err(), "flip at {at}");
+            assert!(decode(&bytes[..at]).is_err(), "cut at {at}");
+        }
+    }
+}
