@@ -83,10 +83,7 @@ pub fn encode_frame_into<T: Serialize + ?Sized>(
     let payload_len = buf.len() - start - HEADER_LEN;
     let Ok(len) = u32::try_from(payload_len) else {
         buf.truncate(start);
-        return Err(FrameError::TooLong {
-            len: payload_len as u64,
-            max: u32::MAX as usize,
-        });
+        return Err(FrameError::TooLong { len: payload_len as u64, max: u32::MAX as usize });
     };
     buf[start..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
     Ok(buf.len() - start)
@@ -95,10 +92,8 @@ pub fn encode_frame_into<T: Serialize + ?Sized>(
 /// Wraps an already-encoded payload in a frame, e.g. to forward a payload read by
 /// [`read_frame`] unchanged.
 pub fn frame_payload(payload: &[u8]) -> Result<Vec<u8>, FrameError> {
-    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLong {
-        len: payload.len() as u64,
-        max: u32::MAX as usize,
-    })?;
+    let len = u32::try_from(payload.len())
+        .map_err(|_| FrameError::TooLong { len: payload.len() as u64, max: u32::MAX as usize })?;
     let mut buf = Vec::with_capacity(HEADER_LEN + payload.len());
     buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(payload);
@@ -127,26 +122,17 @@ where
             if got == 0 {
                 return Ok(None);
             }
-            return Err(FrameError::Truncated {
-                expected: HEADER_LEN as u64,
-                got: got as u64,
-            });
+            return Err(FrameError::Truncated { expected: HEADER_LEN as u64, got: got as u64 });
         }
         got += n;
     }
     let len = u32::from_be_bytes(header);
     if len as u64 > max_len as u64 {
-        return Err(FrameError::TooLong {
-            len: len as u64,
-            max: max_len,
-        });
+        return Err(FrameError::TooLong { len: len as u64, max: max_len });
     }
     let len = len as usize;
     let mut payload = Vec::with_capacity(len.min(64 << 10));
-    let read = (&mut *reader)
-        .take(len as u64)
-        .read_to_end(&mut payload)
-        .await?;
+    let read = (&mut *reader).take(len as u64).read_to_end(&mut payload).await?;
     if read < len {
         return Err(FrameError::Truncated {
             expected: (HEADER_LEN + len) as u64,
@@ -159,16 +145,10 @@ where
 /// Decodes a payload read by [`read_frame`]. The payload must hold exactly one value: trailing
 /// bytes are an error.
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
-    let (value, rest) =
-        postcard::take_from_bytes(payload).map_err(|source| FrameError::Decode {
-            len: payload.len(),
-            source,
-        })?;
+    let (value, rest) = postcard::take_from_bytes(payload)
+        .map_err(|source| FrameError::Decode { len: payload.len(), source })?;
     if !rest.is_empty() {
-        return Err(FrameError::TrailingBytes {
-            len: payload.len(),
-            extra: rest.len(),
-        });
+        return Err(FrameError::TrailingBytes { len: payload.len(), extra: rest.len() });
     }
     Ok(value)
 }
@@ -183,10 +163,7 @@ mod tests {
             from: 1,
             to: 2,
             term: n,
-            body: MessageBody::RequestVoteResponse {
-                pre_vote: false,
-                granted: n % 2 == 0,
-            },
+            body: MessageBody::RequestVoteResponse { pre_vote: false, granted: n % 2 == 0 },
         }
     }
 
@@ -216,9 +193,6 @@ mod tests {
         assert_eq!(decode::<Message>(&payload).unwrap(), msg(7));
         payload.push(0);
         let err = decode::<Message>(&payload).unwrap_err();
-        assert!(
-            matches!(err, FrameError::TrailingBytes { extra: 1, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, FrameError::TrailingBytes { extra: 1, .. }), "{err}");
     }
 }

@@ -60,7 +60,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use config::TransportConfig;
-pub use frame::{decode, encode_frame, read_frame, FrameError, DEFAULT_MAX_FRAME_LEN};
+pub use frame::{
+    decode, encode_frame, encode_frame_into, frame_payload, read_frame, FrameError,
+    DEFAULT_MAX_FRAME_LEN, HEADER_LEN,
+};
 pub use stats::{LinkState, PeerStats, TransportStats};
 
 use crate::{Message, NodeId};
@@ -110,9 +113,8 @@ impl Transport {
     ) -> (Transport, mpsc::Receiver<Message>) {
         let config = Arc::new(config.normalized());
         // Read before the listener moves into its task; a bound listener always has one.
-        let local_addr = listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let local_addr =
+            listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let counters = Arc::new(SharedCounters::default());
         let (stop, stop_rx) = watch::channel(false);
         let (deliver, inbox) = mpsc::channel(config.inbound_queue_len);
@@ -137,15 +139,8 @@ impl Transport {
             links.insert(peer, handle);
         }
 
-        let transport = Transport {
-            id,
-            local_addr,
-            links,
-            counters,
-            stop,
-            accept: Some(accept),
-            links_tasks,
-        };
+        let transport =
+            Transport { id, local_addr, links, counters, stop, accept: Some(accept), links_tasks };
         (transport, inbox)
     }
 
@@ -188,9 +183,7 @@ impl Transport {
     /// Follows the state of the outbound link to `peer` (None for an unknown peer): wait for
     /// it to connect, or count its failed attempts.
     pub fn watch_link(&self, peer: NodeId) -> Option<watch::Receiver<LinkState>> {
-        self.links
-            .get(&peer)
-            .map(|link| link.shared.state.subscribe())
+        self.links.get(&peer).map(|link| link.shared.state.subscribe())
     }
 
     /// Stops accepting, closes every connection and the listener, and waits until all of the

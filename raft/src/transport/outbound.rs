@@ -63,20 +63,8 @@ pub(crate) fn link(
         counters: LinkCounters::default(),
         state: watch::Sender::new(LinkState::default()),
     });
-    let handle = LinkHandle {
-        queue: tx,
-        shared: shared.clone(),
-    };
-    (
-        handle,
-        Link {
-            peer,
-            addr,
-            queue: rx,
-            shared,
-            config,
-        },
-    )
+    let handle = LinkHandle { queue: tx, shared: shared.clone() };
+    (handle, Link { peer, addr, queue: rx, shared, config })
 }
 
 /// How a connection ended.
