@@ -1,7 +1,7 @@
 //! The frame codec: length prefix, limits, truncation and decoding, over in-memory streams.
 
 use raft::transport::{
-    decode, encode_frame, frame_payload, read_frame, FrameError, DEFAULT_MAX_FRAME_LEN,
+    decode, encode_frame, frame_payload, read_frame, FrameError, FrameReader, DEFAULT_MAX_FRAME_LEN,
 };
 use raft::{Entry, EntryKind, Message, MessageBody};
 use tokio::io::AsyncWriteExt;
@@ -154,4 +154,82 @@ fn frame_payload_wraps_what_encode_frame_produces() {
     assert_eq!(len, frame.len() - 4);
     assert_eq!(frame_payload(&frame[4..]).unwrap(), frame);
     assert_eq!(decode::<Message>(&frame[4..]).unwrap(), append(2, 5));
+}
+
+#[tokio::test]
+async fn frame_reader_reads_frames_in_order_then_clean_eof() {
+    let sent = vec![vote(1), append(2, 0), append(3, 200_000), vote(4)];
+    let mut bytes = Vec::new();
+    for m in &sent {
+        bytes.extend(encode_frame(m).unwrap());
+    }
+    let mut frames = FrameReader::new(&bytes[..], DEFAULT_MAX_FRAME_LEN);
+    let mut got = Vec::new();
+    while let Some(payload) = frames.next_frame().await.unwrap() {
+        got.push(decode::<Message>(&payload).unwrap());
+    }
+    assert_eq!(got, sent);
+    assert!(frames.buffered().is_empty());
+}
+
+#[tokio::test]
+async fn frame_reader_loses_nothing_when_cancelled_mid_frame() {
+    let sent = vec![append(2, 1000), vote(3), vote(4), append(5, 10)];
+    let mut bytes = Vec::new();
+    for m in &sent {
+        bytes.extend(encode_frame(m).unwrap());
+    }
+    let (mut writer, reader) = tokio::io::duplex(64);
+    let mut frames = FrameReader::new(reader, DEFAULT_MAX_FRAME_LEN);
+    let mut got = Vec::new();
+    let mut cancelled = 0;
+    for chunk in bytes.chunks(3) {
+        writer.write_all(chunk).await.unwrap();
+        // Take every frame that is complete; the first poll that has to wait is abandoned.
+        loop {
+            tokio::select! {
+                biased;
+                frame = frames.next_frame() => {
+                    got.push(decode::<Message>(&frame.unwrap().unwrap()).unwrap());
+                }
+                _ = std::future::ready(()) => {
+                    cancelled += 1;
+                    break;
+                }
+            }
+        }
+    }
+    assert!(cancelled > sent.len(), "reads were abandoned mid-frame");
+    assert_eq!(got, sent);
+    drop(writer);
+    assert_eq!(frames.next_frame().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn frame_reader_reports_truncation_and_oversize_like_read_frame() {
+    let mut frames = FrameReader::new(&[0u8, 0, 0][..], 16);
+    let err = frames.next_frame().await.unwrap_err();
+    assert!(matches!(err, FrameError::Truncated { expected: 4, got: 3 }), "{err:?}");
+
+    let mut bytes = 100u32.to_be_bytes().to_vec();
+    bytes.extend([7; 10]);
+    let mut frames = FrameReader::new(&bytes[..], 1000);
+    let err = frames.next_frame().await.unwrap_err();
+    assert!(matches!(err, FrameError::Truncated { expected: 104, got: 14 }), "{err:?}");
+
+    let mut bytes = u32::MAX.to_be_bytes().to_vec();
+    bytes.extend([1, 2, 3]);
+    let mut frames = FrameReader::new(&bytes[..], DEFAULT_MAX_FRAME_LEN);
+    let err = frames.next_frame().await.unwrap_err();
+    assert!(
+        matches!(err, FrameError::TooLong { len, max } if len == u32::MAX as u64 && max == DEFAULT_MAX_FRAME_LEN),
+        "{err:?}"
+    );
+
+    let mut bytes = frame_payload(&[5; 8]).unwrap();
+    bytes.extend(frame_payload(&[5; 9]).unwrap());
+    let mut frames = FrameReader::new(&bytes[..], 8);
+    assert_eq!(frames.next_frame().await.unwrap(), Some(vec![5; 8]));
+    let err = frames.next_frame().await.unwrap_err();
+    assert!(matches!(err, FrameError::TooLong { len: 9, max: 8 }), "{err:?}");
 }

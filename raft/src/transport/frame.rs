@@ -107,9 +107,10 @@ pub fn frame_payload(payload: &[u8]) -> Result<Vec<u8>, FrameError> {
 /// with the bytes that actually arrive, so a peer cannot make the reader allocate by lying
 /// about the length.
 ///
-/// Not cancel-safe: if the future is dropped part way, the stream is no longer at a frame
-/// boundary and should be closed. Wrap a raw socket in a [`tokio::io::BufReader`] when reading
-/// many small frames.
+/// Not cancel-safe: if the future is dropped part way (say, another branch of a
+/// `tokio::select!` wins), the bytes already read are lost and the stream is no longer at a
+/// frame boundary. Use a [`FrameReader`](super::FrameReader) there; it also buffers, which
+/// saves system calls when reading many small frames from a socket.
 pub async fn read_frame<R>(reader: &mut R, max_len: usize) -> Result<Option<Vec<u8>>, FrameError>
 where
     R: AsyncRead + Unpin + ?Sized,

@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use super::frame::{decode, read_frame, FrameError, HEADER_LEN};
+use super::frame::{decode, FrameError, HEADER_LEN};
+use super::reader::FrameReader;
 use super::stats::SharedCounters;
 use crate::{Message, NodeId};
 
@@ -62,9 +62,9 @@ impl Inbound {
 
     /// Reads frames from one connection until it ends or sends something malformed.
     async fn read_connection(self, stream: TcpStream, peer: SocketAddr) {
-        let mut reader = BufReader::with_capacity(64 << 10, stream);
+        let mut frames = FrameReader::new(stream, self.max_frame_len);
         loop {
-            let payload = match read_frame(&mut reader, self.max_frame_len).await {
+            let payload = match frames.next_frame().await {
                 Ok(Some(payload)) => payload,
                 Ok(None) => {
                     debug!(%peer, "inbound connection closed by the peer");

@@ -48,6 +48,7 @@ mod config;
 pub mod frame;
 mod inbound;
 mod outbound;
+mod reader;
 mod stats;
 
 use std::collections::{BTreeMap, HashMap};
@@ -64,6 +65,7 @@ pub use frame::{
     decode, encode_frame, encode_frame_into, frame_payload, read_frame, FrameError,
     DEFAULT_MAX_FRAME_LEN, HEADER_LEN,
 };
+pub use reader::FrameReader;
 pub use stats::{LinkState, PeerStats, TransportStats};
 
 use crate::{Message, NodeId};
