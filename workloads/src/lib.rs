@@ -1,1 +1,17 @@
 //! Operation generators and sequential models.
+//!
+//! The models implement [`checker::Model`] as pure functions:
+//! - [`CasRegister`] (`cas-register`): read, write and cas on a register per key that
+//!   starts absent;
+//! - [`Kv`] (`kv`): get, put and append on a string per key that starts empty.
+
+#![warn(missing_docs)]
+
+pub mod kv;
+pub mod register;
+
+pub use kv::{Kv, KvOp};
+pub use register::{CasRegister, RegisterOp};
+
+/// The names of the models, as given on the command line.
+pub const MODEL_NAMES: [&str; 2] = ["cas-register", "kv"];

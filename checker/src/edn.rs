@@ -1,0 +1,245 @@
+//! A small reader for the EDN values that appear in Jepsen histories, producing JSON
+//! values: keywords become strings without their colon, `nil` becomes `null`, vectors,
+//! lists and sets become arrays, maps become objects (keys as strings).
+
+use serde_json::{Map, Number, Value};
+
+/// Parses exactly one EDN value from `text` (surrounding white space allowed).
+pub(crate) fn parse(text: &str) -> Result<Value, String> {
+    let mut p = Parser { s: text.as_bytes(), pos: 0 };
+    let v = p.value()?;
+    p.skip_ws();
+    if p.pos != p.s.len() {
+        return Err(format!("unexpected text after the value at column {}", p.pos + 1));
+    }
+    Ok(v)
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    pos: usize,
+}
+
+fn is_delim(b: u8) -> bool {
+    b.is_ascii_whitespace()
+        || matches!(b, b',' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'"' | b';')
+}
+
+impl Parser<'_> {
+    fn skip_ws(&mut self) {
+        while self.pos < self.s.len() {
+            match self.s[self.pos] {
+                b' ' | b'\t' | b'\n' | b'\r' | b',' => self.pos += 1,
+                b';' => {
+                    while self.pos < self.s.len() && self.s[self.pos] != b'\n' {
+                        self.pos += 1;
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+
+    fn value(&mut self) -> Result<Value, String> {
+        self.skip_ws();
+        let Some(&b) = self.s.get(self.pos) else {
+            return Err("unexpected end of line: a value is missing".into());
+        };
+        match b {
+            b'{' => {
+                self.pos += 1;
+                self.map()
+            }
+            b'[' => {
+                self.pos += 1;
+                self.seq(b']').map(Value::Array)
+            }
+            b'(' => {
+                self.pos += 1;
+                self.seq(b')').map(Value::Array)
+            }
+            b'#' => {
+                self.pos += 1;
+                match self.s.get(self.pos) {
+                    Some(b'{') => {
+                        self.pos += 1;
+                        self.seq(b'}').map(Value::Array)
+                    }
+                    Some(b'_') => {
+                        // discard the next form
+                        self.pos += 1;
+                        self.value()?;
+                        self.value()
+                    }
+                    _ => {
+                        // a tagged literal such as #inst "..." or #uuid "...": keep the value
+                        self.token();
+                        self.value()
+                    }
+                }
+            }
+            b'"' => {
+                self.pos += 1;
+                self.string().map(Value::String)
+            }
+            b')' | b']' | b'}' => {
+                Err(format!("unexpected '{}' at column {}", b as char, self.pos + 1))
+            }
+            _ => {
+                let start = self.pos;
+                let tok = self.token();
+                atom(tok).ok_or_else(|| format!("cannot read {tok:?} at column {}", start + 1))
+            }
+        }
+    }
+
+    fn token(&mut self) -> &str {
+        let start = self.pos;
+        while self.pos < self.s.len() && !is_delim(self.s[self.pos]) {
+            self.pos += 1;
+        }
+        // the slice ends on an ASCII delimiter or the end, so it is valid UTF-8
+        std::str::from_utf8(&self.s[start..self.pos]).unwrap_or("")
+    }
+
+    fn seq(&mut self, close: u8) -> Result<Vec<Value>, String> {
+        let mut out = Vec::new();
+        loop {
+            self.skip_ws();
+            match self.s.get(self.pos) {
+                None => return Err(format!("unexpected end of line: missing '{}'", close as char)),
+                Some(&b) if b == close => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some(_) => out.push(self.value()?),
+            }
+        }
+    }
+
+    fn map(&mut self) -> Result<Value, String> {
+        let items = self.seq(b'}')?;
+        if items.len() % 2 != 0 {
+            return Err("a map has a key without a value".into());
+        }
+        let mut m = Map::new();
+        let mut it = items.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            let k = match k {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            m.insert(k, v);
+        }
+        Ok(Value::Object(m))
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        let mut out = String::new();
+        loop {
+            let start = self.pos;
+            while self.pos < self.s.len() && self.s[self.pos] != b'"' && self.s[self.pos] != b'\\' {
+                self.pos += 1;
+            }
+            out.push_str(std::str::from_utf8(&self.s[start..self.pos]).map_err(|e| e.to_string())?);
+            match self.s.get(self.pos) {
+                None => return Err("unexpected end of line inside a string".into()),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some(_) => {
+                    let esc = *self
+                        .s
+                        .get(self.pos + 1)
+                        .ok_or("unexpected end of line inside a string")?;
+                    self.pos += 2;
+                    match esc {
+                        b'n' => out.push('\n'),
+                        b't' => out.push('\t'),
+                        b'r' => out.push('\r'),
+                        b'b' => out.push('\u{8}'),
+                        b'f' => out.push('\u{c}'),
+                        b'"' => out.push('"'),
+                        b'\\' => out.push('\\'),
+                        b'u' => {
+                            let hex = self
+                                .s
+                                .get(self.pos..self.pos + 4)
+                                .and_then(|h| std::str::from_utf8(h).ok())
+                                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                                .and_then(char::from_u32)
+                                .ok_or("bad \\u escape in a string")?;
+                            out.push(hex);
+                            self.pos += 4;
+                        }
+                        other => {
+                            return Err(format!("unknown escape \\{} in a string", other as char))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn atom(tok: &str) -> Option<Value> {
+    match tok {
+        "" => None,
+        "nil" => Some(Value::Null),
+        "true" => Some(Value::Bool(true)),
+        "false" => Some(Value::Bool(false)),
+        _ if tok.starts_with(':') && tok.len() > 1 => Some(Value::String(tok[1..].to_string())),
+        _ => {
+            let first = tok.as_bytes()[0];
+            let numeric = first.is_ascii_digit()
+                || ((first == b'-' || first == b'+')
+                    && tok.len() > 1
+                    && tok.as_bytes()[1].is_ascii_digit());
+            if numeric {
+                let t = tok.strip_suffix('N').unwrap_or(tok);
+                if let Ok(i) = t.parse::<i64>() {
+                    return Some(Value::Number(i.into()));
+                }
+                if let Ok(u) = t.parse::<u64>() {
+                    return Some(Value::Number(u.into()));
+                }
+                let t = tok.strip_suffix('M').unwrap_or(tok);
+                return t.parse::<f64>().ok().and_then(Number::from_f64).map(Value::Number);
+            }
+            // a symbol: keep its name
+            Some(Value::String(tok.to_string()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_jepsen_op_maps() {
+        let v = parse(r#"{:process 0, :type :ok, :f :get, :key "9", :value "x 6 0 yx \"2\" 0 y"}"#)
+            .unwrap();
+        assert_eq!(
+            v,
+            json!({"process":0,"type":"ok","f":"get","key":"9","value":"x 6 0 yx \"2\" 0 y"})
+        );
+        assert_eq!(parse("[3 0]").unwrap(), json!([3, 0]));
+        assert_eq!(parse("nil").unwrap(), Value::Null);
+        assert_eq!(parse(":timed-out").unwrap(), json!("timed-out"));
+        assert_eq!(parse("#{1 2} ").unwrap(), json!([1, 2]));
+        assert_eq!(parse("-3").unwrap(), json!(-3));
+    }
+
+    #[test]
+    fn rejects_truncated_values() {
+        assert!(parse("{:process 0, :type").is_err());
+        assert!(parse("[3 0").is_err());
+        assert!(parse("\"abc").is_err());
+        assert!(parse("").is_err());
+        assert!(parse("1 2").is_err());
+        assert!(parse("{:a}").is_err());
+    }
+}

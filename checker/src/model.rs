@@ -1,0 +1,94 @@
+//! The sequential specification a history is checked against.
+
+use std::hash::Hash;
+
+use serde_json::Value;
+
+use crate::ops::{Operation, Outcome};
+
+/// A sequential model, as pure functions. Implementations live outside this crate
+/// (the `workloads` crate has `cas-register` and `kv`).
+///
+/// The checker calls [`Model::parse`] once per operation, partitions the operations
+/// with [`Model::partition`], and searches each partition for a linearization with
+/// [`Model::step`], starting from [`Model::init`]. States are interned and transitions
+/// memoised by the checker, so `step` is called once per distinct (state, operation).
+pub trait Model: Sync {
+    /// The state of one partition.
+    type State: Clone + Eq + Hash + Send;
+    /// An operation in the model's own terms: the input, and the output if known.
+    type Op: Send + Sync;
+
+    /// The model's name, as given on the command line.
+    fn name(&self) -> &str;
+
+    /// Turns an operation into the model's terms. Returns `Ok(None)` for an operation
+    /// that can be dropped because it neither changes the state nor observes anything
+    /// (for instance, a read whose result is unknown). An error message says what is
+    /// wrong with the operation's function or values, and on which of its events.
+    ///
+    /// When `op.outcome` is [`Outcome::Unknown`] the operation may or may not have
+    /// taken effect; the checker already allows it to never take effect, so `step` only
+    /// needs to describe the case where it does.
+    fn parse(&self, op: &Operation) -> Result<Option<Self::Op>, OpError>;
+
+    /// The partition an operation belongs to; partitions are checked independently.
+    /// The default partitions by the operation's key (`None`: the single partition).
+    fn partition(&self, op: &Operation) -> Option<String> {
+        op.key.as_ref().map(Value::to_string)
+    }
+
+    /// The initial state of every partition.
+    fn init(&self) -> Self::State;
+
+    /// Applies `op` in `state`: the new state, or `None` if the model refuses it
+    /// (its output cannot be produced in this state).
+    fn step(&self, state: &Self::State, op: &Self::Op) -> Option<Self::State>;
+
+    /// Why `step(state, op)` refuses the operation, in words.
+    fn refusal(&self, state: &Self::State, op: &Self::Op) -> String;
+
+    /// The state, in words or as a short value.
+    fn describe_state(&self, state: &Self::State) -> String;
+}
+
+/// Why an operation does not fit a model: which of its events is wrong, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpError {
+    /// True when the completion's value is at fault, false for the invocation.
+    pub in_completion: bool,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl OpError {
+    /// A problem with the invocation (its function or argument).
+    pub fn invocation(message: impl Into<String>) -> Self {
+        OpError { in_completion: false, message: message.into() }
+    }
+
+    /// A problem with the completion's value.
+    pub fn completion(message: impl Into<String>) -> Self {
+        OpError { in_completion: true, message: message.into() }
+    }
+}
+
+/// A short generic description of an operation: `read -> 3`, `write 4 -> ok`,
+/// `cas [4,1] -> unknown`.
+pub fn describe_operation(op: &Operation) -> String {
+    let mut s = op.f.clone();
+    if !op.value.is_null() {
+        s.push(' ');
+        s.push_str(&op.value.to_string());
+    }
+    s.push_str(" -> ");
+    match &op.outcome {
+        Outcome::Ok(v) if !op.value.is_null() && (v.is_null() || *v == op.value) => {
+            s.push_str("ok")
+        }
+        Outcome::Ok(v) => s.push_str(&v.to_string()),
+        Outcome::Unknown if op.complete.is_some() => s.push_str("unknown (info)"),
+        Outcome::Unknown => s.push_str("unknown (never completed)"),
+    }
+    s
+}
