@@ -198,12 +198,14 @@ mod tests {
 
     fn segment(first: Index, entries: usize, sync_every: usize) -> Vec<u8> {
         let mut bytes = header(first);
-        for i in 0..entries as u64 {
-            let entry =
-                Entry { index: first + i, term: 1, kind: EntryKind::Normal, data: vec![7; 30] };
-            record::encode_entry(&entry, &mut bytes);
-            if (i as usize + 1) % sync_every == 0 {
-                record::encode_sync(first + i, &mut bytes);
+        let indexes: Vec<Index> = (first..first + entries as u64).collect();
+        for batch in indexes.chunks(sync_every) {
+            for &index in batch {
+                let entry = Entry { index, term: 1, kind: EntryKind::Normal, data: vec![7; 30] };
+                record::encode_entry(&entry, &mut bytes);
+            }
+            if batch.len() == sync_every {
+                record::encode_sync(*batch.last().expect("a batch is not empty"), &mut bytes);
             }
         }
         bytes
