@@ -1,0 +1,505 @@
+//! The simulated world: virtual time, an event queue, the peers and the network between them.
+//!
+//! Everything runs in one thread. Events (a peer's tick, a message's arrival) are ordered by
+//! `(time, sequence number)`, and every random choice comes from generators derived from the
+//! seed, so a run is exactly reproducible from its seed.
+
+use super::invariants::{CommittedEntry, Invariants};
+use super::network::{Fate, Network};
+use super::node::SimNode;
+use super::trace::{DropReason, MsgSummary, Trace, TraceKind};
+use crate::core::{Bug, Config, Index, Message, NodeId, RawNode, Role, Status, Term};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::fmt::Write as _;
+
+/// How to build a simulated cluster.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// How many peers; they get ids `0..nodes`.
+    pub nodes: usize,
+    /// The seed every random choice derives from.
+    pub seed: u64,
+    /// Virtual milliseconds per tick of the protocol core.
+    pub tick_ms: u64,
+    /// How many recent events the trace keeps.
+    pub trace_len: usize,
+    /// The protocol configuration of peer `id` among `peers` (default [`Config::lab`]).
+    pub profile: fn(NodeId, Vec<NodeId>) -> Config,
+    /// A deliberately broken variant for every peer (only with the cargo feature `bugs`).
+    pub bug: Option<Bug>,
+}
+
+impl SimConfig {
+    /// `nodes` peers with the lab profile, 10 ms ticks and a trace of 100 events.
+    pub fn new(nodes: usize, seed: u64) -> SimConfig {
+        SimConfig { nodes, seed, tick_ms: 10, trace_len: 100, profile: Config::lab, bug: None }
+    }
+}
+
+/// Counters of what one peer sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Requests (vote, pre-vote, append) sent: what the labs count as RPCs.
+    pub requests: u64,
+    /// Every message sent, replies included.
+    pub messages: u64,
+    /// Postcard-encoded bytes of every message sent.
+    pub bytes: u64,
+}
+
+enum Event {
+    Tick { node: usize, incarnation: u32 },
+    Deliver { msg: Message, incarnation: u32 },
+}
+
+struct Scheduled {
+    time: u64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time, self.seq) == (other.time, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    // Reversed: `BinaryHeap` is a max-heap and the earliest event must come out first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.time, other.seq).cmp(&(self.time, self.seq))
+    }
+}
+
+/// A seed for stream `a`, item `b`, derived from `seed` (splitmix64 finalizer).
+pub fn derive_seed(seed: u64, a: u64, b: u64) -> u64 {
+    let mut z = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Stream ids for [`derive_seed`].
+pub(crate) const STREAM_NET: u64 = 1;
+pub(crate) const STREAM_SIM: u64 = 2;
+pub(crate) const STREAM_NODE: u64 = 3;
+pub(crate) const STREAM_TEST: u64 = 4;
+
+/// A whole simulated cluster.
+pub struct Sim {
+    seed: u64,
+    now: u64,
+    seq: u64,
+    tick_us: u64,
+    queue: BinaryHeap<Scheduled>,
+    nodes: Vec<SimNode>,
+    net: Network,
+    inv: Invariants,
+    trace: Trace,
+    stats: Vec<NodeStats>,
+    rng: ChaCha8Rng,
+}
+
+impl Sim {
+    /// A cluster of fresh peers (empty storage), all connected on a reliable network, each
+    /// ticking from a random phase.
+    pub fn new(cfg: SimConfig) -> Sim {
+        assert!(cfg.nodes > 0, "a cluster needs at least one peer");
+        assert!(cfg.tick_ms > 0, "a tick must last some time");
+        let peers: Vec<NodeId> = (0..cfg.nodes as NodeId).collect();
+        let mut nodes = Vec::with_capacity(cfg.nodes);
+        for i in 0..cfg.nodes {
+            #[allow(unused_mut)]
+            let mut config = (cfg.profile)(i as NodeId, peers.clone());
+            #[cfg(feature = "bugs")]
+            {
+                config.bug = cfg.bug;
+            }
+            #[cfg(not(feature = "bugs"))]
+            assert!(cfg.bug.is_none(), "a bug can only be switched on in a build with the cargo feature `bugs`");
+            nodes.push(SimNode::new(config, derive_seed(cfg.seed, STREAM_NODE, (i as u64) << 32)));
+        }
+        let mut sim = Sim {
+            seed: cfg.seed,
+            now: 0,
+            seq: 0,
+            tick_us: cfg.tick_ms * 1000,
+            queue: BinaryHeap::new(),
+            nodes,
+            net: Network::new(cfg.nodes, ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, STREAM_NET, 0))),
+            inv: Invariants::new(),
+            trace: Trace::new(cfg.trace_len),
+            stats: vec![NodeStats::default(); cfg.nodes],
+            rng: ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, STREAM_SIM, 0)),
+        };
+        for i in 0..cfg.nodes {
+            sim.schedule_first_tick(i);
+        }
+        sim
+    }
+
+    /// The seed of this run.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// How many peers.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the cluster has no peers (never: [`Sim::new`] refuses that).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Virtual time in microseconds since the start.
+    pub fn now_us(&self) -> u64 {
+        self.now
+    }
+
+    /// Virtual time in milliseconds since the start.
+    pub fn now_ms(&self) -> u64 {
+        self.now / 1000
+    }
+
+    /// Runs every event up to and including virtual time `t` (microseconds); the clock then
+    /// reads `t`.
+    pub fn run_until_us(&mut self, t: u64) {
+        while let Some(top) = self.queue.peek() {
+            if top.time > t {
+                break;
+            }
+            let Scheduled { time, event, .. } = self.queue.pop().expect("peeked");
+            self.now = time;
+            match event {
+                Event::Tick { node, incarnation } => self.on_tick(node, incarnation),
+                Event::Deliver { msg, incarnation } => self.on_deliver(msg, incarnation),
+            }
+        }
+        self.now = self.now.max(t);
+    }
+
+    /// Runs the simulation for `ms` virtual milliseconds.
+    pub fn run_for_ms(&mut self, ms: u64) {
+        self.run_until_us(self.now + ms * 1000);
+    }
+
+    /// Offers a command to peer `i`, as the labs' `Start`: `Some((index, term))` when it leads
+    /// and appended it, `None` when it is down or not the leader.
+    pub fn propose(&mut self, i: usize, data: Vec<u8>) -> Option<(Index, Term)> {
+        let raw = self.nodes[i].raw.as_mut()?;
+        let result = raw.propose(data);
+        if let Ok((index, term)) = result {
+            self.trace.record(self.now, TraceKind::Proposed { node: i as NodeId, index, term });
+        }
+        self.drive(i);
+        result.ok()
+    }
+
+    /// Crashes peer `i`: it stops, messages in flight to it will be lost, and only its durable
+    /// image survives. Nothing happens if it is already down.
+    pub fn crash(&mut self, i: usize) {
+        if self.nodes[i].is_alive() {
+            self.nodes[i].crash();
+            self.trace.record(self.now, TraceKind::Crash(i as NodeId));
+        }
+    }
+
+    /// Starts a new incarnation of peer `i` from its durable image (crashing the running one
+    /// first, if any). It re-applies its log from index 1 as the commit index becomes known.
+    pub fn restart(&mut self, i: usize) {
+        self.crash(i);
+        let seed = derive_seed(self.seed, STREAM_NODE, ((i as u64) << 32) | (self.nodes[i].incarnation as u64 + 1));
+        self.nodes[i].restart(seed);
+        self.trace.record(self.now, TraceKind::Restart(i as NodeId));
+        self.schedule_first_tick(i);
+    }
+
+    /// Whether peer `i` is running.
+    pub fn is_alive(&self, i: usize) -> bool {
+        self.nodes[i].is_alive()
+    }
+
+    /// Restores all of peer `i`'s links.
+    pub fn connect(&mut self, i: usize) {
+        if !self.net.is_connected(i) {
+            self.net.set_connected(i, true);
+            self.trace.record(self.now, TraceKind::Connect(i as NodeId));
+        }
+    }
+
+    /// Cuts all of peer `i`'s links; messages to or from it are lost.
+    pub fn disconnect(&mut self, i: usize) {
+        if self.net.is_connected(i) {
+            self.net.set_connected(i, false);
+            self.trace.record(self.now, TraceKind::Disconnect(i as NodeId));
+        }
+    }
+
+    /// Whether peer `i` is connected (it may still be down).
+    pub fn is_connected(&self, i: usize) -> bool {
+        self.net.is_connected(i)
+    }
+
+    /// Cuts (`up` false) or restores the one-way link from `from` to `to`.
+    pub fn set_link(&mut self, from: usize, to: usize, up: bool) {
+        self.net.set_link(from, to, up);
+        self.note(format!("link n{from}->n{to} {}", if up { "restored" } else { "cut" }));
+    }
+
+    /// The network, to change its modes.
+    pub fn network(&mut self) -> &mut Network {
+        &mut self.net
+    }
+
+    /// Switches between the reliable and unreliable network.
+    pub fn set_reliable(&mut self, reliable: bool) {
+        if self.net.reliable() != reliable {
+            self.net.set_reliable(reliable);
+            self.note(format!("network {}", if reliable { "reliable" } else { "unreliable" }));
+        }
+    }
+
+    /// Switches long reordering of replies on or off.
+    pub fn set_long_reordering(&mut self, on: bool) {
+        if self.net.long_reordering() != on {
+            self.net.set_long_reordering(on);
+            self.note(format!("long reordering {}", if on { "on" } else { "off" }));
+        }
+    }
+
+    /// Adds a note to the trace.
+    pub fn note(&mut self, text: String) {
+        self.trace.record(self.now, TraceKind::Note(text));
+    }
+
+    /// Peer `i`'s protocol status, if it is running.
+    pub fn status(&self, i: usize) -> Option<Status> {
+        self.nodes[i].raw.as_ref().map(RawNode::status)
+    }
+
+    /// Peer `i`.
+    pub fn node(&self, i: usize) -> &SimNode {
+        &self.nodes[i]
+    }
+
+    /// The entries known committed (applied by some peer), from index 1.
+    pub fn committed(&self) -> &[CommittedEntry] {
+        self.inv.committed()
+    }
+
+    /// What peer `i` sent.
+    pub fn stats(&self, i: usize) -> NodeStats {
+        self.stats[i]
+    }
+
+    /// What all peers sent.
+    pub fn total_stats(&self) -> NodeStats {
+        self.stats.iter().fold(NodeStats::default(), |a, s| NodeStats {
+            requests: a.requests + s.requests,
+            messages: a.messages + s.messages,
+            bytes: a.bytes + s.bytes,
+        })
+    }
+
+    /// The recent events.
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// A table of every peer's state, for failure reports.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let link = if self.net.is_connected(i) { "connected" } else { "disconnected" };
+            let img = &n.image;
+            match n.raw.as_ref().map(RawNode::status) {
+                Some(s) => {
+                    let _ = writeln!(
+                        out,
+                        "  n{i}: {:?} term {} vote {:?} leader {:?} last {}/t{} commit {} applied {} durable {} ({link})",
+                        s.role, s.term, s.vote, s.leader, s.last_index, s.last_term, s.commit_index,
+                        s.applied_index, img.last_index()
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "  n{i}: DOWN durable term {} vote {:?} log {} ({link})",
+                        img.hard_state.term,
+                        img.hard_state.vote,
+                        img.last_index()
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// Fails the run: panics with `what`, the seed, every peer's state and the recent events.
+    pub fn fail(&self, what: &str) -> ! {
+        panic!(
+            "{what}\nseed {seed} (replay with RAFT_SEED={seed}), at {}.{:03} ms of virtual time\npeers:\n{}last events:\n{}",
+            self.now / 1000,
+            self.now % 1000,
+            self.describe(),
+            self.trace,
+            seed = self.seed,
+        )
+    }
+
+    fn violation(&self, what: String) -> ! {
+        self.fail(&format!("safety violation: {what}"))
+    }
+
+    fn push(&mut self, time: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Scheduled { time, seq: self.seq, event });
+    }
+
+    fn schedule_first_tick(&mut self, i: usize) {
+        let phase = self.rng.gen_range(1..=self.tick_us);
+        let incarnation = self.nodes[i].incarnation;
+        self.push(self.now + phase, Event::Tick { node: i, incarnation });
+    }
+
+    fn on_tick(&mut self, i: usize, incarnation: u32) {
+        let node = &mut self.nodes[i];
+        if node.incarnation != incarnation {
+            return;
+        }
+        let Some(raw) = node.raw.as_mut() else { return };
+        raw.tick();
+        self.drive(i);
+        self.push(self.now + self.tick_us, Event::Tick { node: i, incarnation });
+    }
+
+    fn on_deliver(&mut self, msg: Message, incarnation: u32) {
+        let to = msg.to as usize;
+        let from = msg.from as usize;
+        if !self.nodes[to].is_alive() || self.nodes[to].incarnation != incarnation {
+            self.trace.record(self.now, TraceKind::Dropped(MsgSummary::of(&msg), DropReason::DestinationCrashed));
+            return;
+        }
+        if !self.net.link_up(from, to) {
+            self.trace.record(self.now, TraceKind::Dropped(MsgSummary::of(&msg), DropReason::CutAtDelivery));
+            return;
+        }
+        self.trace.record(self.now, TraceKind::Delivered(MsgSummary::of(&msg)));
+        self.nodes[to].raw.as_mut().expect("alive").step(msg);
+        self.drive(to);
+    }
+
+    /// Handles every ready of peer `i` as the driver contract says (persist, send, apply,
+    /// advance), then checks what changed.
+    fn drive(&mut self, i: usize) {
+        loop {
+            let mut ready = {
+                let raw = self.nodes[i].raw.as_mut().expect("driving a running peer");
+                if !raw.has_ready() {
+                    break;
+                }
+                raw.ready()
+            };
+            // 1. Persist.
+            let node = &mut self.nodes[i];
+            if let Err(e) = self.inv.on_persist(i as NodeId, &node.image.hard_state, &node.image.entries, &ready) {
+                self.violation(e);
+            }
+            node.image.write(&ready);
+            if let Some(first) = ready.entries.first() {
+                let to = first.index + ready.entries.len() as Index - 1;
+                self.trace.record(self.now, TraceKind::Persisted { node: i as NodeId, from: first.index, to });
+            }
+            // 2. Send.
+            let messages = std::mem::take(&mut ready.messages);
+            for msg in &messages {
+                self.send(i, msg);
+            }
+            ready.messages = messages;
+            // 3. Apply.
+            if let (Some(first), Some(last)) = (ready.committed_entries.first(), ready.committed_entries.last()) {
+                let (from, to) = (first.index, last.index);
+                for e in &ready.committed_entries {
+                    let node = &mut self.nodes[i];
+                    if let Err(err) = self.inv.on_apply(i as NodeId, node.next_apply, e) {
+                        self.violation(err);
+                    }
+                    node.next_apply += 1;
+                    node.applied_ever = node.applied_ever.max(e.index);
+                }
+                self.trace.record(self.now, TraceKind::Applied { node: i as NodeId, from, to });
+            }
+            // 4. Advance.
+            self.nodes[i].raw.as_mut().expect("running").advance(ready);
+        }
+        self.after_step(i);
+    }
+
+    fn after_step(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let raw = node.raw.as_ref().expect("running");
+        let s = raw.status();
+        if s.role == node.last_role && s.term == node.last_term {
+            return;
+        }
+        node.last_role = s.role;
+        node.last_term = s.term;
+        self.trace.record(self.now, TraceKind::Role { node: i as NodeId, role: s.role, term: s.term });
+        if s.role == Role::Leader {
+            if let Err(e) = self.inv.on_leader(i as NodeId, s.term, raw.entries()) {
+                self.violation(e);
+            }
+        }
+    }
+
+    fn send(&mut self, from: usize, msg: &Message) {
+        let node = &self.nodes[from];
+        if let Err(e) = self.inv.on_send(from as NodeId, &node.image.hard_state, &node.image.entries, msg) {
+            self.violation(e);
+        }
+        let to = msg.to as usize;
+        if to >= self.nodes.len() || msg.from as usize != from {
+            self.violation(format!("n{from} sent a message from n{} to unknown peer n{}", msg.from, msg.to));
+        }
+        let is_request = msg.body.is_request();
+        let size = postcard::experimental::serialized_size(msg).expect("messages always encode") as u64;
+        let stats = &mut self.stats[from];
+        stats.messages += 1;
+        stats.bytes += size;
+        if is_request {
+            stats.requests += 1;
+        }
+        let summary = MsgSummary::of(msg);
+        if !self.nodes[to].is_alive() {
+            self.trace.record(self.now, TraceKind::Dropped(summary, DropReason::DestinationDown));
+            return;
+        }
+        if !self.net.link_up(from, to) {
+            self.trace.record(self.now, TraceKind::Dropped(summary, DropReason::CutAtSend));
+            return;
+        }
+        let incarnation = self.nodes[to].incarnation;
+        match self.net.fate(is_request) {
+            Fate::Drop => self.trace.record(self.now, TraceKind::Dropped(summary, DropReason::Lost)),
+            Fate::Deliver(d) => {
+                self.trace.record(self.now, TraceKind::Sent { msg: summary, delay_us: d, duplicate_delay_us: None });
+                self.push(self.now + d, Event::Deliver { msg: msg.clone(), incarnation });
+            }
+            Fate::Duplicate(d1, d2) => {
+                self.trace.record(self.now, TraceKind::Sent { msg: summary, delay_us: d1, duplicate_delay_us: Some(d2) });
+                self.push(self.now + d1, Event::Deliver { msg: msg.clone(), incarnation });
+                self.push(self.now + d2, Event::Deliver { msg: msg.clone(), incarnation });
+            }
+        }
+    }
+}
