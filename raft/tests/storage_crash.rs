@@ -408,3 +408,15 @@ fn a_new_directory_is_created_and_reported() {
     drop(storage);
     assert!(!FileStorage::open(&path).unwrap().recovery().created);
 }
+
+#[test]
+fn a_directory_is_opened_by_one_storage_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = FileStorage::open(dir.path()).unwrap();
+    match FileStorage::open(dir.path()) {
+        Err(StorageError::Locked { path }) => assert_eq!(path, dir.path().join("LOCK")),
+        other => panic!("{other:?}"),
+    }
+    drop(storage);
+    FileStorage::open(dir.path()).unwrap();
+}

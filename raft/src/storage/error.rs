@@ -44,6 +44,14 @@ pub enum StorageError {
         path: PathBuf,
     },
 
+    /// Another [`FileStorage`](super::FileStorage), in this process or another, has the
+    /// directory open.
+    #[error("{} is locked: the storage is open elsewhere", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+
     /// An append that does not start within the log or right after its last entry.
     #[error(
         "cannot append at index {index}: the log has first index {first_index} and last index \

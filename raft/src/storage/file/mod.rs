@@ -5,7 +5,7 @@ mod hard_state;
 mod record;
 mod segment;
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -84,6 +84,7 @@ impl Segment {
 ///   then the payload: the postcard encoding of either an entry or a *sync marker* naming the
 ///   last entry before it. Segments are created atomically like the hard state, so a header is
 ///   always whole.
+/// - `LOCK`: empty; locked while the storage is open.
 /// - Files ending in `.tmp` are leftovers of an interrupted replacement and are removed on open.
 ///
 /// # Writing and durability
@@ -135,7 +136,9 @@ impl Segment {
 /// cannot happen: a sync always ends with its marker.
 ///
 /// Dropping a `FileStorage` without [`sync`](Storage::sync) loses what was written since the
-/// last sync, as a crash would. One directory must be used by one `FileStorage` at a time.
+/// last sync, as a crash would. A `FileStorage` holds an exclusive lock (`flock`) on the file
+/// `LOCK` in its directory, so a second one on the same directory, in this process or another,
+/// fails to open with [`StorageError::Locked`].
 ///
 /// [`recovery`]: FileStorage::recovery
 ///
@@ -164,6 +167,8 @@ impl Segment {
 pub struct FileStorage {
     dir: PathBuf,
     dir_file: File,
+    /// Holds the directory's lock (released when closed).
+    _lock: File,
     hard_state_path: PathBuf,
     options: FileStorageOptions,
     /// The last hard state set, and the one on disk.
@@ -199,6 +204,7 @@ impl FileStorage {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| StorageError::io("create directory", &dir, e))?;
         let dir_file = File::open(&dir).map_err(|e| StorageError::io("open", &dir, e))?;
+        let lock = lock(&dir)?;
         let mut recovery = Recovery::default();
 
         let mut segment_names = Vec::new();
@@ -290,6 +296,7 @@ impl FileStorage {
         Ok(FileStorage {
             dir,
             dir_file,
+            _lock: lock,
             hard_state_path,
             options,
             hard_state,
@@ -369,11 +376,10 @@ impl FileStorage {
             return Ok(());
         }
         let at = self.segment_of(self.cut);
-        if self.segments.len() > at + 1 {
-            while self.segments.len() > at + 1 {
-                let seg = self.segments.pop().expect("a later segment");
-                fs::remove_file(&seg.path).map_err(|e| StorageError::io("remove", &seg.path, e))?;
-            }
+        // One directory fsync per deletion, so that a crash leaves a prefix of the segments.
+        while self.segments.len() > at + 1 {
+            let seg = self.segments.pop().expect("a later segment");
+            fs::remove_file(&seg.path).map_err(|e| StorageError::io("remove", &seg.path, e))?;
             sync_dir(&self.dir_file, &self.dir)?;
         }
         let seg = &mut self.segments[at];
@@ -446,6 +452,26 @@ impl FileStorage {
         bytes.clear();
         self.pending = bytes;
         Ok(())
+    }
+}
+
+/// The name of the lock file within the storage directory.
+const LOCK_FILE: &str = "LOCK";
+
+/// Takes the exclusive lock on the storage directory `dir`, held as long as the returned file
+/// is open.
+fn lock(dir: &Path) -> Result<File, StorageError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StorageError::io("open", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StorageError::Locked { path }),
+        Err(TryLockError::Error(e)) => Err(StorageError::io("lock", &path, e)),
     }
 }
 
