@@ -22,10 +22,11 @@ async fn listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.unwrap()
 }
 
-/// A message from `from` to `to` whose term tells messages apart; every fifth one carries a
-/// large entry, so that frames span several reads and batches.
+/// A message from `from` to `to` whose term tells messages apart; every tenth one carries an
+/// entry larger than one read of the receiver's buffer, so that frames span several reads and
+/// batches.
 fn msg(from: NodeId, to: NodeId, seq: u64) -> Message {
-    let body = if seq % 5 == 4 {
+    let body = if seq % 10 == 9 {
         MessageBody::AppendEntries {
             prev_log_index: seq,
             prev_log_term: 1,
@@ -33,7 +34,7 @@ fn msg(from: NodeId, to: NodeId, seq: u64) -> Message {
                 index: seq + 1,
                 term: 1,
                 kind: EntryKind::Normal,
-                data: vec![seq as u8; 100_000],
+                data: vec![seq as u8; 70_000],
             }],
             leader_commit: seq,
         }
@@ -283,4 +284,10 @@ async fn dropping_the_transport_stops_it_too() {
     assert_eq!(within("the inbox to close", in2.recv()).await, None);
     TcpListener::bind(a2).await.expect("port freed after drop");
     t1.shutdown().await;
+}
+
+#[test]
+fn a_transport_can_be_shared_between_tasks() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Transport>();
 }
