@@ -101,7 +101,8 @@ async fn a_4_gib_length_prefix_is_refused_naming_length_and_limit() {
     let mut reader = &bytes[..];
     let err = read_frame(&mut reader, DEFAULT_MAX_FRAME_LEN).await.unwrap_err();
     assert!(
-        matches!(err, FrameError::TooLong { len, max } if len == u32::MAX as u64 && max == DEFAULT_MAX_FRAME_LEN),
+        matches!(err, FrameError::TooLong { len, max }
+            if len == u32::MAX as u64 && max == DEFAULT_MAX_FRAME_LEN),
         "{err:?}"
     );
     let text = err.to_string();
@@ -222,7 +223,8 @@ async fn frame_reader_reports_truncation_and_oversize_like_read_frame() {
     let mut frames = FrameReader::new(&bytes[..], DEFAULT_MAX_FRAME_LEN);
     let err = frames.next_frame().await.unwrap_err();
     assert!(
-        matches!(err, FrameError::TooLong { len, max } if len == u32::MAX as u64 && max == DEFAULT_MAX_FRAME_LEN),
+        matches!(err, FrameError::TooLong { len, max }
+            if len == u32::MAX as u64 && max == DEFAULT_MAX_FRAME_LEN),
         "{err:?}"
     );
 

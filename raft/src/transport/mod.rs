@@ -25,8 +25,9 @@
 //! let l1 = TcpListener::bind("127.0.0.1:0").await?;
 //! let l2 = TcpListener::bind("127.0.0.1:0").await?;
 //! let (a1, a2) = (l1.local_addr()?, l2.local_addr()?);
-//! let (t1, _inbox1) = Transport::start(1, l1, HashMap::from([(2, a2)]), TransportConfig::default());
-//! let (t2, mut inbox2) = Transport::start(2, l2, [(1, a1)], TransportConfig::default());
+//! let config = TransportConfig::default();
+//! let (t1, _inbox1) = Transport::start(1, l1, HashMap::from([(2, a2)]), config.clone());
+//! let (t2, mut inbox2) = Transport::start(2, l2, [(1, a1)], config);
 //!
 //! let vote = Message {
 //!     from: 1,
@@ -128,16 +129,14 @@ impl Transport {
         };
         let accept = tokio::spawn(inbound.accept_loop(listener, stop_rx));
 
+        // A later address for the same peer replaces an earlier one.
+        let peers: HashMap<NodeId, SocketAddr> =
+            peers.into_iter().filter(|&(peer, _)| peer != id).collect();
         let mut links_tasks = JoinSet::new();
         let mut links = HashMap::new();
         for (peer, addr) in peers {
-            if peer == id {
-                continue;
-            }
             let (handle, link) = outbound::link(peer, addr, config.clone());
             links_tasks.spawn(link.run());
-            // A later address for the same peer replaces the earlier one; the replaced
-            // link's task ends when its handle is dropped here.
             links.insert(peer, handle);
         }
 

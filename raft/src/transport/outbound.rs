@@ -80,7 +80,8 @@ impl Link {
     pub(crate) async fn run(mut self) {
         let config = self.config.clone();
         let mut delay = config.backoff_min;
-        loop {
+        // Ends when the transport drops its handle, whatever state the link is in.
+        while !self.queue.is_closed() {
             self.shared.accepting.store(true, Ordering::Release);
             let stream = match timeout(config.connect_timeout, TcpStream::connect(self.addr)).await
             {
@@ -97,7 +98,8 @@ impl Link {
             match stream {
                 Some(stream) => {
                     if let Err(e) = stream.set_nodelay(true) {
-                        warn!(peer = self.peer, addr = %self.addr, error = %e, "cannot set TCP_NODELAY");
+                        let addr = self.addr;
+                        warn!(peer = self.peer, %addr, error = %e, "cannot set TCP_NODELAY");
                     }
                     debug!(peer = self.peer, addr = %self.addr, "connected");
                     self.shared.state.send_modify(|s| {
@@ -113,7 +115,8 @@ impl Link {
                     match end {
                         End::QueueClosed => return,
                         End::Broken(reason) => {
-                            info!(peer = self.peer, addr = %self.addr, %reason, "outbound connection lost");
+                            let addr = self.addr;
+                            info!(peer = self.peer, %addr, %reason, "outbound connection lost");
                         }
                     }
                     if since.elapsed() >= config.backoff_max {
@@ -203,7 +206,8 @@ impl Link {
             }
             Err(e) => e.to_string(),
         };
-        warn!(peer = self.peer, kind = msg.body.kind_name(), %problem, "dropping a message that cannot be sent");
+        let kind = msg.body.kind_name();
+        warn!(peer = self.peer, kind, %problem, "dropping a message that cannot be sent");
         self.shared.counters.dropped(1);
         false
     }
