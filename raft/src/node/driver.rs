@@ -1,0 +1,238 @@
+//! The driver task: feeds the protocol core with time, messages and proposals, and carries out
+//! its readies (persist, send, apply, advance).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep_until, Instant};
+
+use super::io::StorageThread;
+use super::{ApplyMsg, NodeError, Shared, StopMode};
+use crate::core::{EntryKind, Message, MessageBody, NodeId, Ready, Role, Status, Term};
+use crate::transport::Transport;
+
+/// At most this many inbound messages are stepped in one go, so that the lock is released now
+/// and then for proposals even under a flood of messages.
+const MAX_STEPS_PER_ROUND: usize = 4096;
+
+pub(super) struct Driver {
+    pub(super) shared: Arc<Shared>,
+    pub(super) inbox: mpsc::Receiver<Message>,
+    pub(super) transport: Transport,
+    pub(super) storage: StorageThread,
+    pub(super) apply: mpsc::Sender<ApplyMsg>,
+    pub(super) stop: watch::Receiver<StopMode>,
+    pub(super) tick: Duration,
+    pub(super) deliver_noops: bool,
+}
+
+/// Why the loop ended.
+enum Exit {
+    Shutdown,
+    Kill,
+    Failed(NodeError),
+}
+
+impl Driver {
+    /// Runs until shut down, killed or failed, then releases the transport and the storage.
+    pub(super) async fn run(mut self) -> Result<(), NodeError> {
+        let exit = self.run_loop().await;
+        self.shared.mark_stopped();
+        let Driver { transport, storage, .. } = self;
+        match exit {
+            Exit::Shutdown => {
+                transport.shutdown().await;
+                storage.close().await
+            }
+            Exit::Kill => {
+                storage.abandon().await;
+                transport.shutdown().await;
+                Ok(())
+            }
+            Exit::Failed(e) => {
+                tracing::error!(error = %e, "the node stops");
+                // Nothing that was not synced has been acknowledged; what the failed sync
+                // may have written is left as a crash would leave it.
+                storage.abandon().await;
+                transport.shutdown().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn run_loop(&mut self) -> Exit {
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            if let Some(exit) = self.stop_requested() {
+                return exit;
+            }
+            // Under the lock: everything that arrived, the tick if due, and the next ready.
+            let taken = {
+                let mut core = self.shared.lock();
+                let mut steps = 0;
+                while steps < MAX_STEPS_PER_ROUND {
+                    match self.inbox.try_recv() {
+                        Ok(msg) => core.raw.step(msg),
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => {
+                            return Exit::Failed(NodeError::TransportClosed);
+                        }
+                    }
+                    steps += 1;
+                }
+                let now = Instant::now();
+                if now >= next_tick {
+                    core.raw.tick();
+                    next_tick += self.tick;
+                    if next_tick <= now {
+                        // Ticks missed while the runtime was stalled are skipped, not replayed
+                        // in a burst that would fire election timeouts at once.
+                        next_tick = now + self.tick;
+                    }
+                }
+                let status = core.raw.status();
+                self.shared.publish(&status);
+                core.raw.has_ready().then(|| (core.raw.ready(), leader_term(&status)))
+            };
+            match taken {
+                Some((ready, leader_term)) => {
+                    if let Err(exit) = self.handle_ready(ready, leader_term).await {
+                        return exit;
+                    }
+                }
+                None => {
+                    let wake = self.shared.wake.notified();
+                    tokio::select! {
+                        biased;
+                        // The sender lives in `Shared`, which this task holds: never closed.
+                        _ = self.stop.changed() => {}
+                        msg = self.inbox.recv() => match msg {
+                            Some(msg) => self.shared.lock().raw.step(msg),
+                            None => return Exit::Failed(NodeError::TransportClosed),
+                        },
+                        _ = wake => {}
+                        _ = sleep_until(next_tick) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn stop_requested(&self) -> Option<Exit> {
+        match *self.stop.borrow() {
+            StopMode::Run => None,
+            StopMode::Shutdown => Some(Exit::Shutdown),
+            StopMode::Kill => Some(Exit::Kill),
+        }
+    }
+
+    /// Carries out one ready: persist with one sync, send, apply, advance.
+    async fn handle_ready(
+        &mut self,
+        mut ready: Ready,
+        leader_term: Option<Term>,
+    ) -> Result<(), Exit> {
+        let id = self.shared.id;
+        // Thesis §10.2.1: a leader may send AppendEntries to its followers before its own log
+        // write is durable, so that its fsync overlaps theirs. This is safe because the leader
+        // counts itself towards a majority only for entries it has made durable
+        // (`RawNode::advance`), and its term and vote were durable before it could win the
+        // election. Every other message (vote grants, append and heartbeat acknowledgements)
+        // states something about this peer's durable state and goes only after the sync.
+        let (early, late): (Vec<Message>, Vec<Message>) = std::mem::take(&mut ready.messages)
+            .into_iter()
+            .partition(|m| is_leader_append(m, id, leader_term));
+        for msg in early {
+            self.transport.send(msg);
+        }
+
+        let needs_sync = ready.hard_state.is_some() || !ready.entries.is_empty();
+        let committed = std::mem::take(&mut ready.committed_entries);
+        let storage = &self.storage;
+        let persisting = async move {
+            if needs_sync {
+                storage.persist(ready).await
+            } else {
+                Ok(ready)
+            }
+        };
+        tokio::pin!(persisting);
+
+        // Committed entries are durable on a majority already (a leader counts itself only
+        // for what it made durable; a follower learns of commits from the leader), so they are
+        // handed to the service while this peer's own write is in progress, as etcd's raft
+        // allows. In-order delivery holds because readies are handled one at a time.
+        let mut stop = self.stop.clone();
+        let mut persisted = None;
+        for entry in &committed {
+            if entry.kind == EntryKind::Noop && !self.deliver_noops {
+                continue;
+            }
+            let msg = ApplyMsg {
+                index: entry.index,
+                term: entry.term,
+                kind: entry.kind,
+                command: entry.data.clone(),
+            };
+            let permit = loop {
+                tokio::select! {
+                    biased;
+                    _ = stop_signal(&mut stop, false) => return Err(self.stop_exit()),
+                    result = &mut persisting, if persisted.is_none() => persisted = Some(result),
+                    permit = self.apply.reserve() => break permit,
+                }
+            };
+            match permit {
+                Ok(permit) => permit.send(msg),
+                // The service dropped its receiver: it no longer wants the entries.
+                Err(_) => break,
+            }
+        }
+        let result = match persisted {
+            Some(result) => result,
+            None => tokio::select! {
+                biased;
+                _ = stop_signal(&mut stop, true) => return Err(Exit::Kill),
+                result = &mut persisting => result,
+            },
+        };
+        let mut ready = result.map_err(Exit::Failed)?;
+
+        for msg in late {
+            self.transport.send(msg);
+        }
+        ready.committed_entries = committed;
+        self.shared.lock().raw.advance(ready);
+        Ok(())
+    }
+
+    fn stop_exit(&self) -> Exit {
+        match *self.stop.borrow() {
+            StopMode::Kill => Exit::Kill,
+            _ => Exit::Shutdown,
+        }
+    }
+}
+
+/// Resolves when the node is asked to stop (with `kill_only`, to stop at once).
+async fn stop_signal(stop: &mut watch::Receiver<StopMode>, kill_only: bool) {
+    // The sender lives in `Shared`, which the driver holds: the channel never closes.
+    let _ = stop
+        .wait_for(|m| if kill_only { *m == StopMode::Kill } else { *m != StopMode::Run })
+        .await
+        .map(|_| ());
+}
+
+/// The term in which this peer leads, if it does.
+fn leader_term(status: &Status) -> Option<Term> {
+    (status.role == Role::Leader).then_some(status.term)
+}
+
+/// Whether `msg` is an AppendEntries or heartbeat this peer sends as the leader of the current
+/// term.
+fn is_leader_append(msg: &Message, id: NodeId, leader_term: Option<Term>) -> bool {
+    msg.from == id
+        && Some(msg.term) == leader_term
+        && matches!(msg.body, MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. })
+}

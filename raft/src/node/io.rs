@@ -1,0 +1,106 @@
+//! The storage thread: the one place where the runtime does blocking file I/O.
+//!
+//! The driver hands it a whole [`Ready`] to persist and gets the ready back with the result, so
+//! no entry is copied on the way. A dedicated thread (rather than `spawn_blocking` per sync)
+//! keeps the storage in one place, which lets [`Node::kill`](super::Node::kill) wait until the
+//! storage is released, as a crashed process would release its files.
+
+use std::sync::mpsc as std_mpsc;
+use std::thread;
+
+use tokio::sync::oneshot;
+
+use super::NodeError;
+use crate::core::Ready;
+use crate::storage::{Storage, StorageError};
+
+/// A request to the storage thread.
+enum Job {
+    /// Write the ready's hard state and entries, then make them durable with one sync.
+    Persist(Ready, oneshot::Sender<(Ready, Result<(), StorageError>)>),
+    /// Sync whatever was written and release the storage.
+    Close(oneshot::Sender<Result<(), StorageError>>),
+}
+
+/// The driver's handle on the storage thread. Dropping it ends the thread once the job in
+/// progress is done, without a final sync.
+pub(super) struct StorageThread {
+    jobs: Option<std_mpsc::Sender<Job>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl StorageThread {
+    /// Moves `storage` into a new thread named after the node.
+    pub(super) fn start(
+        name: String,
+        mut storage: Box<dyn Storage>,
+    ) -> Result<StorageThread, NodeError> {
+        let (jobs, queue) = std_mpsc::channel::<Job>();
+        let thread = thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                while let Ok(job) = queue.recv() {
+                    match job {
+                        Job::Persist(ready, reply) => {
+                            let result = storage
+                                .persist(ready.hard_state, &ready.entries)
+                                .and_then(|()| storage.sync());
+                            // The driver may have gone (killed): the write stands, as after a
+                            // crash right after it.
+                            let _ = reply.send((ready, result));
+                        }
+                        Job::Close(reply) => {
+                            let _ = reply.send(storage.sync());
+                            return;
+                        }
+                    }
+                }
+            })
+            .map_err(NodeError::StorageThread)?;
+        Ok(StorageThread { jobs: Some(jobs), thread: Some(thread) })
+    }
+
+    /// Persists `ready`'s hard state and entries durably; returns the ready for
+    /// [`RawNode::advance`](crate::RawNode::advance).
+    pub(super) async fn persist(&self, ready: Ready) -> Result<Ready, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        let jobs = self.jobs.as_ref().ok_or(NodeError::StorageThreadLost)?;
+        jobs.send(Job::Persist(ready, reply)).map_err(|_| NodeError::StorageThreadLost)?;
+        match answer.await {
+            Ok((ready, Ok(()))) => Ok(ready),
+            Ok((_, Err(e))) => Err(NodeError::Storage(e)),
+            Err(_) => Err(NodeError::StorageThreadLost),
+        }
+    }
+
+    /// A final sync, then releases the storage and waits for the thread to end.
+    pub(super) async fn close(mut self) -> Result<(), NodeError> {
+        let (reply, answer) = oneshot::channel();
+        let result = match self.jobs.take() {
+            Some(jobs) if jobs.send(Job::Close(reply)).is_ok() => match answer.await {
+                Ok(result) => result.map_err(NodeError::Storage),
+                Err(_) => Err(NodeError::StorageThreadLost),
+            },
+            _ => Err(NodeError::StorageThreadLost),
+        };
+        self.join().await;
+        result
+    }
+
+    /// Releases the storage without a final sync (what was written but not synced may be
+    /// lost, as in a crash) and waits for the thread to end.
+    pub(super) async fn abandon(mut self) {
+        self.jobs = None;
+        self.join().await;
+    }
+
+    async fn join(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            // The thread ends within one sync; wait for it off the async workers.
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("the storage thread panicked");
+            }
+        }
+    }
+}

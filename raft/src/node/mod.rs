@@ -1,0 +1,457 @@
+//! The tokio runtime: a [`Node`] drives the protocol core ([`RawNode`]) with real time, a
+//! [`Storage`] and the TCP [`Transport`].
+//!
+//! A node owns its core behind a mutex, so that [`Node::start`] appends a command and returns at
+//! once, from any thread. A driver task does the rest:
+//!
+//! - it ticks the core every [`NodeConfig::tick`] (10 ms by default; the core's
+//!   [`Config::lab`] and [`Config::service`] profiles assume it);
+//! - it steps every message that arrived, and wakes at once for a new proposal;
+//! - it carries out each [`Ready`](crate::Ready): the hard state and all the entries of the
+//!   ready are written and made durable with one sync on a dedicated storage thread (while it
+//!   runs, new proposals accumulate in the core and go to disk together in the next sync: group
+//!   commit); messages go out only after the sync, except a leader's AppendEntries and
+//!   heartbeats, which go out before its own write is durable (thesis §10.2.1); committed
+//!   entries are delivered in order as [`ApplyMsg`]s on the channel returned at start.
+//!
+//! A storage or transport failure stops the node with a [`NodeError`]; nothing that was not
+//! synced has been acknowledged to anyone by then. A restarted node (a new [`Node`] on the same
+//! storage) delivers the log again from index 1 as it learns what is committed.
+//!
+//! # Example
+//!
+//! A cluster of three nodes on loopback commits a command:
+//!
+//! ```
+//! use raft::node::{Node, NodeConfig};
+//! use raft::storage::MemStorage;
+//! use raft::{Config, Role};
+//! use tokio::net::TcpListener;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Bind every listener first (port 0: any free port), so that each node knows the others.
+//! let mut listeners = Vec::new();
+//! for _ in 0..3 {
+//!     listeners.push(TcpListener::bind("127.0.0.1:0").await?);
+//! }
+//! let addrs: Vec<_> = listeners.iter().map(|l| l.local_addr()).collect::<Result<_, _>>()?;
+//! let peers: Vec<(u64, _)> = (1..=3).zip(addrs).collect();
+//!
+//! let mut nodes = Vec::new();
+//! let mut applied = Vec::new();
+//! for (listener, (id, _)) in listeners.into_iter().zip(&peers) {
+//!     let config = NodeConfig::new(Config::service(*id, vec![1, 2, 3]));
+//!     let (node, apply) = Node::spawn(config, MemStorage::new(), listener, peers.clone())?;
+//!     nodes.push(node);
+//!     applied.push(apply);
+//! }
+//!
+//! // Wait for a leader: follow every node's status.
+//! let mut watches: Vec<_> = nodes.iter().map(|n| n.subscribe()).collect();
+//! let leader = loop {
+//!     if let Some(i) = watches.iter_mut().position(|w| w.borrow_and_update().role == Role::Leader) {
+//!         break i;
+//!     }
+//!     let [a, b, c] = &mut watches[..] else { unreachable!() };
+//!     tokio::select! {
+//!         _ = a.changed() => {}
+//!         _ = b.changed() => {}
+//!         _ = c.changed() => {}
+//!     }
+//! };
+//!
+//! let (index, _term, is_leader) = nodes[leader].start(b"x = 1".to_vec());
+//! assert!(is_leader);
+//! // Every node applies it, at the same index (the leader's no-op entry of its term comes first
+//! // and is not delivered as a command).
+//! for apply in &mut applied {
+//!     let msg = apply.recv().await.expect("the node runs");
+//!     assert_eq!((msg.index, msg.command.as_slice()), (index, &b"x = 1"[..]));
+//! }
+//! for node in nodes {
+//!     node.shutdown().await?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod driver;
+mod io;
+
+use std::io as std_io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::core::{
+    Config, ConfigError, EntryKind, Index, NodeId, NotLeader, RawNode, Role, Status, Term,
+};
+use crate::storage::{Storage, StorageError};
+use crate::transport::{Transport, TransportConfig};
+
+use self::driver::Driver;
+use self::io::StorageThread;
+
+/// How a [`Node`] runs.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The protocol core's configuration (id, peers, timing in ticks, extensions).
+    pub raft: Config,
+    /// The real time of one tick. Default 10 ms, which the core's profiles assume.
+    pub tick: Duration,
+    /// The transport's tuning.
+    pub transport: TransportConfig,
+    /// The seed of the core's election timeouts; `None` draws one at random.
+    pub seed: Option<u64>,
+    /// Capacity of the channel of [`ApplyMsg`]s (at least 1). When the service falls this far
+    /// behind, the node waits for it. Default 4096.
+    pub apply_capacity: usize,
+    /// Whether committed no-op entries (the entry a new leader appends, §8) are delivered too,
+    /// as [`ApplyMsg`]s of kind [`EntryKind::Noop`] with an empty command. Off by default: a
+    /// service then sees only its commands, with gaps in the indexes where no-ops are. A
+    /// service that records every index it applied turns it on.
+    pub deliver_noops: bool,
+}
+
+impl NodeConfig {
+    /// The defaults around the core's `raft` configuration.
+    pub fn new(raft: Config) -> NodeConfig {
+        NodeConfig {
+            raft,
+            tick: Duration::from_millis(10),
+            transport: TransportConfig::default(),
+            seed: None,
+            apply_capacity: 4096,
+            deliver_noops: false,
+        }
+    }
+}
+
+/// A committed entry, delivered to the service in log order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplyMsg {
+    /// The entry's index in the log.
+    pub index: Index,
+    /// The term in which the entry was proposed.
+    pub term: Term,
+    /// [`EntryKind::Normal`] for a command; [`EntryKind::Noop`] only with
+    /// [`NodeConfig::deliver_noops`].
+    pub kind: EntryKind,
+    /// The command as given to [`Node::start`] (empty for a no-op).
+    pub command: Vec<u8>,
+}
+
+/// Why a node could not start, or why it stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The core's configuration is invalid, or the storage holds a log the core refuses.
+    #[error("cannot start the protocol core: {0}")]
+    Config(#[from] ConfigError),
+    /// Reading or writing the storage failed. Everything acknowledged before is durable.
+    #[error("storage failed: {0}")]
+    Storage(#[from] StorageError),
+    /// The storage's log does not start at index 1 (snapshots are not supported yet).
+    #[error("the stored log starts at index {0}, but this runtime needs a log from index 1")]
+    UnsupportedFirstIndex(Index),
+    /// The listening address could not be bound.
+    #[error("cannot listen for peers on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std_io::Error,
+    },
+    /// The transport stopped delivering inbound messages.
+    #[error("the transport's inbound channel closed")]
+    TransportClosed,
+    /// The storage thread could not be started.
+    #[error("cannot start the storage thread: {0}")]
+    StorageThread(#[source] std_io::Error),
+    /// The storage thread ended while the node ran (it panicked).
+    #[error("the storage thread ended unexpectedly")]
+    StorageThreadLost,
+    /// The driver task panicked or was cancelled.
+    #[error("the driver task failed: {0}")]
+    Driver(String),
+}
+
+/// How the node is asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StopMode {
+    Run,
+    /// Finish the ready in progress, close the transport, sync and release the storage.
+    Shutdown,
+    /// Stop at once, as a crash would: nothing more sent, applied or synced.
+    Kill,
+}
+
+/// The core and whether the driver still runs it.
+struct Core {
+    raw: RawNode,
+    stopped: bool,
+}
+
+/// What the node's handle and its driver task share.
+struct Shared {
+    id: NodeId,
+    core: Mutex<Core>,
+    /// Wakes the driver for a new proposal.
+    wake: Notify,
+    status: watch::Sender<Status>,
+    stop: watch::Sender<StopMode>,
+    /// True once the driver has stopped.
+    done: watch::Sender<bool>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        // The core does not panic on any input; should it ever, its state is still the best
+        // there is, and the driver's error reports the panic.
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Publishes `status` to subscribers when the role, term, leader or vote changed.
+    fn publish(&self, status: &Status) {
+        self.status.send_if_modified(|old| {
+            let changed = (old.role, old.term, old.leader, old.vote)
+                != (status.role, status.term, status.leader, status.vote);
+            if changed {
+                *old = *status;
+            }
+            changed
+        });
+    }
+
+    fn mark_stopped(&self) {
+        let status = {
+            let mut core = self.lock();
+            core.stopped = true;
+            stopped_status(core.raw.status())
+        };
+        self.publish(&status);
+        self.done.send_replace(true);
+    }
+}
+
+/// The status a stopped node reports: it leads nothing and knows no leader.
+fn stopped_status(status: Status) -> Status {
+    Status { role: Role::Follower, leader: None, ..status }
+}
+
+/// Marks the node stopped when the driver task ends, even by a panic.
+struct DoneGuard(Arc<Shared>);
+
+impl Drop for DoneGuard {
+    fn drop(&mut self) {
+        self.0.mark_stopped();
+    }
+}
+
+/// A running Raft peer: the protocol core driven by a tokio task, with durable storage and a
+/// TCP transport. See the [module documentation](self) for how it works and an example.
+///
+/// Dropping a `Node` kills it (see [`Node::kill`]) without waiting; [`Node::shutdown`] stops it
+/// cleanly and waits until its port and storage are released.
+pub struct Node {
+    shared: Arc<Shared>,
+    driver: Option<JoinHandle<Result<(), NodeError>>>,
+    local_addr: SocketAddr,
+}
+
+impl Node {
+    /// Binds `listen` for the peers' traffic and starts the node; see [`Node::spawn`].
+    pub async fn bind<S: Storage + 'static>(
+        config: NodeConfig,
+        storage: S,
+        listen: impl ToSocketAddrs + std::fmt::Debug,
+        peers: impl IntoIterator<Item = (NodeId, SocketAddr)>,
+    ) -> Result<(Node, mpsc::Receiver<ApplyMsg>), NodeError> {
+        let addr = format!("{listen:?}");
+        let listener =
+            TcpListener::bind(listen).await.map_err(|source| NodeError::Bind { addr, source })?;
+        Node::spawn(config, storage, listener, peers)
+    }
+
+    /// Starts the node `config.raft.id` from what `storage` holds, accepting the peers'
+    /// connections on `listener` and reaching each peer at its address in `peers` (an entry
+    /// for this node itself is ignored). Returns the node and the channel of committed entries.
+    ///
+    /// Reads the storage's initial state on the calling thread.
+    ///
+    /// # Panics
+    ///
+    /// If called outside a tokio runtime.
+    pub fn spawn<S: Storage + 'static>(
+        config: NodeConfig,
+        storage: S,
+        listener: TcpListener,
+        peers: impl IntoIterator<Item = (NodeId, SocketAddr)>,
+    ) -> Result<(Node, mpsc::Receiver<ApplyMsg>), NodeError> {
+        let id = config.raft.id;
+        let initial = storage.initial_state()?;
+        if initial.first_index != 1 {
+            return Err(NodeError::UnsupportedFirstIndex(initial.first_index));
+        }
+        let seed = config.seed.unwrap_or_else(|| rand::random::<u64>() ^ id);
+        let raw = RawNode::new(config.raft, initial.hard_state, initial.entries, seed)?;
+        let status = raw.status();
+        tracing::info!(id, term = status.term, last_index = status.last_index, "starting the node");
+        let storage = StorageThread::start(format!("raft-storage-{id}"), Box::new(storage))?;
+        let (transport, inbox) = Transport::start(id, listener, peers, config.transport);
+        let local_addr = transport.local_addr();
+        let (apply, applied) = mpsc::channel(config.apply_capacity.max(1));
+        let (stop, stop_rx) = watch::channel(StopMode::Run);
+        let shared = Arc::new(Shared {
+            id,
+            core: Mutex::new(Core { raw, stopped: false }),
+            wake: Notify::new(),
+            status: watch::Sender::new(status),
+            stop,
+            done: watch::Sender::new(false),
+        });
+        let driver = Driver {
+            shared: shared.clone(),
+            inbox,
+            transport,
+            storage,
+            apply,
+            stop: stop_rx,
+            tick: config.tick.max(Duration::from_millis(1)),
+            deliver_noops: config.deliver_noops,
+        };
+        let guard = DoneGuard(shared.clone());
+        let driver = tokio::spawn(async move {
+            let _guard = guard;
+            driver.run().await
+        });
+        Ok((Node { shared, driver: Some(driver), local_addr }, applied))
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.shared.id
+    }
+
+    /// The address this node listens on for its peers.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Proposes `command` and returns at once: `(index, term, true)` where it will be
+    /// committed if it ever is, or `(0, current term, false)` if this node is not the leader.
+    /// The seed labs' `Start`.
+    pub fn start(&self, command: Vec<u8>) -> (Index, Term, bool) {
+        match self.propose(command) {
+            Ok((index, term)) => (index, term, true),
+            Err(_) => (0, self.state().0, false),
+        }
+    }
+
+    /// Proposes `command`: on the leader, appends it to the log and returns the index and term
+    /// at which it will be committed, if it ever is (another leader may overwrite it: watch
+    /// which entry the [`ApplyMsg`] at that index carries). A follower, or a stopped node,
+    /// answers [`NotLeader`] with the leader it knows of.
+    pub fn propose(&self, command: Vec<u8>) -> Result<(Index, Term), NotLeader> {
+        let result = {
+            let mut core = self.shared.lock();
+            if core.stopped {
+                return Err(NotLeader { leader: None });
+            }
+            core.raw.propose(command)
+        };
+        if result.is_ok() {
+            self.shared.wake.notify_one();
+        }
+        result
+    }
+
+    /// The current term and whether this node believes it is the leader. The seed labs'
+    /// `GetState`.
+    pub fn state(&self) -> (Term, bool) {
+        let status = self.status();
+        (status.term, status.role == Role::Leader)
+    }
+
+    /// The core's current status. A stopped node reports itself a follower that knows no
+    /// leader.
+    pub fn status(&self) -> Status {
+        let core = self.shared.lock();
+        let status = core.raw.status();
+        if core.stopped {
+            stopped_status(status)
+        } else {
+            status
+        }
+    }
+
+    /// Follows the node's status: the receiver sees a new value whenever the role, the term,
+    /// the known leader or the vote changes (not at every commit), and a last one when the
+    /// node stops.
+    pub fn subscribe(&self) -> watch::Receiver<Status> {
+        self.shared.status.subscribe()
+    }
+
+    /// Whether the node has stopped (shut down, killed, or failed).
+    pub fn is_stopped(&self) -> bool {
+        *self.shared.done.borrow()
+    }
+
+    /// Resolves when the node has stopped: after [`Node::shutdown`] or [`Node::kill`] began, or
+    /// when a storage or transport failure stopped it. Then call [`Node::shutdown`] to learn
+    /// why.
+    pub async fn stopped(&self) {
+        let mut done = self.shared.done.subscribe();
+        // The sender lives as long as `self`.
+        let _ = done.wait_for(|done| *done).await;
+    }
+
+    /// Stops the node cleanly: finishes the ready in progress, stops ticking, closes the
+    /// transport (its port is free when this returns), syncs and releases the storage.
+    /// Returns the error that stopped the node earlier, if one did.
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        self.shared.stop.send_replace(StopMode::Shutdown);
+        self.join().await
+    }
+
+    /// Stops the node at once, as a crash would: nothing more is sent, applied or made
+    /// durable, and there is no final sync (what was written but not synced may be lost).
+    /// Returns once the transport's port and the storage are released, so that a new node can
+    /// start on them. For tests of recovery.
+    pub async fn kill(mut self) {
+        self.shared.stop.send_replace(StopMode::Kill);
+        if let Err(e) = self.join().await {
+            tracing::debug!(error = %e, "the node had failed before it was killed");
+        }
+    }
+
+    async fn join(&mut self) -> Result<(), NodeError> {
+        match self.driver.take() {
+            Some(driver) => match driver.await {
+                Ok(result) => result,
+                Err(e) => Err(NodeError::Driver(e.to_string())),
+            },
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.driver.is_some() {
+            self.shared.stop.send_replace(StopMode::Kill);
+        }
+    }
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.shared.id)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}

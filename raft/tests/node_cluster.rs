@@ -1,0 +1,356 @@
+//! `raft::Node` clusters over real loopback TCP with durable file storage: election,
+//! replication, a leader killed and restarted from its directory, the whole cluster restarted,
+//! and a clean shutdown that frees the ports.
+//!
+//! Timeouts here only keep a broken build from hanging the suite; nothing is asserted about
+//! speed.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use raft::node::{ApplyMsg, Node, NodeConfig};
+use raft::storage::FileStorage;
+use raft::{Config, EntryKind, Index, NodeId, Role};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::timeout;
+
+/// How long any one wait may take before the test fails.
+const GUARD: Duration = Duration::from_secs(60);
+
+/// What one node applied, per incarnation: each restart starts a new list (a restarted node
+/// delivers the log again from index 1).
+#[derive(Default)]
+struct Applied {
+    incarnations: Vec<Vec<ApplyMsg>>,
+}
+
+impl Applied {
+    fn current(&self) -> &[ApplyMsg] {
+        self.incarnations.last().map_or(&[], |v| v.as_slice())
+    }
+}
+
+struct Cluster {
+    ids: Vec<NodeId>,
+    dirs: Vec<TempDir>,
+    addrs: Vec<SocketAddr>,
+    nodes: Vec<Option<Node>>,
+    applied: Vec<Arc<Mutex<Applied>>>,
+    /// Bumped whenever any node applies something.
+    changed: watch::Sender<u64>,
+}
+
+impl Cluster {
+    async fn start(n: usize) -> Cluster {
+        let ids: Vec<NodeId> = (1..=n as NodeId).collect();
+        let mut listeners = Vec::new();
+        for _ in 0..n {
+            listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let addrs = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+        let mut cluster = Cluster {
+            ids,
+            dirs: (0..n).map(|_| tempfile::tempdir().unwrap()).collect(),
+            addrs,
+            nodes: (0..n).map(|_| None).collect(),
+            applied: (0..n).map(|_| Arc::default()).collect(),
+            changed: watch::Sender::new(0),
+        };
+        for (i, listener) in listeners.into_iter().enumerate() {
+            cluster.launch(i, listener);
+        }
+        cluster
+    }
+
+    /// Starts node `i` from its directory on `listener`.
+    fn launch(&mut self, i: usize, listener: TcpListener) {
+        let id = self.ids[i];
+        let mut config = NodeConfig::new(Config::service(id, self.ids.clone()));
+        config.deliver_noops = true;
+        config.seed = Some(1000 + id);
+        let storage = FileStorage::open(self.dirs[i].path()).unwrap();
+        let peers = self.ids.iter().copied().zip(self.addrs.iter().copied());
+        let (node, mut rx) = Node::spawn(config, storage, listener, peers).unwrap();
+        self.nodes[i] = Some(node);
+        let applied = self.applied[i].clone();
+        applied.lock().unwrap().incarnations.push(Vec::new());
+        let changed = self.changed.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                applied.lock().unwrap().incarnations.last_mut().unwrap().push(msg);
+                changed.send_modify(|n| *n += 1);
+            }
+        });
+    }
+
+    /// Restarts node `i` on its old address, from its directory.
+    async fn restart(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none(), "node {i} still runs");
+        let listener =
+            TcpListener::bind(self.addrs[i]).await.expect("the killed node's port is free");
+        self.launch(i, listener);
+    }
+
+    async fn kill(&mut self, i: usize) {
+        self.nodes[i].take().expect("node runs").kill().await;
+    }
+
+    fn node(&self, i: usize) -> &Node {
+        self.nodes[i].as_ref().expect("node runs")
+    }
+
+    fn running(&self) -> impl Iterator<Item = (usize, &Node)> {
+        self.nodes.iter().enumerate().filter_map(|(i, n)| n.as_ref().map(|n| (i, n)))
+    }
+
+    /// Waits until a running node leads, and returns its position.
+    async fn wait_leader(&self) -> usize {
+        let mut watches: Vec<_> = self.running().map(|(i, n)| (i, n.subscribe())).collect();
+        let wait = async {
+            loop {
+                for (i, w) in &mut watches {
+                    if w.borrow_and_update().role == Role::Leader {
+                        return *i;
+                    }
+                }
+                // Any change of any node's status.
+                let changes = watches.iter_mut().map(|(_, w)| Box::pin(w.changed()));
+                let _ = select_all(changes).await;
+            }
+        };
+        timeout(GUARD, wait).await.expect("a leader is elected")
+    }
+
+    /// Waits until `pred` holds over what the nodes applied.
+    async fn wait_applied(&self, what: &str, pred: impl Fn(&Cluster) -> bool) {
+        let mut changed = self.changed.subscribe();
+        let wait = async {
+            loop {
+                changed.borrow_and_update();
+                if pred(self) {
+                    return;
+                }
+                changed.changed().await.unwrap();
+            }
+        };
+        timeout(GUARD, wait).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+    }
+
+    fn applied_by(&self, i: usize) -> Vec<ApplyMsg> {
+        self.applied[i].lock().unwrap().current().to_vec()
+    }
+
+    fn last_applied(&self, i: usize) -> Index {
+        self.applied[i].lock().unwrap().current().last().map_or(0, |m| m.index)
+    }
+
+    /// Commits every command (each must be unique): proposes them on the leader, and
+    /// proposes again, on whoever leads then, those that another leader's entries displaced.
+    async fn commit_all(&self, commands: &[Vec<u8>]) {
+        let mut missing: Vec<Vec<u8>> = commands.to_vec();
+        while !missing.is_empty() {
+            let leader = self.wait_leader().await;
+            let node = self.node(leader);
+            let mut last = None;
+            for cmd in &missing {
+                match node.propose(cmd.clone()) {
+                    Ok((index, term)) => last = Some((index, term)),
+                    Err(_) => break, // lost leadership: start over with the next leader
+                }
+            }
+            if let Some((index, term)) = last {
+                // Until the leader applied its last proposal, or it lost its term.
+                self.wait_applied("the leader to apply its proposals", |c| {
+                    c.last_applied(leader) >= index || c.node(leader).state() != (term, true)
+                })
+                .await;
+            }
+            let done: BTreeSet<Vec<u8>> = self
+                .applied_by(leader)
+                .into_iter()
+                .filter(|m| m.kind == EntryKind::Normal)
+                .map(|m| m.command)
+                .collect();
+            missing.retain(|c| !done.contains(c));
+        }
+    }
+
+    /// Waits until every running node applied up to the leader's commit index, and checks that
+    /// they all applied the same entries, each from index 1 without gaps.
+    async fn converge(&self) -> Vec<ApplyMsg> {
+        let leader = self.wait_leader().await;
+        let commit = self.node(leader).status().commit_index;
+        let running: Vec<usize> = self.running().map(|(i, _)| i).collect();
+        self.wait_applied("every node to apply up to the commit index", |c| {
+            running.iter().all(|&i| c.last_applied(i) >= commit)
+        })
+        .await;
+        let reference = self.applied_by(running[0]);
+        assert_gap_free(&reference);
+        for &i in &running {
+            let log = self.applied_by(i);
+            assert_gap_free(&log);
+            let n = commit as usize;
+            assert_eq!(
+                log[..n],
+                reference[..n],
+                "node {} applied another log than node {}",
+                self.ids[i],
+                self.ids[running[0]]
+            );
+        }
+        reference[..commit as usize].to_vec()
+    }
+}
+
+/// Resolves when the first future does (a small `select_all` for boxed futures).
+async fn select_all<F: std::future::Future + Unpin>(futures: impl Iterator<Item = F>) {
+    let mut futures: Vec<F> = futures.collect();
+    std::future::poll_fn(|cx| {
+        for f in futures.iter_mut() {
+            if std::pin::Pin::new(f).poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Indexes 1, 2, 3, ... in order: every entry delivered, none twice.
+fn assert_gap_free(log: &[ApplyMsg]) {
+    for (i, m) in log.iter().enumerate() {
+        assert_eq!(m.index, i as Index + 1, "applied out of order or with a gap");
+    }
+}
+
+fn commands(prefix: &str, n: usize) -> Vec<Vec<u8>> {
+    (0..n).map(|i| format!("{prefix}-{i}").into_bytes()).collect()
+}
+
+fn normal_commands(log: &[ApplyMsg]) -> Vec<Vec<u8>> {
+    log.iter().filter(|m| m.kind == EntryKind::Normal).map(|m| m.command.clone()).collect()
+}
+
+fn assert_contains_all(log: &[ApplyMsg], expected: &[Vec<u8>]) {
+    let applied: BTreeSet<Vec<u8>> = normal_commands(log).into_iter().collect();
+    for cmd in expected {
+        assert!(applied.contains(cmd), "{} was not applied", String::from_utf8_lossy(cmd));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elects_and_replicates_a_thousand_commands_in_order_on_every_node() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.wait_leader().await;
+    let (term, is_leader) = cluster.node(leader).state();
+    assert!(is_leader && term >= 1);
+    for (i, node) in cluster.running() {
+        if i != leader {
+            assert!(!node.state().1, "two leaders");
+        }
+    }
+
+    let cmds = commands("cmd", 1000);
+    cluster.commit_all(&cmds).await;
+    let log = cluster.converge().await;
+    assert_contains_all(&log, &cmds);
+    // The first entry of every term is the leader's no-op, never a command.
+    assert_eq!(log[0].kind, EntryKind::Noop);
+    assert!(log[0].command.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_restarts_from_its_directory_with_every_committed_entry() {
+    let mut cluster = Cluster::start(3).await;
+    let before = commands("before", 300);
+    cluster.commit_all(&before).await;
+    let committed_before = cluster.converge().await;
+
+    // Kill the leader: no clean shutdown, no final sync.
+    let old_leader = cluster.wait_leader().await;
+    cluster.kill(old_leader).await;
+
+    // The others elect a new leader and go on.
+    let during = commands("during", 300);
+    cluster.commit_all(&during).await;
+    let new_leader = cluster.wait_leader().await;
+    assert_ne!(new_leader, old_leader);
+
+    // What the killed leader left on disk agrees with what the cluster committed.
+    let on_disk = {
+        let storage = FileStorage::open(cluster.dirs[old_leader].path()).unwrap();
+        raft::storage::Storage::initial_state(&storage).unwrap().entries
+    };
+    assert!(!on_disk.is_empty());
+
+    // The old leader comes back from its directory, catches up and applies everything again
+    // from index 1.
+    cluster.restart(old_leader).await;
+    let after = commands("after", 100);
+    cluster.commit_all(&after).await;
+    let log = cluster.converge().await;
+
+    let restarted = cluster.applied_by(old_leader);
+    assert_eq!(restarted[..log.len()], log[..]);
+    assert_eq!(log[..committed_before.len()], committed_before[..], "a committed entry changed");
+    assert_contains_all(&log, &before);
+    assert_contains_all(&log, &during);
+    assert_contains_all(&log, &after);
+    for e in &on_disk {
+        let m = &log[e.index as usize - 1];
+        assert_eq!((e.index, e.term, &e.data), (m.index, m.term, &m.command));
+    }
+    // The first incarnation of the old leader applied a prefix of the final log.
+    let first_life = cluster.applied[old_leader].lock().unwrap().incarnations[0].clone();
+    assert!(first_life.len() >= committed_before.len());
+    assert_eq!(first_life[..], log[..first_life.len()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_cluster_killed_and_restarted_keeps_every_committed_entry() {
+    let mut cluster = Cluster::start(3).await;
+    let cmds = commands("x", 200);
+    cluster.commit_all(&cmds).await;
+    let committed = cluster.converge().await;
+
+    for i in 0..3 {
+        cluster.kill(i).await;
+    }
+    for i in 0..3 {
+        cluster.restart(i).await;
+    }
+    // A new command makes the new leader commit (and everyone apply) the old log again.
+    cluster.commit_all(&commands("y", 1)).await;
+    let log = cluster.converge().await;
+    assert_eq!(log[..committed.len()], committed[..]);
+    for i in 0..3 {
+        assert_eq!(cluster.applied[i].lock().unwrap().incarnations.len(), 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_shutdown_frees_the_ports_and_syncs_the_storage() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.commit_all(&commands("z", 50)).await;
+    let committed = cluster.converge().await;
+    for i in 0..3 {
+        let node = cluster.nodes[i].take().unwrap();
+        node.shutdown().await.expect("a clean shutdown");
+        // The port can be bound again at once.
+        drop(TcpListener::bind(cluster.addrs[i]).await.expect("the port is free"));
+    }
+    // Everything the nodes held is on disk.
+    for i in 0..3 {
+        let storage = FileStorage::open(cluster.dirs[i].path()).unwrap();
+        let state = raft::storage::Storage::initial_state(&storage).unwrap();
+        assert!(state.entries.len() >= committed.len());
+        for (e, m) in state.entries.iter().zip(&committed) {
+            assert_eq!((e.index, e.term, &e.data), (m.index, m.term, &m.command));
+        }
+    }
+}
