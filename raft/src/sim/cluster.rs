@@ -77,7 +77,12 @@ impl Cluster {
         let rng = ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, STREAM_TEST, 0));
         let n = cfg.nodes;
         Cluster {
-            inner: Rc::new(Inner { sim: RefCell::new(Sim::new(cfg)), exec: Executor::default(), rng: RefCell::new(rng), n }),
+            inner: Rc::new(Inner {
+                sim: RefCell::new(Sim::new(cfg)),
+                exec: Executor::default(),
+                rng: RefCell::new(rng),
+                n,
+            }),
         }
     }
 
@@ -291,7 +296,9 @@ impl Cluster {
             let (t, _) = self.state(i).expect("up peers run");
             match term {
                 None => term = Some(t),
-                Some(t0) if t0 != t => self.fail(&format!("servers disagree on term ({t0} and {t} at n{i})")),
+                Some(t0) if t0 != t => {
+                    self.fail(&format!("servers disagree on term ({t0} and {t} at n{i})"))
+                }
                 Some(_) => {}
             }
         }
@@ -302,7 +309,9 @@ impl Cluster {
     pub fn check_no_leader(&self) {
         for i in 0..self.n() {
             if self.is_up(i) && self.state(i).is_some_and(|(_, l)| l) {
-                self.fail(&format!("expected no leader among connected servers, but n{i} claims to be leader"));
+                self.fail(&format!(
+                    "expected no leader among connected servers, but n{i} claims to be leader"
+                ));
             }
         }
     }
@@ -344,7 +353,10 @@ impl Cluster {
                 self.sleep(50).await;
             }
         }
-        self.fail(&format!("one({}) failed to reach agreement in 10 s", describe(EntryKind::Normal, &cmd)))
+        self.fail(&format!(
+            "one({}) failed to reach agreement in 10 s",
+            describe(EntryKind::Normal, &cmd)
+        ))
     }
 
     /// The labs' `wait`: polls (10 ms doubling to 1 s, 30 rounds) until `n` peers applied

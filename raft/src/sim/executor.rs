@@ -64,7 +64,10 @@ impl Executor {
     }
 
     /// Adds a task; it first runs in the current round.
-    pub(crate) fn spawn<T: 'static>(&self, fut: impl Future<Output = T> + 'static) -> JoinHandle<T> {
+    pub(crate) fn spawn<T: 'static>(
+        &self,
+        fut: impl Future<Output = T> + 'static,
+    ) -> JoinHandle<T> {
         let slot = Rc::new(RefCell::new(None));
         let done = Rc::new(Cell::new(false));
         let (s, d) = (slot.clone(), done.clone());
@@ -106,7 +109,10 @@ impl Executor {
                 continue;
             }
             let wake = self.next_wake.get();
-            assert!(wake != u64::MAX, "every task waits for something that no sleep will bring: a deadlock");
+            assert!(
+                wake != u64::MAX,
+                "every task waits for something that no sleep will bring: a deadlock"
+            );
             advance(wake);
         }
     }

@@ -88,7 +88,8 @@ impl Invariants {
                     hard_state.term, hs.term
                 ));
             }
-            if hs.term == hard_state.term && hard_state.vote.is_some() && hs.vote != hard_state.vote {
+            if hs.term == hard_state.term && hard_state.vote.is_some() && hs.vote != hard_state.vote
+            {
                 return Err(format!(
                     "n{node}'s durable vote in term {} changed from {:?} to {:?}",
                     hs.term, hard_state.vote, hs.vote
@@ -163,9 +164,16 @@ impl Invariants {
     }
 
     /// Checks a message `node` sends, against its durable state at that moment.
-    pub fn on_send(&mut self, node: NodeId, hard_state: &HardState, log: &[Entry], msg: &Message) -> Result<(), String> {
+    pub fn on_send(
+        &mut self,
+        node: NodeId,
+        hard_state: &HardState,
+        log: &[Entry],
+        msg: &Message,
+    ) -> Result<(), String> {
         match &msg.body {
-            MessageBody::RequestVote { pre_vote: true, .. } | MessageBody::RequestVoteResponse { pre_vote: true, .. } => {
+            MessageBody::RequestVote { pre_vote: true, .. }
+            | MessageBody::RequestVoteResponse { pre_vote: true, .. } => {
                 return Ok(());
             }
             MessageBody::RequestVoteResponse { pre_vote: false, granted: true } => {
@@ -212,7 +220,9 @@ impl Invariants {
     pub fn on_leader(&mut self, node: NodeId, term: Term, log: &[Entry]) -> Result<(), String> {
         match self.leaders.get(&term) {
             Some(&other) if other != node => {
-                return Err(format!("election safety: n{other} and n{node} are both leaders of term {term}"));
+                return Err(format!(
+                    "election safety: n{other} and n{node} are both leaders of term {term}"
+                ));
             }
             Some(_) => {}
             None => {
@@ -286,7 +296,12 @@ pub fn describe(kind: EntryKind, data: &[u8]) -> String {
         return format!("cmd {}", u64::from_le_bytes(b));
     }
     let head: Vec<String> = data.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("cmd of {} bytes [{}{}]", data.len(), head.join(""), if data.len() > 8 { ".." } else { "" })
+    format!(
+        "cmd of {} bytes [{}{}]",
+        data.len(),
+        head.join(""),
+        if data.len() > 8 { ".." } else { "" }
+    )
 }
 
 #[cfg(test)]
@@ -332,11 +347,14 @@ mod tests {
     fn durable_hard_state_never_regresses() {
         let mut inv = Invariants::new();
         let hs = HardState { term: 3, vote: Some(1) };
-        let back = Ready { hard_state: Some(HardState { term: 2, vote: None }), ..Ready::default() };
+        let back =
+            Ready { hard_state: Some(HardState { term: 2, vote: None }), ..Ready::default() };
         assert!(inv.on_persist(0, &hs, &[], &back).is_err());
-        let revote = Ready { hard_state: Some(HardState { term: 3, vote: Some(2) }), ..Ready::default() };
+        let revote =
+            Ready { hard_state: Some(HardState { term: 3, vote: Some(2) }), ..Ready::default() };
         assert!(inv.on_persist(0, &hs, &[], &revote).is_err());
-        let next = Ready { hard_state: Some(HardState { term: 4, vote: None }), ..Ready::default() };
+        let next =
+            Ready { hard_state: Some(HardState { term: 4, vote: None }), ..Ready::default() };
         inv.on_persist(0, &hs, &[], &next).unwrap();
     }
 
@@ -352,7 +370,8 @@ mod tests {
         let err = inv.on_send(0, &HardState { term: 5, vote: None }, &[], &grant(1)).unwrap_err();
         assert!(err.contains("before the vote was durable"), "{err}");
         inv.on_send(0, &HardState { term: 5, vote: Some(1) }, &[], &grant(1)).unwrap();
-        let err = inv.on_send(0, &HardState { term: 5, vote: Some(2) }, &[], &grant(2)).unwrap_err();
+        let err =
+            inv.on_send(0, &HardState { term: 5, vote: Some(2) }, &[], &grant(2)).unwrap_err();
         assert!(err.contains("to both"), "{err}");
     }
 

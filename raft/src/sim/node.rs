@@ -79,9 +79,13 @@ impl SimNode {
     /// A new incarnation from the durable image; it re-applies from index 1.
     pub(crate) fn restart(&mut self, seed: u64) {
         self.incarnation += 1;
-        let raw =
-            RawNode::new(self.config.clone(), self.image.hard_state, self.image.entries.clone(), seed)
-                .unwrap_or_else(|e| panic!("the simulator's configuration is invalid: {e}"));
+        let raw = RawNode::new(
+            self.config.clone(),
+            self.image.hard_state,
+            self.image.entries.clone(),
+            seed,
+        )
+        .unwrap_or_else(|e| panic!("the simulator's configuration is invalid: {e}"));
         let s = raw.status();
         self.last_role = s.role;
         self.last_term = s.term;

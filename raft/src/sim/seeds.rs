@@ -27,13 +27,24 @@ impl Plan {
     /// Reads `RAFT_SEED`, `RAFT_SEEDS` and `RAFT_BUG`.
     pub fn from_env() -> Result<Plan, String> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        Plan::parse(var("RAFT_SEED").as_deref(), var("RAFT_SEEDS").as_deref(), var("RAFT_BUG").as_deref())
+        Plan::parse(
+            var("RAFT_SEED").as_deref(),
+            var("RAFT_SEEDS").as_deref(),
+            var("RAFT_BUG").as_deref(),
+        )
     }
 
     /// The plan for these values of `RAFT_SEED`, `RAFT_SEEDS` and `RAFT_BUG`.
-    pub fn parse(seed: Option<&str>, seeds: Option<&str>, bug: Option<&str>) -> Result<Plan, String> {
+    pub fn parse(
+        seed: Option<&str>,
+        seeds: Option<&str>,
+        bug: Option<&str>,
+    ) -> Result<Plan, String> {
         let base = match seed {
-            Some(s) => s.trim().parse::<u64>().map_err(|e| format!("RAFT_SEED={s:?} is not a seed: {e}"))?,
+            Some(s) => s
+                .trim()
+                .parse::<u64>()
+                .map_err(|e| format!("RAFT_SEED={s:?} is not a seed: {e}"))?,
             None => DEFAULT_SEED,
         };
         let count = match seeds {
@@ -148,10 +159,16 @@ mod tests {
 
     #[test]
     fn parses_the_environment() {
-        assert_eq!(Plan::parse(None, None, None).unwrap(), Plan { seeds: vec![DEFAULT_SEED], bug: None });
+        assert_eq!(
+            Plan::parse(None, None, None).unwrap(),
+            Plan { seeds: vec![DEFAULT_SEED], bug: None }
+        );
         assert_eq!(Plan::parse(Some("42"), None, None).unwrap().seeds, vec![42]);
         assert_eq!(Plan::parse(Some("7"), Some("3"), None).unwrap().seeds, vec![7, 8, 9]);
-        assert_eq!(Plan::parse(None, Some("2"), None).unwrap().seeds, vec![DEFAULT_SEED, DEFAULT_SEED + 1]);
+        assert_eq!(
+            Plan::parse(None, Some("2"), None).unwrap().seeds,
+            vec![DEFAULT_SEED, DEFAULT_SEED + 1]
+        );
         assert!(Plan::parse(Some("x"), None, None).unwrap_err().contains("RAFT_SEED"));
         assert!(Plan::parse(None, Some("0"), None).unwrap_err().contains("RAFT_SEEDS"));
     }

@@ -20,11 +20,31 @@ pub struct MsgSummary {
 /// The kind-specific fields of a [`MsgSummary`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MsgDetail {
-    Vote { pre_vote: bool, last_log_index: Index, last_log_term: Term },
-    VoteResponse { pre_vote: bool, granted: bool },
-    Append { prev_log_index: Index, prev_log_term: Term, entries: usize, last_term: Term, commit: Index },
-    AppendResponse { success: bool, index: Index, conflict_term: Option<Term>, conflict_index: Index },
-    Heartbeat { commit: Index },
+    Vote {
+        pre_vote: bool,
+        last_log_index: Index,
+        last_log_term: Term,
+    },
+    VoteResponse {
+        pre_vote: bool,
+        granted: bool,
+    },
+    Append {
+        prev_log_index: Index,
+        prev_log_term: Term,
+        entries: usize,
+        last_term: Term,
+        commit: Index,
+    },
+    AppendResponse {
+        success: bool,
+        index: Index,
+        conflict_term: Option<Term>,
+        conflict_index: Index,
+    },
+    Heartbeat {
+        commit: Index,
+    },
     HeartbeatResponse,
 }
 
@@ -32,31 +52,39 @@ impl MsgSummary {
     /// Summarizes `msg`.
     pub fn of(msg: &Message) -> MsgSummary {
         let detail = match &msg.body {
-            MessageBody::RequestVote { pre_vote, last_log_index, last_log_term } => MsgDetail::Vote {
-                pre_vote: *pre_vote,
-                last_log_index: *last_log_index,
-                last_log_term: *last_log_term,
-            },
+            MessageBody::RequestVote { pre_vote, last_log_index, last_log_term } => {
+                MsgDetail::Vote {
+                    pre_vote: *pre_vote,
+                    last_log_index: *last_log_index,
+                    last_log_term: *last_log_term,
+                }
+            }
             MessageBody::RequestVoteResponse { pre_vote, granted } => {
                 MsgDetail::VoteResponse { pre_vote: *pre_vote, granted: *granted }
             }
-            MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
-                MsgDetail::Append {
-                    prev_log_index: *prev_log_index,
-                    prev_log_term: *prev_log_term,
-                    entries: entries.len(),
-                    last_term: entries.last().map_or(0, |e| e.term),
-                    commit: *leader_commit,
-                }
-            }
-            MessageBody::AppendEntriesResponse { success, index, conflict_term, conflict_index } => {
-                MsgDetail::AppendResponse {
-                    success: *success,
-                    index: *index,
-                    conflict_term: *conflict_term,
-                    conflict_index: *conflict_index,
-                }
-            }
+            MessageBody::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => MsgDetail::Append {
+                prev_log_index: *prev_log_index,
+                prev_log_term: *prev_log_term,
+                entries: entries.len(),
+                last_term: entries.last().map_or(0, |e| e.term),
+                commit: *leader_commit,
+            },
+            MessageBody::AppendEntriesResponse {
+                success,
+                index,
+                conflict_term,
+                conflict_index,
+            } => MsgDetail::AppendResponse {
+                success: *success,
+                index: *index,
+                conflict_term: *conflict_term,
+                conflict_index: *conflict_index,
+            },
             MessageBody::Heartbeat { commit } => MsgDetail::Heartbeat { commit: *commit },
             MessageBody::HeartbeatResponse => MsgDetail::HeartbeatResponse,
         };
@@ -84,7 +112,11 @@ impl fmt::Display for MsgSummary {
                 if granted { "granted" } else { "rejected" }
             ),
             MsgDetail::Append { prev_log_index, prev_log_term, entries, last_term, commit } => {
-                write!(f, "AppendEntries t{} prev={}/t{}", self.term, prev_log_index, prev_log_term)?;
+                write!(
+                    f,
+                    "AppendEntries t{} prev={}/t{}",
+                    self.term, prev_log_index, prev_log_term
+                )?;
                 if entries > 0 {
                     write!(
                         f,
@@ -107,7 +139,9 @@ impl fmt::Display for MsgSummary {
                     )
                 }
             }
-            MsgDetail::Heartbeat { commit } => write!(f, "Heartbeat t{} commit={commit}", self.term),
+            MsgDetail::Heartbeat { commit } => {
+                write!(f, "Heartbeat t{} commit={commit}", self.term)
+            }
             MsgDetail::HeartbeatResponse => write!(f, "HeartbeatResponse t{}", self.term),
         }
     }
@@ -133,19 +167,39 @@ pub enum DropReason {
 pub enum TraceKind {
     /// A message left its sender; `delay_us` is when it will arrive (a second value for a
     /// duplicate).
-    Sent { msg: MsgSummary, delay_us: u64, duplicate_delay_us: Option<u64> },
+    Sent {
+        msg: MsgSummary,
+        delay_us: u64,
+        duplicate_delay_us: Option<u64>,
+    },
     /// A message reached its destination and was stepped.
     Delivered(MsgSummary),
     /// A message was lost.
     Dropped(MsgSummary, DropReason),
     /// A peer's role or term changed.
-    Role { node: NodeId, role: Role, term: Term },
+    Role {
+        node: NodeId,
+        role: Role,
+        term: Term,
+    },
     /// A proposal was accepted by a leader.
-    Proposed { node: NodeId, index: Index, term: Term },
+    Proposed {
+        node: NodeId,
+        index: Index,
+        term: Term,
+    },
     /// A peer applied entries `from..=to`.
-    Applied { node: NodeId, from: Index, to: Index },
+    Applied {
+        node: NodeId,
+        from: Index,
+        to: Index,
+    },
     /// A peer made entries `from..=to` durable (replacing whatever followed `from - 1`).
-    Persisted { node: NodeId, from: Index, to: Index },
+    Persisted {
+        node: NodeId,
+        from: Index,
+        to: Index,
+    },
     Crash(NodeId),
     Restart(NodeId),
     Connect(NodeId),

@@ -81,7 +81,8 @@ impl Ord for Scheduled {
 
 /// A seed for stream `a`, item `b`, derived from `seed` (splitmix64 finalizer).
 pub fn derive_seed(seed: u64, a: u64, b: u64) -> u64 {
-    let mut z = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut z =
+        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xD1B5_4A32_D192_ED03);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -124,7 +125,10 @@ impl Sim {
                 config.bug = cfg.bug;
             }
             #[cfg(not(feature = "bugs"))]
-            assert!(cfg.bug.is_none(), "a bug can only be switched on in a build with the cargo feature `bugs`");
+            assert!(
+                cfg.bug.is_none(),
+                "a bug can only be switched on in a build with the cargo feature `bugs`"
+            );
             nodes.push(SimNode::new(config, derive_seed(cfg.seed, STREAM_NODE, (i as u64) << 32)));
         }
         let mut sim = Sim {
@@ -134,7 +138,10 @@ impl Sim {
             tick_us: cfg.tick_ms * 1000,
             queue: BinaryHeap::new(),
             nodes,
-            net: Network::new(cfg.nodes, ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, STREAM_NET, 0))),
+            net: Network::new(
+                cfg.nodes,
+                ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, STREAM_NET, 0)),
+            ),
             inv: Invariants::new(),
             trace: Trace::new(cfg.trace_len),
             stats: vec![NodeStats::default(); cfg.nodes],
@@ -218,7 +225,11 @@ impl Sim {
     /// first, if any). It re-applies its log from index 1 as the commit index becomes known.
     pub fn restart(&mut self, i: usize) {
         self.crash(i);
-        let seed = derive_seed(self.seed, STREAM_NODE, ((i as u64) << 32) | (self.nodes[i].incarnation as u64 + 1));
+        let seed = derive_seed(
+            self.seed,
+            STREAM_NODE,
+            ((i as u64) << 32) | (self.nodes[i].incarnation as u64 + 1),
+        );
         self.nodes[i].restart(seed);
         self.trace.record(self.now, TraceKind::Restart(i as NodeId));
         self.schedule_first_tick(i);
@@ -387,11 +398,17 @@ impl Sim {
         let to = msg.to as usize;
         let from = msg.from as usize;
         if !self.nodes[to].is_alive() || self.nodes[to].incarnation != incarnation {
-            self.trace.record(self.now, TraceKind::Dropped(MsgSummary::of(&msg), DropReason::DestinationCrashed));
+            self.trace.record(
+                self.now,
+                TraceKind::Dropped(MsgSummary::of(&msg), DropReason::DestinationCrashed),
+            );
             return;
         }
         if !self.net.link_up(from, to) {
-            self.trace.record(self.now, TraceKind::Dropped(MsgSummary::of(&msg), DropReason::CutAtDelivery));
+            self.trace.record(
+                self.now,
+                TraceKind::Dropped(MsgSummary::of(&msg), DropReason::CutAtDelivery),
+            );
             return;
         }
         self.trace.record(self.now, TraceKind::Delivered(MsgSummary::of(&msg)));
@@ -412,13 +429,21 @@ impl Sim {
             };
             // 1. Persist.
             let node = &mut self.nodes[i];
-            if let Err(e) = self.inv.on_persist(i as NodeId, &node.image.hard_state, &node.image.entries, &ready) {
+            if let Err(e) = self.inv.on_persist(
+                i as NodeId,
+                &node.image.hard_state,
+                &node.image.entries,
+                &ready,
+            ) {
                 self.violation(e);
             }
             node.image.write(&ready);
             if let Some(first) = ready.entries.first() {
                 let to = first.index + ready.entries.len() as Index - 1;
-                self.trace.record(self.now, TraceKind::Persisted { node: i as NodeId, from: first.index, to });
+                self.trace.record(
+                    self.now,
+                    TraceKind::Persisted { node: i as NodeId, from: first.index, to },
+                );
             }
             // 2. Send.
             let messages = std::mem::take(&mut ready.messages);
@@ -427,7 +452,9 @@ impl Sim {
             }
             ready.messages = messages;
             // 3. Apply.
-            if let (Some(first), Some(last)) = (ready.committed_entries.first(), ready.committed_entries.last()) {
+            if let (Some(first), Some(last)) =
+                (ready.committed_entries.first(), ready.committed_entries.last())
+            {
                 let (from, to) = (first.index, last.index);
                 for e in &ready.committed_entries {
                     let node = &mut self.nodes[i];
@@ -454,7 +481,8 @@ impl Sim {
         }
         node.last_role = s.role;
         node.last_term = s.term;
-        self.trace.record(self.now, TraceKind::Role { node: i as NodeId, role: s.role, term: s.term });
+        self.trace
+            .record(self.now, TraceKind::Role { node: i as NodeId, role: s.role, term: s.term });
         if s.role == Role::Leader {
             if let Err(e) = self.inv.on_leader(i as NodeId, s.term, raw.entries()) {
                 self.violation(e);
@@ -464,15 +492,21 @@ impl Sim {
 
     fn send(&mut self, from: usize, msg: &Message) {
         let node = &self.nodes[from];
-        if let Err(e) = self.inv.on_send(from as NodeId, &node.image.hard_state, &node.image.entries, msg) {
+        if let Err(e) =
+            self.inv.on_send(from as NodeId, &node.image.hard_state, &node.image.entries, msg)
+        {
             self.violation(e);
         }
         let to = msg.to as usize;
         if to >= self.nodes.len() || msg.from as usize != from {
-            self.violation(format!("n{from} sent a message from n{} to unknown peer n{}", msg.from, msg.to));
+            self.violation(format!(
+                "n{from} sent a message from n{} to unknown peer n{}",
+                msg.from, msg.to
+            ));
         }
         let is_request = msg.body.is_request();
-        let size = postcard::experimental::serialized_size(msg).expect("messages always encode") as u64;
+        let size =
+            postcard::experimental::serialized_size(msg).expect("messages always encode") as u64;
         let stats = &mut self.stats[from];
         stats.messages += 1;
         stats.bytes += size;
@@ -490,13 +524,21 @@ impl Sim {
         }
         let incarnation = self.nodes[to].incarnation;
         match self.net.fate(is_request) {
-            Fate::Drop => self.trace.record(self.now, TraceKind::Dropped(summary, DropReason::Lost)),
+            Fate::Drop => {
+                self.trace.record(self.now, TraceKind::Dropped(summary, DropReason::Lost))
+            }
             Fate::Deliver(d) => {
-                self.trace.record(self.now, TraceKind::Sent { msg: summary, delay_us: d, duplicate_delay_us: None });
+                self.trace.record(
+                    self.now,
+                    TraceKind::Sent { msg: summary, delay_us: d, duplicate_delay_us: None },
+                );
                 self.push(self.now + d, Event::Deliver { msg: msg.clone(), incarnation });
             }
             Fate::Duplicate(d1, d2) => {
-                self.trace.record(self.now, TraceKind::Sent { msg: summary, delay_us: d1, duplicate_delay_us: Some(d2) });
+                self.trace.record(
+                    self.now,
+                    TraceKind::Sent { msg: summary, delay_us: d1, duplicate_delay_us: Some(d2) },
+                );
                 self.push(self.now + d1, Event::Deliver { msg: msg.clone(), incarnation });
                 self.push(self.now + d2, Event::Deliver { msg: msg.clone(), incarnation });
             }
