@@ -3,6 +3,7 @@
 mod fsutil;
 mod hard_state;
 mod record;
+mod recover;
 mod segment;
 
 use std::fs::{self, File, OpenOptions, TryLockError};
@@ -10,8 +11,9 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use self::fsutil::{sync_dir, TEMP_SUFFIX};
+use self::fsutil::sync_dir;
 use self::record::{Frame, Record};
+use self::recover::Recovered;
 use super::{check_append, check_range, Corruption, InitialState, Storage, StorageError};
 use crate::core::{Entry, HardState, Index};
 
@@ -205,99 +207,14 @@ impl FileStorage {
         fs::create_dir_all(&dir).map_err(|e| StorageError::io("create directory", &dir, e))?;
         let dir_file = File::open(&dir).map_err(|e| StorageError::io("open", &dir, e))?;
         let lock = lock(&dir)?;
-        let mut recovery = Recovery::default();
-
-        let mut segment_names = Vec::new();
-        let listing = fs::read_dir(&dir).map_err(|e| StorageError::io("list", &dir, e))?;
-        for item in listing {
-            let item = item.map_err(|e| StorageError::io("list", &dir, e))?;
-            let name = item.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if let Some(target) = name.strip_suffix(TEMP_SUFFIX) {
-                if target == hard_state::FILE_NAME || segment::parse_file_name(target).is_some() {
-                    let path = item.path();
-                    fs::remove_file(&path).map_err(|e| StorageError::io("remove", &path, e))?;
-                    tracing::info!(path = %path.display(), "removed an interrupted temporary file");
-                    recovery.removed_temp_files.push(path);
-                }
-            } else if let Some(first_index) = segment::parse_file_name(name) {
-                segment_names.push((first_index, item.path()));
-            }
-        }
-        if !recovery.removed_temp_files.is_empty() {
-            sync_dir(&dir_file, &dir)?;
-        }
-        segment_names.sort();
-
-        let hard_state_path = dir.join(hard_state::FILE_NAME);
-        let hard_state = match hard_state::load(&hard_state_path)? {
-            Some(hard_state) => hard_state,
-            None if segment_names.is_empty() => {
-                recovery.created = true;
-                let hard_state = HardState::default();
-                hard_state::store(&dir_file, &dir, &hard_state_path, &hard_state)?;
-                hard_state
-            }
-            None => return Err(StorageError::MissingHardState { path: hard_state_path }),
-        };
-
-        let mut segments: Vec<Segment> = Vec::with_capacity(segment_names.len().max(1));
-        let mut sealed = false;
-        let count = segment_names.len();
-        for (i, (first_index, path)) in segment_names.into_iter().enumerate() {
-            let last = i + 1 == count;
-            if first_index == 0 {
-                let kind = Corruption::SegmentHeader("first index 0 (indexes start at 1)".into());
-                return Err(StorageError::corrupt(&path, 0, kind));
-            }
-            if let Some(previous) = segments.last() {
-                let expected = previous.last_index() + 1;
-                if first_index != expected {
-                    let kind = Corruption::IndexGap { expected, found: first_index };
-                    return Err(StorageError::corrupt(&path, 0, kind));
-                }
-            }
-            let bytes = fs::read(&path).map_err(|e| StorageError::io("read", &path, e))?;
-            let scan = segment::scan(&path, &bytes, first_index, last)?;
-            let file = segment::open(&path)?;
-            if let Some(reason) = scan.torn {
-                let dropped_bytes = bytes.len() as u64 - scan.valid_len;
-                tracing::warn!(
-                    path = %path.display(),
-                    offset = scan.valid_len,
-                    dropped_bytes,
-                    reason,
-                    "cutting a torn tail off the log"
-                );
-                file.set_len(scan.valid_len).map_err(|e| StorageError::io("truncate", &path, e))?;
-                file.sync_all().map_err(|e| StorageError::io("fsync", &path, e))?;
-                recovery.torn_tail = Some(TornTail {
-                    path: path.clone(),
-                    offset: scan.valid_len,
-                    dropped_bytes,
-                    reason,
-                });
-            }
-            sealed = scan.sealed;
-            segments.push(Segment {
-                first_index,
-                path,
-                file,
-                offsets: scan.offsets,
-                len: scan.valid_len,
-            });
-        }
-        if segments.is_empty() {
-            let (path, file) = segment::create(&dir_file, &dir, 1)?;
-            let len = segment::HEADER_LEN;
-            segments.push(Segment { first_index: 1, path, file, offsets: Vec::new(), len });
-        }
+        let Recovered { hard_state, segments, sealed, recovery } =
+            recover::recover(&dir, &dir_file)?;
         let cut = segments.last().expect("at least one segment").last_index() + 1;
         Ok(FileStorage {
+            hard_state_path: dir.join(hard_state::FILE_NAME),
             dir,
             dir_file,
             _lock: lock,
-            hard_state_path,
             options,
             hard_state,
             durable_hard_state: hard_state,
