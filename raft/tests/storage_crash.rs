@@ -420,3 +420,31 @@ fn a_directory_is_opened_by_one_storage_at_a_time() {
     drop(storage);
     FileStorage::open(dir.path()).unwrap();
 }
+
+#[test]
+fn a_failed_sync_poisons_the_storage_until_it_is_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut storage = FileStorage::open(dir.path()).unwrap();
+    storage.set_hard_state(HardState { term: 1, vote: None }).unwrap();
+    storage.append(&[entry(1, 1)]).unwrap();
+    storage.sync().unwrap();
+    // A directory where the temporary hard state file goes makes the next sync fail.
+    let blocker = dir.path().join("hardstate.tmp");
+    fs::create_dir(&blocker).unwrap();
+    storage.set_hard_state(HardState { term: 2, vote: Some(1) }).unwrap();
+    storage.append(&[entry(2, 2)]).unwrap();
+    assert!(matches!(storage.sync(), Err(StorageError::Io { .. })));
+    for result in [
+        storage.sync(),
+        storage.append(&[entry(3, 2)]),
+        storage.set_hard_state(HardState { term: 3, vote: None }),
+        storage.entries(1..2).map(|_| ()),
+    ] {
+        assert!(matches!(result, Err(StorageError::Poisoned(_))), "{result:?}");
+    }
+    drop(storage);
+    fs::remove_dir(&blocker).unwrap();
+    let storage = FileStorage::open(dir.path()).unwrap();
+    assert_eq!(storage.hard_state(), HardState { term: 1, vote: None });
+    assert_eq!(all(&storage), vec![entry(1, 1)]);
+}
