@@ -15,7 +15,7 @@ use super::world::{derive_seed, Sim, SimConfig, STREAM_TEST};
 use crate::core::{EntryKind, Index, Role, Term};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::cell::{RefCell, RefMut};
+use std::cell::{Ref, RefCell, RefMut};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -93,7 +93,7 @@ impl Cluster {
 
     /// The seed of this run.
     pub fn seed(&self) -> u64 {
-        self.sim().seed()
+        self.view().seed()
     }
 
     /// The simulator itself, for what the fixture does not offer. Do not hold it across an
@@ -102,9 +102,13 @@ impl Cluster {
         self.inner.sim.borrow_mut()
     }
 
+    fn view(&self) -> Ref<'_, Sim> {
+        self.inner.sim.borrow()
+    }
+
     /// Virtual milliseconds since the start.
     pub fn now_ms(&self) -> u64 {
-        self.sim().now_ms()
+        self.view().now_ms()
     }
 
     // ---- running --------------------------------------------------------------------------
@@ -123,7 +127,7 @@ impl Cluster {
 
     /// Lets `ms` virtual milliseconds pass.
     pub fn sleep(&self, ms: u64) -> Sleep<'_> {
-        let deadline_us = self.sim().now_us() + ms * 1000;
+        let deadline_us = self.view().now_us() + ms * 1000;
         Sleep { cluster: self, deadline_us }
     }
 
@@ -187,23 +191,23 @@ impl Cluster {
 
     /// Whether peer `i` runs.
     pub fn is_alive(&self, i: usize) -> bool {
-        self.sim().is_alive(i)
+        self.view().is_alive(i)
     }
 
     /// Whether peer `i` is connected (it may be down).
     pub fn is_connected(&self, i: usize) -> bool {
-        self.sim().is_connected(i)
+        self.view().is_connected(i)
     }
 
     /// Whether peer `i` runs and is connected.
     pub fn is_up(&self, i: usize) -> bool {
-        let sim = self.sim();
+        let sim = self.view();
         sim.is_alive(i) && sim.is_connected(i)
     }
 
     /// Peer `i`'s `(term, is_leader)` (the labs' `GetState`), if it runs.
     pub fn state(&self, i: usize) -> Option<(Term, bool)> {
-        self.sim().status(i).map(|s| (s.term, s.role == Role::Leader))
+        self.view().status(i).map(|s| (s.term, s.role == Role::Leader))
     }
 
     /// Offers `cmd` to peer `i` (the labs' `Start`), connected or not: `Some((index, term))` if
@@ -214,17 +218,17 @@ impl Cluster {
 
     /// Requests sent so far by all peers (the labs' RPC count).
     pub fn rpc_total(&self) -> u64 {
-        self.sim().total_stats().requests
+        self.view().total_stats().requests
     }
 
     /// Requests sent so far by peer `i`.
     pub fn rpc_count(&self, i: usize) -> u64 {
-        self.sim().stats(i).requests
+        self.view().stats(i).requests
     }
 
     /// Bytes sent so far by all peers, requests and replies.
     pub fn bytes_total(&self) -> u64 {
-        self.sim().total_stats().bytes
+        self.view().total_stats().bytes
     }
 
     /// How many peers applied `index`, and the command applied there (empty for a no-op).
@@ -233,7 +237,7 @@ impl Cluster {
         if index == 0 {
             return (0, None);
         }
-        let sim = self.sim();
+        let sim = self.view();
         let count = (0..self.n()).filter(|&i| sim.node(i).applied_ever() >= index).count();
         let cmd = sim.committed().get((index - 1) as usize).map(|c| c.data.clone());
         (count, cmd)
@@ -241,7 +245,7 @@ impl Cluster {
 
     /// The committed entries' commands from index 1 (empty for no-ops).
     pub fn committed_log(&self) -> Vec<(Index, Option<Cmd>)> {
-        let sim = self.sim();
+        let sim = self.view();
         sim.committed()
             .iter()
             .enumerate()
@@ -274,7 +278,7 @@ impl Cluster {
                         self.fail(&format!("term {term} has two leaders: n{other} and n{i}"));
                     }
                     leaders.push((term, i));
-                    if best.map_or(true, |(t, _)| term > t) {
+                    if best.is_none_or(|(t, _)| term > t) {
                         best = Some((term, i));
                     }
                 }
@@ -384,5 +388,106 @@ impl Cluster {
             self.fail(&format!("only {nd} decided for index {index}; wanted {n}"));
         }
         cmd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A short run on a lossy, duplicating network with a crash: what it did, in numbers.
+    fn run(seed: u64) -> (u64, Vec<(Index, Option<Cmd>)>, crate::sim::NodeStats, u64) {
+        let c = Cluster::new(5, seed);
+        c.sim().network().set_duplicate_per_mille(100);
+        c.block_on(async {
+            c.set_reliable(false);
+            for k in 0..20 {
+                c.one(num(k), 3, true).await;
+            }
+            let leader = c.check_one_leader().await;
+            c.crash(leader);
+            for k in 20..30 {
+                c.one(num(k), 3, true).await;
+            }
+            c.restart(leader);
+            c.set_reliable(true);
+            c.one(num(99), 5, true).await;
+        });
+        let log = c.committed_log();
+        let sim = c.sim();
+        (sim.now_us(), log, sim.total_stats(), sim.trace().total())
+    }
+
+    #[test]
+    fn a_seed_replays_exactly() {
+        let a = run(5);
+        assert_eq!(a, run(5));
+        assert_eq!(a.1.len(), 31);
+        assert_ne!(a, run(6), "another seed should give another run");
+    }
+
+    #[test]
+    fn tasks_interleave_in_virtual_time() {
+        let c = Cluster::new(3, 1);
+        let log = Rc::new(RefCell::new(Vec::new()));
+        c.block_on(async {
+            let handles: Vec<_> = [30u64, 10, 20]
+                .into_iter()
+                .map(|ms| {
+                    let (c2, log) = (c.clone(), log.clone());
+                    c.spawn(async move {
+                        c2.sleep(ms).await;
+                        log.borrow_mut().push((ms, c2.now_ms()));
+                        ms
+                    })
+                })
+                .collect();
+            let mut results = Vec::new();
+            for h in handles {
+                results.push(h.await);
+            }
+            assert_eq!(results, vec![30, 10, 20]);
+        });
+        assert_eq!(*log.borrow(), vec![(10, 10), (20, 20), (30, 30)]);
+    }
+
+    #[test]
+    fn a_failing_check_names_the_seed() {
+        let err = std::panic::catch_unwind(|| {
+            let c = Cluster::new(3, 77);
+            c.block_on(async {
+                for i in 0..3 {
+                    c.disconnect(i);
+                }
+                c.check_one_leader().await;
+            });
+        })
+        .unwrap_err();
+        let msg = crate::sim::seeds::panic_message(err.as_ref());
+        assert!(msg.starts_with("expected one leader, got none"), "{msg}");
+        assert!(msg.contains("RAFT_SEED=77"), "{msg}");
+    }
+
+    #[test]
+    fn counts_requests_and_their_encoded_bytes() {
+        let c = Cluster::new(3, 3);
+        c.block_on(async {
+            c.one(num(1), 3, false).await;
+        });
+        let sim = c.sim();
+        let total = sim.total_stats();
+        assert!(total.requests >= 4, "an election and an append need requests: {total:?}");
+        assert!(total.messages > total.requests && total.bytes > total.messages);
+        // Bytes are exactly the postcard encodings.
+        let m = crate::Message {
+            from: 0,
+            to: 1,
+            term: 3,
+            body: crate::MessageBody::Heartbeat { commit: 1 },
+        };
+        assert_eq!(
+            postcard::experimental::serialized_size(&m).unwrap(),
+            postcard::to_allocvec(&m).unwrap().len()
+        );
     }
 }

@@ -194,13 +194,13 @@ impl Invariants {
                     self.votes.insert((node, msg.term), msg.to);
                 }
             }
-            MessageBody::AppendEntriesResponse { success: true, index, .. } => {
-                if *index > log.len() as Index {
-                    return Err(format!(
-                        "n{node} acknowledged entries up to {index} but only {} are durable",
-                        log.len()
-                    ));
-                }
+            MessageBody::AppendEntriesResponse { success: true, index, .. }
+                if *index > log.len() as Index =>
+            {
+                return Err(format!(
+                    "n{node} acknowledged entries up to {index} but only {} are durable",
+                    log.len()
+                ));
             }
             _ => {}
         }
