@@ -1,0 +1,308 @@
+//! Client workers: each is a Jepsen process that invokes one operation at a time against the
+//! cluster and records the outcome, mapped as Jepsen and Maelstrom map them:
+//!
+//! - `ok`: the node answered with a result;
+//! - `fail`: certainly no effect — a definite error (`not-leader` before proposing,
+//!   `cas-mismatch`, `superseded`), or any error on a read;
+//! - `info`: may or may not have taken effect — a timeout or a lost connection after the request
+//!   was sent. The worker then continues as a new process (its number grows by the number of
+//!   workers), because the old one may still have an operation in flight.
+//!
+//! A process numbers its operations 1, 2, 3, ... and sends (process, number) as the request's
+//! client id and sequence number, so that the node applies a retried write once and the safety
+//! checks can find each acknowledged write in the nodes' logs.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use checker::{EventType, Process};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::time::{timeout, Instant};
+use workloads::generator::Op;
+
+use crate::recorder::Recorder;
+
+/// How long a client waits for an answer after sending a request. Longer than the node's own
+/// request timeout, so that the node's `timeout` answer usually arrives first.
+pub const REPLY_TIMEOUT: Duration = Duration::from_millis(2500);
+/// How long connecting to a node may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Where the clients find the nodes, and which one they believe leads.
+pub struct Directory {
+    pub nodes: BTreeMap<u64, SocketAddr>,
+    leader_hint: AtomicU64,
+}
+
+impl Directory {
+    pub fn new(nodes: BTreeMap<u64, SocketAddr>) -> Directory {
+        let first = *nodes.keys().next().expect("at least one node");
+        Directory { nodes, leader_hint: AtomicU64::new(first) }
+    }
+
+    fn hint(&self) -> u64 {
+        self.leader_hint.load(Ordering::Relaxed)
+    }
+
+    fn set_hint(&self, id: u64) {
+        if self.nodes.contains_key(&id) {
+            self.leader_hint.store(id, Ordering::Relaxed);
+        }
+    }
+
+    /// The node after `id`, to try when `id` gave no useful hint.
+    fn next_after(&self, id: u64) -> u64 {
+        self.nodes
+            .range(id + 1..)
+            .next()
+            .or_else(|| self.nodes.iter().next())
+            .map(|(&k, _)| k)
+            .unwrap()
+    }
+}
+
+/// What became of one operation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Ok(Value),
+    Fail(String),
+    Info(String),
+}
+
+struct Conn {
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+}
+
+/// One client worker's connections and numbering.
+pub struct Client {
+    pub process: u64,
+    workers: u64,
+    seq: u64,
+    next_request_id: u64,
+    conns: BTreeMap<u64, Conn>,
+    dir: Arc<Directory>,
+    rec: Recorder,
+}
+
+impl Client {
+    /// Worker `worker` of `workers`; its first process number is `worker`.
+    pub fn new(worker: u64, workers: u64, dir: Arc<Directory>, rec: Recorder) -> Client {
+        Client {
+            process: worker,
+            workers,
+            seq: 0,
+            next_request_id: 0,
+            conns: BTreeMap::new(),
+            dir,
+            rec,
+        }
+    }
+
+    /// Invokes `op`, records its invocation and completion, and returns the outcome.
+    pub async fn run(&mut self, op: &Op, budget: Duration) -> anyhow::Result<Outcome> {
+        self.seq += 1;
+        let process = Process::Client(self.process);
+        let key = Some(op.key.as_str());
+        self.rec.record(process, EventType::Invoke, op.f, key, op.value.clone(), None)?;
+        let outcome = self.perform(op, budget).await;
+        let is_read = matches!(op.f, "read" | "get");
+        let (kind, value, error) = match &outcome {
+            Outcome::Ok(v) => (EventType::Ok, v.clone(), None),
+            Outcome::Fail(e) => (EventType::Fail, op.value.clone(), Some(e.clone())),
+            // A read that may not have happened observed nothing: it is a certain failure.
+            Outcome::Info(e) if is_read => (EventType::Fail, op.value.clone(), Some(e.clone())),
+            Outcome::Info(e) => (EventType::Info, op.value.clone(), Some(e.clone())),
+        };
+        self.rec.record(process, kind, op.f, key, value, error)?;
+        if kind == EventType::Info {
+            // The operation may still take effect later: a new process takes over.
+            self.process += self.workers;
+            self.seq = 0;
+        }
+        Ok(outcome)
+    }
+
+    /// Tries the nodes, following leader hints, until one takes the request or `budget` ends.
+    async fn perform(&mut self, op: &Op, budget: Duration) -> Outcome {
+        let deadline = Instant::now() + budget;
+        let mut node = self.dir.hint();
+        let mut last_error = String::from("no node reachable");
+        while Instant::now() < deadline {
+            match self.request(node, op).await {
+                Attempt::Answer(reply) => match classify(&reply, op) {
+                    Reply::Done(outcome) => {
+                        self.dir.set_hint(node);
+                        return outcome;
+                    }
+                    Reply::Redirect(hint) => {
+                        last_error = "not-leader".into();
+                        let next = hint
+                            .filter(|&h| h != node)
+                            .unwrap_or_else(|| self.dir.next_after(node));
+                        if hint.is_none() {
+                            // Nobody knows a leader yet: an election is under way.
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        node = next;
+                        self.dir.set_hint(node);
+                    }
+                },
+                Attempt::NotSent(e) => {
+                    // Nothing reached the node: safe to try another.
+                    last_error = e;
+                    node = self.dir.next_after(node);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Attempt::Lost(e) => return Outcome::Info(e),
+            }
+        }
+        // Every attempt was refused before anything was proposed.
+        Outcome::Fail(last_error)
+    }
+
+    async fn request(&mut self, node: u64, op: &Op) -> Attempt {
+        self.next_request_id += 1;
+        let id = self.next_request_id;
+        let mut req =
+            json!({"id": id, "client": self.process, "seq": self.seq, "op": op.f, "key": op.key});
+        match op.f {
+            "cas" => {
+                req["from"] = op.value[0].clone();
+                req["to"] = op.value[1].clone();
+            }
+            "write" | "put" | "append" => req["value"] = op.value.clone(),
+            _ => {}
+        }
+        let mut line = req.to_string();
+        line.push('\n');
+        // The connection is put back only when the exchange went well: after any trouble the
+        // stream may hold a late answer or half a line.
+        let mut conn = match self.connection(node).await {
+            Ok(conn) => conn,
+            Err(e) => return Attempt::NotSent(e),
+        };
+        if let Err(e) = conn.writer.write_all(line.as_bytes()).await {
+            // A write error may come after part of the line went out: the node may have it.
+            return Attempt::Lost(format!("connection lost: {e}"));
+        }
+        let mut answer = String::new();
+        loop {
+            answer.clear();
+            match timeout(REPLY_TIMEOUT, conn.reader.read_line(&mut answer)).await {
+                Err(_) => return Attempt::Lost("timeout".into()),
+                Ok(Ok(0)) | Ok(Err(_)) => return Attempt::Lost("connection lost".into()),
+                Ok(Ok(_)) => {}
+            }
+            let Ok(reply) = serde_json::from_str::<Value>(&answer) else {
+                return Attempt::Lost(format!("unreadable answer {:?}", answer.trim()));
+            };
+            // An answer to an earlier request of a timed-out process: skip it.
+            if reply.get("id").and_then(Value::as_u64) == Some(id) {
+                self.conns.insert(node, conn);
+                return Attempt::Answer(reply);
+            }
+        }
+    }
+
+    /// Takes the connection to `node` out of the cache, or opens one.
+    async fn connection(&mut self, node: u64) -> Result<Conn, String> {
+        if let Some(conn) = self.conns.remove(&node) {
+            return Ok(conn);
+        }
+        let addr = self.dir.nodes[&node];
+        let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(format!("connecting to node {node}: {e}")),
+            Err(_) => return Err(format!("connecting to node {node}: timeout")),
+        };
+        let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        Ok(Conn { reader: BufReader::new(r), writer: w })
+    }
+}
+
+enum Attempt {
+    Answer(Value),
+    NotSent(String),
+    Lost(String),
+}
+
+enum Reply {
+    Done(Outcome),
+    Redirect(Option<u64>),
+}
+
+/// Maps a node's answer to an outcome (or a redirect to another node).
+fn classify(reply: &Value, op: &Op) -> Reply {
+    let error = reply.get("error").and_then(Value::as_str).unwrap_or("").to_string();
+    match reply.get("type").and_then(Value::as_str) {
+        Some("ok") => {
+            let value = match op.f {
+                // A read answers the value, or nothing when the key is absent.
+                "read" | "get" => reply.get("value").cloned().unwrap_or(Value::Null),
+                _ => op.value.clone(),
+            };
+            Reply::Done(Outcome::Ok(value))
+        }
+        Some("fail") if error == "not-leader" => {
+            Reply::Redirect(reply.get("leader").and_then(Value::as_u64))
+        }
+        Some("fail") => Reply::Done(Outcome::Fail(error)),
+        _ => Reply::Done(Outcome::Info(if error.is_empty() {
+            "unknown answer".into()
+        } else {
+            error
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(f: &'static str, value: Value) -> Op {
+        Op { f, key: "k0".into(), value }
+    }
+
+    #[test]
+    fn answers_map_to_outcomes() {
+        let done = |reply: Value, op: &Op| match classify(&reply, op) {
+            Reply::Done(o) => o,
+            Reply::Redirect(h) => panic!("unexpected redirect to {h:?}"),
+        };
+        let read = op("read", Value::Null);
+        assert_eq!(done(json!({"id":1,"type":"ok","value":3}), &read), Outcome::Ok(json!(3)));
+        assert_eq!(done(json!({"id":1,"type":"ok"}), &read), Outcome::Ok(Value::Null));
+        let cas = op("cas", json!([1, 2]));
+        assert_eq!(done(json!({"id":1,"type":"ok"}), &cas), Outcome::Ok(json!([1, 2])));
+        assert_eq!(
+            done(json!({"id":1,"type":"fail","error":"cas-mismatch"}), &cas),
+            Outcome::Fail("cas-mismatch".into())
+        );
+        assert_eq!(
+            done(json!({"id":1,"type":"info","error":"timeout"}), &cas),
+            Outcome::Info("timeout".into())
+        );
+        assert!(matches!(
+            classify(&json!({"id":1,"type":"fail","error":"not-leader","leader":3}), &cas),
+            Reply::Redirect(Some(3))
+        ));
+    }
+
+    #[test]
+    fn the_directory_cycles_through_nodes() {
+        let nodes: BTreeMap<u64, SocketAddr> =
+            (1..=3).map(|i| (i, SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)))).collect();
+        let dir = Directory::new(nodes);
+        assert_eq!(dir.next_after(1), 2);
+        assert_eq!(dir.next_after(3), 1);
+        dir.set_hint(9);
+        assert_eq!(dir.hint(), 1, "an unknown node is no hint");
+    }
+}

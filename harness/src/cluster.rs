@@ -1,0 +1,251 @@
+//! Cluster control: each node is a `gauntlet node` child process with its own data directory,
+//! log file and process group, so that a fault or the final clean-up reaches the node and
+//! anything it started, and nothing is left behind.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+/// Where one node listens and keeps its files.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    pub id: u64,
+    /// Its real address for peer traffic (the proxy forwards there).
+    pub peer_addr: SocketAddr,
+    /// Its address for clients.
+    pub client_addr: SocketAddr,
+    /// `nodes/n<id>/`: data, `events.jsonl`, `applied.jsonl`, `node.log`.
+    pub dir: PathBuf,
+    /// The address it uses to reach each other node (the proxy's port for that link).
+    pub peers: BTreeMap<u64, SocketAddr>,
+}
+
+/// The state of one node's process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessState {
+    Running,
+    Paused,
+    Killed,
+}
+
+struct NodeProcess {
+    info: NodeInfo,
+    child: Option<Child>,
+    paused: bool,
+}
+
+/// The node processes of one run.
+pub struct Cluster {
+    exe: PathBuf,
+    tick_ms: u64,
+    bug: Option<String>,
+    nodes: Vec<NodeProcess>,
+    client_addrs: BTreeMap<u64, SocketAddr>,
+}
+
+/// A free loopback port: bind port 0 and release it.
+pub fn free_local_addr() -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?)
+}
+
+impl Cluster {
+    /// A cluster of `infos` (not started yet) run by the `gauntlet` binary `exe`.
+    pub fn new(exe: PathBuf, infos: Vec<NodeInfo>, tick_ms: u64, bug: Option<String>) -> Cluster {
+        let client_addrs = infos.iter().map(|i| (i.id, i.client_addr)).collect();
+        let nodes = infos
+            .into_iter()
+            .map(|info| NodeProcess { info, child: None, paused: false })
+            .collect();
+        Cluster { exe, tick_ms, bug, nodes, client_addrs }
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.nodes.iter().map(|n| n.info.id).collect()
+    }
+
+    pub fn info(&self, id: u64) -> &NodeInfo {
+        &self.node(id).info
+    }
+
+    pub fn client_addrs(&self) -> &BTreeMap<u64, SocketAddr> {
+        &self.client_addrs
+    }
+
+    fn node(&self, id: u64) -> &NodeProcess {
+        self.nodes.iter().find(|n| n.info.id == id).expect("unknown node id")
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut NodeProcess {
+        self.nodes.iter_mut().find(|n| n.info.id == id).expect("unknown node id")
+    }
+
+    pub fn state(&self, id: u64) -> ProcessState {
+        let n = self.node(id);
+        match (&n.child, n.paused) {
+            (None, _) => ProcessState::Killed,
+            (Some(_), true) => ProcessState::Paused,
+            (Some(_), false) => ProcessState::Running,
+        }
+    }
+
+    /// Starts every node.
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        for id in self.ids() {
+            self.start(id)?;
+        }
+        Ok(())
+    }
+
+    /// Starts (or restarts, from its data directory) node `id`.
+    pub fn start(&mut self, id: u64) -> anyhow::Result<()> {
+        let (exe, tick_ms, bug) = (self.exe.clone(), self.tick_ms, self.bug.clone());
+        let client_addrs = self.client_addrs.clone();
+        let node = self.node_mut(id);
+        if node.child.is_some() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&node.info.dir)?;
+        let log = open_log(&node.info.dir.join("node.log"))?;
+        let mut cmd = Command::new(&exe);
+        cmd.arg("node")
+            .arg("--id")
+            .arg(id.to_string())
+            .arg("--listen")
+            .arg(node.info.peer_addr.to_string())
+            .arg("--client")
+            .arg(node.info.client_addr.to_string())
+            .arg("--data-dir")
+            .arg(&node.info.dir)
+            .arg("--tick-ms")
+            .arg(tick_ms.to_string());
+        for (peer, addr) in &node.info.peers {
+            cmd.arg("--peer").arg(format!("{peer}={addr}"));
+        }
+        for (peer, addr) in &client_addrs {
+            if *peer != id {
+                cmd.arg("--peer-client").arg(format!("{peer}={addr}"));
+            }
+        }
+        if let Some(bug) = bug {
+            cmd.arg("--bug").arg(bug);
+        }
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        // Its own process group, so that signals reach the node and nothing else; and killed by
+        // the kernel should the harness itself die without cleaning up.
+        cmd.process_group(0);
+        // SAFETY: the closure only calls prctl(2), which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
+        let child =
+            cmd.spawn().with_context(|| format!("starting node {id} ({})", exe.display()))?;
+        node.child = Some(child);
+        node.paused = false;
+        Ok(())
+    }
+
+    fn signal(&self, id: u64, signal: Signal) {
+        if let Some(child) = &self.node(id).child {
+            let _ = killpg(Pid::from_raw(child.id() as i32), signal);
+        }
+    }
+
+    /// SIGKILL: the node loses everything not yet durable.
+    pub fn kill(&mut self, id: u64) {
+        self.signal(id, Signal::SIGKILL);
+        let node = self.node_mut(id);
+        if let Some(mut child) = node.child.take() {
+            let _ = child.wait();
+        }
+        node.paused = false;
+    }
+
+    /// SIGSTOP: the node freezes with its connections open.
+    pub fn pause(&mut self, id: u64) {
+        if self.state(id) == ProcessState::Running {
+            self.signal(id, Signal::SIGSTOP);
+            self.node_mut(id).paused = true;
+        }
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self, id: u64) {
+        if self.state(id) == ProcessState::Paused {
+            self.signal(id, Signal::SIGCONT);
+            self.node_mut(id).paused = false;
+        }
+    }
+
+    /// Reaps nodes that exited by themselves; returns their ids and exit status.
+    pub fn reap_exited(&mut self) -> Vec<(u64, std::process::ExitStatus)> {
+        let mut exited = Vec::new();
+        for n in &mut self.nodes {
+            if let Some(child) = &mut n.child {
+                if let Ok(Some(status)) = child.try_wait() {
+                    exited.push((n.info.id, status));
+                    n.child = None;
+                    n.paused = false;
+                }
+            }
+        }
+        exited
+    }
+
+    /// Stops every node: SIGCONT, SIGTERM, and SIGKILL after `grace`; reaps them all.
+    pub fn stop_all(&mut self, grace: Duration) {
+        for id in self.ids() {
+            self.signal(id, Signal::SIGCONT);
+            self.signal(id, Signal::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + grace;
+        for n in &mut self.nodes {
+            let Some(child) = &mut n.child else { continue };
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if std::time::Instant::now() >= deadline => {
+                        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+            n.child = None;
+            n.paused = false;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut child) = n.child.take() {
+                let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+fn open_log(path: &Path) -> anyhow::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
