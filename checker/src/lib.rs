@@ -53,6 +53,7 @@ mod history;
 mod import;
 mod model;
 mod ops;
+pub mod safety;
 mod search;
 
 pub use check::{check, CheckOptions, CheckResult, Verdict};

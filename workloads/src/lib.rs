@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod generator;
 pub mod kv;
 pub mod register;
 
