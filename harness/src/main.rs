@@ -2,6 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod node;
+
 #[derive(Parser)]
 #[command(name = "gauntlet", version, about = "A Jepsen-style torture harness for the raft crate")]
 struct Cli {
@@ -10,9 +13,17 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Run one Raft node serving the replicated key/value store (JSON Lines over TCP).
+    Node(node::NodeArgs),
+    /// Measure write throughput and latency of a 3-node cluster of real node processes.
+    Bench(bench::BenchArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Node(args) => node::run(args),
+        Command::Bench(args) => bench::run(args),
+    }
 }

@@ -205,6 +205,8 @@ struct Shared {
     stop: watch::Sender<StopMode>,
     /// True once the driver has stopped.
     done: watch::Sender<bool>,
+    /// True once the driver has also released the transport and the storage.
+    released: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -242,12 +244,14 @@ fn stopped_status(status: Status) -> Status {
     Status { role: Role::Follower, leader: None, ..status }
 }
 
-/// Marks the node stopped when the driver task ends, even by a panic.
+/// Marks the node stopped and its resources released when the driver task ends, even by a
+/// panic.
 struct DoneGuard(Arc<Shared>);
 
 impl Drop for DoneGuard {
     fn drop(&mut self) {
         self.0.mark_stopped();
+        self.0.released.send_replace(true);
     }
 }
 
@@ -255,10 +259,12 @@ impl Drop for DoneGuard {
 /// TCP transport. See the [module documentation](self) for how it works and an example.
 ///
 /// Dropping a `Node` kills it (see [`Node::kill`]) without waiting; [`Node::shutdown`] stops it
-/// cleanly and waits until its port and storage are released.
+/// cleanly and waits until its port and storage are released. Both take `&self`, so a service
+/// can share the node (in an `Arc`) between its tasks and still stop it.
 pub struct Node {
     shared: Arc<Shared>,
-    driver: Option<JoinHandle<Result<(), NodeError>>>,
+    /// The driver task, until someone waits for it.
+    driver: Mutex<Option<JoinHandle<Result<(), NodeError>>>>,
     local_addr: SocketAddr,
 }
 
@@ -312,6 +318,7 @@ impl Node {
             status: watch::Sender::new(status),
             stop,
             done: watch::Sender::new(false),
+            released: watch::Sender::new(false),
         });
         let driver = Driver {
             shared: shared.clone(),
@@ -328,7 +335,7 @@ impl Node {
             let _guard = guard;
             driver.run().await
         });
-        Ok((Node { shared, driver: Some(driver), local_addr }, applied))
+        Ok((Node { shared, driver: Mutex::new(Some(driver)), local_addr }, applied))
     }
 
     /// This node's id.
@@ -411,9 +418,16 @@ impl Node {
 
     /// Stops the node cleanly: finishes the ready in progress, stops ticking, closes the
     /// transport (its port is free when this returns), syncs and releases the storage.
-    /// Returns the error that stopped the node earlier, if one did.
-    pub async fn shutdown(mut self) -> Result<(), NodeError> {
-        self.shared.stop.send_replace(StopMode::Shutdown);
+    /// Returns the error that stopped the node earlier, if one did (to the first caller of
+    /// `shutdown` or `kill` only; later callers just wait for the release).
+    pub async fn shutdown(&self) -> Result<(), NodeError> {
+        self.shared.stop.send_if_modified(|mode| {
+            let run = *mode == StopMode::Run;
+            if run {
+                *mode = StopMode::Shutdown;
+            }
+            run
+        });
         self.join().await
     }
 
@@ -421,27 +435,35 @@ impl Node {
     /// durable, and there is no final sync (what was written but not synced may be lost).
     /// Returns once the transport's port and the storage are released, so that a new node can
     /// start on them. For tests of recovery.
-    pub async fn kill(mut self) {
+    pub async fn kill(&self) {
         self.shared.stop.send_replace(StopMode::Kill);
         if let Err(e) = self.join().await {
             tracing::debug!(error = %e, "the node had failed before it was killed");
         }
     }
 
-    async fn join(&mut self) -> Result<(), NodeError> {
-        match self.driver.take() {
+    async fn join(&self) -> Result<(), NodeError> {
+        let driver = self.driver.lock().unwrap_or_else(PoisonError::into_inner).take();
+        match driver {
             Some(driver) => match driver.await {
                 Ok(result) => result,
                 Err(e) => Err(NodeError::Driver(e.to_string())),
             },
-            None => Ok(()),
+            None => {
+                // Another caller waits for the driver; wait for it to release everything.
+                let mut released = self.shared.released.subscribe();
+                // The sender lives as long as `self`.
+                let _ = released.wait_for(|r| *r).await;
+                Ok(())
+            }
         }
     }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
-        if self.driver.is_some() {
+        let running = self.driver.get_mut().map_or(true, |d| d.is_some());
+        if running {
             self.shared.stop.send_replace(StopMode::Kill);
         }
     }

@@ -1,0 +1,247 @@
+//! The files a node writes for offline checking: `events.jsonl` (role changes, starts) and
+//! `applied.jsonl` (every log entry it applied, in index order, once across restarts).
+//!
+//! Both are appended with plain `write` calls and not fsynced: they survive SIGKILL (the page
+//! cache belongs to the kernel), which is the crash the gauntlet injects.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use raft::{Index, NodeId, Term};
+use serde::{Deserialize, Serialize};
+
+use super::kv::digest;
+
+/// One line of `events.jsonl`.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Event {
+    pub time_ms: u64,
+    pub node: NodeId,
+    /// `started`, `restarted`, `became-leader` or `stepped-down`.
+    pub event: String,
+    pub term: Term,
+    pub last_index: Index,
+}
+
+/// `events.jsonl`.
+pub struct EventLog {
+    file: File,
+    node: NodeId,
+}
+
+impl EventLog {
+    /// Opens (or creates) the file in `dir` for appending.
+    pub fn open(dir: &Path, node: NodeId) -> anyhow::Result<EventLog> {
+        let path = dir.join("events.jsonl");
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(EventLog { file, node })
+    }
+
+    /// Appends one event.
+    pub fn record(&mut self, event: &str, term: Term, last_index: Index) -> io::Result<()> {
+        let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let e = Event {
+            time_ms: time_ms as u64,
+            node: self.node,
+            event: event.to_string(),
+            term,
+            last_index,
+        };
+        let mut line = serde_json::to_vec(&e).map_err(io::Error::other)?;
+        line.push(b'\n');
+        self.file.write_all(&line)
+    }
+}
+
+/// One line of `applied.jsonl`.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppliedLine {
+    pub index: Index,
+    pub term: Term,
+    /// 16 hex digits: the FNV-1a 64 hash of the entry's command bytes (empty for a no-op).
+    pub digest: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub client: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub seq: Option<u64>,
+    /// `noop` for a leader's no-op entry; absent for commands.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub kind: Option<String>,
+}
+
+/// `applied.jsonl`: one gap-free, in-order sequence of entries across restarts.
+pub struct AppliedLog {
+    file: File,
+    /// The last index in the file.
+    logged: Index,
+    buf: Vec<u8>,
+}
+
+impl AppliedLog {
+    /// Opens (or creates) the file in `dir` and finds the last index it holds. An incomplete
+    /// last line (a crash in the middle of a write) is cut off: its entry is logged again when
+    /// the restarted node applies it.
+    pub fn open(dir: &Path) -> anyhow::Result<AppliedLog> {
+        let path = dir.join("applied.jsonl");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let mut text = Vec::new();
+        file.read_to_end(&mut text).with_context(|| format!("reading {}", path.display()))?;
+        let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        if complete < text.len() {
+            tracing::warn!(
+                file = %path.display(),
+                dropped_bytes = text.len() - complete,
+                "cutting an incomplete last line"
+            );
+            file.set_len(complete as u64)
+                .with_context(|| format!("truncating {}", path.display()))?;
+            file.seek(SeekFrom::End(0))?;
+        }
+        let mut logged = 0;
+        for (n, line) in text[..complete].split(|&b| b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let entry: AppliedLine = serde_json::from_slice(line).with_context(|| {
+                format!("{} line {}: not an applied entry", path.display(), n + 1)
+            })?;
+            if entry.index != logged + 1 {
+                bail!(
+                    "{} line {}: index {} follows index {logged}",
+                    path.display(),
+                    n + 1,
+                    entry.index
+                );
+            }
+            logged = entry.index;
+        }
+        Ok(AppliedLog { file, logged, buf: Vec::with_capacity(64 << 10) })
+    }
+
+    /// The last index in the file.
+    pub fn logged(&self) -> Index {
+        self.logged
+    }
+
+    /// Adds the entry at `index` if the file does not hold it yet (it does after a restart,
+    /// when the node applies its log again from index 1). Buffered until [`flush`].
+    ///
+    /// [`flush`]: AppliedLog::flush
+    pub fn push(
+        &mut self,
+        index: Index,
+        term: Term,
+        noop: bool,
+        command: &[u8],
+        session: Option<(u64, u64)>,
+    ) {
+        if index <= self.logged {
+            return;
+        }
+        if index != self.logged + 1 {
+            // The runtime delivers every index in order; a gap here would be a bug in it.
+            tracing::error!(index, logged = self.logged, "applied.jsonl would get a gap");
+        }
+        use std::fmt::Write as _;
+        let mut line = String::with_capacity(96);
+        let _ = write!(
+            line,
+            "{{\"index\":{index},\"term\":{term},\"digest\":\"{:016x}\"",
+            digest(command)
+        );
+        if let Some((client, seq)) = session {
+            let _ = write!(line, ",\"client\":{client},\"seq\":{seq}");
+        }
+        if noop {
+            line.push_str(",\"kind\":\"noop\"");
+        }
+        line.push_str("}\n");
+        self.buf.extend_from_slice(line.as_bytes());
+        self.logged = index;
+    }
+
+    /// Writes what was pushed, in one write.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "gauntlet-events-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn applied_lines_are_logged_once_across_restarts_and_a_torn_line_is_cut() {
+        let dir = temp_dir("applied");
+        let mut log = AppliedLog::open(&dir).unwrap();
+        log.push(1, 1, true, b"", None);
+        log.push(2, 1, false, b"cmd", Some((4, 9)));
+        log.flush().unwrap();
+        drop(log);
+
+        // A torn write of the third line.
+        let path = dir.join("applied.jsonl");
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"index\":3,\"te").unwrap();
+        drop(f);
+
+        let mut log = AppliedLog::open(&dir).unwrap();
+        assert_eq!(log.logged(), 2);
+        // The restarted node applies from index 1 again.
+        log.push(1, 1, true, b"", None);
+        log.push(2, 1, false, b"cmd", Some((4, 9)));
+        log.push(3, 2, false, b"next", None);
+        log.flush().unwrap();
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<AppliedLine> =
+            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.iter().map(|l| l.index).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(lines[0].kind.as_deref(), Some("noop"));
+        assert_eq!(lines[0].client, None);
+        assert_eq!((lines[1].client, lines[1].seq), (Some(4), Some(9)));
+        assert_eq!(lines[1].digest, format!("{:016x}", digest(b"cmd")));
+        assert_eq!(lines[1].kind, None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_gap_in_the_file_is_refused() {
+        let dir = temp_dir("gap");
+        std::fs::write(
+            dir.join("applied.jsonl"),
+            "{\"index\":1,\"term\":1,\"digest\":\"00\"}\n{\"index\":3,\"term\":1,\"digest\":\"00\"}\n",
+        )
+        .unwrap();
+        let err = AppliedLog::open(&dir).err().expect("refused");
+        assert!(err.to_string().contains("index 3 follows index 1"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

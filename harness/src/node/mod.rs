@@ -1,0 +1,224 @@
+//! `gauntlet node`: one Raft peer as an OS process, serving a replicated key/value store to
+//! clients over JSON Lines (see `docs/node.md` and `docs/protocol.md`).
+
+pub mod events;
+pub mod kv;
+pub mod server;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use raft::node::{Node, NodeConfig};
+use raft::storage::{FileStorage, Storage};
+use raft::{Config, NodeId, Role};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+use self::events::{AppliedLog, EventLog};
+use self::server::Server;
+
+/// The options of `gauntlet node`.
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// This node's id.
+    #[arg(long)]
+    pub id: NodeId,
+    /// The address to listen on for the peers' traffic.
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// The address to listen on for clients (JSON Lines).
+    #[arg(long)]
+    pub client: SocketAddr,
+    /// ID=ADDR: the address this node uses to reach peer ID (repeated, one per other peer).
+    #[arg(long = "peer", value_parser = parse_peer)]
+    pub peers: Vec<(NodeId, SocketAddr)>,
+    /// ID=ADDR: the client address of peer ID, given to clients in not-leader answers.
+    #[arg(long = "peer-client", value_parser = parse_peer)]
+    pub peer_clients: Vec<(NodeId, SocketAddr)>,
+    /// Where the Raft log, events.jsonl and applied.jsonl live.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The real time of one protocol tick, in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    pub tick_ms: u64,
+    /// A deliberately broken variant: a name of the core's catalogue (raft::Bug), or
+    /// `stale-read` (the leader answers reads from its own state, without the log).
+    #[arg(long)]
+    pub bug: Option<NodeBug>,
+}
+
+/// A bug to switch on in the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeBug {
+    /// One of the protocol core's catalogue.
+    Core(raft::Bug),
+    /// The leader answers reads from its own state without the log or a leadership check.
+    StaleRead,
+}
+
+impl FromStr for NodeBug {
+    type Err = raft::core::UnknownBug;
+    fn from_str(s: &str) -> Result<NodeBug, Self::Err> {
+        if s == "stale-read" {
+            return Ok(NodeBug::StaleRead);
+        }
+        raft::Bug::from_str(s).map(NodeBug::Core)
+    }
+}
+
+fn parse_peer(s: &str) -> Result<(NodeId, SocketAddr), String> {
+    let (id, addr) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected ID=ADDR"))?;
+    let id = id.parse().map_err(|e| format!("{s:?}: bad id: {e}"))?;
+    let addr = addr.parse().map_err(|e| format!("{s:?}: bad address: {e}"))?;
+    Ok((id, addr))
+}
+
+/// Runs the node until SIGTERM or SIGINT (then a clean shutdown) or a fatal error.
+pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(format!("node-{}", args.id))
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(serve(args))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// The Raft configuration of this node.
+fn raft_config(args: &NodeArgs) -> anyhow::Result<Config> {
+    let mut peers: Vec<NodeId> = args.peers.iter().map(|(id, _)| *id).collect();
+    peers.push(args.id);
+    peers.sort_unstable();
+    #[allow(unused_mut)]
+    let mut config = Config::service(args.id, peers);
+    if let Some(NodeBug::Core(bug)) = args.bug {
+        #[cfg(feature = "bugs")]
+        {
+            config.bug = Some(bug);
+        }
+        #[cfg(not(feature = "bugs"))]
+        bail!("--bug {bug}: this gauntlet was built without the `bugs` feature");
+    }
+    config.validate().context("the cluster configuration")?;
+    Ok(config)
+}
+
+async fn serve(args: NodeArgs) -> anyhow::Result<()> {
+    let id = args.id;
+    if args.peers.iter().any(|(p, _)| *p == id) {
+        bail!("--peer {id}=...: a node is not its own peer");
+    }
+    if args.tick_ms == 0 {
+        bail!("--tick-ms must be at least 1");
+    }
+    let config = raft_config(&args)?;
+    let dir = &args.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut events = EventLog::open(dir, id)?;
+    let applied_log = AppliedLog::open(dir)?;
+
+    let storage_dir = dir.join("raft");
+    let storage = FileStorage::open(&storage_dir)
+        .with_context(|| format!("opening the Raft storage in {}", storage_dir.display()))?;
+    let restarted = !storage.recovery().created;
+    let last_index = storage.last_index();
+    let term = storage.hard_state().term;
+
+    // Bind the client port first: failing there must not leave a half-started peer.
+    let clients = TcpListener::bind(args.client)
+        .await
+        .with_context(|| format!("listening for clients on {}", args.client))?;
+    let mut node_config = NodeConfig::new(config);
+    node_config.tick = Duration::from_millis(args.tick_ms);
+    node_config.deliver_noops = true;
+    let (node, applied) = Node::bind(node_config, storage, args.listen, args.peers.clone())
+        .await
+        .with_context(|| format!("starting node {id}"))?;
+    events.record(if restarted { "restarted" } else { "started" }, term, last_index)?;
+    tracing::info!(
+        id,
+        listen = %args.listen,
+        client = %args.client,
+        restarted,
+        last_index,
+        applied_logged = applied_log.logged(),
+        bug = ?args.bug,
+        "node started"
+    );
+
+    let peer_clients: HashMap<NodeId, SocketAddr> = args.peer_clients.iter().copied().collect();
+    let server = Arc::new(Server::new(node, peer_clients, args.bug == Some(NodeBug::StaleRead)));
+    let applier = tokio::spawn(server.clone().apply(applied, applied_log));
+    let accept = tokio::spawn(server.clone().accept(clients));
+    let sweep = tokio::spawn(server.clone().sweep());
+    let watcher = tokio::spawn(watch_roles(server.clone(), events));
+
+    let mut term_signal =
+        signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let mut int_signal = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    tokio::select! {
+        _ = term_signal.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int_signal.recv() => tracing::info!("SIGINT: shutting down"),
+        _ = server.node().stopped() => tracing::error!("the Raft node stopped"),
+    }
+
+    accept.abort();
+    sweep.abort();
+    server.begin_shutdown();
+    let _ = accept.await;
+    let _ = sweep.await;
+    // The applier ends when the node's channel closes, once the node stopped.
+    let node_result = server.node().shutdown().await;
+    let _ = applier.await;
+    let _ = watcher.await;
+    node_result.with_context(|| format!("node {id}"))?;
+    tracing::info!(id, "stopped cleanly");
+    Ok(())
+}
+
+/// Writes `became-leader` and `stepped-down` events as the node's role changes, until the node
+/// stops (a stopped node reports itself a follower: a leader's last event is `stepped-down`).
+async fn watch_roles(server: Arc<Server>, mut events: EventLog) {
+    let mut status = server.node().subscribe();
+    let mut leading: Option<u64> = None;
+    loop {
+        let s = *status.borrow_and_update();
+        let now_leading = (s.role == Role::Leader).then_some(s.term);
+        if now_leading != leading {
+            if let Some(term) = leading {
+                record(&mut events, "stepped-down", term, s.last_index);
+            }
+            if let Some(term) = now_leading {
+                record(&mut events, "became-leader", term, s.last_index);
+            }
+            leading = now_leading;
+        }
+        if server.node().is_stopped() && !status.has_changed().unwrap_or(false) {
+            return;
+        }
+        tokio::select! {
+            _ = status.changed() => {}
+            _ = server.node().stopped() => {}
+        }
+    }
+}
+
+fn record(events: &mut EventLog, event: &str, term: u64, last_index: u64) {
+    tracing::info!(event, term, last_index, "role change");
+    if let Err(e) = events.record(event, term, last_index) {
+        tracing::error!(error = %e, "cannot write events.jsonl");
+    }
+}

@@ -1,0 +1,464 @@
+//! The client side of the node: a JSON Lines listener (the protocol is in `docs/protocol.md`),
+//! the table of requests waiting for their log entry, and the applier that runs the state
+//! machine and answers them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use raft::node::{ApplyMsg, Node};
+use raft::{EntryKind, Index, NodeId, NotLeader, Term};
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::events::AppliedLog;
+use super::kv::{Command, Kv, Op, Outcome, Value};
+
+/// How long the leader waits for a proposed request's entry to be applied before it answers
+/// `timeout` (indefinite: the entry may still commit later).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often expired requests are looked for.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(50);
+/// The longest request line accepted; a longer one closes the connection.
+const MAX_LINE: u64 = 1 << 20;
+/// At most this many applied entries are handled in one batch (one write to applied.jsonl).
+const MAX_APPLY_BATCH: usize = 4096;
+
+/// A request waiting for the entry it proposed.
+struct Waiter {
+    term: Term,
+    id: Option<u64>,
+    conn: mpsc::UnboundedSender<Vec<u8>>,
+    deadline: Instant,
+}
+
+/// What the connections, the applier and the sweeper share.
+pub struct Server {
+    node: Node,
+    kv: Mutex<Kv>,
+    /// Proposed requests by log index (one proposal per index on this node).
+    pending: Mutex<BTreeMap<Index, Waiter>>,
+    /// Each peer's client address, for not-leader hints.
+    peer_clients: HashMap<NodeId, SocketAddr>,
+    shutting_down: AtomicBool,
+    stale_reads: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Server {
+    pub fn new(node: Node, peer_clients: HashMap<NodeId, SocketAddr>, stale_reads: bool) -> Server {
+        Server {
+            node,
+            kv: Mutex::new(Kv::default()),
+            pending: Mutex::new(BTreeMap::new()),
+            peer_clients,
+            shutting_down: AtomicBool::new(false),
+            stale_reads,
+        }
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Refuses new requests and answers every waiting one `shutting-down` (indefinite: its
+    /// entry may still commit).
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let pending = std::mem::take(&mut *lock(&self.pending));
+        for w in pending.into_values() {
+            let _ = w.conn.send(info(w.id, "shutting-down"));
+        }
+    }
+
+    /// Accepts client connections until the task is aborted.
+    pub async fn accept(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    tracing::debug!(%peer, "client connected");
+                    tokio::spawn(self.clone().serve(stream));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accepting a client failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// One client connection: requests are read in order; answers go out as they are ready
+    /// (a client may pipeline requests and match answers by id).
+    async fn serve(self: Arc<Self>, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let (read, mut write) = stream.into_split();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let writer = tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(4096);
+            while let Some(first) = rx.recv().await {
+                buf.extend_from_slice(&first);
+                // Everything already answered goes out in one write.
+                while let Ok(more) = rx.try_recv() {
+                    buf.extend_from_slice(&more);
+                }
+                if write.write_all(&buf).await.is_err() {
+                    return;
+                }
+                buf.clear();
+            }
+        });
+        let mut reader = BufReader::new(read);
+        let mut line = Vec::with_capacity(256);
+        loop {
+            line.clear();
+            match (&mut reader).take(MAX_LINE + 1).read_until(b'\n', &mut line).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if line.last() != Some(&b'\n') {
+                if line.len() as u64 > MAX_LINE {
+                    let _ = tx.send(fail(None, "bad-request", Some("request line too long")));
+                }
+                break; // too long, or the connection ended in the middle of a line
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            self.handle(&line, &tx);
+        }
+        drop(tx);
+        // Answers still pending go out when their entries apply; the writer ends when the last
+        // sender (held by waiters) is gone.
+        let _ = writer.await;
+    }
+
+    /// Handles one request line; the answer goes to `conn` now or when its entry applies.
+    fn handle(&self, line: &[u8], conn: &mpsc::UnboundedSender<Vec<u8>>) {
+        let req: Request = match serde_json::from_slice(line) {
+            Ok(req) => req,
+            Err(e) => {
+                let id = serde_json::from_slice::<IdOnly>(line).ok().and_then(|r| r.id);
+                let _ = conn.send(fail(id, "bad-request", Some(&e.to_string())));
+                return;
+            }
+        };
+        let id = req.id;
+        let cmd = match req.into_command() {
+            Ok(cmd) => cmd,
+            Err(why) => {
+                let _ = conn.send(fail(id, "bad-request", Some(why)));
+                return;
+            }
+        };
+        if self.shutting_down.load(Ordering::SeqCst) {
+            let _ = conn.send(info(id, "shutting-down"));
+            return;
+        }
+        if self.stale_reads && cmd.op.is_read() && self.node.state().1 {
+            // The deliberate bug: answer from this node's state, which may lag behind the
+            // cluster (or belong to a deposed leader), without going through the log.
+            let outcome = lock(&self.kv).read_directly(&cmd.op);
+            let _ = conn.send(answer(id, &outcome));
+            return;
+        }
+        let bytes = cmd.encode();
+        // The pending table stays locked across the proposal, so that the applier cannot see
+        // the entry before its waiter is registered.
+        let mut pending = lock(&self.pending);
+        match self.node.propose(bytes) {
+            Ok((index, term)) => {
+                let waiter = Waiter {
+                    term,
+                    id,
+                    conn: conn.clone(),
+                    deadline: Instant::now() + REQUEST_TIMEOUT,
+                };
+                if let Some(old) = pending.insert(index, waiter) {
+                    // An earlier proposal at this index was cut off the log by this new one.
+                    let _ = old.conn.send(superseded(old.id, None, None));
+                }
+            }
+            Err(NotLeader { leader }) => {
+                drop(pending);
+                let addr = leader.and_then(|l| self.peer_clients.get(&l));
+                let _ = conn.send(not_leader(id, leader, addr));
+            }
+        }
+    }
+
+    /// Runs the state machine over the committed entries, logs them in applied.jsonl and
+    /// answers their waiters. Ends when the node stops.
+    pub async fn apply(self: Arc<Self>, mut rx: mpsc::Receiver<ApplyMsg>, mut log: AppliedLog) {
+        let mut batch = Vec::with_capacity(256);
+        let mut answers: Vec<(Index, Term, Outcome)> = Vec::with_capacity(256);
+        while rx.recv_many(&mut batch, MAX_APPLY_BATCH).await > 0 {
+            {
+                let mut kv = lock(&self.kv);
+                for msg in batch.drain(..) {
+                    let noop = msg.kind == EntryKind::Noop;
+                    let (outcome, session) = if noop {
+                        (Outcome::Ok(None), None)
+                    } else {
+                        match Command::decode(&msg.command) {
+                            Ok(cmd) => {
+                                let session = cmd.session;
+                                (kv.apply(cmd), session)
+                            }
+                            Err(e) => {
+                                tracing::error!(index = msg.index, error = %e, "bad command in the log");
+                                (Outcome::BadCommand, None)
+                            }
+                        }
+                    };
+                    log.push(msg.index, msg.term, noop, &msg.command, session);
+                    answers.push((msg.index, msg.term, outcome));
+                }
+            }
+            if let Err(e) = log.flush() {
+                tracing::error!(error = %e, "cannot write applied.jsonl");
+            }
+            let leader = self.node.status().leader;
+            let mut pending = lock(&self.pending);
+            for (index, term, outcome) in answers.drain(..) {
+                let Some(w) = pending.remove(&index) else { continue };
+                let reply = if w.term == term {
+                    answer(w.id, &outcome)
+                } else {
+                    // Another leader's entry took the index: this request's entry, which
+                    // existed only at (index, w.term), can never commit.
+                    superseded(w.id, leader, leader.and_then(|l| self.peer_clients.get(&l)))
+                };
+                let _ = w.conn.send(reply);
+            }
+        }
+        if let Err(e) = log.flush() {
+            tracing::error!(error = %e, "cannot write applied.jsonl");
+        }
+    }
+
+    /// Answers `timeout` to requests that waited too long, until the task is aborted.
+    pub async fn sweep(self: Arc<Self>) {
+        let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let now = Instant::now();
+            let mut pending = lock(&self.pending);
+            let expired: Vec<Index> =
+                pending.iter().filter(|(_, w)| w.deadline <= now).map(|(&i, _)| i).collect();
+            for index in expired {
+                if let Some(w) = pending.remove(&index) {
+                    let _ = w.conn.send(info(w.id, "timeout"));
+                }
+            }
+        }
+    }
+}
+
+/// A request line.
+#[derive(Deserialize)]
+struct Request {
+    id: Option<u64>,
+    client: Option<u64>,
+    seq: Option<u64>,
+    op: String,
+    key: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    value: Option<Option<JsonValue>>,
+    #[serde(default, deserialize_with = "present")]
+    from: Option<Option<JsonValue>>,
+    #[serde(default, deserialize_with = "present")]
+    to: Option<Option<JsonValue>>,
+}
+
+/// Just the id of a request that does not parse, to answer it.
+#[derive(Deserialize)]
+struct IdOnly {
+    id: Option<u64>,
+}
+
+/// A value in a request: an integer (registers) or a string (kv).
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum JsonValue {
+    Int(i64),
+    Str(String),
+}
+
+/// Tells a field given as `null` (Some(None)) from an absent one (None).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<JsonValue>>, D::Error> {
+    Option::<JsonValue>::deserialize(d).map(Some)
+}
+
+impl Request {
+    fn into_command(self) -> Result<Command, &'static str> {
+        let session = match (self.client, self.seq) {
+            (Some(c), Some(s)) => Some((c, s)),
+            (None, None) => None,
+            _ => return Err("client and seq go together"),
+        };
+        let key = self.key.ok_or("missing key")?;
+        let int = |v: Option<Option<JsonValue>>| -> Result<Option<i64>, &'static str> {
+            match v.flatten() {
+                None => Ok(None),
+                Some(JsonValue::Int(i)) => Ok(Some(i)),
+                Some(JsonValue::Str(_)) => Err("register values are integers or null"),
+            }
+        };
+        let string = |v: Option<Option<JsonValue>>| -> Result<String, &'static str> {
+            match v.flatten() {
+                Some(JsonValue::Str(s)) => Ok(s),
+                _ => Err("kv values are strings"),
+            }
+        };
+        let op = match self.op.as_str() {
+            "read" => Op::Read { key },
+            "write" => Op::Write { key, value: int(self.value)? },
+            "cas" => {
+                if self.to.is_none() {
+                    return Err("cas needs to");
+                }
+                Op::Cas { key, from: int(self.from)?, to: int(self.to)? }
+            }
+            "get" => Op::Get { key },
+            "put" => Op::Put { key, value: string(self.value)? },
+            "append" => Op::Append { key, value: string(self.value)? },
+            _ => return Err("unknown op: expected read, write, cas, get, put or append"),
+        };
+        Ok(Command { session, op })
+    }
+}
+
+// Answers are formatted by hand: they are few shapes, and this is the hot path.
+
+fn id_json(id: Option<u64>) -> String {
+    id.map_or_else(|| "null".to_string(), |id| id.to_string())
+}
+
+fn line(body: String) -> Vec<u8> {
+    let mut v = body.into_bytes();
+    v.push(b'\n');
+    v
+}
+
+fn answer(id: Option<u64>, outcome: &Outcome) -> Vec<u8> {
+    match outcome {
+        Outcome::Ok(None) => line(format!("{{\"id\":{},\"type\":\"ok\"}}", id_json(id))),
+        Outcome::Ok(Some(Value::Int(v))) => {
+            line(format!("{{\"id\":{},\"type\":\"ok\",\"value\":{v}}}", id_json(id)))
+        }
+        Outcome::Ok(Some(Value::Str(s))) => {
+            let s = serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+            line(format!("{{\"id\":{},\"type\":\"ok\",\"value\":{s}}}", id_json(id)))
+        }
+        Outcome::CasMismatch => fail(id, "cas-mismatch", None),
+        Outcome::WrongType => fail(id, "wrong-type", None),
+        Outcome::BadCommand => {
+            fail(id, "bad-request", Some("the command in the log is not understood"))
+        }
+        Outcome::StaleSequence => info(id, "stale-request"),
+    }
+}
+
+fn fail(id: Option<u64>, error: &str, message: Option<&str>) -> Vec<u8> {
+    match message {
+        Some(m) => {
+            let m = serde_json::to_string(m).unwrap_or_else(|_| "\"\"".into());
+            line(format!(
+                "{{\"id\":{},\"type\":\"fail\",\"error\":\"{error}\",\"message\":{m}}}",
+                id_json(id)
+            ))
+        }
+        None => line(format!("{{\"id\":{},\"type\":\"fail\",\"error\":\"{error}\"}}", id_json(id))),
+    }
+}
+
+fn info(id: Option<u64>, error: &str) -> Vec<u8> {
+    line(format!("{{\"id\":{},\"type\":\"info\",\"error\":\"{error}\"}}", id_json(id)))
+}
+
+fn with_hint(
+    error: &str,
+    id: Option<u64>,
+    leader: Option<NodeId>,
+    addr: Option<&SocketAddr>,
+) -> Vec<u8> {
+    let mut s = format!("{{\"id\":{},\"type\":\"fail\",\"error\":\"{error}\"", id_json(id));
+    if let Some(l) = leader {
+        s.push_str(&format!(",\"leader\":{l}"));
+    }
+    if let Some(a) = addr {
+        s.push_str(&format!(",\"leader_addr\":\"{a}\""));
+    }
+    s.push('}');
+    line(s)
+}
+
+fn not_leader(id: Option<u64>, leader: Option<NodeId>, addr: Option<&SocketAddr>) -> Vec<u8> {
+    with_hint("not-leader", id, leader, addr)
+}
+
+fn superseded(id: Option<u64>, leader: Option<NodeId>, addr: Option<&SocketAddr>) -> Vec<u8> {
+    with_hint("superseded", id, leader, addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Command, String> {
+        let req: Request = serde_json::from_str(s).map_err(|e| e.to_string())?;
+        req.into_command().map_err(str::to_string)
+    }
+
+    #[test]
+    fn requests_parse_into_commands() {
+        assert_eq!(
+            parse(r#"{"id":1,"client":2,"seq":3,"op":"write","key":"k","value":5}"#),
+            Ok(Command {
+                session: Some((2, 3)),
+                op: Op::Write { key: "k".into(), value: Some(5) }
+            })
+        );
+        assert_eq!(
+            parse(r#"{"id":1,"op":"cas","key":"k","from":null,"to":1}"#),
+            Ok(Command { session: None, op: Op::Cas { key: "k".into(), from: None, to: Some(1) } })
+        );
+        assert_eq!(
+            parse(r#"{"id":1,"op":"append","key":"k","value":"x"}"#),
+            Ok(Command { session: None, op: Op::Append { key: "k".into(), value: "x".into() } })
+        );
+        assert!(parse(r#"{"id":1,"op":"cas","key":"k","from":1}"#).is_err());
+        assert!(parse(r#"{"id":1,"op":"put","key":"k","value":1}"#).is_err());
+        assert!(parse(r#"{"id":1,"op":"write","key":"k","value":"x"}"#).is_err());
+        assert!(parse(r#"{"id":1,"op":"frob","key":"k"}"#).is_err());
+        assert!(parse(r#"{"id":1,"client":1,"op":"read","key":"k"}"#).is_err());
+        assert!(parse(r#"{"id":1,"op":"read"}"#).is_err());
+    }
+
+    #[test]
+    fn answers_are_json_lines() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&answer(Some(4), &Outcome::Ok(Some(Value::Str("a\"b".into())))))
+                .unwrap();
+        assert_eq!(v, serde_json::json!({"id": 4, "type": "ok", "value": "a\"b"}));
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&not_leader(None, Some(2), Some(&addr))).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"id": null, "type": "fail", "error": "not-leader", "leader": 2, "leader_addr": "127.0.0.1:9"})
+        );
+        let v: serde_json::Value = serde_json::from_slice(&info(Some(1), "timeout")).unwrap();
+        assert_eq!(v, serde_json::json!({"id": 1, "type": "info", "error": "timeout"}));
+    }
+}
