@@ -26,7 +26,9 @@ use std::sync::Arc;
 /// An entry known committed: the first peer to apply an index defines it for every other.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommittedEntry {
+    /// The entry's term.
     pub term: Term,
+    /// A command or a no-op.
     pub kind: EntryKind,
     /// The command (empty for a no-op).
     pub data: Arc<[u8]>,

@@ -7,6 +7,7 @@ use crate::core::{Config, Entry, HardState, Index, RawNode, Ready, Role, Term};
 /// instant in the simulator, so a crash keeps all of it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DurableImage {
+    /// The durable term and vote.
     pub hard_state: HardState,
     /// The log, from index 1: `entries[i]` has index `i + 1`.
     pub entries: Vec<Entry>,

@@ -19,7 +19,9 @@ pub const DEFAULT_SEED: u64 = 1;
 /// The seeds and the bug a scenario runs with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
+    /// The seeds to run under, in order.
     pub seeds: Vec<u64>,
+    /// The bug of the catalogue every peer runs with, if any.
     pub bug: Option<Bug>,
 }
 
@@ -78,7 +80,9 @@ fn parse_bug(name: &str) -> Result<Bug, String> {
 /// One run of a scenario: its seed and the bug switched on, if any.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Trial {
+    /// The seed every random choice of the run derives from.
     pub seed: u64,
+    /// The bug of the catalogue every peer runs with, if any.
     pub bug: Option<Bug>,
 }
 

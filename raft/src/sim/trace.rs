@@ -11,40 +11,65 @@ use std::fmt;
 /// The part of a message worth showing in a trace (no entry payloads).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MsgSummary {
+    /// The sender.
     pub from: NodeId,
+    /// The destination.
     pub to: NodeId,
+    /// The message's term.
     pub term: Term,
+    /// The kind-specific fields.
     pub detail: MsgDetail,
 }
 
-/// The kind-specific fields of a [`MsgSummary`].
+/// The kind-specific fields of a [`MsgSummary`], named as in [`MessageBody`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MsgDetail {
+    /// A (pre-)vote request.
     Vote {
+        /// Whether it is a pre-vote.
         pre_vote: bool,
+        /// The candidate's last log index.
         last_log_index: Index,
+        /// The candidate's last log term.
         last_log_term: Term,
     },
+    /// The answer to a (pre-)vote request.
     VoteResponse {
+        /// Whether it answers a pre-vote.
         pre_vote: bool,
+        /// Whether the vote was granted.
         granted: bool,
     },
+    /// An AppendEntries request.
     Append {
+        /// The index before the entries.
         prev_log_index: Index,
+        /// The term at `prev_log_index`.
         prev_log_term: Term,
+        /// How many entries it carries.
         entries: usize,
+        /// The term of its last entry (0 without entries).
         last_term: Term,
+        /// The leader's commit index.
         commit: Index,
     },
+    /// The answer to AppendEntries.
     AppendResponse {
+        /// Whether the entries were accepted.
         success: bool,
+        /// The matching index on success, the rejected `prev_log_index` on failure.
         index: Index,
+        /// On failure, the term of the follower's conflicting entry.
         conflict_term: Option<Term>,
+        /// On failure, the first index of that term (or the follower's last index + 1).
         conflict_index: Index,
     },
+    /// A heartbeat.
     Heartbeat {
+        /// The commit index it announces.
         commit: Index,
     },
+    /// The answer to a heartbeat.
     HeartbeatResponse,
 }
 
@@ -165,11 +190,13 @@ pub enum DropReason {
 /// What happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TraceKind {
-    /// A message left its sender; `delay_us` is when it will arrive (a second value for a
-    /// duplicate).
+    /// A message left its sender.
     Sent {
+        /// The message.
         msg: MsgSummary,
+        /// Microseconds until it arrives.
         delay_us: u64,
+        /// Microseconds until its duplicate arrives, when the network duplicated it.
         duplicate_delay_us: Option<u64>,
     },
     /// A message reached its destination and was stepped.
@@ -178,31 +205,47 @@ pub enum TraceKind {
     Dropped(MsgSummary, DropReason),
     /// A peer's role or term changed.
     Role {
+        /// The peer.
         node: NodeId,
+        /// Its role now.
         role: Role,
+        /// Its term now.
         term: Term,
     },
     /// A proposal was accepted by a leader.
     Proposed {
+        /// The leader.
         node: NodeId,
+        /// The index the command got.
         index: Index,
+        /// The leader's term.
         term: Term,
     },
     /// A peer applied entries `from..=to`.
     Applied {
+        /// The peer.
         node: NodeId,
+        /// The first index applied.
         from: Index,
+        /// The last index applied.
         to: Index,
     },
     /// A peer made entries `from..=to` durable (replacing whatever followed `from - 1`).
     Persisted {
+        /// The peer.
         node: NodeId,
+        /// The first index written.
         from: Index,
+        /// The last index written.
         to: Index,
     },
+    /// A peer crashed.
     Crash(NodeId),
+    /// A peer restarted from its durable state.
     Restart(NodeId),
+    /// A peer was connected.
     Connect(NodeId),
+    /// A peer was disconnected.
     Disconnect(NodeId),
     /// A free-form note from the driver (a network mode change, a test step).
     Note(String),
@@ -213,6 +256,7 @@ pub enum TraceKind {
 pub struct TraceEvent {
     /// Virtual time in microseconds.
     pub time_us: u64,
+    /// What happened.
     pub kind: TraceKind,
 }
 
