@@ -14,7 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,26 +32,22 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_millis(2500);
 /// How long connecting to a node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Where the clients find the nodes, and which one they believe leads.
+/// Where the clients find the nodes.
 pub struct Directory {
     pub nodes: BTreeMap<u64, SocketAddr>,
-    leader_hint: AtomicU64,
 }
 
 impl Directory {
     pub fn new(nodes: BTreeMap<u64, SocketAddr>) -> Directory {
-        let first = *nodes.keys().next().expect("at least one node");
-        Directory { nodes, leader_hint: AtomicU64::new(first) }
+        assert!(!nodes.is_empty(), "a cluster has at least one node");
+        Directory { nodes }
     }
 
-    fn hint(&self) -> u64 {
-        self.leader_hint.load(Ordering::Relaxed)
-    }
-
-    fn set_hint(&self, id: u64) {
-        if self.nodes.contains_key(&id) {
-            self.leader_hint.store(id, Ordering::Relaxed);
-        }
+    /// The node a worker sends its operations to first: workers spread evenly over the nodes,
+    /// as Jepsen binds each client to one node, so that a node that wrongly believes it leads
+    /// keeps being asked.
+    fn home(&self, worker: u64) -> u64 {
+        *self.nodes.keys().nth((worker % self.nodes.len() as u64) as usize).unwrap()
     }
 
     /// The node after `id`, to try when `id` gave no useful hint.
@@ -82,6 +77,7 @@ struct Conn {
 /// One client worker's connections and numbering.
 pub struct Client {
     pub process: u64,
+    home: u64,
     workers: u64,
     seq: u64,
     next_request_id: u64,
@@ -95,6 +91,7 @@ impl Client {
     pub fn new(worker: u64, workers: u64, dir: Arc<Directory>, rec: Recorder) -> Client {
         Client {
             process: worker,
+            home: dir.home(worker),
             workers,
             seq: 0,
             next_request_id: 0,
@@ -128,18 +125,16 @@ impl Client {
         Ok(outcome)
     }
 
-    /// Tries the nodes, following leader hints, until one takes the request or `budget` ends.
+    /// Tries the nodes, from the worker's home node on and following leader hints, until one
+    /// takes the request or `budget` ends.
     async fn perform(&mut self, op: &Op, budget: Duration) -> Outcome {
         let deadline = Instant::now() + budget;
-        let mut node = self.dir.hint();
+        let mut node = self.home;
         let mut last_error = String::from("no node reachable");
         while Instant::now() < deadline {
             match self.request(node, op).await {
                 Attempt::Answer(reply) => match classify(&reply, op) {
-                    Reply::Done(outcome) => {
-                        self.dir.set_hint(node);
-                        return outcome;
-                    }
+                    Reply::Done(outcome) => return outcome,
                     Reply::Redirect(hint) => {
                         last_error = "not-leader".into();
                         let next = hint
@@ -150,7 +145,6 @@ impl Client {
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
                         node = next;
-                        self.dir.set_hint(node);
                     }
                 },
                 Attempt::NotSent(e) => {
@@ -296,13 +290,12 @@ mod tests {
     }
 
     #[test]
-    fn the_directory_cycles_through_nodes() {
+    fn workers_spread_over_home_nodes() {
         let nodes: BTreeMap<u64, SocketAddr> =
             (1..=3).map(|i| (i, SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)))).collect();
         let dir = Directory::new(nodes);
         assert_eq!(dir.next_after(1), 2);
         assert_eq!(dir.next_after(3), 1);
-        dir.set_hint(9);
-        assert_eq!(dir.hint(), 1, "an unknown node is no hint");
+        assert_eq!((0..6).map(|w| dir.home(w)).collect::<Vec<_>>(), vec![1, 2, 3, 1, 2, 3]);
     }
 }

@@ -223,8 +223,10 @@ impl Nemesis {
         let n = ids.len();
         let mut shuffled = ids.to_vec();
         shuffled.shuffle(&mut self.rng);
+        // The leader is the most revealing target (a deposed leader that still believes it
+        // leads), so it is drawn as often as all the others together.
         let choices: &[&'static str] = if leader.is_some() {
-            &["one", "minority", "majority", "all", "leader", "leader"]
+            &["one", "minority", "majority", "all", "leader", "leader", "leader", "leader"]
         } else {
             &["one", "minority", "majority", "all"]
         };
@@ -247,7 +249,7 @@ impl Nemesis {
         shuffled.shuffle(&mut self.rng);
         let n = ids.len();
         let shapes: &[&'static str] = if leader.is_some() {
-            &["one", "halves", "majorities-ring", "bridge", "leader", "one-way"]
+            &["one", "halves", "majorities-ring", "bridge", "leader", "leader", "one-way"]
         } else {
             &["one", "halves", "majorities-ring", "bridge", "one-way"]
         };

@@ -53,7 +53,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "all")]
     pub nemesis: String,
     /// Seconds between a fault's start and its end, and between one fault and the next.
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, default_value_t = 3.0)]
     pub nemesis_interval: f64,
     /// The seed of every random choice (operations, faults); random when absent, always printed.
     #[arg(long)]
