@@ -3,7 +3,13 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod client;
+mod cluster;
+mod nemesis;
 mod node;
+mod proxy;
+mod recorder;
+mod run;
 
 #[derive(Parser)]
 #[command(name = "gauntlet", version, about = "A Jepsen-style torture harness for the raft crate")]
@@ -14,6 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// One torture test of a cluster of node processes: clients, faults, then a verdict.
+    Run(run::RunArgs),
     /// Run one Raft node serving the replicated key/value store (JSON Lines over TCP).
     Node(node::NodeArgs),
     /// Measure write throughput and latency of a 3-node cluster of real node processes.
@@ -23,6 +31,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => std::process::exit(run::run(args)),
         Command::Node(args) => node::run(args),
         Command::Bench(args) => bench::run(args),
     }
