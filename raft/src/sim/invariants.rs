@@ -11,6 +11,9 @@
 //!   truncates a committed entry it holds.
 //! - State machine safety: peers apply indexes in order without gaps, and no two peers apply
 //!   different entries at one index.
+//! - Term adoption (Figure 2, rules for all servers): a peer that receives an append, a
+//!   heartbeat or a reply of a higher term moves to that term. (Vote and pre-vote requests are
+//!   exempt: check-quorum's lease lets a peer ignore them, and a pre-vote never changes terms.)
 //! - Durability before sending: a vote grant goes out only once the vote is durable, a
 //!   successful append acknowledgement only once the acknowledged entries are, and no message
 //!   carries a term beyond the sender's durable term.
@@ -217,6 +220,33 @@ impl Invariants {
         Ok(())
     }
 
+    /// The kind name of a message whose higher term the receiver must adopt, or `None` for the
+    /// exempt kinds (vote and pre-vote requests, pre-vote replies).
+    pub fn adoption_kind(body: &MessageBody) -> Option<&'static str> {
+        match body {
+            MessageBody::RequestVote { .. }
+            | MessageBody::RequestVoteResponse { pre_vote: true, .. } => None,
+            other => Some(other.kind_name()),
+        }
+    }
+
+    /// Checks that `node`, in `term_before` when it received a `kind` message of `msg_term`, is
+    /// at least in `msg_term` after handling it.
+    pub fn on_delivered(
+        node: NodeId,
+        kind: &str,
+        msg_term: Term,
+        term_before: Term,
+        term_after: Term,
+    ) -> Result<(), String> {
+        if msg_term > term_before && term_after < msg_term {
+            return Err(format!(
+                "n{node} received a {kind} of term {msg_term} in term {term_before} and stayed in term {term_after} (a higher term in any append or reply must be adopted)"
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks that `node`, which became leader of `term` holding `log`, is the only leader of
     /// that term and holds every committed entry of an earlier term.
     pub fn on_leader(&mut self, node: NodeId, term: Term, log: &[Entry]) -> Result<(), String> {
@@ -389,6 +419,19 @@ mod tests {
         assert!(err.contains("without committed entry 2"), "{err}");
         // A leader of term 2 need not hold term 2's committed entry.
         inv.on_leader(2, 2, &[e(1, 1, 10)]).unwrap();
+    }
+
+    #[test]
+    fn higher_terms_in_appends_and_replies_are_adopted() {
+        let reply = MessageBody::HeartbeatResponse;
+        let kind = Invariants::adoption_kind(&reply).unwrap();
+        assert!(Invariants::on_delivered(0, kind, 5, 4, 5).is_ok());
+        assert!(Invariants::on_delivered(0, kind, 4, 4, 4).is_ok());
+        let err = Invariants::on_delivered(0, kind, 5, 4, 4).unwrap_err();
+        assert!(err.contains("stayed in term 4"), "{err}");
+        let vote =
+            MessageBody::RequestVote { pre_vote: false, last_log_index: 0, last_log_term: 0 };
+        assert_eq!(Invariants::adoption_kind(&vote), None);
     }
 
     #[test]

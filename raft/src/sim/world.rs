@@ -412,8 +412,18 @@ impl Sim {
             return;
         }
         self.trace.record(self.now, TraceKind::Delivered(MsgSummary::of(&msg)));
+        let term_before = self.nodes[to].last_term;
+        let (msg_term, body) = (msg.term, Invariants::adoption_kind(&msg.body));
         self.nodes[to].raw.as_mut().expect("alive").step(msg);
         self.drive(to);
+        if let Some(kind) = body {
+            let term_after = self.nodes[to].last_term;
+            if let Err(e) =
+                Invariants::on_delivered(to as NodeId, kind, msg_term, term_before, term_after)
+            {
+                self.violation(e);
+            }
+        }
     }
 
     /// Handles every ready of peer `i` as the driver contract says (persist, send, apply,
