@@ -103,9 +103,19 @@ pub struct Liveness {
     pub keys: usize,
 }
 
-/// Runs the test and returns the exit code: 0 valid, 1 invalid, 2 unknown, 255 when the
-/// harness itself failed, 130 when interrupted.
+/// The exit code for options that make no sense (as `gauntlet check` uses it for bad input).
+pub const EXIT_BAD_INPUT: i32 = 3;
+
+/// Runs the test and returns the exit code: 0 valid, 1 invalid, 2 unknown, 3 bad options,
+/// 130 interrupted, 255 when the harness itself failed.
 pub fn run(args: RunArgs) -> i32 {
+    let (workload, kinds) = match validate(&args) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -113,7 +123,7 @@ pub fn run(args: RunArgs) -> i32 {
             return 255;
         }
     };
-    match runtime.block_on(run_async(args)) {
+    match runtime.block_on(run_async(args, workload, kinds)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -122,21 +132,40 @@ pub fn run(args: RunArgs) -> i32 {
     }
 }
 
-async fn run_async(args: RunArgs) -> anyhow::Result<i32> {
-    let seed = args.seed.unwrap_or_else(|| rand::thread_rng().gen());
-    println!("seed: {seed}");
-    let workload: Workload = args.workload.parse().map_err(anyhow::Error::msg)?;
-    let kinds = FaultKind::parse_list(&args.nemesis).map_err(anyhow::Error::msg)?;
+fn validate(args: &RunArgs) -> Result<(Workload, Vec<FaultKind>), String> {
+    let workload: Workload = args.workload.parse()?;
+    let kinds = FaultKind::parse_list(&args.nemesis)?;
     if let Some(bug) = &args.bug {
         if bug != "stale-read" {
-            bug.parse::<raft::Bug>().map_err(anyhow::Error::msg)?;
+            bug.parse::<raft::Bug>()
+                .map_err(|e| format!("--bug: {e}; or the node-level stale-read"))?;
         }
     }
-    if args.nodes == 0 || args.concurrency == 0 || args.rate <= 0.0 || args.nemesis_interval <= 0.0
-    {
-        bail!("--nodes, --concurrency, --rate and --nemesis-interval must be positive");
+    if args.nodes == 0 || args.concurrency == 0 || args.keys == 0 {
+        return Err("--nodes, --concurrency and --keys must be at least 1".into());
     }
+    if !(args.rate > 0.0 && args.rate.is_finite()) {
+        return Err(format!("--rate must be a positive number, not {}", args.rate));
+    }
+    if !(args.nemesis_interval > 0.0 && args.nemesis_interval.is_finite()) {
+        return Err(format!(
+            "--nemesis-interval must be a positive number, not {}",
+            args.nemesis_interval
+        ));
+    }
+    if args.tick_ms == 0 {
+        return Err("--tick-ms must be at least 1".into());
+    }
+    Ok((workload, kinds))
+}
 
+async fn run_async(
+    args: RunArgs,
+    workload: Workload,
+    kinds: Vec<FaultKind>,
+) -> anyhow::Result<i32> {
+    let seed = args.seed.unwrap_or_else(|| rand::thread_rng().gen());
+    println!("seed: {seed}");
     let dir = create_run_dir(&args.results, seed)?;
     println!("run: {}", dir.display());
     write_test_json(&dir, &args, seed)?;

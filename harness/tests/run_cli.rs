@@ -1,0 +1,123 @@
+//! `gauntlet run` as a user runs it: a short torture run ends with a verdict and leaves its
+//! files; an interrupted run leaves no node process behind; bad options are refused.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn gauntlet() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                found.push(cmd);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_short_run_with_faults_ends_valid_and_stores_its_files() {
+    let results = tempfile::tempdir().unwrap();
+    let out = gauntlet()
+        .args([
+            "run",
+            "--nodes",
+            "3",
+            "--time-limit",
+            "6",
+            "--nemesis-interval",
+            "1",
+            "--seed",
+            "11",
+            "--quiet",
+        ])
+        .arg("--results")
+        .arg(results.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("seed: 11\n"), "the seed comes first: {stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("verdict: valid"));
+
+    let run = results.path().join("latest");
+    let verdict: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("verdict.json")).unwrap()).unwrap();
+    assert_eq!(verdict["verdict"], "valid");
+    assert_eq!(verdict["seed"], 11);
+    assert_eq!(verdict["liveness"]["valid"], true);
+    assert!(verdict["stats"]["operations"]["ok"].as_u64().unwrap() > 0);
+    let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap();
+    assert!(history.contains("\"process\":\"nemesis\""), "faults are recorded in the history");
+    let test: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("test.json")).unwrap()).unwrap();
+    assert!(test["replay"].as_str().unwrap().contains("--seed 11"));
+    for n in 1..=3 {
+        let node = run.join(format!("nodes/n{n}"));
+        for file in ["applied.jsonl", "events.jsonl", "node.log"] {
+            assert!(node.join(file).exists(), "{} is missing", node.join(file).display());
+        }
+    }
+    assert!(processes_mentioning(&results.path().display().to_string()).is_empty());
+}
+
+#[test]
+fn sigint_in_the_middle_of_a_run_leaves_no_node_behind() {
+    let results = tempfile::tempdir().unwrap();
+    let mut child = gauntlet()
+        .args(["run", "--nodes", "3", "--time-limit", "120", "--quiet", "--seed", "5"])
+        .arg("--results")
+        .arg(results.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let needle = results.path().display().to_string();
+    // Wait until the nodes run (their event logs appear), then interrupt.
+    let started = Instant::now();
+    let events = |n: u32| results.path().join(format!("latest/nodes/n{n}/events.jsonl"));
+    while !(1..=3).all(|n| events(n).exists()) {
+        assert!(started.elapsed() < Duration::from_secs(60), "the nodes never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(processes_mentioning(&needle).iter().filter(|c| c.contains(" node ")).count(), 3);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        processes_mentioning(&needle).is_empty(),
+        "left behind: {:?}",
+        processes_mentioning(&needle)
+    );
+    assert!(Path::new(&results.path().join("latest/history.jsonl")).exists());
+}
+
+#[test]
+fn bad_options_are_refused_by_name() {
+    let out = gauntlet().args(["run", "--workload", "queue"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("queue"));
+    let out = gauntlet().args(["run", "--bug", "no-such-bug"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-bug"));
+    let out = gauntlet().args(["run", "--nemesis", "kill,meteor"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("meteor"));
+}
