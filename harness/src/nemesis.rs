@@ -224,19 +224,21 @@ impl Nemesis {
         let mut shuffled = ids.to_vec();
         shuffled.shuffle(&mut self.rng);
         // The leader is the most revealing target (a deposed leader that still believes it
-        // leads), so it is drawn as often as all the others together.
-        let choices: &[&'static str] = if leader.is_some() {
-            &["one", "minority", "majority", "all", "leader", "leader", "leader", "leader"]
-        } else {
-            &["one", "minority", "majority", "all"]
-        };
-        let target = *choices.choose(&mut self.rng).unwrap();
+        // leads), so it is drawn as often as all the others together. The draw never depends on
+        // the cluster's state, so that a seed replays the same schedule; an unknown leader
+        // falls back to one random node.
+        const CHOICES: [&str; 8] =
+            ["one", "minority", "majority", "all", "leader", "leader", "leader", "leader"];
+        let target = *CHOICES.choose(&mut self.rng).unwrap();
         let count = match target {
             "one" => 1,
             "minority" => (n - 1) / 2,
             "majority" => n / 2 + 1,
             "all" => n,
-            _ => return (target, leader.into_iter().collect()),
+            _ => match leader {
+                Some(leader) => return (target, vec![leader]),
+                None => 1,
+            },
         };
         shuffled.truncate(count.max(1));
         shuffled.sort_unstable();
@@ -248,12 +250,10 @@ impl Nemesis {
         let mut shuffled = ids.to_vec();
         shuffled.shuffle(&mut self.rng);
         let n = ids.len();
-        let shapes: &[&'static str] = if leader.is_some() {
-            &["one", "halves", "majorities-ring", "bridge", "leader", "leader", "one-way"]
-        } else {
-            &["one", "halves", "majorities-ring", "bridge", "one-way"]
-        };
-        let shape = *shapes.choose(&mut self.rng).unwrap();
+        // As for process faults, the draw does not depend on the cluster's state.
+        const SHAPES: [&str; 7] =
+            ["one", "halves", "majorities-ring", "bridge", "leader", "leader", "one-way"];
+        let shape = *SHAPES.choose(&mut self.rng).unwrap();
         let cut = match shape {
             "one" => isolate(ids, &[shuffled[0]]),
             "leader" => isolate(ids, &[leader.unwrap_or(shuffled[0])]),
