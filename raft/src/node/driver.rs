@@ -1,5 +1,10 @@
 //! The driver task: feeds the protocol core with time, messages and proposals, and carries out
 //! its readies (persist, send, apply, advance).
+//!
+//! One ready is in flight at a time. While its sync runs on the storage thread, the driver
+//! keeps stepping inbound messages and ticking, so that a leader learns of its followers'
+//! acknowledgements and commits while its own write is still going on; entries that become
+//! committed meanwhile are handed to the service at once (see [`Driver::deliver_committed`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,9 +12,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
-use super::io::StorageThread;
+use super::io::{Persisting, StorageThread};
 use super::{ApplyMsg, NodeError, Shared, StopMode};
-use crate::core::{EntryKind, Message, MessageBody, NodeId, Ready, Role, Status, Term};
+use crate::core::{
+    Entry, EntryKind, Index, Message, MessageBody, NodeId, RawNode, Ready, Role, Status, Term,
+};
 use crate::transport::Transport;
 
 /// At most this many inbound messages are stepped in one go, so that the lock is released now
@@ -25,6 +32,16 @@ pub(super) struct Driver {
     pub(super) stop: watch::Receiver<StopMode>,
     pub(super) tick: Duration,
     pub(super) deliver_noops: bool,
+    /// When the next tick is due.
+    pub(super) next_tick: Instant,
+    /// The highest index handed to the service (or skipped, for a no-op not delivered).
+    pub(super) delivered: Index,
+}
+
+/// A ready's write: nothing to write, or in progress on the storage thread.
+enum Write {
+    Done(Ready),
+    InFlight(Persisting),
 }
 
 /// Why the loop ended.
@@ -62,7 +79,6 @@ impl Driver {
     }
 
     async fn run_loop(&mut self) -> Exit {
-        let mut next_tick = Instant::now() + self.tick;
         loop {
             if let Some(exit) = self.stop_requested() {
                 return exit;
@@ -70,27 +86,10 @@ impl Driver {
             // Under the lock: everything that arrived, the tick if due, and the next ready.
             let taken = {
                 let mut core = self.shared.lock();
-                let mut steps = 0;
-                while steps < MAX_STEPS_PER_ROUND {
-                    match self.inbox.try_recv() {
-                        Ok(msg) => core.raw.step(msg),
-                        Err(mpsc::error::TryRecvError::Empty) => break,
-                        Err(mpsc::error::TryRecvError::Disconnected) => {
-                            return Exit::Failed(NodeError::TransportClosed);
-                        }
-                    }
-                    steps += 1;
+                if let Err(exit) = drain_inbox(&mut self.inbox, &mut core.raw, None) {
+                    return exit;
                 }
-                let now = Instant::now();
-                if now >= next_tick {
-                    core.raw.tick();
-                    next_tick += self.tick;
-                    if next_tick <= now {
-                        // Ticks missed while the runtime was stalled are skipped, not replayed
-                        // in a burst that would fire election timeouts at once.
-                        next_tick = now + self.tick;
-                    }
-                }
+                tick_if_due(&mut self.next_tick, self.tick, &mut core.raw);
                 let status = core.raw.status();
                 self.shared.publish(&status);
                 core.raw.has_ready().then(|| (core.raw.ready(), leader_term(&status)))
@@ -112,7 +111,7 @@ impl Driver {
                             None => return Exit::Failed(NodeError::TransportClosed),
                         },
                         _ = wake => {}
-                        _ = sleep_until(next_tick) => {}
+                        _ = sleep_until(self.next_tick) => {}
                     }
                 }
             }
@@ -147,57 +146,62 @@ impl Driver {
             self.transport.send(msg);
         }
 
-        let needs_sync = ready.hard_state.is_some() || !ready.entries.is_empty();
+        // The write goes to the storage thread now; the ready comes back with the result.
         let committed = std::mem::take(&mut ready.committed_entries);
-        let storage = &self.storage;
-        let persisting = async move {
-            if needs_sync {
-                storage.persist(ready).await
-            } else {
-                Ok(ready)
-            }
+        let needs_sync = ready.hard_state.is_some() || !ready.entries.is_empty();
+        let write = if needs_sync {
+            Write::InFlight(self.storage.submit(ready).map_err(Exit::Failed)?)
+        } else {
+            Write::Done(ready)
         };
-        tokio::pin!(persisting);
 
-        // Committed entries are durable on a majority already (a leader counts itself only
-        // for what it made durable; a follower learns of commits from the leader), so they are
+        // Committed entries are durable on a majority already (a leader counts itself only for
+        // what it made durable; a follower learns of commits from the leader), so they are
         // handed to the service while this peer's own write is in progress, as etcd's raft
         // allows. In-order delivery holds because readies are handled one at a time.
         let mut stop = self.stop.clone();
-        let mut persisted = None;
         for entry in &committed {
+            if entry.index <= self.delivered {
+                continue; // delivered early, during the previous sync
+            }
+            self.delivered = entry.index;
             if entry.kind == EntryKind::Noop && !self.deliver_noops {
                 continue;
             }
-            let msg = ApplyMsg {
-                index: entry.index,
-                term: entry.term,
-                kind: entry.kind,
-                command: entry.data.clone(),
-            };
-            let permit = loop {
-                tokio::select! {
-                    biased;
-                    _ = stop_signal(&mut stop, false) => return Err(self.stop_exit()),
-                    result = &mut persisting, if persisted.is_none() => persisted = Some(result),
-                    permit = self.apply.reserve() => break permit,
-                }
+            let permit = tokio::select! {
+                biased;
+                _ = stop_signal(&mut stop, false) => return Err(self.stop_exit()),
+                permit = self.apply.reserve() => permit,
             };
             match permit {
-                Ok(permit) => permit.send(msg),
+                Ok(permit) => permit.send(apply_msg(entry)),
                 // The service dropped its receiver: it no longer wants the entries.
                 Err(_) => break,
             }
         }
-        let result = match persisted {
-            Some(result) => result,
-            None => tokio::select! {
-                biased;
-                _ = stop_signal(&mut stop, true) => return Err(Exit::Kill),
-                result = &mut persisting => result,
+
+        // While the sync runs, keep stepping messages and ticking: a leader learns of its
+        // followers' acknowledgements, and what that commits goes to the service at once.
+        let mut ready = match write {
+            Write::Done(ready) => ready,
+            Write::InFlight(mut sync) => loop {
+                tokio::select! {
+                    biased;
+                    // A shutdown lets the sync finish; a kill does not wait for it.
+                    _ = stop_signal(&mut stop, true) => return Err(Exit::Kill),
+                    result = &mut sync => {
+                        break StorageThread::outcome(result).map_err(Exit::Failed)?;
+                    }
+                    msg = self.inbox.recv() => {
+                        let Some(msg) = msg else {
+                            return Err(Exit::Failed(NodeError::TransportClosed));
+                        };
+                        self.step_during_sync(Some(msg))?;
+                    }
+                    _ = sleep_until(self.next_tick) => self.step_during_sync(None)?,
+                }
             },
         };
-        let mut ready = result.map_err(Exit::Failed)?;
 
         for msg in late {
             self.transport.send(msg);
@@ -207,12 +211,97 @@ impl Driver {
         Ok(())
     }
 
+    /// Steps `first` and whatever else arrived, ticks if due, and hands newly committed
+    /// entries to the service, while a sync is in flight.
+    fn step_during_sync(&mut self, first: Option<Message>) -> Result<(), Exit> {
+        let early = {
+            let mut core = self.shared.lock();
+            drain_inbox(&mut self.inbox, &mut core.raw, first)?;
+            tick_if_due(&mut self.next_tick, self.tick, &mut core.raw);
+            let status = core.raw.status();
+            self.shared.publish(&status);
+            collect_committed(
+                &core.raw,
+                status.commit_index,
+                &mut self.delivered,
+                self.deliver_noops,
+                self.apply.capacity(),
+            )
+        };
+        for msg in early {
+            // Cannot be full: no more were collected than the channel had room for.
+            let _ = self.apply.try_send(msg);
+        }
+        Ok(())
+    }
+
     fn stop_exit(&self) -> Exit {
         match *self.stop.borrow() {
             StopMode::Kill => Exit::Kill,
             _ => Exit::Shutdown,
         }
     }
+}
+
+/// The entries committed beyond `delivered`, at most `room` of them (the room left in the apply
+/// channel). Only committed entries are taken here: anything else waits for its ready.
+fn collect_committed(
+    raw: &RawNode,
+    commit: Index,
+    delivered: &mut Index,
+    deliver_noops: bool,
+    mut room: usize,
+) -> Vec<ApplyMsg> {
+    let mut out = Vec::new();
+    while *delivered < commit && room > 0 {
+        let Some(entry) = raw.entry(*delivered + 1) else { break };
+        *delivered = entry.index;
+        if entry.kind == EntryKind::Noop && !deliver_noops {
+            continue;
+        }
+        out.push(apply_msg(entry));
+        room -= 1;
+    }
+    out
+}
+
+/// Steps `first`, then every queued message (up to [`MAX_STEPS_PER_ROUND`]).
+fn drain_inbox(
+    inbox: &mut mpsc::Receiver<Message>,
+    raw: &mut RawNode,
+    first: Option<Message>,
+) -> Result<(), Exit> {
+    if let Some(msg) = first {
+        raw.step(msg);
+    }
+    for _ in 0..MAX_STEPS_PER_ROUND {
+        match inbox.try_recv() {
+            Ok(msg) => raw.step(msg),
+            Err(mpsc::error::TryRecvError::Empty) => break,
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                return Err(Exit::Failed(NodeError::TransportClosed));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ticks the core if a tick is due.
+fn tick_if_due(next_tick: &mut Instant, tick: Duration, raw: &mut RawNode) {
+    let now = Instant::now();
+    if now >= *next_tick {
+        raw.tick();
+        *next_tick += tick;
+        if *next_tick <= now {
+            // Ticks missed while the runtime was stalled are skipped, not replayed in a burst
+            // that would fire election timeouts at once.
+            *next_tick = now + tick;
+        }
+    }
+}
+
+fn apply_msg(entry: &Entry) -> ApplyMsg {
+    ApplyMsg { index: entry.index, term: entry.term, kind: entry.kind, command: entry.data.clone() }
 }
 
 /// Resolves when the node is asked to stop (with `kill_only`, to stop at once).

@@ -22,6 +22,9 @@ enum Job {
     Close(oneshot::Sender<Result<(), StorageError>>),
 }
 
+/// A write in progress on the storage thread.
+pub(super) type Persisting = oneshot::Receiver<(Ready, Result<(), StorageError>)>;
+
 /// The driver's handle on the storage thread. Dropping it ends the thread once the job in
 /// progress is done, without a final sync.
 pub(super) struct StorageThread {
@@ -60,13 +63,21 @@ impl StorageThread {
         Ok(StorageThread { jobs: Some(jobs), thread: Some(thread) })
     }
 
-    /// Persists `ready`'s hard state and entries durably; returns the ready for
-    /// [`RawNode::advance`](crate::RawNode::advance).
-    pub(super) async fn persist(&self, ready: Ready) -> Result<Ready, NodeError> {
+    /// Hands `ready` to the storage thread, which writes its hard state and entries and makes
+    /// them durable with one sync. Await the receiver and pass the answer to
+    /// [`StorageThread::outcome`].
+    pub(super) fn submit(&self, ready: Ready) -> Result<Persisting, NodeError> {
         let (reply, answer) = oneshot::channel();
         let jobs = self.jobs.as_ref().ok_or(NodeError::StorageThreadLost)?;
         jobs.send(Job::Persist(ready, reply)).map_err(|_| NodeError::StorageThreadLost)?;
-        match answer.await {
+        Ok(answer)
+    }
+
+    /// The ready back from the storage thread, once durable.
+    pub(super) fn outcome(
+        answer: Result<(Ready, Result<(), StorageError>), oneshot::error::RecvError>,
+    ) -> Result<Ready, NodeError> {
+        match answer {
             Ok((ready, Ok(()))) => Ok(ready),
             Ok((_, Err(e))) => Err(NodeError::Storage(e)),
             Err(_) => Err(NodeError::StorageThreadLost),

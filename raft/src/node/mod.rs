@@ -320,6 +320,7 @@ impl Node {
             done: watch::Sender::new(false),
             released: watch::Sender::new(false),
         });
+        let tick = config.tick.max(Duration::from_millis(1));
         let driver = Driver {
             shared: shared.clone(),
             inbox,
@@ -327,8 +328,10 @@ impl Node {
             storage,
             apply,
             stop: stop_rx,
-            tick: config.tick.max(Duration::from_millis(1)),
+            tick,
             deliver_noops: config.deliver_noops,
+            next_tick: tokio::time::Instant::now() + tick,
+            delivered: 0,
         };
         let guard = DoneGuard(shared.clone());
         let driver = tokio::spawn(async move {
