@@ -116,7 +116,11 @@ impl Nodes {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "node {} ignores SIGTERM", i + 1);
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("node {} ignores SIGTERM", i + 1);
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
