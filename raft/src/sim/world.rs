@@ -213,7 +213,8 @@ impl Sim {
     }
 
     /// Crashes peer `i`: it stops, messages in flight to it will be lost, and only its durable
-    /// image survives. Nothing happens if it is already down.
+    /// image survives. Messages it sent before the crash are already on the wire and may still
+    /// arrive. Nothing happens if it is already down.
     pub fn crash(&mut self, i: usize) {
         if self.nodes[i].is_alive() {
             self.nodes[i].crash();
