@@ -191,7 +191,8 @@ async fn run_async(
     })
 }
 
-async fn interrupted() {
+/// Resolves when the process gets SIGINT or SIGTERM.
+pub async fn interrupted() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) =
         (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
@@ -528,10 +529,14 @@ async fn check_run(
     })
 }
 
+/// Now as `YYYYmmdd-HHMMSS` in UTC.
+pub fn utc_now_stamp() -> String {
+    utc_stamp(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
+}
+
 /// `results/<run-id>/`, with `results/latest` pointing at it.
 fn create_run_dir(results: &Path, seed: u64) -> anyhow::Result<PathBuf> {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let id = format!("{}-s{seed}", utc_stamp(secs));
+    let id = format!("{}-s{seed}", utc_now_stamp());
     let dir = results.join(&id);
     std::fs::create_dir_all(dir.join("nodes"))
         .with_context(|| format!("creating {}", dir.display()))?;
