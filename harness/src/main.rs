@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod campaign;
 mod client;
 mod cluster;
 mod nemesis;
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// One torture test of a cluster of node processes: clients, faults, then a verdict.
     Run(run::RunArgs),
+    /// Many runs from one master seed: the nightly torture job and the CI gate.
+    Campaign(campaign::CampaignArgs),
     /// Run one Raft node serving the replicated key/value store (JSON Lines over TCP).
     Node(node::NodeArgs),
     /// Measure write throughput and latency of a 3-node cluster of real node processes.
@@ -32,6 +35,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => std::process::exit(run::run(args)),
+        Command::Campaign(args) => std::process::exit(campaign::run(args)),
         Command::Node(args) => node::run(args),
         Command::Bench(args) => bench::run(args),
     }
