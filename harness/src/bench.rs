@@ -64,23 +64,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     let results = runtime.block_on(async {
-        let leader = find_leader(&cluster.client_addrs).await?;
-        eprintln!("bench: leader at {leader}");
-        let mut results = Vec::new();
-        let mut next_client = 1_000_000;
-        for &clients in &args.clients {
-            let result = measure(
-                leader,
-                clients,
-                next_client,
-                Duration::from_millis(args.warmup_ms),
-                Duration::from_secs(args.seconds),
-            )
-            .await?;
-            next_client += clients as u64;
-            results.push(result);
+        tokio::select! {
+            results = run_all(&args, &cluster.client_addrs) => results,
+            // Interrupted: the cluster and the directory are cleaned up on the way out.
+            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
         }
-        anyhow::Ok(results)
     })?;
     cluster.stop();
     drop(dir);
@@ -103,6 +91,27 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     });
     println!("{summary}");
     Ok(())
+}
+
+/// Finds the leader, then measures each client count in turn.
+async fn run_all(args: &BenchArgs, client_addrs: &[SocketAddr]) -> anyhow::Result<Vec<RunResult>> {
+    let leader = find_leader(client_addrs).await?;
+    eprintln!("bench: leader at {leader}");
+    let mut results = Vec::new();
+    let mut next_client = 1_000_000;
+    for &clients in &args.clients {
+        let result = measure(
+            leader,
+            clients,
+            next_client,
+            Duration::from_millis(args.warmup_ms),
+            Duration::from_secs(args.seconds),
+        )
+        .await?;
+        next_client += clients as u64;
+        results.push(result);
+    }
+    Ok(results)
 }
 
 /// A directory removed on drop (unless kept).
@@ -279,6 +288,22 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Moves the session to another node: same client id, the sequence goes on.
+    async fn reconnect(&mut self, addr: SocketAddr) -> std::io::Result<()> {
+        let fresh = Client::connect(addr, self.id).await?;
+        self.reader = fresh.reader;
+        self.writer = fresh.writer;
+        Ok(())
+    }
+
+    /// The leader's client address in the last answer, if it named one.
+    fn leader_hint(&self) -> Option<SocketAddr> {
+        let answer: serde_json::Value = serde_json::from_str(&self.line).ok()?;
+        answer["leader_addr"].as_str()?.parse().ok()
+    }
+}
+
 /// Finds the leader by writing through every node until one accepts.
 async fn find_leader(addrs: &[SocketAddr]) -> anyhow::Result<SocketAddr> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -328,6 +353,15 @@ async fn measure(
                         latencies_us.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
                     } else {
                         errors += 1;
+                    }
+                }
+                if !ok {
+                    // Leadership moved (or the write timed out): follow the hint if there is
+                    // one, and do not hammer the cluster while it elects.
+                    if let Some(addr) = client.leader_hint() {
+                        client.reconnect(addr).await?;
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }
             }
