@@ -63,12 +63,14 @@ pub enum NodeBug {
 }
 
 impl FromStr for NodeBug {
-    type Err = raft::core::UnknownBug;
-    fn from_str(s: &str) -> Result<NodeBug, Self::Err> {
+    type Err = String;
+    fn from_str(s: &str) -> Result<NodeBug, String> {
         if s == "stale-read" {
             return Ok(NodeBug::StaleRead);
         }
-        raft::Bug::from_str(s).map(NodeBug::Core)
+        raft::Bug::from_str(s)
+            .map(NodeBug::Core)
+            .map_err(|e| format!("{e}; or the node's: stale-read"))
     }
 }
 
@@ -144,6 +146,10 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let last_index = storage.last_index();
     let term = storage.hard_state().term;
 
+    // From here on, SIGTERM and SIGINT mean a clean shutdown.
+    let mut term_signal =
+        signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let mut int_signal = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
     // Bind the client port first: failing there must not leave a half-started peer.
     let clients = TcpListener::bind(args.client)
         .await
@@ -173,9 +179,6 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let sweep = tokio::spawn(server.clone().sweep());
     let watcher = tokio::spawn(watch_roles(server.clone(), events));
 
-    let mut term_signal =
-        signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
-    let mut int_signal = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
     tokio::select! {
         _ = term_signal.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int_signal.recv() => tracing::info!("SIGINT: shutting down"),

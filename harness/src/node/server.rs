@@ -461,4 +461,107 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&info(Some(1), "timeout")).unwrap();
         assert_eq!(v, serde_json::json!({"id": 1, "type": "info", "error": "timeout"}));
     }
+
+    /// A single-peer node, leading, behind a server; the test feeds the applier itself.
+    async fn server() -> (Arc<Server>, mpsc::Receiver<ApplyMsg>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = raft::NodeConfig {
+            deliver_noops: true,
+            ..raft::NodeConfig::new(raft::Config::service(1, vec![1]))
+        };
+        let (node, applied) =
+            Node::spawn(config, raft::storage::MemStorage::new(), listener, [(1, addr)]).unwrap();
+        let mut status = node.subscribe();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            status.wait_for(|s| s.role == raft::Role::Leader),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        (Arc::new(Server::new(node, HashMap::new(), false)), applied)
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("gauntlet-server-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn parse_answer(line: Vec<u8>) -> serde_json::Value {
+        serde_json::from_slice(&line).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_request_is_answered_when_its_entry_applies_and_a_retry_applies_once() {
+        let (server, applied) = server().await;
+        let dir = temp_dir("apply");
+        let applier = tokio::spawn(server.clone().apply(applied, AppliedLog::open(&dir).unwrap()));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let put = br#"{"id":1,"client":9,"seq":1,"op":"append","key":"k","value":"x"}"#;
+        server.handle(put, &tx);
+        assert_eq!(parse_answer(rx.recv().await.unwrap()), serde_json::json!({"id":1,"type":"ok"}));
+        server.handle(put, &tx);
+        assert_eq!(parse_answer(rx.recv().await.unwrap())["type"], "ok");
+        server.handle(br#"{"id":2,"op":"get","key":"k"}"#, &tx);
+        assert_eq!(
+            parse_answer(rx.recv().await.unwrap()),
+            serde_json::json!({"id":2,"type":"ok","value":"x"})
+        );
+        server.handle(br#"{"id":3,"op":"cas","key":"k","from":1,"to":2}"#, &tx);
+        assert_eq!(parse_answer(rx.recv().await.unwrap())["error"], "wrong-type");
+        server.handle(b"{not json", &tx);
+        assert_eq!(parse_answer(rx.recv().await.unwrap())["error"], "bad-request");
+
+        server.node().shutdown().await.unwrap();
+        applier.await.unwrap();
+        // The no-op and the four commands (the retry is an entry too), in order.
+        let text = std::fs::read_to_string(dir.join("applied.jsonl")).unwrap();
+        let indexes: Vec<u64> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["index"].as_u64().unwrap()
+            })
+            .collect();
+        assert_eq!(indexes, vec![1, 2, 3, 4, 5]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn another_entry_at_the_index_is_superseded_and_a_slow_one_times_out() {
+        let (server, _applied) = server().await;
+        let dir = temp_dir("superseded");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let waiter = |term, id, deadline| Waiter { term, id: Some(id), conn: tx.clone(), deadline };
+        {
+            let mut pending = lock(&server.pending);
+            let later = Instant::now() + Duration::from_secs(600);
+            pending.insert(100, waiter(1, 7, later));
+            pending.insert(200, waiter(1, 8, Instant::now()));
+        }
+        // The entry at 100 is of another term: another leader's.
+        let (feed, entries) = mpsc::channel(4);
+        let applier = tokio::spawn(server.clone().apply(entries, AppliedLog::open(&dir).unwrap()));
+        feed.send(ApplyMsg { index: 100, term: 2, kind: EntryKind::Noop, command: vec![] })
+            .await
+            .unwrap();
+        let answer = parse_answer(rx.recv().await.unwrap());
+        assert_eq!(
+            (answer["id"].as_u64(), answer["error"].as_str()),
+            (Some(7), Some("superseded"))
+        );
+        assert_eq!(answer["type"], "fail");
+
+        let sweeper = tokio::spawn(server.clone().sweep());
+        let answer = parse_answer(rx.recv().await.unwrap());
+        assert_eq!(answer, serde_json::json!({"id":8,"type":"info","error":"timeout"}));
+        sweeper.abort();
+        drop(feed);
+        applier.await.unwrap();
+        server.node().shutdown().await.unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
