@@ -183,6 +183,9 @@ async fn run_async(
 
     let verdict = check_run(&dir, &args, seed, workload, &run).await?;
     std::fs::write(dir.join("verdict.json"), serde_json::to_string_pretty(&verdict)? + "\n")?;
+    if let Err(e) = crate::report::write_report(&dir) {
+        eprintln!("warning: no report.html: {e:#}");
+    }
     print_summary(&verdict, &dir);
     Ok(match verdict.verdict {
         Verdict::Valid => 0,
@@ -289,7 +292,10 @@ impl Run {
                     if *stop.borrow() {
                         break;
                     }
-                    client.run(&gen.next_op(), Duration::from_secs(5)).await?;
+                    let op = gen.next_op();
+                    if let Outcome::Ok(result) = client.run(&op, Duration::from_secs(5)).await? {
+                        gen.observe(op.f, &op.key, &result);
+                    }
                 }
                 anyhow::Ok(())
             });

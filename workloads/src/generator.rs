@@ -55,6 +55,8 @@ pub struct Generator {
     rng: ChaCha8Rng,
     worker: u64,
     counter: u64,
+    /// The last value this worker saw each register hold, for its next cas.
+    seen: std::collections::HashMap<String, Value>,
 }
 
 impl Generator {
@@ -67,7 +69,24 @@ impl Generator {
             rng: ChaCha8Rng::seed_from_u64(stream),
             worker,
             counter: 0,
+            seen: Default::default(),
         }
+    }
+
+    /// Tells the generator what an operation that succeeded saw: a read's result, or the value a
+    /// write or cas left. A later cas on that key starts from it.
+    pub fn observe(&mut self, f: &str, key: &str, result: &Value) {
+        let held = match f {
+            "read" | "write" => result.clone(),
+            "cas" => result.get(1).cloned().unwrap_or(Value::Null),
+            _ => return,
+        };
+        self.seen.insert(key.to_string(), held);
+    }
+
+    /// A value no other write of the run uses.
+    fn unique_value(&self) -> Value {
+        json!((self.worker + 1) * 1_000_000 + self.counter)
     }
 
     /// The key name of key number `i`.
@@ -80,16 +99,17 @@ impl Generator {
         let key = Self::key_name(self.rng.gen_range(0..self.keys));
         self.counter += 1;
         match self.workload {
-            // Few distinct values, so that cas often finds its `from` and reads can tell writes
-            // apart only by order: the interesting case for a checker.
+            // Every write is of a value no other write uses, so a read names the one write it
+            // saw and a stale read cannot hide behind a later write of the same value. A cas
+            // starts from the value this worker last saw, so it succeeds whenever nobody wrote
+            // in between.
             Workload::CasRegister => match self.rng.gen_range(0..10) {
                 0..=3 => Op { f: "read", key, value: Value::Null },
-                4..=6 => Op { f: "write", key, value: json!(self.rng.gen_range(0..5)) },
-                _ => Op {
-                    f: "cas",
-                    key,
-                    value: json!([self.rng.gen_range(0..5), self.rng.gen_range(0..5)]),
-                },
+                4..=6 => Op { f: "write", key, value: self.unique_value() },
+                _ => {
+                    let from = self.seen.get(&key).cloned().unwrap_or(Value::Null);
+                    Op { f: "cas", key, value: json!([from, self.unique_value()]) }
+                }
             },
             // Appended strings are unique per worker and operation, so a get reveals exactly
             // which appends took effect and in which order.
@@ -135,6 +155,26 @@ mod tests {
     }
 
     #[test]
+    fn register_writes_are_unique_and_cas_starts_from_what_was_seen() {
+        let mut g = Generator::new(Workload::CasRegister, 1, 5, 3);
+        let mut written = std::collections::BTreeSet::new();
+        for _ in 0..300 {
+            let op = g.next_op();
+            match op.f {
+                "write" => assert!(written.insert(op.value.as_u64().unwrap())),
+                "cas" => assert!(written.insert(op.value[1].as_u64().unwrap())),
+                _ => {}
+            }
+        }
+        g.observe("read", "k0", &json!(77));
+        let cas = std::iter::repeat_with(|| g.next_op()).find(|o| o.f == "cas").unwrap();
+        assert_eq!(cas.value[0], json!(77));
+        g.observe("cas", "k0", &cas.value);
+        let next = std::iter::repeat_with(|| g.next_op()).find(|o| o.f == "cas").unwrap();
+        assert_eq!(next.value[0], cas.value[1], "a successful cas leaves its `to`");
+    }
+
+    #[test]
     fn register_ops_have_the_history_shapes() {
         let mut g = Generator::new(Workload::CasRegister, 2, 1, 0);
         let ops: Vec<Op> = (0..200).map(|_| g.next_op()).collect();
@@ -145,7 +185,7 @@ mod tests {
             assert!(op.key == "k0" || op.key == "k1");
             match op.f {
                 "read" => assert!(op.value.is_null()),
-                "write" => assert!(op.value.is_i64()),
+                "write" => assert!(op.value.is_u64()),
                 _ => assert_eq!(op.value.as_array().map(Vec::len), Some(2)),
             }
         }
