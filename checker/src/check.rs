@@ -1,7 +1,8 @@
 //! Checking a whole history: parse, partition, search partitions in parallel.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,7 @@ use crate::explain::{OpSummary, Step, Violation};
 use crate::history::{History, Process};
 use crate::model::Model;
 use crate::ops::{pair, Operation};
-use crate::search::{search, Limits, SearchOutcome, Stats};
+use crate::search::{Limits, Search, SearchOutcome};
 
 /// How to check.
 #[derive(Debug, Clone, Default)]
@@ -104,7 +105,7 @@ pub fn check<M: Model>(
 
     // Partitions, in order of first appearance.
     let mut partitions: Vec<Partition<'_, M::Op>> = Vec::new();
-    let mut index: std::collections::HashMap<Option<String>, usize> = Default::default();
+    let mut index: HashMap<Option<String>, usize> = HashMap::new();
     for (i, m) in &parsed {
         let op = &ops[*i];
         let key = model.partition(op);
@@ -118,57 +119,13 @@ pub fn check<M: Model>(
 
     let nemesis_events = history.events().iter().filter(|e| e.process == Process::Nemesis).count();
     let deadline = options.time_limit.map(|d| start + d);
-    let cancel = AtomicBool::new(false);
-    let limits = Limits { deadline, cancel: &cancel };
-    let run = |p: &Partition<'_, M::Op>| {
-        let calls: Vec<u64> = p.ops.iter().map(|o| o.call).collect();
-        let rets: Vec<Option<u64>> = p.ops.iter().map(|o| o.ret).collect();
-        let out = search(model, &p.model_ops, &calls, &rets, &limits);
-        if matches!(out.0, SearchOutcome::Illegal(_)) {
-            cancel.store(true, Ordering::Relaxed);
-        }
-        out
-    };
-
     let threads = match options.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         t => t,
-    }
-    .min(partitions.len());
-    let mut outcomes: Vec<Option<(SearchOutcome<M::State>, Stats)>> = Vec::new();
-    if threads <= 1 {
-        for p in &partitions {
-            if cancel.load(Ordering::Relaxed) {
-                outcomes.push(None);
-            } else {
-                outcomes.push(Some(run(p)));
-            }
-        }
-    } else {
-        // Largest partitions first, so that the slowest one starts early.
-        let mut order: Vec<usize> = (0..partitions.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(partitions[i].ops.len()));
-        let slots: Vec<Mutex<Option<(SearchOutcome<M::State>, Stats)>>> =
-            partitions.iter().map(|_| Mutex::new(None)).collect();
-        let next = AtomicUsize::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&i) = order.get(k) else { break };
-                    if cancel.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let out = run(&partitions[i]);
-                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(out);
-                });
-            }
-        });
-        outcomes =
-            slots.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect();
-    }
+    };
+    let outcomes = schedule(model, &partitions, threads, deadline);
+    let configurations = outcomes.iter().map(|(_, c)| c).sum();
 
-    let configurations = outcomes.iter().flatten().map(|(_, s)| s.configurations).sum();
     let mut result = CheckResult {
         verdict: Verdict::Valid,
         reason: String::new(),
@@ -179,7 +136,7 @@ pub fn check<M: Model>(
         violation: None,
     };
     let illegal = outcomes.iter().enumerate().find_map(|(i, o)| match o {
-        Some((SearchOutcome::Illegal(f), _)) => Some((i, f)),
+        (Some(SearchOutcome::Illegal(f)), _) => Some((i, f)),
         _ => None,
     });
     if let Some((i, failure)) = illegal {
@@ -206,7 +163,7 @@ pub fn check<M: Model>(
         result.verdict = Verdict::Invalid;
         result.reason = violation.summary();
         result.violation = Some(violation);
-    } else if outcomes.iter().any(|o| !matches!(o, Some((SearchOutcome::Linearizable, _)))) {
+    } else if outcomes.iter().any(|o| !matches!(o, (Some(SearchOutcome::Linearizable), _))) {
         result.verdict = Verdict::Unknown;
         result.reason = match options.time_limit {
             Some(d) => format!("time limit of {} s reached", d.as_secs_f64()),
@@ -221,4 +178,98 @@ pub fn check<M: Model>(
         );
     }
     Ok(result)
+}
+
+/// The smallest time slice of a partition's search, in steps.
+const MIN_SLICE: u64 = 1 << 12;
+
+type Outcome<S> = (Option<SearchOutcome<S>>, usize);
+
+/// Searches the partitions on `threads` threads, in time slices: each thread takes
+/// the partition that has had the least work so far and runs it for as long as it has
+/// already run (at least [`MIN_SLICE`] steps). A partition that is hard to decide thus
+/// cannot hold up an easy illegal one, which cancels everything when found.
+/// Returns, per partition, its outcome (`None`: cancelled) and configurations visited.
+fn schedule<M: Model>(
+    model: &M,
+    partitions: &[Partition<'_, M::Op>],
+    threads: usize,
+    deadline: Option<std::time::Instant>,
+) -> Vec<Outcome<M::State>> {
+    struct Queue<'a, M: Model> {
+        /// (least work first, then partition) of the partitions waiting for a thread
+        ready: BinaryHeap<std::cmp::Reverse<(u64, usize)>>,
+        searches: Vec<Option<Search<'a, M>>>,
+        outcomes: Vec<Outcome<M::State>>,
+        running: usize,
+    }
+    let cancel = AtomicBool::new(false);
+    let limits = Limits { deadline, cancel: &cancel };
+    let inputs: Vec<(Vec<u64>, Vec<Option<u64>>)> = partitions
+        .iter()
+        .map(|p| {
+            let calls = p.ops.iter().map(|o| o.call).collect();
+            let rets = p.ops.iter().map(|o| o.ret).collect();
+            (calls, rets)
+        })
+        .collect();
+    let queue = Mutex::new(Queue::<M> {
+        ready: (0..partitions.len()).map(|i| std::cmp::Reverse((0, i))).collect(),
+        searches: partitions.iter().map(|_| None).collect(),
+        outcomes: partitions.iter().map(|_| (None, 0)).collect(),
+        running: 0,
+    });
+    let wake = Condvar::new();
+    let work = || {
+        let lock = || queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = lock();
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return;
+            }
+            let Some(std::cmp::Reverse((done, i))) = q.ready.pop() else {
+                if q.running == 0 {
+                    return;
+                }
+                // another thread may put its partition back
+                q = wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                continue;
+            };
+            q.running += 1;
+            let search = q.searches[i].take();
+            drop(q);
+            let (calls, rets) = &inputs[i];
+            let mut search =
+                search.unwrap_or_else(|| Search::new(model, &partitions[i].model_ops, calls, rets));
+            let slice = done.max(MIN_SLICE);
+            let outcome = search.run(slice, &limits);
+            q = lock();
+            q.running -= 1;
+            match outcome {
+                None => {
+                    q.searches[i] = Some(search);
+                    q.ready.push(std::cmp::Reverse((done + slice, i)));
+                }
+                Some(o) => {
+                    if matches!(o, SearchOutcome::Illegal(_)) {
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                    q.outcomes[i] = (Some(o), search.configurations());
+                }
+            }
+            wake.notify_all();
+        }
+    };
+    let threads = threads.clamp(1, partitions.len().max(1));
+    if threads == 1 {
+        work();
+    } else {
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(work);
+            }
+        });
+    }
+    let q = queue.into_inner().unwrap_or_else(|e| e.into_inner());
+    q.outcomes
 }

@@ -27,8 +27,8 @@
 //! #         }
 //! #     }
 //! #     fn init(&self) -> i64 { 0 }
-//! #     fn step(&self, s: &i64, op: &(bool, i64)) -> Option<i64> {
-//! #         if op.0 { Some(op.1) } else if *s == op.1 { Some(*s) } else { None }
+//! #     fn step<'a>(&self, s: &'a i64, op: &'a (bool, i64)) -> Option<std::borrow::Cow<'a, i64>> {
+//! #         if op.0 { Some(std::borrow::Cow::Owned(op.1)) } else if *s == op.1 { Some(std::borrow::Cow::Borrowed(s)) } else { None }
 //! #     }
 //! #     fn refusal(&self, s: &i64, op: &(bool, i64)) -> String { format!("read {} but held {s}", op.1) }
 //! #     fn describe_state(&self, s: &i64) -> String { s.to_string() }

@@ -1,5 +1,6 @@
 //! The sequential specification a history is checked against.
 
+use std::borrow::Cow;
 use std::hash::Hash;
 
 use serde_json::Value;
@@ -42,8 +43,28 @@ pub trait Model: Sync {
     fn init(&self) -> Self::State;
 
     /// Applies `op` in `state`: the new state, or `None` if the model refuses it
-    /// (its output cannot be produced in this state).
-    fn step(&self, state: &Self::State, op: &Self::Op) -> Option<Self::State>;
+    /// (its output cannot be produced in this state). Return a borrowed state when it
+    /// already exists (the same `state` for a read, a value held by `op` for a write):
+    /// the checker then avoids a copy.
+    fn step<'a>(&self, state: &'a Self::State, op: &'a Self::Op) -> Option<Cow<'a, Self::State>>;
+
+    /// Whether `op` never changes the state: wherever `step` accepts it, it returns the
+    /// same state (a read). The search linearizes such an operation as soon as it is
+    /// legal, without trying other orders. Answering `false` is always safe.
+    fn read_only(&self, op: &Self::Op) -> bool {
+        let _ = op;
+        false
+    }
+
+    /// Whether some sequence of `pending` operations (each at most once, in any order,
+    /// possibly none), applied from `state`, could make `goal` legal. The search asks
+    /// this when `goal` must take effect next and is refused in `state`, and abandons the
+    /// configuration on `false`. It must never answer `false` when such a sequence
+    /// exists; answering `true` is always safe. The default prunes nothing.
+    fn may_enable(&self, state: &Self::State, goal: &Self::Op, pending: &[&Self::Op]) -> bool {
+        let _ = (state, goal, pending);
+        true
+    }
 
     /// Why `step(state, op)` refuses the operation, in words.
     fn refusal(&self, state: &Self::State, op: &Self::Op) -> String;

@@ -8,11 +8,17 @@
 //! not linearized, it backtracks. A cache of visited configurations (set of linearized
 //! operations, model state) cuts off repeated work.
 //!
-//! Beyond the textbook algorithm:
+//! Beyond the textbook algorithm (each step keeps the search exact):
 //! - Operations whose outcome is unknown (`info`, or never completed) have no return
 //!   entry: they may be linearized at any point after their call, or never. The search
 //!   succeeds once every operation with a known outcome is linearized.
-//! - Required operations are tried before optional ones at each point.
+//! - Candidates are tried in order of return (earliest deadline first), optional ones
+//!   last.
+//! - Reads commit: a required candidate that is legal and never changes the state is
+//!   linearized at once, without branching (doing it later is never better).
+//! - Dead ends are found early: a pending operation refused in the current state, that
+//!   no order of the operations that may still precede it can make legal (the model's
+//!   [`Model::may_enable`]), ends the configuration.
 //! - The cache prunes by subsumption: a configuration is skipped when a visited one has
 //!   the same linearized required operations, the same state, and a subset of its
 //!   linearized optional operations (whatever the larger one can still do, the smaller
@@ -21,8 +27,10 @@
 //!   are compared in full only on a hash match.
 //! - Model states are interned to integers and transitions memoised per (state,
 //!   operation), so the model's `step` runs once per distinct pair.
+//! - The search is resumable, so that partitions can share threads in time slices.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -30,8 +38,10 @@ use crate::model::Model;
 
 const UNKNOWN: u32 = u32::MAX;
 const ILLEGAL: u32 = u32::MAX - 1;
-/// The largest memo table, in entries (4 bytes each).
-const MEMO_BUDGET: usize = 1 << 24;
+/// The largest memo table, in entries (4 bytes each). Models with few states (a
+/// register) fit whole; models with very many (strings built by appends) memoise their
+/// first states only, where the revisits are.
+const MEMO_BUDGET: usize = 1 << 20;
 
 /// How a partition's search ended.
 pub(crate) enum SearchOutcome<S> {
@@ -57,40 +67,141 @@ pub(crate) struct Failure<S> {
     pub pending: Vec<usize>,
 }
 
-/// Counters of one search, for benchmarks and tuning.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Stats {
-    pub configurations: usize,
+/// A fast hasher for interning states (word at a time, multiply and rotate). Its
+/// quality only matters for speed: equal hashes are always confirmed by equality.
+#[derive(Default)]
+struct FastHasher(u64);
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7C_C1_B7_27_22_0A_95);
+    }
 }
 
+impl Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(b) ^ ((rest.len() as u64) << 59));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+fn hash_of<T: Hash + ?Sized>(t: &T) -> u64 {
+    let mut h = FastHasher::default();
+    t.hash(&mut h);
+    h.finish()
+}
+
+/// Model states interned to integers, with memoised transitions.
 struct States<'m, M: Model> {
     model: &'m M,
     list: Vec<M::State>,
-    ids: HashMap<M::State, u32>,
+    hashes: Vec<u64>,
+    slots: Vec<u32>,
+    shift: u32,
     memo: Vec<u32>,
     n: usize,
 }
 
 impl<'m, M: Model> States<'m, M> {
     fn new(model: &'m M, n: usize) -> Self {
-        let mut s = States { model, list: Vec::new(), ids: HashMap::new(), memo: Vec::new(), n };
+        let cap_log = 6;
+        let mut s = States {
+            model,
+            list: Vec::new(),
+            hashes: Vec::new(),
+            slots: vec![0; 1 << cap_log],
+            shift: 64 - cap_log,
+            memo: Vec::new(),
+            n,
+        };
         s.intern(model.init());
         s
     }
 
-    fn intern(&mut self, st: M::State) -> u32 {
-        if let Some(&id) = self.ids.get(&st) {
-            return id;
+    #[inline]
+    fn slot_of(&self, h: u64) -> usize {
+        (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    /// Finds a state: its id, or the hash and the free slot where it would go.
+    fn lookup(&self, st: &M::State) -> Result<u32, (u64, usize)> {
+        let h = hash_of(st);
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot_of(h);
+        loop {
+            let slot = self.slots[i];
+            if slot == 0 {
+                return Err((h, i));
+            }
+            let id = slot - 1;
+            if self.hashes[id as usize] == h && self.list[id as usize] == *st {
+                return Ok(id);
+            }
+            i = (i + 1) & mask;
         }
+    }
+
+    fn insert(&mut self, st: M::State, (h, slot): (u64, usize)) -> u32 {
         let id = self.list.len() as u32;
-        self.list.push(st.clone());
-        self.ids.insert(st, id);
+        self.list.push(st);
+        self.hashes.push(h);
+        self.slots[slot] = id + 1;
+        if 2 * self.list.len() > self.slots.len() {
+            let cap = self.slots.len() * 2;
+            self.slots = vec![0; cap];
+            self.shift -= 1;
+            for (k, &h) in self.hashes.iter().enumerate() {
+                let mut i = self.slot_of(h);
+                while self.slots[i] != 0 {
+                    i = (i + 1) & (cap - 1);
+                }
+                self.slots[i] = k as u32 + 1;
+            }
+        }
         if self.memo.len() + self.n <= MEMO_BUDGET && self.memo.len() == id as usize * self.n {
             self.memo.resize(self.memo.len() + self.n, UNKNOWN);
         }
         id
     }
 
+    fn intern(&mut self, st: M::State) -> u32 {
+        match self.lookup(&st) {
+            Ok(id) => id,
+            Err(at) => self.insert(st, at),
+        }
+    }
+
+    /// The state after operation `o` in state `s`, or [`ILLEGAL`].
     #[inline]
     fn step(&mut self, ops: &[&M::Op], s: u32, o: usize) -> u32 {
         let idx = s as usize * self.n + o;
@@ -99,9 +210,18 @@ impl<'m, M: Model> States<'m, M> {
                 return r;
             }
         }
-        let r = match self.model.step(&self.list[s as usize], ops[o]) {
+        let state = &self.list[s as usize];
+        let r = match self.model.step(state, ops[o]) {
             None => ILLEGAL,
-            Some(ns) => self.intern(ns),
+            Some(Cow::Borrowed(b)) if std::ptr::eq(b, state) => s,
+            Some(Cow::Borrowed(b)) => match self.lookup(b) {
+                Ok(id) => id,
+                Err(at) => {
+                    let owned = b.clone();
+                    self.insert(owned, at)
+                }
+            },
+            Some(Cow::Owned(owned)) => self.intern(owned),
         };
         if let Some(m) = self.memo.get_mut(idx) {
             *m = r;
@@ -206,9 +326,19 @@ fn state_mix(s: u32) -> u64 {
     (s as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93).rotate_left(32)
 }
 
+/// The candidates of one configuration on the search path: `cands[start..end]`, the
+/// next to try at `pos`.
+struct Level {
+    start: usize,
+    end: usize,
+    pos: usize,
+    /// The operation to blame if this configuration is a dead end.
+    blocked: u32,
+}
+
+/// A linearized operation on the search path, with the state before it.
 struct Frame {
     op: u32,
-    optional_pass: bool,
     state: u32,
 }
 
@@ -218,179 +348,342 @@ pub(crate) struct Limits<'a> {
     pub cancel: &'a AtomicBool,
 }
 
-/// Searches for a linearization of one partition's operations. `calls[i]` is the real
-/// time of operation `i`'s invocation and `rets[i]` that of its return, `None` when its
-/// outcome is unknown (it may take effect at any point after its call, or never).
-pub(crate) fn search<M: Model>(
-    model: &M,
-    ops: &[&M::Op],
-    calls: &[u64],
-    rets: &[Option<u64>],
-    limits: &Limits<'_>,
-) -> (SearchOutcome<M::State>, Stats) {
-    let n = ops.len();
-    let optional: Vec<bool> = rets.iter().map(Option::is_none).collect();
-    let n_req = optional.iter().filter(|o| !**o).count();
-    let mut states = States::new(model, n);
-    if n_req == 0 {
-        return (SearchOutcome::Linearizable, Stats::default());
-    }
-
+/// The search for a linearization of one partition's operations, resumable.
+pub(crate) struct Search<'a, M: Model> {
+    model: &'a M,
+    ops: &'a [&'a M::Op],
+    states: States<'a, M>,
+    cache: Cache,
     // The list: entry 0 is the head sentinel; entries 1.. are calls and returns sorted
     // by time, calls before returns at equal times (equal times are concurrent).
-    let mut order: Vec<(u64, bool, u32)> = Vec::with_capacity(n + n_req);
-    for i in 0..n {
-        order.push((calls[i], false, i as u32));
-        if let Some(r) = rets[i] {
-            order.push((r, true, i as u32));
-        }
-    }
-    order.sort_unstable_by_key(|&(t, is_ret, op)| (t, is_ret, op));
-    let m = order.len();
-    let mut next: Vec<u32> = (1..=m as u32).chain([0]).collect();
-    let mut prev: Vec<u32> = [m as u32].into_iter().chain(0..m as u32).collect();
-    let mut entry_op = vec![0u32; m + 1];
-    let mut entry_ret = vec![false; m + 1];
-    let mut call_entry = vec![0u32; n];
-    let mut ret_entry = vec![0u32; n];
-    for (k, &(_, is_ret, op)) in order.iter().enumerate() {
-        let e = k + 1;
-        entry_op[e] = op;
-        entry_ret[e] = is_ret;
-        if is_ret {
-            ret_entry[op as usize] = e as u32;
-        } else {
-            call_entry[op as usize] = e as u32;
-        }
-    }
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    entry_op: Vec<u32>,
+    entry_ret: Vec<bool>,
+    call_entry: Vec<u32>,
+    ret_entry: Vec<u32>,
+    /// Whether each operation is optional (its outcome is unknown).
+    optional: Vec<bool>,
+    /// The operations in order of their calls.
+    by_call: Vec<u32>,
+    /// For each required operation, how many calls precede its return: the operations
+    /// `by_call[..before_ret[o]]` are all that can be linearized before `o`.
+    before_ret: Vec<u32>,
+    /// Zobrist keys of the required operations (0 for optional ones).
+    zob: Vec<u64>,
+    /// The required operations, as a bit set.
+    req: Vec<u64>,
+    n_req: usize,
+    // The configuration.
+    lin: Vec<u64>,
+    hash: u64,
+    state: u32,
+    req_left: usize,
+    stack: Vec<Frame>,
+    levels: Vec<Level>,
+    cands: Vec<u32>,
+    window: Vec<&'a M::Op>,
+    best_depth: isize,
+    failure: Option<Failure<M::State>>,
+    done: bool,
+}
 
-    let words = n.div_ceil(64);
-    let mut req = vec![0u64; words];
-    let mut seed = 0x5EED_u64;
-    let mut zob = vec![0u64; n];
-    for i in 0..n {
-        if !optional[i] {
-            req[i / 64] |= 1 << (i % 64);
-            zob[i] = splitmix(&mut seed);
-        }
-    }
-    let mut lin = vec![0u64; words];
-    let mut hash = 0u64;
-    let mut state = 0u32;
-    let mut cache = Cache::new(words);
-    cache.visit(hash ^ state_mix(state), state, &lin, &req);
-
-    let mut stack: Vec<Frame> = Vec::with_capacity(n);
-    let mut req_left = n_req;
-    let mut best_depth: isize = -1;
-    let mut failure: Option<Failure<M::State>> = None;
-    let mut entry = next[0] as usize;
-    let mut optional_pass = false;
-    let mut iterations: u64 = 0;
-
-    loop {
-        iterations += 1;
-        if iterations & 0xFFF == 0
-            && (limits.cancel.load(Ordering::Relaxed)
-                || limits.deadline.is_some_and(|d| Instant::now() >= d))
-        {
-            let stats = Stats { configurations: cache.len() };
-            return (SearchOutcome::Aborted, stats);
-        }
-        if entry != 0 && !entry_ret[entry] {
-            let o = entry_op[entry] as usize;
-            if optional[o] == optional_pass {
-                let ns = states.step(ops, state, o);
-                if ns != ILLEGAL {
-                    let (w, b) = (o / 64, 1u64 << (o % 64));
-                    lin[w] |= b;
-                    let h = hash ^ zob[o];
-                    if cache.visit(h ^ state_mix(ns), ns, &lin, &req) {
-                        stack.push(Frame { op: o as u32, optional_pass, state });
-                        hash = h;
-                        state = ns;
-                        // lift the operation out of the list
-                        let c = call_entry[o] as usize;
-                        next[prev[c] as usize] = next[c];
-                        prev[next[c] as usize] = prev[c];
-                        if !optional[o] {
-                            let r = ret_entry[o] as usize;
-                            next[prev[r] as usize] = next[r];
-                            prev[next[r] as usize] = prev[r];
-                            req_left -= 1;
-                            if req_left == 0 {
-                                let stats = Stats { configurations: cache.len() };
-                                return (SearchOutcome::Linearizable, stats);
-                            }
-                        }
-                        entry = next[0] as usize;
-                        optional_pass = false;
-                        continue;
-                    }
-                    lin[w] &= !b;
-                }
+impl<'a, M: Model> Search<'a, M> {
+    /// Prepares the search. `calls[i]` is the real time of operation `i`'s invocation
+    /// and `rets[i]` that of its return, `None` when its outcome is unknown (it may take
+    /// effect at any point after its call, or never).
+    pub(crate) fn new(
+        model: &'a M,
+        ops: &'a [&'a M::Op],
+        calls: &[u64],
+        rets: &[Option<u64>],
+    ) -> Self {
+        let n = ops.len();
+        let optional: Vec<bool> = rets.iter().map(Option::is_none).collect();
+        let n_req = optional.iter().filter(|o| !**o).count();
+        let mut order: Vec<(u64, bool, u32)> = Vec::with_capacity(n + n_req);
+        for i in 0..n {
+            order.push((calls[i], false, i as u32));
+            if let Some(r) = rets[i] {
+                order.push((r, true, i as u32));
             }
-            entry = next[entry] as usize;
-            continue;
         }
-        // The end of the window of pending calls.
-        if !optional_pass {
-            optional_pass = true;
-            entry = next[0] as usize;
-            continue;
+        order.sort_unstable();
+        let m = order.len();
+        let next: Vec<u32> = (1..=m as u32).chain([0]).collect();
+        let prev: Vec<u32> = [m as u32].into_iter().chain(0..m as u32).collect();
+        let mut entry_op = vec![0u32; m + 1];
+        let mut entry_ret = vec![false; m + 1];
+        let mut call_entry = vec![0u32; n];
+        let mut ret_entry = vec![0u32; n];
+        let mut by_call = Vec::with_capacity(n);
+        let mut before_ret = vec![0u32; n];
+        for (k, &(_, is_ret, op)) in order.iter().enumerate() {
+            let e = k + 1;
+            entry_op[e] = op;
+            entry_ret[e] = is_ret;
+            if is_ret {
+                ret_entry[op as usize] = e as u32;
+                before_ret[op as usize] = by_call.len() as u32;
+            } else {
+                call_entry[op as usize] = e as u32;
+                by_call.push(op);
+            }
         }
-        // A dead end: nothing more can be linearized from this configuration.
-        let depth = (n_req - req_left) as isize;
-        if depth > best_depth {
-            best_depth = depth;
-            failure = Some(record_failure(&states, &stack, state, &next, &entry_op, &entry_ret));
+        let words = n.div_ceil(64).max(1);
+        let mut req = vec![0u64; words];
+        let mut seed = 0x5EED_u64;
+        let mut zob = vec![0u64; n];
+        for i in 0..n {
+            if !optional[i] {
+                req[i / 64] |= 1 << (i % 64);
+                zob[i] = splitmix(&mut seed);
+            }
         }
-        let Some(f) = stack.pop() else {
-            break;
+        let mut search = Search {
+            model,
+            ops,
+            states: States::new(model, n),
+            cache: Cache::new(words),
+            next,
+            prev,
+            entry_op,
+            entry_ret,
+            call_entry,
+            ret_entry,
+            optional,
+            by_call,
+            before_ret,
+            zob,
+            req,
+            n_req,
+            lin: vec![0u64; words],
+            hash: 0,
+            state: 0,
+            req_left: n_req,
+            stack: Vec::with_capacity(n),
+            levels: Vec::with_capacity(n + 1),
+            cands: Vec::new(),
+            window: Vec::new(),
+            best_depth: -1,
+            failure: None,
+            done: n_req == 0,
+        };
+        if !search.done {
+            search.cache.visit(state_mix(0), 0, &search.lin, &search.req);
+            search.push_level();
+        }
+        search
+    }
+
+    /// Configurations visited so far.
+    pub(crate) fn configurations(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Runs for at most `budget` steps: the outcome, or `None` to be resumed later.
+    pub(crate) fn run(
+        &mut self,
+        budget: u64,
+        limits: &Limits<'_>,
+    ) -> Option<SearchOutcome<M::State>> {
+        if self.done {
+            return Some(SearchOutcome::Linearizable);
+        }
+        for step in 0..budget {
+            if step & 0xFFF == 0
+                && (limits.cancel.load(Ordering::Relaxed)
+                    || limits.deadline.is_some_and(|d| Instant::now() >= d))
+            {
+                return Some(SearchOutcome::Aborted);
+            }
+            let level = self.levels.last_mut().expect("the search path has a level");
+            if level.pos < level.end {
+                let o = self.cands[level.pos] as usize;
+                level.pos += 1;
+                if self.try_linearize(o) {
+                    self.done = true;
+                    return Some(SearchOutcome::Linearizable);
+                }
+            } else if !self.backtrack() {
+                self.done = true;
+                let failure = self.failure.take().expect("a failed search records a dead end");
+                return Some(SearchOutcome::Illegal(failure));
+            }
+        }
+        None
+    }
+
+    /// Linearizes `o` if the model allows it and the configuration is new; returns
+    /// whether every required operation is now linearized.
+    fn try_linearize(&mut self, o: usize) -> bool {
+        let ns = self.states.step(self.ops, self.state, o);
+        if ns == ILLEGAL {
+            return false;
+        }
+        let (w, b) = (o / 64, 1u64 << (o % 64));
+        self.lin[w] |= b;
+        let h = self.hash ^ self.zob[o];
+        if !self.cache.visit(h ^ state_mix(ns), ns, &self.lin, &self.req) {
+            self.lin[w] &= !b;
+            return false;
+        }
+        self.stack.push(Frame { op: o as u32, state: self.state });
+        self.hash = h;
+        self.state = ns;
+        let (next, prev) = (&mut self.next, &mut self.prev);
+        let c = self.call_entry[o] as usize;
+        next[prev[c] as usize] = next[c];
+        prev[next[c] as usize] = prev[c];
+        if !self.optional[o] {
+            let r = self.ret_entry[o] as usize;
+            next[prev[r] as usize] = next[r];
+            prev[next[r] as usize] = prev[r];
+            self.req_left -= 1;
+            if self.req_left == 0 {
+                return true;
+            }
+        }
+        self.push_level();
+        false
+    }
+
+    /// Leaves a dead end: records it if it is the deepest so far, and undoes the last
+    /// linearization. Returns false when there is nothing left to undo.
+    fn backtrack(&mut self) -> bool {
+        let level = self.levels.pop().expect("the search path has a level");
+        let depth = (self.n_req - self.req_left) as isize;
+        if depth > self.best_depth {
+            self.best_depth = depth;
+            let blocked = level.blocked as usize;
+            let pending = self.cands[level.start..level.end]
+                .iter()
+                .map(|&o| o as usize)
+                .filter(|&o| o != blocked)
+                .collect();
+            self.failure = Some(self.record_failure(blocked, pending));
+        }
+        self.cands.truncate(level.start);
+        let Some(f) = self.stack.pop() else {
+            return false;
         };
         let o = f.op as usize;
-        let c = call_entry[o] as usize;
-        if !optional[o] {
-            let r = ret_entry[o] as usize;
+        let (next, prev) = (&mut self.next, &mut self.prev);
+        let c = self.call_entry[o] as usize;
+        if !self.optional[o] {
+            let r = self.ret_entry[o] as usize;
             next[prev[r] as usize] = r as u32;
             prev[next[r] as usize] = r as u32;
-            req_left += 1;
+            self.req_left += 1;
         }
         next[prev[c] as usize] = c as u32;
         prev[next[c] as usize] = c as u32;
-        lin[o / 64] &= !(1u64 << (o % 64));
-        hash ^= zob[o];
-        state = f.state;
-        optional_pass = f.optional_pass;
-        entry = next[c] as usize;
+        self.lin[o / 64] &= !(1u64 << (o % 64));
+        self.hash ^= self.zob[o];
+        self.state = f.state;
+        true
     }
-    let stats = Stats { configurations: cache.len() };
-    let failure = failure.expect("a failed search records a dead end");
-    (SearchOutcome::Illegal(failure), stats)
-}
 
-fn record_failure<M: Model>(
-    states: &States<'_, M>,
-    stack: &[Frame],
-    state: u32,
-    next: &[u32],
-    entry_op: &[u32],
-    entry_ret: &[bool],
-) -> Failure<M::State> {
-    let mut prefix = Vec::with_capacity(stack.len());
-    for (k, f) in stack.iter().enumerate() {
-        let after = stack.get(k + 1).map_or(state, |g| g.state);
-        prefix.push((f.op as usize, states.list[after as usize].clone()));
+    /// Enters a new configuration: its candidates are the calls before the first
+    /// remaining return (those operations were all pending together). Required ones
+    /// come first, by return (earliest deadline first: the operation whose return is
+    /// first must be linearized before anything after it), then optional ones.
+    fn push_level(&mut self) {
+        let start = self.cands.len();
+        let mut e = self.next[0] as usize;
+        while !self.entry_ret[e] {
+            let o = self.entry_op[e];
+            if !self.optional[o as usize] {
+                self.cands.push(o);
+            }
+            e = self.next[e] as usize;
+        }
+        let ret_entry = &self.ret_entry;
+        self.cands[start..].sort_unstable_by_key(|&o| ret_entry[o as usize]);
+        let mut e = self.next[0] as usize;
+        while !self.entry_ret[e] {
+            let o = self.entry_op[e];
+            if self.optional[o as usize] {
+                self.cands.push(o);
+            }
+            e = self.next[e] as usize;
+        }
+        let mut level =
+            Level { start, end: self.cands.len(), pos: start, blocked: self.cands[start] };
+        self.narrow(&mut level);
+        self.levels.push(level);
     }
-    let mut pending = Vec::new();
-    let mut e = next[0] as usize;
-    while e != 0 && !entry_ret[e] {
-        pending.push(entry_op[e] as usize);
-        e = next[e] as usize;
+
+    /// Narrows the candidates of a new configuration, soundly:
+    /// - every required candidate must still take effect before its return, after
+    ///   some of the operations that may precede it: the other candidates, and the
+    ///   operations called before its return. If one is refused here and the model
+    ///   says no order of those can make it legal, the configuration is a dead end;
+    /// - if a required candidate is legal here and never changes the state (a read, see
+    ///   [`Model::read_only`]), linearizing it now is never worse than later: moving it
+    ///   earlier changes no state and loosens no real-time constraint. It becomes the
+    ///   only candidate, which collapses the orders of concurrent reads into one.
+    fn narrow(&mut self, level: &mut Level) {
+        let (start, end) = (level.start, level.end);
+        let (ops, state) = (self.ops, self.state);
+        let urgent = self.cands[start] as usize;
+        let after = self.states.step(ops, state, urgent);
+        // the first candidate has the first return: the calls before it are the window
+        let called = self.before_ret[urgent] as usize;
+        for k in start..end {
+            let g = self.cands[k] as usize;
+            if self.optional[g] {
+                continue;
+            }
+            let refused = if k == start {
+                after == ILLEGAL
+            } else {
+                self.states.step(ops, state, g) == ILLEGAL
+            };
+            if !refused {
+                continue;
+            }
+            self.window.clear();
+            let others = self.cands[start..end].iter().filter(|&&o| o as usize != g);
+            self.window.extend(others.map(|&o| ops[o as usize]));
+            let later = &self.by_call[called..self.before_ret[g] as usize];
+            self.window.extend(later.iter().map(|&o| ops[o as usize]));
+            let current = &self.states.list[state as usize];
+            if !self.model.may_enable(current, ops[g], &self.window) {
+                level.pos = end;
+                level.blocked = g as u32;
+                return;
+            }
+        }
+        if after != ILLEGAL && self.model.read_only(ops[urgent]) {
+            level.end = start + 1;
+            return;
+        }
+        for k in start + 1..end {
+            let x = self.cands[k] as usize;
+            if !self.optional[x]
+                && self.model.read_only(ops[x])
+                && self.states.step(ops, state, x) != ILLEGAL
+            {
+                self.cands.swap(start + 1, k);
+                level.pos = start + 1;
+                level.end = start + 2;
+                return;
+            }
+        }
     }
-    // Only a dead end with a return ahead is recorded deepest: a configuration with no
-    // return left has every required operation linearized and is a success.
-    let blocked = entry_op[e] as usize;
-    pending.retain(|&p| p != blocked);
-    Failure { prefix, state: states.list[state as usize].clone(), blocked, pending }
+
+    fn record_failure(&self, blocked: usize, pending: Vec<usize>) -> Failure<M::State> {
+        let list = &self.states.list;
+        let prefix = self
+            .stack
+            .iter()
+            .enumerate()
+            .map(|(k, f)| {
+                let after = self.stack.get(k + 1).map_or(self.state, |g| g.state);
+                (f.op as usize, list[after as usize].clone())
+            })
+            .collect();
+        Failure { prefix, state: list[self.state as usize].clone(), blocked, pending }
+    }
 }

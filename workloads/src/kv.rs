@@ -1,5 +1,7 @@
 //! The `kv` model: a string key/value store with get, put and append.
 
+use std::borrow::Cow;
+
 use checker::{Model, OpError, Operation, Outcome};
 use serde_json::Value;
 
@@ -58,17 +60,44 @@ impl Model for Kv {
         String::new()
     }
 
-    fn step(&self, state: &String, op: &KvOp) -> Option<String> {
+    fn step<'a>(&self, state: &'a String, op: &'a KvOp) -> Option<Cow<'a, String>> {
         match op {
-            KvOp::Get(v) => (v == state).then(|| state.clone()),
-            KvOp::Put(v) => Some(v.clone()),
+            KvOp::Get(v) => (v == state).then_some(Cow::Borrowed(state)),
+            KvOp::Put(v) => Some(Cow::Borrowed(v)),
             KvOp::Append(v) => {
                 let mut s = String::with_capacity(state.len() + v.len());
                 s.push_str(state);
                 s.push_str(v);
-                Some(s)
+                Some(Cow::Owned(s))
             }
         }
+    }
+
+    fn read_only(&self, op: &KvOp) -> bool {
+        matches!(op, KvOp::Get(_))
+    }
+
+    /// Before a get of `v` takes effect, the string is a base (the current string, or
+    /// the value of a pending put) followed by pending appends, each used at most once.
+    /// So some base must be a prefix of `v`, and the rest of `v` a concatenation of
+    /// distinct pending appends (checked when there are at most 64 pending operations).
+    fn may_enable(&self, state: &String, goal: &KvOp, pending: &[&KvOp]) -> bool {
+        let KvOp::Get(v) = goal else {
+            return true;
+        };
+        let bases = std::iter::once(state).chain(pending.iter().filter_map(|p| match p {
+            KvOp::Put(w) => Some(w),
+            _ => None,
+        }));
+        for base in bases {
+            if let Some(rest) = v.strip_prefix(base.as_str()) {
+                let mut budget = 1_000u32;
+                if pending.len() > 64 || appended(rest, pending, 0, &mut budget) {
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     fn refusal(&self, state: &String, op: &KvOp) -> String {
@@ -81,4 +110,29 @@ impl Model for Kv {
     fn describe_state(&self, state: &String) -> String {
         format!("{state:?}")
     }
+}
+
+/// Whether `rest` is a concatenation of the values of distinct pending appends not in
+/// `used` (a bit set over `pending`). Answers `true` when the budget of steps runs out
+/// (a safe answer for pruning).
+fn appended(rest: &str, pending: &[&KvOp], used: u64, budget: &mut u32) -> bool {
+    if rest.is_empty() {
+        return true;
+    }
+    for (i, p) in pending.iter().enumerate() {
+        let KvOp::Append(part) = p else { continue };
+        if used & (1 << i) != 0 || part.is_empty() {
+            continue;
+        }
+        if *budget == 0 {
+            return true;
+        }
+        *budget -= 1;
+        if let Some(tail) = rest.strip_prefix(part.as_str()) {
+            if appended(tail, pending, used | (1 << i), budget) {
+                return true;
+            }
+        }
+    }
+    false
 }

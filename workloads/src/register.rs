@@ -1,5 +1,7 @@
 //! The `cas-register` model: a register with read, write and compare-and-set.
 
+use std::borrow::Cow;
+
 use checker::{Model, OpError, Operation, Outcome};
 use serde_json::Value;
 
@@ -74,12 +76,32 @@ impl Model for CasRegister {
         Value::Null
     }
 
-    fn step(&self, state: &Value, op: &RegisterOp) -> Option<Value> {
+    fn step<'a>(&self, state: &'a Value, op: &'a RegisterOp) -> Option<Cow<'a, Value>> {
         match op {
-            RegisterOp::Read(v) => (v == state).then(|| state.clone()),
-            RegisterOp::Write(v) => Some(v.clone()),
-            RegisterOp::Cas { from, to, .. } => (from == state).then(|| to.clone()),
+            RegisterOp::Read(v) => (v == state).then_some(Cow::Borrowed(state)),
+            RegisterOp::Write(v) => Some(Cow::Borrowed(v)),
+            RegisterOp::Cas { from, to, .. } => (from == state).then_some(Cow::Borrowed(to)),
         }
+    }
+
+    fn read_only(&self, op: &RegisterOp) -> bool {
+        matches!(op, RegisterOp::Read(_))
+    }
+
+    /// A read of `v`, or a cas from `v`, can become legal only when the register holds
+    /// `v` or a pending write or cas can put `v` there.
+    fn may_enable(&self, state: &Value, goal: &RegisterOp, pending: &[&RegisterOp]) -> bool {
+        let needed = match goal {
+            RegisterOp::Read(v) => v,
+            RegisterOp::Cas { from, .. } => from,
+            RegisterOp::Write(_) => return true,
+        };
+        needed == state
+            || pending.iter().any(|p| match p {
+                RegisterOp::Write(w) => w == needed,
+                RegisterOp::Cas { to, .. } => to == needed,
+                RegisterOp::Read(_) => false,
+            })
     }
 
     fn refusal(&self, state: &Value, op: &RegisterOp) -> String {
