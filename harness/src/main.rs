@@ -10,6 +10,7 @@ mod nemesis;
 mod node;
 mod proxy;
 mod recorder;
+mod report;
 mod run;
 
 #[derive(Parser)]
@@ -25,6 +26,8 @@ enum Command {
     Run(run::RunArgs),
     /// Many runs from one master seed: the nightly torture job and the CI gate.
     Campaign(campaign::CampaignArgs),
+    /// Write the HTML report of a run, or the index of a directory of runs (a campaign).
+    Report(report::ReportArgs),
     /// Run one Raft node serving the replicated key/value store (JSON Lines over TCP).
     Node(node::NodeArgs),
     /// Measure write throughput and latency of a 3-node cluster of real node processes.
@@ -36,6 +39,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => std::process::exit(run::run(args)),
         Command::Campaign(args) => std::process::exit(campaign::run(args)),
+        Command::Report(args) => report::run(args),
         Command::Node(args) => node::run(args),
         Command::Bench(args) => bench::run(args),
     }
