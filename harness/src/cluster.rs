@@ -51,10 +51,40 @@ pub struct Cluster {
     client_addrs: BTreeMap<u64, SocketAddr>,
 }
 
-/// A free loopback port: bind port 0 and release it.
-pub fn free_local_addr() -> anyhow::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?)
+/// Hands out loopback addresses for the nodes to listen on.
+///
+/// The ports lie below the kernel's ephemeral range, which outbound connections draw their
+/// source ports from: a port taken from that range (by binding port 0) could be reused as the
+/// source port of some connection while its node is killed, and the node could not listen there
+/// again when it restarts.
+pub struct PortAllocator {
+    next: u16,
+    end: u16,
+}
+
+impl PortAllocator {
+    /// Starts at a port drawn from `seed` within the range below the ephemeral ports.
+    pub fn new(seed: u64) -> PortAllocator {
+        let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+            .unwrap_or(32768);
+        let end = ephemeral_low.max(12_000);
+        let start = 10_000 + (seed % u64::from(end - 10_000 - 1_000)) as u16;
+        PortAllocator { next: start, end }
+    }
+
+    /// The next port that can be bound now.
+    pub fn next_addr(&mut self) -> anyhow::Result<SocketAddr> {
+        while self.next < self.end {
+            let port = self.next;
+            self.next += 1;
+            if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                return Ok(listener.local_addr()?);
+            }
+        }
+        anyhow::bail!("no free loopback port below {}", self.end)
+    }
 }
 
 impl Cluster {
@@ -248,4 +278,19 @@ fn open_log(path: &Path) -> anyhow::Result<File> {
         .append(true)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ports_stay_below_the_ephemeral_range_and_differ() {
+        let mut ports = PortAllocator::new(12345);
+        let addrs: Vec<SocketAddr> = (0..20).map(|_| ports.next_addr().unwrap()).collect();
+        let distinct: std::collections::BTreeSet<u16> = addrs.iter().map(|a| a.port()).collect();
+        assert_eq!(distinct.len(), addrs.len());
+        assert!(addrs.iter().all(|a| a.port() >= 10_000 && a.port() < ports.end));
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()));
+    }
 }

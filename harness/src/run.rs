@@ -23,7 +23,7 @@ use workloads::generator::{Generator, Workload};
 use workloads::{CasRegister, Kv};
 
 use crate::client::{Client, Directory, Outcome};
-use crate::cluster::{free_local_addr, Cluster, NodeInfo};
+use crate::cluster::{Cluster, NodeInfo, PortAllocator};
 use crate::nemesis::{current_leader, FaultKind, Nemesis};
 use crate::proxy::Proxy;
 use crate::recorder::Recorder;
@@ -226,9 +226,10 @@ struct Run {
 impl Run {
     async fn start(args: &RunArgs, seed: u64, dir: &Path) -> anyhow::Result<Run> {
         let ids: Vec<u64> = (1..=args.nodes).collect();
+        let mut ports = PortAllocator::new(seed ^ std::process::id() as u64);
         let mut addrs = Vec::new();
         for &id in &ids {
-            addrs.push((id, free_local_addr()?, free_local_addr()?));
+            addrs.push((id, ports.next_addr()?, ports.next_addr()?));
         }
         let proxy =
             Proxy::start(&addrs.iter().map(|&(id, peer, _)| (id, peer)).collect::<Vec<_>>(), seed)
