@@ -66,14 +66,27 @@ impl FaultKind {
 enum Active {
     Killed(Vec<u64>),
     Paused(Vec<u64>),
-    Links(&'static str),
+    Partition(&'static str, Vec<Link>),
+    Net,
+}
+
+impl FaultKind {
+    /// Faults of one class act on the same thing (processes, or links), so at most one of each
+    /// class is in force at a time; one of each may overlap.
+    fn is_process_fault(self) -> bool {
+        matches!(self, FaultKind::Kill | FaultKind::Pause)
+    }
 }
 
 /// The fault injector of one run.
+///
+/// At each step of the schedule it either starts a fault or ends the oldest one. Up to two
+/// faults overlap, one on processes and one on links (as Jepsen composes nemeses): a node
+/// lagging behind a partition while the leader is killed is where election bugs show.
 pub struct Nemesis {
     kinds: Vec<FaultKind>,
     rng: ChaCha8Rng,
-    active: Option<(FaultKind, Active)>,
+    active: Vec<(FaultKind, Active)>,
     /// Faults started, by kind name.
     pub started: std::collections::BTreeMap<&'static str, u64>,
 }
@@ -83,36 +96,62 @@ impl Nemesis {
         Nemesis {
             kinds,
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6E65_6D65_7369_7321),
-            active: None,
+            active: Vec::new(),
             started: Default::default(),
         }
     }
 
-    pub fn is_active(&self) -> bool {
-        self.active.is_some()
-    }
-
-    /// A description of the fault in force, for progress lines.
+    /// A description of the faults in force, for progress lines.
     pub fn describe(&self) -> String {
-        match &self.active {
-            None => "none".into(),
-            Some((_, Active::Killed(ids))) => format!("kill {ids:?}"),
-            Some((_, Active::Paused(ids))) => format!("pause {ids:?}"),
-            Some((_, Active::Links(shape))) => shape.to_string(),
+        if self.active.is_empty() {
+            return "none".into();
         }
+        let one = |(_, a): &(FaultKind, Active)| match a {
+            Active::Killed(ids) => format!("kill {ids:?}"),
+            Active::Paused(ids) => format!("pause {ids:?}"),
+            Active::Partition(shape, _) => format!("partition {shape}"),
+            Active::Net => "net".to_string(),
+        };
+        self.active.iter().map(one).collect::<Vec<_>>().join(" + ")
     }
 
-    /// Starts the next fault of the schedule.
-    pub fn start_fault(
+    /// One step of the schedule: start a fault, or end the oldest one.
+    pub fn step(
         &mut self,
         cluster: &mut Cluster,
         proxy: &Proxy,
         rec: &Recorder,
     ) -> anyhow::Result<()> {
-        if self.active.is_some() || self.kinds.is_empty() {
-            return Ok(());
+        match self.next_start() {
+            Some(kind) => self.start(kind, cluster, proxy, rec),
+            None => self.stop_oldest(cluster, proxy, rec),
         }
-        let kind = *self.kinds.choose(&mut self.rng).expect("kinds is not empty");
+    }
+
+    /// The fault to start at this step, or None to end the oldest one. It depends on the seed
+    /// and the faults in force only, so a seed replays the same schedule.
+    fn next_start(&mut self) -> Option<FaultKind> {
+        let active: Vec<FaultKind> = self.active.iter().map(|(k, _)| *k).collect();
+        let free: Vec<FaultKind> = self
+            .kinds
+            .iter()
+            .copied()
+            .filter(|k| active.iter().all(|a| a.is_process_fault() != k.is_process_fault()))
+            .collect();
+        let overlap = self.rng.gen_bool(0.5);
+        if active.is_empty() || (active.len() == 1 && overlap) {
+            return free.choose(&mut self.rng).copied();
+        }
+        None
+    }
+
+    fn start(
+        &mut self,
+        kind: FaultKind,
+        cluster: &mut Cluster,
+        proxy: &Proxy,
+        rec: &Recorder,
+    ) -> anyhow::Result<()> {
         let ids = cluster.ids();
         let leader = current_leader(cluster);
         let active = match kind {
@@ -141,12 +180,14 @@ impl Nemesis {
             }
             FaultKind::Partition => {
                 let (shape, cut) = self.pick_partition(&ids, leader);
-                for &link in &cut {
-                    proxy.set(link, LinkFaults { cut: true, ..Default::default() });
-                }
+                proxy.update_all(|link, f| {
+                    if cut.contains(&link) {
+                        f.cut = true;
+                    }
+                });
                 let cut_json: Vec<Value> = cut.iter().map(|l| json!([l.from, l.to])).collect();
                 rec.nemesis("start-partition", json!({"kind": shape, "cut": cut_json}))?;
-                Active::Links(shape)
+                Active::Partition(shape, cut)
             }
             FaultKind::Net => {
                 let faults = LinkFaults {
@@ -156,28 +197,31 @@ impl Nemesis {
                     duplicate: [0.0, 0.1][self.rng.gen_range(0..2)],
                     reorder: [0.0, 0.2][self.rng.gen_range(0..2)],
                 };
-                proxy.update_all(|_, f| *f = faults);
+                // A partition in force keeps its cut links.
+                proxy.update_all(|_, f| *f = LinkFaults { cut: f.cut, ..faults });
                 rec.nemesis(
                     "start-net",
                     json!({"loss": faults.loss, "delay_ms": [faults.delay_ms.0, faults.delay_ms.1],
                            "duplicate": faults.duplicate, "reorder": faults.reorder}),
                 )?;
-                Active::Links("net")
+                Active::Net
             }
         };
         *self.started.entry(kind.name()).or_default() += 1;
-        self.active = Some((kind, active));
+        self.active.push((kind, active));
         Ok(())
     }
 
-    /// Ends the fault in force.
-    pub fn stop_fault(
+    fn stop_oldest(
         &mut self,
         cluster: &mut Cluster,
         proxy: &Proxy,
         rec: &Recorder,
     ) -> anyhow::Result<()> {
-        let Some((kind, active)) = self.active.take() else { return Ok(()) };
+        if self.active.is_empty() {
+            return Ok(());
+        }
+        let (_, active) = self.active.remove(0);
         match active {
             Active::Killed(ids) => {
                 for &id in &ids {
@@ -191,22 +235,32 @@ impl Nemesis {
                 }
                 rec.nemesis("stop-pause", json!({"nodes": ids}))?;
             }
-            Active::Links(_) => {
-                proxy.heal();
-                rec.nemesis(&format!("stop-{}", kind.name()), Value::Null)?;
+            Active::Partition(shape, cut) => {
+                proxy.update_all(|link, f| {
+                    if cut.contains(&link) {
+                        f.cut = false;
+                    }
+                });
+                rec.nemesis("stop-partition", json!({"kind": shape}))?;
+            }
+            Active::Net => {
+                proxy.update_all(|_, f| *f = LinkFaults { cut: f.cut, ..LinkFaults::default() });
+                rec.nemesis("stop-net", Value::Null)?;
             }
         }
         Ok(())
     }
 
-    /// Heals everything: the fault in force, and any node not running.
+    /// Heals everything: every fault in force, and any node not running.
     pub fn heal_all(
         &mut self,
         cluster: &mut Cluster,
         proxy: &Proxy,
         rec: &Recorder,
     ) -> anyhow::Result<()> {
-        self.stop_fault(cluster, proxy, rec)?;
+        while !self.active.is_empty() {
+            self.stop_oldest(cluster, proxy, rec)?;
+        }
         proxy.heal();
         for id in cluster.ids() {
             match cluster.state(id) {
@@ -350,10 +404,49 @@ mod tests {
     }
 
     #[test]
+    fn at_most_one_process_and_one_link_fault_overlap() {
+        let mut nemesis = Nemesis::new(FaultKind::ALL.to_vec(), 9);
+        let mut overlapped = 0;
+        for _ in 0..500 {
+            match nemesis.next_start() {
+                Some(kind) => {
+                    assert!(
+                        nemesis
+                            .active
+                            .iter()
+                            .all(|(k, _)| k.is_process_fault() != kind.is_process_fault()),
+                        "two faults of one class"
+                    );
+                    nemesis.active.push((kind, Active::Net));
+                }
+                None => {
+                    assert!(!nemesis.active.is_empty(), "nothing to end");
+                    nemesis.active.remove(0);
+                }
+            }
+            assert!(nemesis.active.len() <= 2);
+            overlapped += usize::from(nemesis.active.len() == 2);
+        }
+        assert!(overlapped > 50, "faults overlap often: {overlapped}");
+        // With one class only, faults never overlap.
+        let mut kills = Nemesis::new(vec![FaultKind::Kill], 9);
+        for _ in 0..100 {
+            match kills.next_start() {
+                Some(kind) => kills.active.push((kind, Active::Killed(vec![]))),
+                None => {
+                    kills.active.remove(0);
+                }
+            }
+            assert!(kills.active.len() <= 1);
+        }
+    }
+
+    #[test]
     fn partitions_keep_their_shapes() {
         let ids = [1, 2, 3, 4, 5];
         let mut nemesis = Nemesis::new(FaultKind::ALL.to_vec(), 3);
         let mut seen = BTreeSet::new();
+        assert!(nemesis.describe() == "none");
         for _ in 0..200 {
             let (shape, cut) = nemesis.pick_partition(&ids, Some(2));
             seen.insert(shape);

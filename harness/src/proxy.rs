@@ -101,13 +101,6 @@ impl Proxy {
         self.links[&Link { from, to }].0
     }
 
-    /// Sets the faults of one link.
-    pub fn set(&self, link: Link, faults: LinkFaults) {
-        if let Some((_, state)) = self.links.get(&link) {
-            state.lock().unwrap().faults = faults;
-        }
-    }
-
     /// Changes the faults of every link with `f`.
     pub fn update_all(&self, mut f: impl FnMut(Link, &mut LinkFaults)) {
         for (&link, (_, state)) in &self.links {
@@ -265,7 +258,7 @@ mod tests {
         let (mut conn, _) = target.accept().await.unwrap();
         assert_eq!(read_one(&mut conn).await, Some(7));
 
-        proxy.set(Link { from: 1, to: 2 }, LinkFaults { cut: true, ..Default::default() });
+        proxy.update_all(|l, f| f.cut = l == Link { from: 1, to: 2 });
         sender.write_all(&encode_frame(&8u32).unwrap()).await.unwrap();
         assert_eq!(read_one(&mut conn).await, None, "a cut link delivers nothing");
 
@@ -280,7 +273,7 @@ mod tests {
     #[tokio::test]
     async fn duplicates_whole_frames() {
         let (proxy, target, mut sender) = pair().await;
-        proxy.set(Link { from: 1, to: 2 }, LinkFaults { duplicate: 1.0, ..Default::default() });
+        proxy.update_all(|_, f| f.duplicate = 1.0);
         sender.write_all(&encode_frame(&5u32).unwrap()).await.unwrap();
         let (mut conn, _) = target.accept().await.unwrap();
         let mut buf = vec![0u8; 64];

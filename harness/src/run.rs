@@ -312,19 +312,11 @@ impl Run {
             ticker.tick().await;
             self.note_crashes();
             if Instant::now() >= next_fault {
-                if self.nemesis.is_active() {
-                    self.nemesis.stop_fault(
-                        &mut self.cluster,
-                        self.proxy.as_ref().expect("the proxy runs until the run stops"),
-                        &self.rec,
-                    )?;
-                } else {
-                    self.nemesis.start_fault(
-                        &mut self.cluster,
-                        self.proxy.as_ref().expect("the proxy runs until the run stops"),
-                        &self.rec,
-                    )?;
-                }
+                self.nemesis.step(
+                    &mut self.cluster,
+                    self.proxy.as_ref().expect("the proxy runs until the run stops"),
+                    &self.rec,
+                )?;
                 next_fault = Instant::now() + interval.mul_f64(jitter.gen_range(0.5..1.5));
             }
             let c = self.rec.counts();
