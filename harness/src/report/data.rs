@@ -19,8 +19,12 @@ const SPECIAL_PROCESS: u64 = 1 << 40;
 pub enum Outcome {
     /// It took effect.
     Ok,
-    /// It certainly did not take effect.
+    /// It certainly did not take effect, because of an error (not the leader, a lost
+    /// connection before sending, a timeout of a read).
     Fail,
+    /// It certainly did not take effect because the state machine refused it (a cas whose
+    /// precondition did not hold): a `fail`, but one the cluster served.
+    Refused,
     /// It may or may not have taken effect.
     Info,
     /// It never completed (the run ended first).
@@ -33,6 +37,7 @@ impl Outcome {
         match self {
             Outcome::Ok => "ok",
             Outcome::Fail => "fail",
+            Outcome::Refused => "refused",
             Outcome::Info => "info",
             Outcome::Open => "open",
         }
@@ -75,7 +80,7 @@ impl Op {
         let tail = match self.outcome {
             Outcome::Ok if self.result != self.value => format!("ok {}", self.result),
             Outcome::Ok => "ok".to_string(),
-            Outcome::Fail | Outcome::Info => format!(
+            Outcome::Fail | Outcome::Refused | Outcome::Info => format!(
                 "{} ({})",
                 self.outcome.name(),
                 self.error.as_deref().unwrap_or("no error given")
@@ -341,6 +346,7 @@ impl RunData {
                         });
                         op.outcome = match kind {
                             EventType::Ok => Outcome::Ok,
+                            EventType::Fail if is_refusal(op.error.as_deref()) => Outcome::Refused,
                             EventType::Fail => Outcome::Fail,
                             _ => Outcome::Info,
                         };
@@ -406,18 +412,9 @@ impl RunData {
         self.verdict.as_ref().and_then(|v| v.verdict)
     }
 
-    /// Operations that completed each way: (ok, fail, info, open).
-    pub fn outcome_counts(&self) -> (usize, usize, usize, usize) {
-        let mut c = (0, 0, 0, 0);
-        for op in &self.ops {
-            match op.outcome {
-                Outcome::Ok => c.0 += 1,
-                Outcome::Fail => c.1 += 1,
-                Outcome::Info => c.2 += 1,
-                Outcome::Open => c.3 += 1,
-            }
-        }
-        c
+    /// How many operations ended each way.
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.ops.iter().filter(|o| o.outcome == outcome).count()
     }
 }
 
@@ -440,6 +437,15 @@ impl Lane {
         }
     }
 }
+
+/// Whether a `fail` completion's error says the state machine executed and refused the
+/// operation (`cas-mismatch`: the cluster served it), rather than that it was not served.
+pub fn is_refusal(error: Option<&str>) -> bool {
+    error.is_some_and(|e| e.contains("mismatch") || e.contains("precondition"))
+}
+
+/// What separates a partition's description from its list of cut links.
+pub const CUT_LINKS: &str = "; cut links: ";
 
 /// A key as text: strings without their quotes.
 pub fn key_text(key: &Value) -> String {
@@ -502,11 +508,12 @@ fn describe_fault(
                 Some(groups) => groups.iter().map(|g| node_list(g)).collect::<Vec<_>>().join(" | "),
                 None => format!("partition {kind}"),
             };
-            let mut detail =
-                format!("partition ({kind}): {label}; cut links: {}", shown.join(", "));
+            let mut detail = format!("partition ({kind}): {label}");
             if !isolated.is_empty() {
                 detail.push_str(&format!("; without a quorum: {}", node_list(&isolated)));
             }
+            detail.push_str(CUT_LINKS);
+            detail.push_str(&shown.join(", "));
             (label, detail, nodes, isolated)
         }
         "net" => {
@@ -534,7 +541,7 @@ fn describe_fault(
                 parts.push(format!("reorder {:.0}%", num("reorder") * 100.0));
             }
             if parts.is_empty() {
-                parts.push("no change".into());
+                parts.push("(every rate zero)".into());
             }
             let label = format!("net {}", parts.join(", "));
             (label.clone(), format!("{label} on every link"), Vec::new(), Vec::new())
@@ -765,7 +772,9 @@ mod tests {
             serde_json::json!({"kind": "one", "cut": both(&[(4, 1), (4, 2), (4, 3), (4, 5)])});
         let (label, detail, nodes, isolated) = describe_fault("partition", &value, Some(5));
         assert_eq!(label, "n4 | n1 n2 n3 n5");
-        assert!(detail.starts_with("partition (one): n4 | n1 n2 n3 n5; cut links: 1->4"));
+        assert!(detail.starts_with(
+            "partition (one): n4 | n1 n2 n3 n5; without a quorum: n4; cut links: 1->4"
+        ));
         assert_eq!(nodes, vec![1, 2, 3, 4, 5]);
         assert_eq!(isolated, vec![4]);
     }

@@ -1,16 +1,17 @@
-//! What each fault did, in numbers: throughput of successful operations during the fault
-//! against the fault-free rate, errors, latency of the operations invoked during it, and the
-//! longest stretch without any successful operation (unavailability) that the fault overlaps.
+//! What each fault did, in numbers: the rate of served operations (`ok`, or refused by the
+//! state machine, like a cas whose precondition failed) during the fault against the
+//! fault-free rate, errors, latency of the operations invoked during it, and the longest
+//! stretch without any served operation (unavailability) that the fault overlaps.
 
 use std::fmt::Write as _;
 
-use super::data::{Outcome, RunData};
+use super::data::{Outcome, RunData, CUT_LINKS};
 use super::svg::{duration, esc, secs};
 
 /// The measured effect of one fault.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Effect {
-    /// Successful completions per second during the fault.
+    /// Served operations (`ok`, or refused by the state machine) per second during the fault.
     pub ok_rate: f64,
     /// `fail` and `info` completions during the fault.
     pub errors: usize,
@@ -18,11 +19,11 @@ pub struct Effect {
     pub p50: Option<u64>,
     /// Their highest latency.
     pub max: Option<u64>,
-    /// The longest time without a successful completion that overlaps the fault, ns.
+    /// The longest time without a served operation that overlaps the fault, ns.
     pub longest_without_ok: u64,
 }
 
-/// Successful completions per second outside every fault period (before the end).
+/// Served operations per second outside every fault period (before the end).
 pub fn baseline_ok_rate(run: &RunData) -> Option<f64> {
     let mut periods: Vec<(u64, u64)> =
         run.faults.iter().map(|f| (f.start, f.end.unwrap_or(run.end))).collect();
@@ -41,18 +42,20 @@ pub fn baseline_ok_rate(run: &RunData) -> Option<f64> {
         return None;
     }
     let in_fault = |t: u64| run.faults.iter().any(|f| t >= f.start && t < f.end.unwrap_or(run.end));
-    let ok = run
-        .ops
-        .iter()
-        .filter(|o| o.outcome == Outcome::Ok && o.end.is_some_and(|t| !in_fault(t)))
-        .count();
+    let ok =
+        run.ops.iter().filter(|o| served(o.outcome) && o.end.is_some_and(|t| !in_fault(t))).count();
     Some(ok as f64 / (free as f64 / 1e9))
+}
+
+/// Whether the cluster served the operation: it took effect, or the state machine refused it.
+fn served(o: Outcome) -> bool {
+    matches!(o, Outcome::Ok | Outcome::Refused)
 }
 
 /// The effect of every fault of the run, in the order of `run.faults`.
 pub fn effects(run: &RunData) -> Vec<Effect> {
     let mut oks: Vec<u64> =
-        run.ops.iter().filter(|o| o.outcome == Outcome::Ok).filter_map(|o| o.end).collect();
+        run.ops.iter().filter(|o| served(o.outcome)).filter_map(|o| o.end).collect();
     oks.sort_unstable();
     run.faults
         .iter()
@@ -70,7 +73,7 @@ pub fn effects(run: &RunData) -> Vec<Effect> {
             let mut lat: Vec<u64> =
                 run.ops.iter().filter(|o| during(o.start)).filter_map(|o| o.latency()).collect();
             lat.sort_unstable();
-            // Gaps between successive successful completions that overlap [s, e).
+            // Gaps between successive served completions that overlap [s, e).
             let first = oks.partition_point(|&t| t <= s);
             let mut prev = if first == 0 { 0 } else { oks[first - 1] };
             let mut longest = 0;
@@ -105,21 +108,23 @@ pub fn section(run: &RunData) -> String {
     let baseline = baseline_ok_rate(run);
     let _ = write!(
         out,
-        r#"<p class="note">Without faults, {} successful operations per second. Latency is that of the operations invoked during the fault; the longest stretch without a successful operation is any that overlaps the fault.</p>"#,
+        r#"<p class="note">Without faults, the cluster served {} operations per second (ok, or refused by a cas precondition). Errors are fail (not refusals) and info completions during the fault; latency is that of the operations invoked during it; the longest stretch without a served operation is any that overlaps the fault.</p>"#,
         baseline.map_or("(no fault-free time)".to_string(), |b| format!("{b:.0}"))
     );
-    out.push_str(r#"<table><thead><tr><th>#</th><th>fault</th><th>from</th><th>to</th><th>for</th><th>ok/s</th><th>fail + info</th><th>latency p50 / max</th><th>longest without ok</th></tr></thead><tbody>"#);
+    out.push_str(r#"<table><thead><tr><th>#</th><th>fault</th><th>from</th><th>to</th><th>for</th><th>served/s</th><th>errors</th><th>latency p50 / max</th><th>longest unserved</th></tr></thead><tbody>"#);
     for (i, (f, e)) in run.faults.iter().zip(effects(run)).enumerate() {
         let drop = match baseline {
-            Some(b) if b > 0.0 && e.ok_rate < 0.5 * b => " class=\"fail-text\"",
+            Some(b) if b > 0.0 && e.ok_rate < 0.5 * b => {
+                " style=\"color:var(--fail);font-weight:600\""
+            }
             _ => "",
         };
         let _ = write!(
             out,
-            r#"<tr id="fault-{i}"><td>{n}</td><td><span class="chip" style="background:var(--{k})"></span>{d}</td><td>{from}</td><td>{to}</td><td>{len}</td><td{drop}>{ok:.0}</td><td>{err}</td><td>{p50} / {max}</td><td>{gap}</td></tr>"#,
+            r#"<tr id="fault-{i}"><td>{n}</td><td><span class="chip" style="background:var(--{k})"></span>{d}</td><td class="num">{from}</td><td class="num">{to}</td><td class="num">{len}</td><td class="num"{drop}>{ok:.0}</td><td class="num">{err}</td><td class="num">{p50} / {max}</td><td class="num">{gap}</td></tr>"#,
             n = i + 1,
             k = f.kind.name(),
-            d = esc(&f.detail),
+            d = esc(f.detail.split(CUT_LINKS).next().unwrap_or_default()),
             from = secs(f.start),
             to = f.end.map_or("the end".into(), secs),
             len = duration(f.end.unwrap_or(run.end).saturating_sub(f.start)),

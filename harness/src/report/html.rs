@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use checker::Verdict;
 use serde_json::Value;
 
-use super::data::{sorted_stats, FaultKind, RunData};
+use super::data::{sorted_stats, FaultKind, Outcome, RunData};
 use super::faults;
 use super::linearization;
 use super::svg::{duration, esc, secs};
@@ -14,7 +14,7 @@ use super::timeline::overview;
 use super::CampaignRun;
 
 const STYLE: &str = r#"
-:root{--ok:#2ca02c;--fail:#d62728;--info:#ff7f0e;--open:#999;--kill:#3a3a3a;--pause:#1f77b4;--partition:#9467bd;--net:#17becf;--other:#8c564b;--leader:#1f3b73}
+:root{--ok:#2ca02c;--refused:#a9d18e;--fail:#d62728;--info:#ff7f0e;--open:#999;--kill:#3a3a3a;--pause:#1f77b4;--partition:#9467bd;--net:#17becf;--other:#8c564b;--leader:#1f3b73}
 *{box-sizing:border-box}
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d1d1f;background:#f6f7f9}
 main{max-width:1320px;margin:0 auto;padding:18px 24px 40px}
@@ -26,6 +26,7 @@ pre{background:#f3f4f6;padding:10px;border-radius:6px;overflow:auto;white-space:
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #eceef1;vertical-align:top}
 th{font-weight:600;color:#555;font-size:12.5px}
+td.num{white-space:nowrap;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;padding:3px 12px;border-radius:999px;color:#fff;font-weight:700;font-size:14px;letter-spacing:.04em;text-transform:uppercase}
 .badge.valid{background:var(--ok)}.badge.invalid{background:var(--fail)}.badge.unknown{background:#e6a100}.badge.none{background:#777}
 .pill{display:inline-block;padding:1px 9px;border-radius:999px;color:#fff;font-weight:600;font-size:12px}
@@ -55,11 +56,11 @@ svg .edge.kill{stroke:var(--kill)}svg .edge.pause{stroke:var(--pause)}svg .edge.
 svg .fault rect{stroke:none}
 svg .fault.kill rect{fill:var(--kill)}svg .fault.pause rect{fill:var(--pause)}svg .fault.partition rect{fill:var(--partition)}svg .fault.net rect{fill:var(--net)}svg .fault.other rect{fill:var(--other)}
 svg .fault text{fill:#fff;font-weight:600;pointer-events:none}
-svg .area{stroke:none}svg .area.ok{fill:var(--ok);opacity:.85}svg .area.info{fill:var(--info)}svg .area.fail{fill:var(--fail)}
+svg .area{stroke:none}svg .area.ok{fill:var(--ok);opacity:.85}svg .area.refused{fill:var(--refused)}svg .area.info{fill:var(--info)}svg .area.fail{fill:var(--fail)}
 svg .dots path,svg path.dots{fill:none;stroke-width:3;stroke-linecap:round;opacity:.5}
-svg .dots.ok{stroke:var(--ok)}svg .dots.info{stroke:var(--info);opacity:.9}svg .dots.fail{stroke:var(--fail);opacity:.8}
+svg .dots.ok{stroke:var(--ok)}svg .dots.refused{stroke:var(--refused);opacity:.7}svg .dots.info{stroke:var(--info);opacity:.9}svg .dots.fail{stroke:var(--fail);opacity:.8}
 svg .bars path{fill:none}
-svg .bars.ok path{stroke:var(--ok)}svg .bars.fail path{stroke:var(--fail)}svg .bars.info path{stroke:var(--info)}svg .bars.open path{stroke:var(--open)}
+svg .bars.ok path{stroke:var(--ok)}svg .bars.refused path{stroke:var(--refused)}svg .bars.fail path{stroke:var(--fail)}svg .bars.info path{stroke:var(--info)}svg .bars.open path{stroke:var(--open)}
 svg .alive{stroke:#c7ccd3;stroke-width:1.5}
 svg .leader rect{fill:var(--leader)}svg .leader text{fill:#fff;font-size:9.5px;font-weight:600;pointer-events:none}
 svg .down{fill:var(--kill);opacity:.55}
@@ -78,6 +79,8 @@ svg .lin-op.step rect,.lin-op-sw.step{fill:#dce8f7;stroke:#4a78b5}
 svg .lin-op.blocked rect,.lin-op-sw.blocked{fill:#fbdada;stroke:var(--fail);stroke-width:2}
 svg .lin-op.pending rect,.lin-op-sw.pending{fill:#f1f1f1;stroke:#999;stroke-dasharray:4 2}
 svg .lin-op.hot rect{stroke-width:2.6}
+svg .lin-op.unknown rect{fill-opacity:.55}
+svg .info-tick{stroke:var(--info);stroke-width:2}
 svg .lin-op text{font-size:10px;pointer-events:none}
 svg .lin-path{fill:none;stroke:#1f3b73;stroke-width:1.4}
 svg .lin-path.broken{stroke:var(--fail);stroke-dasharray:3 3}
@@ -196,10 +199,13 @@ pub fn run_page(run: &RunData) -> String {
     page(&format!("{} · {}", run.id, verdict_word(overall)), &b)
 }
 
-const LEGEND: &str = r#"<div class="legend"><span><span class="chip" style="background:var(--ok)"></span>ok</span><span><span class="chip" style="background:var(--fail)"></span>fail</span><span><span class="chip" style="background:var(--info)"></span>info (indeterminate)</span><span><span class="chip" style="background:var(--open)"></span>never completed</span><span>|</span><span><span class="chip" style="background:var(--kill)"></span>kill</span><span><span class="chip" style="background:var(--pause)"></span>pause</span><span><span class="chip" style="background:var(--partition)"></span>partition</span><span><span class="chip" style="background:var(--net)"></span>net (loss, delay, duplication, reordering)</span><span>|</span><span><span class="chip" style="background:var(--leader)"></span>leader (term)</span><span><span class="chip" style="background:var(--kill);opacity:.55"></span>down</span><span><span class="chip" style="background:var(--pause);opacity:.45"></span>paused</span><span><span class="chip" style="background:var(--partition);opacity:.5"></span>without quorum</span><span>▲ restart</span></div>"#;
+const LEGEND: &str = r#"<div class="legend"><span><span class="chip" style="background:var(--ok)"></span>ok</span><span><span class="chip" style="background:var(--refused)"></span>fail: refused by a cas precondition (served)</span><span><span class="chip" style="background:var(--fail)"></span>fail: error</span><span><span class="chip" style="background:var(--info)"></span>info (indeterminate)</span><span><span class="chip" style="background:var(--open)"></span>never completed</span><span>|</span><span><span class="chip" style="background:var(--kill)"></span>kill</span><span><span class="chip" style="background:var(--pause)"></span>pause</span><span><span class="chip" style="background:var(--partition)"></span>partition</span><span><span class="chip" style="background:var(--net)"></span>net (loss, delay, duplication, reordering)</span><span>|</span><span><span class="chip" style="background:var(--leader)"></span>leader (term)</span><span><span class="chip" style="background:var(--kill);opacity:.55"></span>down</span><span><span class="chip" style="background:var(--pause);opacity:.45"></span>paused</span><span><span class="chip" style="background:var(--partition);opacity:.5"></span>without quorum</span><span>▲ restart</span></div>"#;
 
 fn summary(b: &mut String, run: &RunData) {
-    let (ok, fail, info, open) = run.outcome_counts();
+    let count = |o: Outcome| run.count(o);
+    let (ok, fail, info, open) =
+        (count(Outcome::Ok), count(Outcome::Fail), count(Outcome::Info), count(Outcome::Open));
+    let refused = count(Outcome::Refused);
     let test = &run.test;
     b.push_str(r#"<section id="summary"><div class="facts">"#);
     let mut fact = |k: &str, v: String| {
@@ -228,7 +234,7 @@ fn summary(b: &mut String, run: &RunData) {
     b.push_str("</div>");
     let _ = write!(
         b,
-        r#"<div class="facts"><span><b>{}</b> operations:</span><span><span class="chip" style="background:var(--ok)"></span>{ok} ok</span><span><span class="chip" style="background:var(--fail)"></span>{fail} fail</span><span><span class="chip" style="background:var(--info)"></span>{info} info</span>"#,
+        r#"<div class="facts"><span><b>{}</b> operations:</span><span><span class="chip" style="background:var(--ok)"></span>{ok} ok</span><span><span class="chip" style="background:var(--refused)"></span>{refused} refused (cas precondition)</span><span><span class="chip" style="background:var(--fail)"></span>{fail} failed</span><span><span class="chip" style="background:var(--info)"></span>{info} info</span>"#,
         run.ops.len()
     );
     if open > 0 {
@@ -268,11 +274,11 @@ fn pill(valid: Option<bool>) -> &'static str {
 fn checks(b: &mut String, run: &RunData) {
     b.push_str(r#"<section id="checks"><h2>Checks</h2>"#);
     let Some(v) = &run.verdict else {
-        let why = run
-            .verdict_error
-            .clone()
-            .unwrap_or_else(|| "This run has no verdict.json: it was interrupted or not checked yet; `gauntlet check` checks its history.".into());
-        let _ = write!(b, r#"<p class="note">{}</p></section>"#, esc(&why));
+        let why = match &run.verdict_error {
+            Some(e) => esc(e),
+            None => "This run has no verdict.json: it was interrupted or not checked yet; <code>gauntlet check</code> checks its history.".into(),
+        };
+        let _ = write!(b, r#"<p class="note">{why}</p></section>"#);
         return;
     };
     if !v.failed_checks.is_empty() {
@@ -437,21 +443,22 @@ fn run_word(r: &CampaignRun) -> String {
 pub fn campaign_page(title: &str, runs: &[(CampaignRun, Option<String>)]) -> String {
     let mut b = String::new();
     let count = |v: Option<Verdict>| runs.iter().filter(|(r, _)| r.verdict == v).count();
-    let worst = if count(Some(Verdict::Invalid)) > 0 || count(None) > 0 {
-        Some(Verdict::Invalid)
+    // As the campaign's exit code: invalid, then runs without a verdict, unknown, valid.
+    let (class, word) = if count(Some(Verdict::Invalid)) > 0 {
+        ("invalid", "invalid")
+    } else if count(None) > 0 {
+        ("none", "runs failed")
     } else if count(Some(Verdict::Unknown)) > 0 {
-        Some(Verdict::Unknown)
+        ("unknown", "unknown")
     } else if runs.is_empty() {
-        None
+        ("none", "no runs")
     } else {
-        Some(Verdict::Valid)
+        ("valid", "valid")
     };
     let _ = write!(
         b,
-        r#"<h1>{}<span class="badge {}" id="verdict">{}</span></h1>"#,
+        r#"<h1>{}<span class="badge {class}" id="verdict">{word}</span></h1>"#,
         esc(title),
-        verdict_class(worst),
-        verdict_word(worst)
     );
     let _ = write!(
         b,
@@ -472,7 +479,7 @@ pub fn campaign_page(title: &str, runs: &[(CampaignRun, Option<String>)]) -> Str
             esc(&run_word(r))
         );
     }
-    b.push_str(r#"</div></section><section><table id="runs"><thead><tr><th></th><th>run</th><th>verdict</th><th>failed checks</th><th>seed</th><th>nemesis</th><th>workload</th><th>bug</th><th>operations</th></tr></thead><tbody>"#);
+    b.push_str(r#"</div></section><section><table id="runs"><thead><tr><th></th><th>run</th><th>verdict</th><th>failed checks</th><th>seed</th><th>nemesis</th><th>workload</th><th>bug</th><th>operations</th><th>replay</th></tr></thead><tbody>"#);
     for (r, href) in runs {
         let name = match href {
             Some(h) => format!(r#"<a href="{}">{}</a>"#, esc(h), esc(&r.name)),
@@ -480,7 +487,7 @@ pub fn campaign_page(title: &str, runs: &[(CampaignRun, Option<String>)]) -> Str
         };
         let _ = write!(
             b,
-            r#"<tr class="row-{c}"><td></td><td>{name}</td><td><span class="pill {c}">{w}</span></td><td>{failed}</td><td>{seed}</td><td>{nem}</td><td>{wl}</td><td>{bug}</td><td>{ops}</td></tr>"#,
+            r#"<tr class="row-{c}"><td></td><td>{name}</td><td><span class="pill {c}">{w}</span></td><td>{failed}</td><td>{seed}</td><td>{nem}</td><td>{wl}</td><td>{bug}</td><td>{ops}</td><td><code>{replay}</code></td></tr>"#,
             c = verdict_class(r.verdict),
             w = esc(&run_word(r)),
             failed = esc(&r.failed_checks.join(", ")),
@@ -489,6 +496,7 @@ pub fn campaign_page(title: &str, runs: &[(CampaignRun, Option<String>)]) -> Str
             wl = esc(r.workload.as_deref().unwrap_or("")),
             bug = esc(r.bug.as_deref().unwrap_or("")),
             ops = r.operations.map_or(String::new(), |o| o.to_string()),
+            replay = esc(r.replay.as_deref().unwrap_or("")),
         );
     }
     b.push_str("</tbody></table></section>");

@@ -19,7 +19,11 @@ pub const SHOWN_STEPS: usize = 40;
 const WIDTH: f64 = 1240.0;
 const LEFT: f64 = 96.0;
 const RIGHT: f64 = 14.0;
+/// Lane heights: roomy for a few processes, tighter for many.
 const LANE: f64 = 34.0;
+const LANE_TIGHT: f64 = 24.0;
+/// How many steps of the prefix the table lists (the drawing has more, on hover).
+const TABLE_STEPS: usize = 10;
 const TOP: f64 = 30.0;
 
 /// The role of an operation in the drawing.
@@ -37,7 +41,11 @@ struct Drawn<'a> {
     op: &'a OpSummary,
     role: Role,
     call: u64,
+    /// The return, for operations with a known outcome; `None` for indeterminate ones, which
+    /// may take effect any time after their call.
     ret: Option<u64>,
+    /// When an indeterminate operation's `info` completion came.
+    info_at: Option<u64>,
     before: String,
     after: String,
 }
@@ -72,6 +80,7 @@ pub fn section(run: &RunData, v: &Violation) -> String {
             role: Role::Step(k + 1),
             call: 0,
             ret: None,
+            info_at: None,
             before,
             after: step.state_after.clone(),
         });
@@ -81,6 +90,7 @@ pub fn section(run: &RunData, v: &Violation) -> String {
         role: Role::Blocked,
         call: 0,
         ret: None,
+        info_at: None,
         before: v.state.clone(),
         after: format!("none: {}", v.reason),
     });
@@ -90,6 +100,7 @@ pub fn section(run: &RunData, v: &Violation) -> String {
             role: Role::Pending,
             call: 0,
             ret: None,
+            info_at: None,
             before: String::new(),
             after: String::new(),
         });
@@ -97,7 +108,12 @@ pub fn section(run: &RunData, v: &Violation) -> String {
     // Times: from the history when it has them, else the event indexes (still in order).
     for d in &mut drawn {
         d.call = time_of(run, d.op.invoke_index).unwrap_or(d.op.invoke_index);
-        d.ret = d.op.complete_index.map(|i| time_of(run, i).unwrap_or(i));
+        let done = d.op.complete_index.map(|i| time_of(run, i).unwrap_or(i));
+        if d.op.result.is_some() {
+            d.ret = done;
+        } else {
+            d.info_at = done;
+        }
     }
 
     let key = v.key.as_deref().map(|k| k.trim_matches('"').to_string());
@@ -139,13 +155,13 @@ fn drawing(drawn: &[Drawn<'_>]) -> String {
     let mut times: BTreeSet<u64> = BTreeSet::new();
     for d in drawn {
         times.insert(d.call);
-        if let Some(r) = d.ret {
-            times.insert(r);
-        }
+        times.extend(d.ret);
+        times.extend(d.info_at);
     }
     let times: Vec<u64> = times.into_iter().collect();
     let pos = |t: u64| times.binary_search(&t).unwrap_or_else(|i| i) as f64;
-    let open_end = times.len() as f64; // operations that never returned run off the right edge
+    // Operations with an unknown outcome run off the right edge.
+    let open_end = times.len() as f64;
     let span = open_end + 1.0;
     let pw = WIDTH - LEFT - RIGHT;
     let x = |p: f64| LEFT + (p + 0.5) / span * pw;
@@ -153,7 +169,8 @@ fn drawing(drawn: &[Drawn<'_>]) -> String {
     let processes: BTreeSet<u64> = drawn.iter().map(|d| d.op.process).collect();
     let processes: Vec<u64> = processes.into_iter().collect();
     let lane = |p: u64| processes.binary_search(&p).unwrap_or(0) as f64;
-    let height = TOP + LANE * processes.len() as f64 + 30.0;
+    let lane_h = if processes.len() > 8 { LANE_TIGHT } else { LANE };
+    let height = TOP + lane_h * processes.len() as f64 + 30.0;
 
     let mut out = String::new();
     let _ = write!(
@@ -172,14 +189,14 @@ fn drawing(drawn: &[Drawn<'_>]) -> String {
         secs(t1)
     );
     for (i, p) in processes.iter().enumerate() {
-        let ly = TOP + i as f64 * LANE;
+        let ly = TOP + i as f64 * lane_h;
         let _ = write!(
             out,
             r#"<text class="lane" x="{}" y="{}">process {p}</text><path class="grid" d="M{} {}H{}"/>"#,
             num(LEFT - 6.0),
-            num(ly + LANE / 2.0 + 4.0),
+            num(ly + lane_h / 2.0 + 4.0),
             num(LEFT),
-            num(ly + LANE),
+            num(ly + lane_h),
             num(WIDTH - RIGHT)
         );
     }
@@ -193,11 +210,11 @@ fn drawing(drawn: &[Drawn<'_>]) -> String {
         let r = d.ret.map_or(open_end, pos);
         let p = (last + 0.25).max(c + 0.35).min(r - 0.15);
         last = p;
-        points.push((x(p), TOP + lane(d.op.process) * LANE + LANE / 2.0));
+        points.push((x(p), TOP + lane(d.op.process) * lane_h + lane_h / 2.0));
     }
 
     for d in drawn {
-        let ly = TOP + lane(d.op.process) * LANE;
+        let ly = TOP + lane(d.op.process) * lane_h;
         let x0 = x(pos(d.call));
         let x1 = d.ret.map_or(x(open_end), |r| x(pos(r)));
         let (class, head) = match d.role {
@@ -205,10 +222,15 @@ fn drawing(drawn: &[Drawn<'_>]) -> String {
             Role::Blocked => ("blocked", "cannot follow".to_string()),
             Role::Pending => ("pending", "pending".to_string()),
         };
-        let lines = match d.op.complete_line {
-            Some(c) => format!("lines {}-{}", d.op.invoke_line, c),
-            None => format!("line {}, never completed", d.op.invoke_line),
+        let lines = match (d.op.complete_line, d.ret) {
+            (Some(c), Some(_)) => format!("lines {}-{}", d.op.invoke_line, c),
+            (Some(c), None) => format!(
+                "lines {}-{}; outcome unknown, so it may take effect any time after its call",
+                d.op.invoke_line, c
+            ),
+            (None, _) => format!("line {}, never completed", d.op.invoke_line),
         };
+        let unknown = if d.ret.is_none() { " unknown" } else { "" };
         let states = match d.role {
             Role::Step(_) => {
                 format!("&#10;state before: {}&#10;state after: {}", esc(&d.before), esc(&d.after))
@@ -220,7 +242,7 @@ fn drawing(drawn: &[Drawn<'_>]) -> String {
         };
         let _ = write!(
             out,
-            r#"<g class="lin-op {class}" data-head="{h}" data-op="{desc}" data-before="{b}" data-after="{a}"><title>{h}: process {p} {desc} ({lines}){states}</title><rect x="{x}" y="{y}" width="{w}" height="{bh}" rx="3"/>"#,
+            r#"<g class="lin-op {class}{unknown}" data-head="{h}" data-op="{desc}" data-before="{b}" data-after="{a}"><title>{h}: process {p} {desc} ({lines}){states}</title><rect x="{x}" y="{y}" width="{w}" height="{bh}" rx="3"/>"#,
             h = esc(&head),
             desc = esc(&d.op.description),
             b = esc(&d.before),
@@ -229,7 +251,7 @@ fn drawing(drawn: &[Drawn<'_>]) -> String {
             x = num(x0),
             y = num(ly + 7.0),
             w = num((x1 - x0).max(3.0)),
-            bh = num(LANE - 14.0),
+            bh = num(lane_h - 14.0),
         );
         let room = x1 - x0 - 6.0;
         let text = &d.op.description;
@@ -245,16 +267,18 @@ fn drawing(drawn: &[Drawn<'_>]) -> String {
                 out,
                 r#"<text x="{}" y="{}">{}</text>"#,
                 num(x0 + 4.0),
-                num(ly + LANE / 2.0 + 4.0),
+                num(ly + lane_h / 2.0 + 4.0),
                 esc(&shown)
             );
         }
-        if d.ret.is_none() {
+        if let Some(t) = d.info_at {
+            // Where the client gave up on it (its `info` completion).
             let _ = write!(
                 out,
-                r#"<text class="psub" x="{}" y="{}">never returned →</text>"#,
-                num(x1 - 92.0),
-                num(ly + 5.0)
+                r#"<path class="info-tick" d="M{} {}V{}"/>"#,
+                num(x(pos(t))),
+                num(ly + 4.0),
+                num(ly + lane_h - 4.0)
             );
         }
         out.push_str("</g>");
@@ -285,7 +309,7 @@ fn drawing(drawn: &[Drawn<'_>]) -> String {
     // Where the blocked operation would have to take effect, at the latest: before it returned.
     if let Some(b) = drawn.iter().find(|d| d.role == Role::Blocked) {
         let bx = b.ret.map_or(x(open_end), |r| x(pos(r))) - 2.0;
-        let by = TOP + lane(b.op.process) * LANE + LANE / 2.0;
+        let by = TOP + lane(b.op.process) * lane_h + lane_h / 2.0;
         let _ = write!(
             out,
             r#"<g class="lin-x"><path d="M{} {}l10 10M{} {}l-10 10"/></g>"#,
@@ -330,7 +354,15 @@ fn table(drawn: &[Drawn<'_>], v: &Violation) -> String {
     let mut out = String::from(
         r#"<table class="lin-table"><thead><tr><th>step</th><th>process</th><th>operation</th><th>history lines</th><th>state before</th><th>state after</th></tr></thead><tbody>"#,
     );
-    for d in drawn {
+    let steps = drawn.iter().filter(|d| matches!(d.role, Role::Step(_))).count();
+    let hidden = steps.saturating_sub(TABLE_STEPS);
+    if hidden > 0 {
+        let _ = write!(
+            out,
+            r#"<tr class="pending-row"><td colspan="6">… {hidden} earlier steps of the drawing (hover them there)</td></tr>"#
+        );
+    }
+    for d in drawn.iter().skip(hidden) {
         let lines = match d.op.complete_line {
             Some(c) => format!("{}-{}", d.op.invoke_line, c),
             None => format!("{}-", d.op.invoke_line),

@@ -106,6 +106,8 @@ pub struct CampaignRun {
     pub bug: Option<String>,
     /// Operations invoked.
     pub operations: Option<u64>,
+    /// The command that replays the run.
+    pub replay: Option<String>,
 }
 
 impl CampaignRun {
@@ -139,6 +141,7 @@ impl CampaignRun {
             workload: text(test.pointer("/options/workload")),
             bug: text(test.pointer("/options/bug")),
             operations: verdict.pointer("/stats/operations/invoked").and_then(Value::as_u64),
+            replay: text(test.get("replay")),
             ..CampaignRun::default()
         }
     }
@@ -166,6 +169,9 @@ impl CampaignRun {
                 if run.verdict.is_none() {
                     run.verdict = serde_json::from_value(Value::from(word)).ok();
                     run.outcome = word.to_string();
+                }
+                if let Some(replay) = r.get("replay").and_then(Value::as_str) {
+                    run.replay = Some(replay.to_string());
                 }
                 if dir.is_none() {
                     let index = r.get("index").and_then(Value::as_u64).unwrap_or(0);
@@ -294,6 +300,44 @@ mod tests {
     use super::*;
     use checker::{check, CheckOptions, Format, History};
     use workloads::CasRegister;
+
+    #[test]
+    fn a_campaign_index_lists_its_summary_and_links_the_kept_runs() {
+        let campaign = tempfile::tempdir().unwrap();
+        let kept = campaign.path().join("runs").join("20260101-000000-s7");
+        std::fs::create_dir_all(&kept).unwrap();
+        std::fs::write(
+            kept.join("verdict.json"),
+            r#"{"verdict":"invalid","seed":7,"failed_checks":["linearizability"]}"#,
+        )
+        .unwrap();
+        let summary = serde_json::json!({"runs": [
+            {"index": 0, "seed": 5, "mix": {"nemesis": "kill", "workload": "kv"}, "verdict": "valid",
+             "failed_checks": [], "replay": "gauntlet run --seed 5", "dir": null},
+            {"index": 1, "seed": 7, "mix": {"nemesis": "pause", "workload": "cas-register"},
+             "verdict": "invalid", "failed_checks": ["linearizability"],
+             "replay": "gauntlet run --seed 7", "dir": "elsewhere/runs/20260101-000000-s7"},
+            {"index": 2, "seed": 9, "mix": {"nemesis": "net", "workload": "kv"}, "verdict": "crashed",
+             "failed_checks": [], "replay": "gauntlet run --seed 9", "dir": null},
+        ]});
+        std::fs::write(campaign.path().join("summary.json"), summary.to_string()).unwrap();
+
+        let runs = campaign_runs(campaign.path()).unwrap();
+        assert_eq!(runs.len(), 3, "the kept run is not listed twice");
+        assert_eq!(runs[0].name, "run #0 (not kept)");
+        assert_eq!((runs[0].verdict, runs[0].dir.as_ref()), (Some(Verdict::Valid), None));
+        assert_eq!(runs[1].dir.as_deref(), Some(kept.as_path()));
+        assert_eq!(runs[1].verdict, Some(Verdict::Invalid));
+        assert_eq!(runs[1].replay.as_deref(), Some("gauntlet run --seed 7"));
+        assert_eq!((runs[2].verdict, runs[2].outcome.as_str()), (None, "crashed"));
+
+        let index =
+            std::fs::read_to_string(write_campaign_index(campaign.path(), &runs).unwrap()).unwrap();
+        assert!(index.contains(r#"<a href="runs/20260101-000000-s7/report.html">"#));
+        assert!(index.contains("<td>run #0 (not kept)</td>"));
+        assert!(index.contains(r#"<span class="pill none">crashed</span>"#));
+        assert!(index.contains(r#"<span class="badge invalid" id="verdict">"#));
+    }
 
     #[test]
     fn links_are_relative_to_the_index() {

@@ -12,8 +12,10 @@ use std::fmt::Write as _;
 use super::data::{Outcome, RunData};
 use super::svg::{duration, esc, nice_step, num, TimeScale};
 
-/// The outcomes that complete, in drawing order (the rarer ones on top).
-const DRAWN: [Outcome; 3] = [Outcome::Ok, Outcome::Info, Outcome::Fail];
+/// The outcomes that complete, in drawing order (the rarer and worse ones on top).
+const DRAWN: [Outcome; 4] = [Outcome::Refused, Outcome::Ok, Outcome::Info, Outcome::Fail];
+/// The layers of the throughput plot, bottom up: the cluster served `ok` and `refused`.
+const LAYERS: [Outcome; 4] = [Outcome::Ok, Outcome::Refused, Outcome::Info, Outcome::Fail];
 
 /// Writes a panel's frame and its title, above the frame's left corner.
 pub fn panel_frame(out: &mut String, scale: &TimeScale, y: f64, h: f64, title: &str, sub: &str) {
@@ -54,18 +56,15 @@ pub fn bucket_ns(end: u64) -> u64 {
     (step_s * 1e9).round() as u64
 }
 
-/// Completions per bucket: `[ok, info, fail]` counts.
-pub fn throughput_buckets(run: &RunData, bucket: u64) -> Vec<[u32; 3]> {
+/// Completions per bucket, counted by outcome in the order of `LAYERS`.
+pub fn throughput_buckets(run: &RunData, bucket: u64) -> Vec<[u32; 4]> {
     let n = (run.end / bucket + 1) as usize;
-    let mut buckets = vec![[0u32; 3]; n];
+    let mut buckets = vec![[0u32; 4]; n];
     for op in &run.ops {
         let Some(end) = op.end else { continue };
         let b = ((end / bucket) as usize).min(n - 1);
-        match op.outcome {
-            Outcome::Ok => buckets[b][0] += 1,
-            Outcome::Info => buckets[b][1] += 1,
-            Outcome::Fail => buckets[b][2] += 1,
-            Outcome::Open => {}
+        if let Some(layer) = LAYERS.iter().position(|&o| o == op.outcome) {
+            buckets[b][layer] += 1;
         }
     }
     buckets
@@ -104,7 +103,7 @@ pub fn throughput(out: &mut String, run: &RunData, scale: &TimeScale, y: f64, h:
         v += step;
     }
     let _ = write!(out, r#"<path class="grid" d="{grid}"/>"#);
-    let mut paths = [String::new(), String::new(), String::new()];
+    let mut paths = [String::new(), String::new(), String::new(), String::new()];
     for (i, b) in buckets.iter().enumerate() {
         let t0 = i as u64 * bucket;
         if t0 >= run.end {
@@ -124,7 +123,7 @@ pub fn throughput(out: &mut String, run: &RunData, scale: &TimeScale, y: f64, h:
         }
     }
     for (layer, path) in paths.iter().enumerate() {
-        let class = ["ok", "info", "fail"][layer];
+        let class = LAYERS[layer].name();
         if !path.is_empty() {
             let _ = write!(out, r#"<path class="area {class}" d="{path}"/>"#);
         }
@@ -218,6 +217,7 @@ mod tests {
                 op(0, 5_000_000, Outcome::Ok),
                 op(0, 15_000_000, Outcome::Fail),
                 op(10, 19_000_000, Outcome::Info),
+                op(10, 11_000_000, Outcome::Refused),
             ],
             end: 20_000_000,
             ..RunData::default()
@@ -225,8 +225,8 @@ mod tests {
         let b = bucket_ns(run.end);
         assert_eq!(b, 10_000_000);
         let buckets = throughput_buckets(&run, b);
-        assert_eq!(buckets[0], [1, 0, 0]);
-        assert_eq!(buckets[1], [0, 1, 1]);
+        assert_eq!(buckets[0], [1, 0, 0, 0]);
+        assert_eq!(buckets[1], [0, 1, 1, 1]);
     }
 
     #[test]

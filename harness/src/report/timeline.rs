@@ -249,8 +249,10 @@ fn operations(out: &mut String, run: &RunData, scale: &TimeScale, y: f64) -> f64
         }
     }
     let bar = (lh * 0.7).max(2.0);
-    let titled = run.ops.iter().filter(|o| o.outcome != Outcome::Ok).count() <= MAX_TITLED;
-    for outcome in [Outcome::Ok, Outcome::Open, Outcome::Info, Outcome::Fail] {
+    // Hover texts for the operations that went wrong (not for ok or refused ones).
+    let bad = |o: Outcome| matches!(o, Outcome::Fail | Outcome::Info | Outcome::Open);
+    let titled = run.ops.iter().filter(|o| bad(o.outcome)).count() <= MAX_TITLED;
+    for outcome in [Outcome::Ok, Outcome::Refused, Outcome::Open, Outcome::Info, Outcome::Fail] {
         // Bars of one lane that touch (at this resolution) are merged into one segment.
         let mut segments: Vec<Vec<(f64, f64)>> = vec![Vec::new(); n];
         let mut single = String::new();
@@ -260,7 +262,7 @@ fn operations(out: &mut String, run: &RunData, scale: &TimeScale, y: f64) -> f64
             }
             let x0 = scale.x(op.start);
             let x1 = scale.x(op.end.unwrap_or(run.end)).max(x0 + 1.0);
-            if titled && outcome != Outcome::Ok {
+            if titled && bad(outcome) {
                 let ly = y + lane as f64 * lh + lh / 2.0;
                 let _ = write!(
                     single,
