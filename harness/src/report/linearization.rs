@@ -306,9 +306,9 @@ fn drawing(drawn: &[Drawn<'_>]) -> String {
             );
         }
     }
-    // Where the blocked operation would have to take effect, at the latest: before it returned.
+    // The blocked operation had to take effect before it returned: a cross just after its end.
     if let Some(b) = drawn.iter().find(|d| d.role == Role::Blocked) {
-        let bx = b.ret.map_or(x(open_end), |r| x(pos(r))) - 2.0;
+        let bx = (b.ret.map_or(x(open_end), |r| x(pos(r))) + 9.0).min(WIDTH - RIGHT - 5.0);
         let by = TOP + lane(b.op.process) * lane_h + lane_h / 2.0;
         let _ = write!(
             out,
