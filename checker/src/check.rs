@@ -1,6 +1,6 @@
 //! Checking a whole history: parse, partition, search partitions in parallel.
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::explain::{OpSummary, Step, Violation};
+use crate::fasthash::FastMap;
 use crate::history::{History, Process};
 use crate::model::Model;
 use crate::ops::{pair, Operation};
@@ -105,7 +106,7 @@ pub fn check<M: Model>(
 
     // Partitions, in order of first appearance.
     let mut partitions: Vec<Partition<'_, M::Op>> = Vec::new();
-    let mut index: HashMap<Option<String>, usize> = HashMap::new();
+    let mut index: FastMap<Option<String>, usize> = FastMap::default();
     for (i, m) in &parsed {
         let op = &ops[*i];
         let key = model.partition(op);
@@ -186,8 +187,8 @@ const MIN_SLICE: u64 = 1 << 12;
 type Outcome<S> = (Option<SearchOutcome<S>>, usize);
 
 /// Searches the partitions on `threads` threads, in time slices: each thread takes
-/// the partition that has had the least work so far and runs it for as long as it has
-/// already run (at least [`MIN_SLICE`] steps). A partition that is hard to decide thus
+/// the partition that has had the least work so far (the smaller on a tie) and runs it
+/// for as long as it has already run (at least [`MIN_SLICE`] steps). A partition that is hard to decide thus
 /// cannot hold up an easy illegal one, which cancels everything when found.
 /// Returns, per partition, its outcome (`None`: cancelled) and configurations visited.
 fn schedule<M: Model>(
@@ -197,8 +198,9 @@ fn schedule<M: Model>(
     deadline: Option<std::time::Instant>,
 ) -> Vec<Outcome<M::State>> {
     struct Queue<'a, M: Model> {
-        /// (least work first, then partition) of the partitions waiting for a thread
-        ready: BinaryHeap<std::cmp::Reverse<(u64, usize)>>,
+        /// (work so far, operations, partition) of the partitions waiting for a thread,
+        /// least work first
+        ready: BinaryHeap<std::cmp::Reverse<(u64, usize, usize)>>,
         searches: Vec<Option<Search<'a, M>>>,
         outcomes: Vec<Outcome<M::State>>,
         running: usize,
@@ -214,7 +216,9 @@ fn schedule<M: Model>(
         })
         .collect();
     let queue = Mutex::new(Queue::<M> {
-        ready: (0..partitions.len()).map(|i| std::cmp::Reverse((0, i))).collect(),
+        ready: (0..partitions.len())
+            .map(|i| std::cmp::Reverse((0, partitions[i].ops.len(), i)))
+            .collect(),
         searches: partitions.iter().map(|_| None).collect(),
         outcomes: partitions.iter().map(|_| (None, 0)).collect(),
         running: 0,
@@ -227,7 +231,7 @@ fn schedule<M: Model>(
             if cancel.load(Ordering::Relaxed) {
                 return;
             }
-            let Some(std::cmp::Reverse((done, i))) = q.ready.pop() else {
+            let Some(std::cmp::Reverse((done, size, i))) = q.ready.pop() else {
                 if q.running == 0 {
                     return;
                 }
@@ -248,7 +252,7 @@ fn schedule<M: Model>(
             match outcome {
                 None => {
                     q.searches[i] = Some(search);
-                    q.ready.push(std::cmp::Reverse((done + slice, i)));
+                    q.ready.push(std::cmp::Reverse((done + slice, size, i)));
                 }
                 Some(o) => {
                     if matches!(o, SearchOutcome::Illegal(_)) {

@@ -4,9 +4,11 @@
 
 use serde_json::{Map, Number, Value};
 
+use crate::history::{EventType, Process, RawEvent};
+
 /// Parses exactly one EDN value from `text` (surrounding white space allowed).
 pub(crate) fn parse(text: &str) -> Result<Value, String> {
-    let mut p = Parser { s: text.as_bytes(), pos: 0 };
+    let mut p = Parser { t: text, s: text.as_bytes(), pos: 0 };
     let v = p.value()?;
     p.skip_ws();
     if p.pos != p.s.len() {
@@ -15,17 +17,140 @@ pub(crate) fn parse(text: &str) -> Result<Value, String> {
     Ok(v)
 }
 
+/// Parses one Jepsen op map (`{:process 0, :type :invoke, :f :read, :value nil}`)
+/// straight into an event; unknown keys are skipped.
+pub(crate) fn parse_event(text: &str) -> Result<RawEvent, String> {
+    let mut p = Parser { t: text, s: text.as_bytes(), pos: 0 };
+    p.skip_ws();
+    if p.s.get(p.pos) != Some(&b'{') {
+        return Err("expected an op map `{:process .., :type .., :f .., :value ..}`".into());
+    }
+    p.pos += 1;
+    let (mut index, mut time, mut process, mut kind, mut f) = (None, None, None, None, None);
+    let (mut key, mut value, mut error) = (None, Value::Null, None);
+    loop {
+        p.skip_ws();
+        match p.s.get(p.pos) {
+            None => return Err("unexpected end of line: missing '}'".into()),
+            Some(b'}') => {
+                p.pos += 1;
+                break;
+            }
+            Some(_) => {}
+        }
+        let owned;
+        let k = match p.word() {
+            Some(k) => k,
+            None => match p.value()? {
+                Value::String(s) => {
+                    owned = s;
+                    owned.as_str()
+                }
+                other => return Err(format!("unexpected map key {other}")),
+            },
+        };
+        p.skip_ws();
+        if matches!(p.s.get(p.pos), None | Some(b'}')) {
+            return Err(format!("the key :{k} has no value"));
+        }
+        match k {
+            "process" => {
+                process =
+                    Some(match p.word() {
+                        Some("nemesis") => Process::Nemesis,
+                        Some(w) => Process::Client(w.parse().map_err(|_| {
+                            format!("bad process {w}: expected a number or :nemesis")
+                        })?),
+                        None => {
+                            return Err(format!(
+                                "bad process {}: expected a number or :nemesis",
+                                p.value()?
+                            ))
+                        }
+                    })
+            }
+            "type" => {
+                kind = Some(match p.word() {
+                    Some("invoke") => EventType::Invoke,
+                    Some("ok") => EventType::Ok,
+                    Some("fail") => EventType::Fail,
+                    Some("info") => EventType::Info,
+                    Some(t) => {
+                        return Err(format!(
+                            "unknown type :{t}: expected :invoke, :ok, :fail or :info"
+                        ))
+                    }
+                    None => return Err(format!("bad type {}", p.value()?)),
+                })
+            }
+            "f" => {
+                f = Some(match p.word() {
+                    Some(w) => w.to_string(),
+                    None => match p.value()? {
+                        Value::String(f) => f,
+                        other => other.to_string(),
+                    },
+                })
+            }
+            "index" | "time" => {
+                let n = match p.word().map(str::parse::<u64>) {
+                    Some(Ok(n)) => Some(n),
+                    _ => return Err(format!("bad :{k}: expected a non-negative integer")),
+                };
+                if k == "index" {
+                    index = n;
+                } else {
+                    time = n;
+                }
+            }
+            "key" => key = Some(p.value()?),
+            "value" => value = p.value()?,
+            "error" => error = Some(p.value()?),
+            _ => {
+                p.value()?;
+            }
+        }
+    }
+    p.skip_ws();
+    if p.pos != p.s.len() {
+        return Err(format!("unexpected text after the map at column {}", p.pos + 1));
+    }
+    Ok(RawEvent {
+        index,
+        time,
+        process: process.ok_or("missing :process")?,
+        kind: kind.ok_or("missing :type")?,
+        f: f.ok_or("missing :f")?,
+        key,
+        value,
+        error,
+    })
+}
+
 struct Parser<'a> {
+    t: &'a str,
     s: &'a [u8],
     pos: usize,
 }
 
+/// Bytes that end a token: white space, commas, brackets, quotes and comments.
+const DELIM: [bool; 256] = {
+    let mut t = [false; 256];
+    let delims = b" \t\n\r\x0b\x0c,()[]{}\";";
+    let mut i = 0;
+    while i < delims.len() {
+        t[delims[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+#[inline]
 fn is_delim(b: u8) -> bool {
-    b.is_ascii_whitespace()
-        || matches!(b, b',' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'"' | b';')
+    DELIM[b as usize]
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn skip_ws(&mut self) {
         while self.pos < self.s.len() {
             match self.s[self.pos] {
@@ -93,13 +218,27 @@ impl Parser<'_> {
         }
     }
 
-    fn token(&mut self) -> &str {
+    fn token(&mut self) -> &'a str {
         let start = self.pos;
         while self.pos < self.s.len() && !is_delim(self.s[self.pos]) {
             self.pos += 1;
         }
-        // the slice ends on an ASCII delimiter or the end, so it is valid UTF-8
-        std::str::from_utf8(&self.s[start..self.pos]).unwrap_or("")
+        // tokens start and end at ASCII delimiters, so these are char boundaries
+        self.t.get(start..self.pos).unwrap_or("")
+    }
+
+    /// A keyword's name or a bare token (a number, a symbol), without allocating; `None`
+    /// (and nothing consumed) for anything else.
+    fn word(&mut self) -> Option<&'a str> {
+        self.skip_ws();
+        match self.s.get(self.pos) {
+            Some(b':') => {
+                self.pos += 1;
+                Some(self.token())
+            }
+            Some(&b) if !is_delim(b) && b != b'#' => Some(self.token()),
+            _ => None,
+        }
     }
 
     fn seq(&mut self, close: u8) -> Result<Vec<Value>, String> {
@@ -135,13 +274,23 @@ impl Parser<'_> {
     }
 
     fn string(&mut self) -> Result<String, String> {
-        let mut out = String::new();
+        let start = self.pos;
+        let mut end = start;
+        while end < self.s.len() && self.s[end] != b'"' && self.s[end] != b'\\' {
+            end += 1;
+        }
+        if self.s.get(end) == Some(&b'"') {
+            // no escapes: one copy
+            self.pos = end + 1;
+            return Ok(self.t.get(start..end).unwrap_or_default().to_string());
+        }
+        let mut out = String::with_capacity(end - start + 16);
         loop {
             let start = self.pos;
             while self.pos < self.s.len() && self.s[self.pos] != b'"' && self.s[self.pos] != b'\\' {
                 self.pos += 1;
             }
-            out.push_str(std::str::from_utf8(&self.s[start..self.pos]).map_err(|e| e.to_string())?);
+            out.push_str(self.t.get(start..self.pos).unwrap_or_default());
             match self.s.get(self.pos) {
                 None => return Err("unexpected end of line inside a string".into()),
                 Some(b'"') => {
@@ -164,9 +313,8 @@ impl Parser<'_> {
                         b'\\' => out.push('\\'),
                         b'u' => {
                             let hex = self
-                                .s
+                                .t
                                 .get(self.pos..self.pos + 4)
-                                .and_then(|h| std::str::from_utf8(h).ok())
                                 .and_then(|h| u32::from_str_radix(h, 16).ok())
                                 .and_then(char::from_u32)
                                 .ok_or("bad \\u escape in a string")?;

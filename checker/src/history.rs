@@ -128,19 +128,19 @@ pub struct Event {
 #[derive(Deserialize)]
 pub(crate) struct RawEvent {
     #[serde(default)]
-    index: Option<u64>,
+    pub(crate) index: Option<u64>,
     #[serde(default)]
-    time: Option<u64>,
-    process: Process,
+    pub(crate) time: Option<u64>,
+    pub(crate) process: Process,
     #[serde(rename = "type")]
-    kind: EventType,
-    f: String,
+    pub(crate) kind: EventType,
+    pub(crate) f: String,
     #[serde(default)]
-    key: Option<Value>,
+    pub(crate) key: Option<Value>,
     #[serde(default)]
-    value: Value,
+    pub(crate) value: Value,
     #[serde(default)]
-    error: Option<Value>,
+    pub(crate) error: Option<Value>,
 }
 
 impl RawEvent {

@@ -1,10 +1,8 @@
 //! Importers for histories in Jepsen's formats, and format detection.
 
-use serde_json::Value;
-
 use crate::edn;
 use crate::error::Error;
-use crate::history::{Event, EventType, Format, History, Process, RawEvent};
+use crate::history::{Event, EventType, Format, History, Process};
 
 const LEVELS: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
 
@@ -40,8 +38,8 @@ pub(crate) fn detect(name: &str, text: &str) -> Result<Format, Error> {
 /// Parses Jepsen console log lines, one operation per `jepsen.util` line:
 ///
 /// ```text
-/// INFO  jepsen.util - 2	:invoke	:cas	[3 0]
-/// INFO  jepsen.util - 4	:info	:write	:timed-out
+/// INFO  jepsen.util - 2 :invoke :cas [3 0]
+/// INFO  jepsen.util - 4 :info :write :timed-out
 /// ```
 ///
 /// Fields after ` - ` are separated by white space; the value is the EDN rest of the
@@ -52,28 +50,28 @@ pub(crate) fn parse_jepsen_log(name: &str, text: &str) -> Result<History, Error>
     let mut lines = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let lineno = i + 1;
-        let t = line.trim();
+        let t = line.trim_ascii();
         if t.is_empty() {
             continue;
         }
         let err = |m: String| Error::line(name, lineno, m);
-        let Some((head, payload)) = t.split_once(" - ") else {
+        let Some((head, payload)) = split_dash(t) else {
             return Err(err(
                 "not a Jepsen log line (expected `INFO  jepsen.util - <process> :<type> :<f> <value>`)".into(),
             ));
         };
-        if !head.trim_end().ends_with("jepsen.util") {
-            if head.split_whitespace().any(|w| LEVELS.contains(&w)) {
+        if !head.trim_ascii_end().ends_with("jepsen.util") {
+            if head.split_ascii_whitespace().any(|w| LEVELS.contains(&w)) {
                 continue; // another logger's line
             }
             return Err(err(format!("not a Jepsen log line: {t:?}")));
         }
-        let mut rest = payload.trim_start();
+        let mut rest = payload.trim_ascii_start();
         let mut fields = [""; 3];
         for field in fields.iter_mut() {
-            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            let end = rest.bytes().position(|b| b.is_ascii_whitespace()).unwrap_or(rest.len());
             *field = &rest[..end];
-            rest = rest[end..].trim_start();
+            rest = rest[end..].trim_ascii_start();
         }
         let [process, kind, f] = fields;
         if f.is_empty() || rest.is_empty() {
@@ -115,6 +113,20 @@ pub(crate) fn parse_jepsen_log(name: &str, text: &str) -> Result<History, Error>
     History::from_parts(name, Format::JepsenLog, events, lines)
 }
 
+/// Splits a log line at its first ` - ` (between the logger and the message).
+fn split_dash(t: &str) -> Option<(&str, &str)> {
+    let b = t.as_bytes();
+    let mut from = 0;
+    while let Some(k) = b[from..].iter().position(|&c| c == b'-') {
+        let i = from + k;
+        if i > 0 && b[i - 1] == b' ' && b.get(i + 1) == Some(&b' ') {
+            return Some((&t[..i - 1], &t[i + 2..]));
+        }
+        from = i + 1;
+    }
+    None
+}
+
 /// Parses one EDN op map per line, as Jepsen writes them:
 ///
 /// ```text
@@ -128,14 +140,7 @@ pub(crate) fn parse_edn_lines(name: &str, text: &str) -> Result<History, Error> 
             continue;
         }
         let err = |m: String| Error::line(name, i + 1, m);
-        let v = edn::parse(line).map_err(|m| err(format!("invalid EDN: {m}")))?;
-        if !matches!(v, Value::Object(_)) {
-            return Err(err(
-                "expected an op map `{:process .., :type .., :f .., :value ..}`".into()
-            ));
-        }
-        let raw: RawEvent =
-            serde_json::from_value(v).map_err(|e| err(format!("invalid event: {e}")))?;
+        let raw = edn::parse_event(line).map_err(|m| err(format!("invalid event: {m}")))?;
         events.push(raw.into_event(events.len()));
         lines.push(i + 1);
     }

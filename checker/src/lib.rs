@@ -49,6 +49,7 @@ mod check;
 mod edn;
 mod error;
 mod explain;
+mod fasthash;
 mod history;
 mod import;
 mod model;

@@ -1,10 +1,9 @@
 //! Pairing of invocations with their completions, process by process.
 
-use std::collections::HashMap;
-
 use serde_json::Value;
 
 use crate::error::Error;
+use crate::fasthash::FastMap;
 use crate::history::{EventType, History, Process};
 
 /// What the completion of an operation says about it.
@@ -58,7 +57,7 @@ pub(crate) fn pair(history: &History) -> Result<Vec<Operation>, Error> {
         }
     };
 
-    let mut open: HashMap<u64, usize> = HashMap::new(); // process -> position in ops
+    let mut open: FastMap<u64, usize> = FastMap::default(); // process -> position in ops
     let mut ops: Vec<Operation> = Vec::new();
     let mut failed: Vec<bool> = Vec::new();
     for (i, e) in events.iter().enumerate() {

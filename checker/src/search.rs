@@ -30,10 +30,10 @@
 //! - The search is resumable, so that partitions can share threads in time slices.
 
 use std::borrow::Cow;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use crate::fasthash::hash_of;
 use crate::model::Model;
 
 const UNKNOWN: u32 = u32::MAX;
@@ -67,60 +67,6 @@ pub(crate) struct Failure<S> {
     pub pending: Vec<usize>,
 }
 
-/// A fast hasher for interning states (word at a time, multiply and rotate). Its
-/// quality only matters for speed: equal hashes are always confirmed by equality.
-#[derive(Default)]
-struct FastHasher(u64);
-
-impl FastHasher {
-    #[inline]
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7C_C1_B7_27_22_0A_95);
-    }
-}
-
-impl Hasher for FastHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().unwrap_or([0; 8])));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut b = [0u8; 8];
-            b[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(b) ^ ((rest.len() as u64) << 59));
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0 ^ (self.0 >> 29)
-    }
-}
-
-fn hash_of<T: Hash + ?Sized>(t: &T) -> u64 {
-    let mut h = FastHasher::default();
-    t.hash(&mut h);
-    h.finish()
-}
-
 /// Model states interned to integers, with memoised transitions.
 struct States<'m, M: Model> {
     model: &'m M,
@@ -128,7 +74,12 @@ struct States<'m, M: Model> {
     hashes: Vec<u64>,
     slots: Vec<u32>,
     shift: u32,
+    /// Memoised transitions, a row of `n` per state that has one.
     memo: Vec<u32>,
+    /// Where each state's row starts in `memo`, or [`UNKNOWN`] if it has none yet.
+    row: Vec<u32>,
+    /// How many transitions from each state were computed without a row.
+    misses: Vec<u8>,
     n: usize,
 }
 
@@ -142,6 +93,8 @@ impl<'m, M: Model> States<'m, M> {
             slots: vec![0; 1 << cap_log],
             shift: 64 - cap_log,
             memo: Vec::new(),
+            row: Vec::new(),
+            misses: Vec::new(),
             n,
         };
         s.intern(model.init());
@@ -188,9 +141,8 @@ impl<'m, M: Model> States<'m, M> {
                 self.slots[i] = k as u32 + 1;
             }
         }
-        if self.memo.len() + self.n <= MEMO_BUDGET && self.memo.len() == id as usize * self.n {
-            self.memo.resize(self.memo.len() + self.n, UNKNOWN);
-        }
+        self.row.push(UNKNOWN);
+        self.misses.push(0);
         id
     }
 
@@ -201,11 +153,14 @@ impl<'m, M: Model> States<'m, M> {
         }
     }
 
-    /// The state after operation `o` in state `s`, or [`ILLEGAL`].
+    /// The state after operation `o` in state `s`, or [`ILLEGAL`]. A state gets its
+    /// row of memoised transitions once it is left a second time (most states of a
+    /// string model are left once; a register's few states are left constantly).
     #[inline]
     fn step(&mut self, ops: &[&M::Op], s: u32, o: usize) -> u32 {
-        let idx = s as usize * self.n + o;
-        if let Some(&r) = self.memo.get(idx) {
+        let row = self.row[s as usize];
+        if row != UNKNOWN {
+            let r = self.memo[row as usize + o];
             if r != UNKNOWN {
                 return r;
             }
@@ -223,8 +178,17 @@ impl<'m, M: Model> States<'m, M> {
             },
             Some(Cow::Owned(owned)) => self.intern(owned),
         };
-        if let Some(m) = self.memo.get_mut(idx) {
-            *m = r;
+        if row != UNKNOWN {
+            self.memo[row as usize + o] = r;
+        } else {
+            let misses = &mut self.misses[s as usize];
+            *misses = misses.saturating_add(1);
+            if *misses >= 2 && self.memo.len() + self.n <= MEMO_BUDGET {
+                let row = self.memo.len();
+                self.memo.resize(row + self.n, UNKNOWN);
+                self.memo[row + o] = r;
+                self.row[s as usize] = row as u32;
+            }
         }
         r
     }
@@ -336,6 +300,14 @@ struct Level {
     blocked: u32,
 }
 
+/// A dead end in ids: the prefix as (operation, state after it).
+struct DeadEnd {
+    prefix: Vec<(u32, u32)>,
+    state: u32,
+    blocked: usize,
+    pending: Vec<usize>,
+}
+
 /// A linearized operation on the search path, with the state before it.
 struct Frame {
     op: u32,
@@ -382,9 +354,11 @@ pub(crate) struct Search<'a, M: Model> {
     stack: Vec<Frame>,
     levels: Vec<Level>,
     cands: Vec<u32>,
+    /// The state after each candidate, when already computed (else [`UNKNOWN`]).
+    after: Vec<u32>,
     window: Vec<&'a M::Op>,
     best_depth: isize,
-    failure: Option<Failure<M::State>>,
+    failure: Option<DeadEnd>,
     done: bool,
 }
 
@@ -464,6 +438,7 @@ impl<'a, M: Model> Search<'a, M> {
             stack: Vec::with_capacity(n),
             levels: Vec::with_capacity(n + 1),
             cands: Vec::new(),
+            after: Vec::new(),
             window: Vec::new(),
             best_depth: -1,
             failure: None,
@@ -500,15 +475,16 @@ impl<'a, M: Model> Search<'a, M> {
             let level = self.levels.last_mut().expect("the search path has a level");
             if level.pos < level.end {
                 let o = self.cands[level.pos] as usize;
+                let after = self.after[level.pos];
                 level.pos += 1;
-                if self.try_linearize(o) {
+                if self.try_linearize(o, after) {
                     self.done = true;
                     return Some(SearchOutcome::Linearizable);
                 }
             } else if !self.backtrack() {
                 self.done = true;
-                let failure = self.failure.take().expect("a failed search records a dead end");
-                return Some(SearchOutcome::Illegal(failure));
+                let dead_end = self.failure.take().expect("a failed search records a dead end");
+                return Some(SearchOutcome::Illegal(self.materialise(dead_end)));
             }
         }
         None
@@ -516,8 +492,11 @@ impl<'a, M: Model> Search<'a, M> {
 
     /// Linearizes `o` if the model allows it and the configuration is new; returns
     /// whether every required operation is now linearized.
-    fn try_linearize(&mut self, o: usize) -> bool {
-        let ns = self.states.step(self.ops, self.state, o);
+    fn try_linearize(&mut self, o: usize, after: u32) -> bool {
+        let ns = match after {
+            UNKNOWN => self.states.step(self.ops, self.state, o),
+            known => known,
+        };
         if ns == ILLEGAL {
             return false;
         }
@@ -564,6 +543,7 @@ impl<'a, M: Model> Search<'a, M> {
             self.failure = Some(self.record_failure(blocked, pending));
         }
         self.cands.truncate(level.start);
+        self.after.truncate(level.start);
         let Some(f) = self.stack.pop() else {
             return false;
         };
@@ -608,6 +588,7 @@ impl<'a, M: Model> Search<'a, M> {
             }
             e = self.next[e] as usize;
         }
+        self.after.resize(self.cands.len(), UNKNOWN);
         let mut level =
             Level { start, end: self.cands.len(), pos: start, blocked: self.cands[start] };
         self.narrow(&mut level);
@@ -627,20 +608,20 @@ impl<'a, M: Model> Search<'a, M> {
         let (start, end) = (level.start, level.end);
         let (ops, state) = (self.ops, self.state);
         let urgent = self.cands[start] as usize;
-        let after = self.states.step(ops, state, urgent);
         // the first candidate has the first return: the calls before it are the window
         let called = self.before_ret[urgent] as usize;
+        let mut read = None;
         for k in start..end {
             let g = self.cands[k] as usize;
             if self.optional[g] {
                 continue;
             }
-            let refused = if k == start {
-                after == ILLEGAL
-            } else {
-                self.states.step(ops, state, g) == ILLEGAL
-            };
-            if !refused {
+            let after = self.states.step(ops, state, g);
+            self.after[k] = after;
+            if after != ILLEGAL {
+                if read.is_none() && self.model.read_only(ops[g]) {
+                    read = Some(k);
+                }
                 continue;
             }
             self.window.clear();
@@ -655,35 +636,126 @@ impl<'a, M: Model> Search<'a, M> {
                 return;
             }
         }
-        if after != ILLEGAL && self.model.read_only(ops[urgent]) {
-            level.end = start + 1;
-            return;
-        }
-        for k in start + 1..end {
-            let x = self.cands[k] as usize;
-            if !self.optional[x]
-                && self.model.read_only(ops[x])
-                && self.states.step(ops, state, x) != ILLEGAL
-            {
-                self.cands.swap(start + 1, k);
-                level.pos = start + 1;
-                level.end = start + 2;
-                return;
-            }
+        if let Some(k) = read {
+            // keep the first candidate in place: it is the one blamed at a dead end
+            let slot = if k == start { start } else { start + 1 };
+            self.cands.swap(slot, k);
+            self.after.swap(slot, k);
+            level.pos = slot;
+            level.end = slot + 1;
         }
     }
 
-    fn record_failure(&self, blocked: usize, pending: Vec<usize>) -> Failure<M::State> {
-        let list = &self.states.list;
+    /// The dead end, in ids (states are materialised once the search has failed).
+    fn record_failure(&self, blocked: usize, pending: Vec<usize>) -> DeadEnd {
         let prefix = self
             .stack
             .iter()
             .enumerate()
-            .map(|(k, f)| {
-                let after = self.stack.get(k + 1).map_or(self.state, |g| g.state);
-                (f.op as usize, list[after as usize].clone())
-            })
+            .map(|(k, f)| (f.op, self.stack.get(k + 1).map_or(self.state, |g| g.state)))
             .collect();
-        Failure { prefix, state: list[self.state as usize].clone(), blocked, pending }
+        DeadEnd { prefix, state: self.state, blocked, pending }
+    }
+
+    fn materialise(&self, d: DeadEnd) -> Failure<M::State> {
+        let list = &self.states.list;
+        Failure {
+            prefix: d
+                .prefix
+                .iter()
+                .map(|&(op, st)| (op as usize, list[st as usize].clone()))
+                .collect(),
+            state: list[d.state as usize].clone(),
+            blocked: d.blocked,
+            pending: d.pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::OpError;
+    use crate::ops::Operation;
+
+    /// A register of integers: `(true, v)` writes v, `(false, v)` reads v.
+    struct Register;
+
+    impl Model for Register {
+        type State = i64;
+        type Op = (bool, i64);
+        fn name(&self) -> &str {
+            "register"
+        }
+        fn parse(&self, _: &Operation) -> Result<Option<(bool, i64)>, OpError> {
+            Ok(None)
+        }
+        fn init(&self) -> i64 {
+            0
+        }
+        fn step<'a>(&self, s: &'a i64, op: &'a (bool, i64)) -> Option<Cow<'a, i64>> {
+            match op {
+                (true, v) => Some(Cow::Borrowed(v)),
+                (false, v) => (v == s).then_some(Cow::Borrowed(s)),
+            }
+        }
+        fn read_only(&self, op: &(bool, i64)) -> bool {
+            !op.0
+        }
+        fn refusal(&self, s: &i64, op: &(bool, i64)) -> String {
+            format!("read {} but held {s}", op.1)
+        }
+        fn describe_state(&self, s: &i64) -> String {
+            s.to_string()
+        }
+    }
+
+    fn summary(o: &SearchOutcome<i64>) -> String {
+        match o {
+            SearchOutcome::Linearizable => "linearizable".into(),
+            SearchOutcome::Aborted => "aborted".into(),
+            SearchOutcome::Illegal(f) => format!(
+                "illegal at {} in {} after {:?}",
+                f.blocked,
+                f.state,
+                f.prefix.iter().map(|p| p.0).collect::<Vec<_>>()
+            ),
+        }
+    }
+
+    #[test]
+    fn resuming_in_slices_gives_the_same_search() {
+        let cancel = AtomicBool::new(false);
+        let limits = Limits { deadline: None, cancel: &cancel };
+        let mut seed = 0x1234_5678_u64;
+        let mut rand = |n: u64| splitmix(&mut seed) % n;
+        let (mut illegal, mut legal) = (0, 0);
+        for _ in 0..300 {
+            let n = 3 + rand(10) as usize;
+            let mut ops = Vec::new();
+            let (mut calls, mut rets) = (Vec::new(), Vec::new());
+            for _ in 0..n {
+                ops.push((rand(2) == 0, rand(3) as i64));
+                let call = rand(30);
+                calls.push(call);
+                rets.push((rand(6) != 0).then(|| call + rand(10)));
+            }
+            let refs: Vec<&(bool, i64)> = ops.iter().collect();
+            let mut whole = Search::new(&Register, &refs, &calls, &rets);
+            let a = whole.run(u64::MAX, &limits).expect("runs to the end");
+            let mut sliced = Search::new(&Register, &refs, &calls, &rets);
+            let b = loop {
+                if let Some(o) = sliced.run(1, &limits) {
+                    break o;
+                }
+            };
+            assert_eq!(summary(&a), summary(&b));
+            assert_eq!(whole.configurations(), sliced.configurations());
+            match a {
+                SearchOutcome::Illegal(_) => illegal += 1,
+                _ => legal += 1,
+            }
+        }
+        assert!(illegal > 20 && legal > 20, "{illegal} illegal, {legal} legal");
     }
 }

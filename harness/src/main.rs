@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod campaign;
+mod check;
 mod client;
 mod cluster;
 mod nemesis;
@@ -26,6 +27,7 @@ enum Command {
     Run(run::RunArgs),
     /// Many runs from one master seed: the nightly torture job and the CI gate.
     Campaign(campaign::CampaignArgs),
+    Check(check::CheckArgs),
     /// Write the HTML report of a run, or the index of a directory of runs (a campaign).
     Report(report::ReportArgs),
     /// Run one Raft node serving the replicated key/value store (JSON Lines over TCP).
@@ -39,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => std::process::exit(run::run(args)),
         Command::Campaign(args) => std::process::exit(campaign::run(args)),
+        Command::Check(args) => std::process::exit(check::run(args)),
         Command::Report(args) => report::run(args),
         Command::Node(args) => node::run(args),
         Command::Bench(args) => bench::run(args),

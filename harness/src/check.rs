@@ -1,0 +1,220 @@
+//! `gauntlet check`: checks stored histories for linearizability, offline.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use checker::{check, CheckOptions, CheckResult, Event, Format, History, Process, Verdict};
+use workloads::{CasRegister, Kv};
+
+/// Exit code: every history is linearizable.
+pub const EXIT_VALID: i32 = 0;
+/// Exit code: some history is not linearizable.
+pub const EXIT_INVALID: i32 = 1;
+/// Exit code: none is invalid, but some could not be decided in the time limit.
+pub const EXIT_UNKNOWN: i32 = 2;
+/// Exit code: some input could not be read or does not fit the history format.
+pub const EXIT_BAD_INPUT: i32 = 3;
+
+/// Arguments of `gauntlet check`.
+#[derive(clap::Args, Debug)]
+#[command(
+    about = "Check histories for linearizability, offline",
+    long_about = "Check histories for linearizability, offline.\n\n\
+        Prints one line per history, `<path>: valid|invalid|unknown (<reason>)`, then \
+        an explanation of each violation: the longest linearizable prefix found, the \
+        operation that cannot follow it, the model state there and why the model refuses it.\n\n\
+        Semantics: an `ok` operation took effect between its invocation and completion; a \
+        `fail` operation had no effect; an `info` operation, or an invocation that never \
+        completes, may take effect at any point after its invocation, or never. Nemesis \
+        events are ignored. Real time comes from `time` when every client event has one, \
+        from the order of the lines otherwise.",
+    after_help = "Exit codes:\n  \
+        0  every history is valid (linearizable)\n  \
+        1  some history is invalid\n  \
+        2  none is invalid, but some is unknown (time limit reached)\n  \
+        3  bad input: a file cannot be read or is malformed (the message names the file and line)"
+)]
+pub struct CheckArgs {
+    /// The model to check against. `auto`: cas-register for Jepsen log files; for other
+    /// formats, kv when the history uses get, put or append, cas-register otherwise.
+    #[arg(long, value_enum, default_value_t = ModelArg::Auto)]
+    model: ModelArg,
+
+    /// The format of the files. `auto` detects it from the first line: `{"` is JSON Lines,
+    /// `{:` is EDN op maps, `LEVEL logger - ...` is Jepsen log lines.
+    #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+    format: FormatArg,
+
+    /// Give up on a history after this many seconds (fractions allowed), and call it
+    /// unknown. No limit by default.
+    #[arg(long, value_name = "SECS")]
+    time_limit: Option<f64>,
+
+    /// Print one JSON object per history (path, model, result with the explanation, or
+    /// error) instead of text.
+    #[arg(long)]
+    json: bool,
+
+    /// History files, or run directories (their `history.jsonl` is checked).
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ModelArg {
+    Auto,
+    CasRegister,
+    Kv,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum FormatArg {
+    Auto,
+    Jsonl,
+    JepsenLog,
+    Edn,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Auto => Format::Auto,
+            FormatArg::Jsonl => Format::Jsonl,
+            FormatArg::JepsenLog => Format::JepsenLog,
+            FormatArg::Edn => Format::Edn,
+        }
+    }
+}
+
+/// The outcome for one path.
+struct Checked {
+    model: &'static str,
+    result: CheckResult,
+}
+
+/// Runs `gauntlet check` and returns the process exit code.
+pub fn run(args: CheckArgs) -> i32 {
+    let time_limit = match args.time_limit {
+        Some(s) if !(s.is_finite() && s > 0.0) => {
+            eprintln!("error: --time-limit must be a positive number of seconds, not {s}");
+            return EXIT_BAD_INPUT;
+        }
+        s => s.map(Duration::from_secs_f64),
+    };
+    let paths = &args.paths;
+    // Several files: one file per thread. One file: its partitions in parallel.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = cores.min(paths.len());
+    let options = CheckOptions { time_limit, threads: if workers > 1 { 1 } else { 0 } };
+    let results: Vec<Mutex<Option<Result<Checked>>>> =
+        paths.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(path) = paths.get(i) else { break };
+        let r = check_path(path, args.model, args.format.into(), &options);
+        *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+    };
+    if workers > 1 {
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(work);
+            }
+        });
+    } else {
+        work();
+    }
+
+    let mut code = EXIT_VALID;
+    let mut explanations = Vec::new();
+    for (path, r) in paths.iter().zip(results) {
+        let r = r
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(|| Err(anyhow::anyhow!("not checked")));
+        let shown = path.display();
+        match r {
+            Err(e) => {
+                if args.json {
+                    let line = serde_json::json!({"path": path, "error": format!("{e:#}")});
+                    println!("{line}");
+                }
+                eprintln!("error: {e:#}");
+                code = EXIT_BAD_INPUT;
+            }
+            Ok(c) => {
+                let verdict = c.result.verdict;
+                if args.json {
+                    let line =
+                        serde_json::json!({"path": path, "model": c.model, "result": c.result});
+                    println!("{line}");
+                } else {
+                    println!("{shown}: {verdict} ({})", c.result.reason);
+                    if let Some(v) = &c.result.violation {
+                        explanations.push(format!("== {shown} ==\n{}", v.render()));
+                    }
+                }
+                let rank = |c: i32| match c {
+                    EXIT_BAD_INPUT => 3,
+                    EXIT_INVALID => 2,
+                    EXIT_UNKNOWN => 1,
+                    _ => 0,
+                };
+                let this = match verdict {
+                    Verdict::Valid => EXIT_VALID,
+                    Verdict::Invalid => EXIT_INVALID,
+                    Verdict::Unknown => EXIT_UNKNOWN,
+                };
+                if rank(this) > rank(code) {
+                    code = this;
+                }
+            }
+        }
+    }
+    for e in explanations {
+        println!("\n{e}");
+    }
+    code
+}
+
+fn check_path(
+    path: &Path,
+    model: ModelArg,
+    format: Format,
+    options: &CheckOptions,
+) -> Result<Checked> {
+    let file = if path.is_dir() { path.join("history.jsonl") } else { path.to_path_buf() };
+    if !file.exists() {
+        bail!("{}: no such file", file.display());
+    }
+    let history = History::read_file(&file, format).context("bad input")?;
+    let model = match model {
+        ModelArg::Auto => auto_model(&history),
+        m => m,
+    };
+    let (name, result) = match model {
+        ModelArg::Kv => ("kv", check(&Kv, &history, options)),
+        _ => ("cas-register", check(&CasRegister, &history, options)),
+    };
+    let result = result.with_context(|| format!("bad input for the {name} model"))?;
+    Ok(Checked { model: name, result })
+}
+
+/// cas-register for Jepsen log files (single-register etcd tests); otherwise kv when
+/// the history uses a kv-only function, cas-register if not.
+fn auto_model(history: &History) -> ModelArg {
+    if history.format() == Format::JepsenLog {
+        return ModelArg::CasRegister;
+    }
+    let kv_only = |e: &Event| {
+        e.process != Process::Nemesis && matches!(e.f.as_str(), "get" | "put" | "append")
+    };
+    if history.events().iter().any(kv_only) {
+        ModelArg::Kv
+    } else {
+        ModelArg::CasRegister
+    }
+}
