@@ -393,6 +393,15 @@ async fn run_campaign(
         println!("junit: {}", junit.display());
     }
     println!("summary: {}", dir.join("summary.json").display());
+    // The index of the campaign's runs, linking to each kept run's report.
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json"))?)?;
+    match crate::report::write_campaign_index(
+        &dir,
+        &crate::report::CampaignRun::from_summary(&dir, &summary),
+    ) {
+        Ok(index) => println!("index: {}", index.display()),
+        Err(e) => eprintln!("warning: could not write the campaign index: {e:#}"),
+    }
     println!("{}", tally(&summaries, None));
     if interrupted {
         return Ok(130);

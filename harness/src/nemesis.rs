@@ -190,13 +190,17 @@ impl Nemesis {
                 Active::Partition(shape, cut)
             }
             FaultKind::Net => {
-                let faults = LinkFaults {
+                let mut faults = LinkFaults {
                     cut: false,
                     loss: [0.0, 0.05, 0.2][self.rng.gen_range(0..3)],
                     delay_ms: [(0, 0), (0, 20), (5, 100)][self.rng.gen_range(0..3)],
                     duplicate: [0.0, 0.1][self.rng.gen_range(0..2)],
                     reorder: [0.0, 0.2][self.rng.gen_range(0..2)],
                 };
+                if faults == LinkFaults::default() {
+                    // A draw of all zeros would be no fault at all.
+                    faults.loss = 0.05;
+                }
                 // A partition in force keeps its cut links.
                 proxy.update_all(|_, f| *f = LinkFaults { cut: f.cut, ..faults });
                 rec.nemesis(
