@@ -184,9 +184,13 @@ pub fn check<M: Model>(
 /// The smallest time slice of a partition's search, in steps.
 const MIN_SLICE: u64 = 1 << 12;
 
+/// Histories with fewer operations than this start on the calling thread alone.
+const PARALLEL_FROM: usize = 1024;
+
 type Outcome<S> = (Option<SearchOutcome<S>>, usize);
 
-/// Searches the partitions on `threads` threads, in time slices: each thread takes
+/// Searches the partitions on `threads` threads, in time slices (for a small history,
+/// the first slice of each partition on the calling thread): each thread takes
 /// the partition that has had the least work so far (the smaller on a tie) and runs it
 /// for as long as it has already run (at least [`MIN_SLICE`] steps). A partition that is hard to decide thus
 /// cannot hold up an easy illegal one, which cancels everything when found.
@@ -224,11 +228,15 @@ fn schedule<M: Model>(
         running: 0,
     });
     let wake = Condvar::new();
-    let work = || {
+    // `first_round`: only give each partition its first slice, then stop.
+    let work = |first_round: bool| {
         let lock = || queue.lock().unwrap_or_else(|e| e.into_inner());
         let mut q = lock();
         loop {
             if cancel.load(Ordering::Relaxed) {
+                return;
+            }
+            if first_round && q.ready.peek().is_some_and(|r| r.0 .0 > 0) {
                 return;
             }
             let Some(std::cmp::Reverse((done, size, i))) = q.ready.pop() else {
@@ -264,15 +272,26 @@ fn schedule<M: Model>(
             wake.notify_all();
         }
     };
+    // Small histories are mostly decided within the first slices, where starting threads
+    // would cost more than it saves: those run on the calling thread first.
+    let total: usize = partitions.iter().map(|p| p.ops.len()).sum();
+    if total < PARALLEL_FROM {
+        work(true);
+    }
+    let unfinished = {
+        let q = queue.lock().unwrap_or_else(|e| e.into_inner());
+        !q.ready.is_empty() && !cancel.load(Ordering::Relaxed)
+    };
     let threads = threads.clamp(1, partitions.len().max(1));
-    if threads == 1 {
-        work();
-    } else {
+    if unfinished && threads > 1 {
         std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(work);
+            for _ in 1..threads {
+                s.spawn(|| work(false));
             }
+            work(false);
         });
+    } else if unfinished {
+        work(false);
     }
     let q = queue.into_inner().unwrap_or_else(|e| e.into_inner());
     q.outcomes

@@ -171,18 +171,6 @@ pub enum Format {
     Edn,
 }
 
-impl Format {
-    /// The format's command-line name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Auto => "auto",
-            Format::Jsonl => "jsonl",
-            Format::JepsenLog => "jepsen-log",
-            Format::Edn => "edn",
-        }
-    }
-}
-
 /// A history: its events in file order, with the line each came from.
 #[derive(Debug, Clone)]
 pub struct History {

@@ -13,6 +13,3 @@ pub mod register;
 
 pub use kv::{Kv, KvOp};
 pub use register::{CasRegister, RegisterOp};
-
-/// The names of the models, as given on the command line.
-pub const MODEL_NAMES: [&str; 2] = ["cas-register", "kv"];
