@@ -118,6 +118,24 @@ pub fn check<M: Model>(
         partitions[p].model_ops.push(m);
     }
 
+    // Indeterminate operations that nothing could observe are taken to have had no effect.
+    for p in &mut partitions {
+        let unknown: Vec<usize> = (0..p.ops.len()).filter(|&j| p.ops[j].ret.is_none()).collect();
+        let mut dropped = vec![false; p.ops.len()];
+        for j in unknown {
+            let others: Vec<&M::Op> =
+                p.model_ops.iter().enumerate().filter(|&(k, _)| k != j).map(|(_, &m)| m).collect();
+            dropped[j] = model.unobservable(p.model_ops[j], &others);
+        }
+        if dropped.iter().any(|&d| d) {
+            let mut keep = dropped.iter().map(|&d| !d);
+            p.ops.retain(|_| keep.next().unwrap_or(true));
+            let mut keep = dropped.iter().map(|&d| !d);
+            p.model_ops.retain(|_| keep.next().unwrap_or(true));
+        }
+    }
+    partitions.retain(|p| !p.ops.is_empty());
+
     let nemesis_events = history.events().iter().filter(|e| e.process == Process::Nemesis).count();
     let deadline = options.time_limit.map(|d| start + d);
     let threads = match options.threads {

@@ -66,6 +66,18 @@ pub trait Model: Sync {
         true
     }
 
+    /// Whether `op`, whose outcome is unknown, can be left out of the search because no
+    /// operation in `others` (the rest of its partition) could observe its effect: no read
+    /// can return what it wrote, no other operation can depend on it. Such an operation may
+    /// be taken to have had no effect — always one of its allowed outcomes — without
+    /// changing the verdict: had it taken effect somewhere, nothing could have seen it before
+    /// its effect was overwritten. Leaving such operations out keeps the search from trying
+    /// every place and order for them. Answering `false` is always safe.
+    fn unobservable(&self, op: &Self::Op, others: &[&Self::Op]) -> bool {
+        let _ = (op, others);
+        false
+    }
+
     /// Why `step(state, op)` refuses the operation, in words.
     fn refusal(&self, state: &Self::State, op: &Self::Op) -> String;
 

@@ -88,6 +88,16 @@ impl Model for Kv {
             || pending.iter().any(|p| matches!(p, KvOp::Put(w) if v.starts_with(w.as_str())))
     }
 
+    /// An append or put of a string that no get's result contains was seen by nobody.
+    fn unobservable(&self, op: &KvOp, others: &[&KvOp]) -> bool {
+        match op {
+            KvOp::Append(v) | KvOp::Put(v) if !v.is_empty() => {
+                !others.iter().any(|o| matches!(o, KvOp::Get(s) if s.contains(v.as_str())))
+            }
+            _ => false,
+        }
+    }
+
     fn refusal(&self, state: &String, op: &KvOp) -> String {
         match op {
             KvOp::Get(v) => format!("the get returned {v:?}, but the value was {state:?}"),

@@ -104,6 +104,22 @@ impl Model for CasRegister {
             })
     }
 
+    /// A write (or cas) of a value that no read returns and no cas starts from was seen by
+    /// nobody; a cas from a value to itself changes nothing.
+    fn unobservable(&self, op: &RegisterOp, others: &[&RegisterOp]) -> bool {
+        let written = match op {
+            RegisterOp::Write(v) => v,
+            RegisterOp::Cas { from, to, .. } if from == to => return true,
+            RegisterOp::Cas { to, .. } => to,
+            RegisterOp::Read(_) => return false,
+        };
+        !others.iter().any(|o| match o {
+            RegisterOp::Read(v) => v == written,
+            RegisterOp::Cas { from, .. } => from == written,
+            RegisterOp::Write(_) => false,
+        })
+    }
+
     fn refusal(&self, state: &Value, op: &RegisterOp) -> String {
         match op {
             RegisterOp::Read(v) if v.is_null() => {
