@@ -37,7 +37,16 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version exit 0; a wrong flag is bad input (3), never the 2 that means
+            // an `unknown` verdict.
+            let code = if e.use_stderr() { 3 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
     match cli.command {
         Command::Run(args) => std::process::exit(run::run(args)),
         Command::Campaign(args) => std::process::exit(campaign::run(args)),
