@@ -13,6 +13,7 @@ mod proxy;
 mod recorder;
 mod report;
 mod run;
+mod sim;
 
 #[derive(Parser)]
 #[command(name = "gauntlet", version, about = "A Jepsen-style torture harness for the raft crate")]
@@ -34,6 +35,8 @@ enum Command {
     Node(node::NodeArgs),
     /// Measure write throughput and latency of a 3-node cluster of real node processes.
     Bench(bench::BenchArgs),
+    /// Randomized torture of the protocol core on the deterministic simulator, over many seeds.
+    Sim(sim::SimArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,5 +57,6 @@ fn main() -> anyhow::Result<()> {
         Command::Report(args) => report::run(args),
         Command::Node(args) => node::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Sim(args) => std::process::exit(sim::run_sim(args)),
     }
 }

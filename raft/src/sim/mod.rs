@@ -34,10 +34,14 @@ pub mod invariants;
 pub mod network;
 pub mod node;
 pub mod seeds;
+pub mod shrink;
+pub mod torture;
 pub mod trace;
 pub mod world;
 
 pub use cluster::{num, Cluster, Cmd, Sleep, ELECTION_TIMEOUT_MS};
 pub use executor::JoinHandle;
 pub use seeds::{run_scenario, scenario, Plan, Trial, DEFAULT_SEED};
+pub use shrink::{shrink, shrink_failure, Shrunk};
+pub use torture::{Action, Failure, Passed, Phase, RunOptions, Schedule, Step, Target};
 pub use world::{NodeStats, Sim, SimConfig};

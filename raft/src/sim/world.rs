@@ -107,6 +107,9 @@ pub struct Sim {
     trace: Trace,
     stats: Vec<NodeStats>,
     rng: ChaCha8Rng,
+    /// Events (ticks, deliveries) run so far, and how many may run before the run fails.
+    events: u64,
+    max_events: u64,
 }
 
 impl Sim {
@@ -146,6 +149,8 @@ impl Sim {
             trace: Trace::new(cfg.trace_len),
             stats: vec![NodeStats::default(); cfg.nodes],
             rng: ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, STREAM_SIM, 0)),
+            events: 0,
+            max_events: u64::MAX,
         };
         for i in 0..cfg.nodes {
             sim.schedule_first_tick(i);
@@ -187,12 +192,31 @@ impl Sim {
             }
             let Scheduled { time, event, .. } = self.queue.pop().expect("peeked");
             self.now = time;
+            self.events += 1;
+            if self.events > self.max_events {
+                self.fail(&format!(
+                    "runaway: {} events (ticks and deliveries) ran, over the budget of {} (a message storm or livelock)",
+                    self.events, self.max_events
+                ));
+            }
             match event {
                 Event::Tick { node, incarnation } => self.on_tick(node, incarnation),
                 Event::Deliver { msg, incarnation } => self.on_deliver(msg, incarnation),
             }
         }
         self.now = self.now.max(t);
+    }
+
+    /// How many events (ticks and message deliveries) have run.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Fails the run (as [`Sim::fail`], with a message starting `runaway:`) as soon as more
+    /// than `max` events have run: a bound on the work of runs whose messages multiply. No
+    /// bound by default.
+    pub fn set_max_events(&mut self, max: u64) {
+        self.max_events = max;
     }
 
     /// Runs the simulation for `ms` virtual milliseconds.

@@ -1,0 +1,377 @@
+//! `gauntlet sim`: randomized torture of the protocol core on the deterministic simulator.
+//!
+//! Each seed gives a cluster (3 or 5 peers) and a fault schedule
+//! ([`Schedule::generate`](raft::sim::Schedule::generate)); the run checks the safety invariants
+//! after every step and the seed labs' tester checks at the end (see [`raft::sim::torture`]).
+//! Seeds run on `--jobs` threads. The first failing seed (the lowest) is shrunk to a short
+//! schedule that still fails the same way, printed step by step and as a replay command:
+//! `gauntlet sim --seed S [--bug B] --steps "<schedule>"`.
+//!
+//! Exit code: 0 no violation, 1 a violation, 3 bad options.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use raft::sim::torture::{run, silence_run_panics, Failure, RunOptions, Schedule};
+use raft::sim::{shrink_failure, Shrunk};
+use raft::Bug;
+
+use crate::run::EXIT_BAD_INPUT;
+
+/// How many events `--trace` keeps: enough for any run of a generated schedule.
+const FULL_TRACE: usize = 500_000;
+
+/// Options of `gauntlet sim`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SimArgs {
+    /// The seeds to run, `A..B` (B excluded) [default: 0..1000].
+    #[arg(long)]
+    pub seeds: Option<String>,
+    /// Run this one seed (to replay a failure); with `--steps` or `--schedule`, under that
+    /// schedule instead of the seed's own.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Every peer runs this deliberately broken variant of the catalogue.
+    #[arg(long)]
+    pub bug: Option<String>,
+    /// With `--seed`: print the run's whole trace.
+    #[arg(long)]
+    pub trace: bool,
+    /// Threads [default: all cores].
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Shrink the first failure (the default, except when the schedule is given).
+    #[arg(long)]
+    pub shrink: bool,
+    /// Do not shrink.
+    #[arg(long)]
+    pub no_shrink: bool,
+    /// Most candidate schedules a shrink runs.
+    #[arg(long, default_value_t = 3_000)]
+    pub shrink_budget: usize,
+    /// With `--seed`: the schedule in its one-line encoding (as replay commands print it).
+    #[arg(long)]
+    pub steps: Option<String>,
+    /// With `--seed`: the schedule as a JSON file (as `--print-schedule` writes it).
+    #[arg(long)]
+    pub schedule: Option<PathBuf>,
+    /// With `--seed`: print the schedule as JSON and run nothing.
+    #[arg(long)]
+    pub print_schedule: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// What to do, once the options are checked.
+enum Plan {
+    /// Many seeds.
+    Range { from: u64, to: u64, jobs: usize },
+    /// One seed, under its own schedule or a given one.
+    One { seed: u64, schedule: Schedule, given: bool },
+}
+
+struct Checked {
+    plan: Plan,
+    bug: Option<Bug>,
+    shrink: Option<bool>,
+}
+
+fn parse_range(text: &str) -> Result<(u64, u64), String> {
+    let (a, b) = text
+        .split_once("..")
+        .ok_or_else(|| format!("--seeds {text:?}: expected A..B, e.g. 0..1000"))?;
+    let a: u64 = a.trim().parse().map_err(|_| format!("--seeds {text:?}: {a:?} is not a seed"))?;
+    let b: u64 = b.trim().parse().map_err(|_| format!("--seeds {text:?}: {b:?} is not a seed"))?;
+    if a >= b {
+        return Err(format!("--seeds {text:?}: the range is empty"));
+    }
+    Ok((a, b))
+}
+
+fn check(args: &SimArgs) -> Result<Checked, String> {
+    let bug = match &args.bug {
+        None => None,
+        Some(name) => Some(name.parse::<Bug>().map_err(|e| format!("--bug: {e}"))?),
+    };
+    if args.shrink && args.no_shrink {
+        return Err("--shrink and --no-shrink contradict each other".to_string());
+    }
+    let shrink = if args.shrink {
+        Some(true)
+    } else if args.no_shrink {
+        Some(false)
+    } else {
+        None
+    };
+    let plan = match args.seed {
+        Some(seed) => {
+            if args.seeds.is_some() {
+                return Err("--seed runs one seed: leave out --seeds".to_string());
+            }
+            if args.jobs.is_some() {
+                return Err("--jobs is for --seeds ranges".to_string());
+            }
+            let (schedule, given) = match (&args.steps, &args.schedule) {
+                (Some(_), Some(_)) => {
+                    return Err("give the schedule by --steps or by --schedule, not both".into())
+                }
+                (Some(steps), None) => {
+                    (Schedule::parse_compact(steps).map_err(|e| format!("--steps: {e}"))?, true)
+                }
+                (None, Some(path)) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| format!("--schedule {}: {e}", path.display()))?;
+                    let s: Schedule = serde_json::from_str(&text)
+                        .map_err(|e| format!("--schedule {}: {e}", path.display()))?;
+                    s.validate().map_err(|e| format!("--schedule {}: {e}", path.display()))?;
+                    (s, true)
+                }
+                (None, None) => (Schedule::generate(seed), false),
+            };
+            Plan::One { seed, schedule, given }
+        }
+        None => {
+            for (set, flag) in [
+                (args.trace, "--trace"),
+                (args.steps.is_some(), "--steps"),
+                (args.schedule.is_some(), "--schedule"),
+                (args.print_schedule, "--print-schedule"),
+            ] {
+                if set {
+                    return Err(format!("{flag} needs --seed S (one run)"));
+                }
+            }
+            let (from, to) = parse_range(args.seeds.as_deref().unwrap_or("0..1000"))?;
+            let jobs = match args.jobs {
+                Some(0) => return Err("--jobs 0: at least one thread".to_string()),
+                Some(j) => j,
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            };
+            Plan::Range { from, to, jobs }
+        }
+    };
+    if args.shrink_budget == 0 {
+        return Err("--shrink-budget 0: shrinking needs at least one run".to_string());
+    }
+    Ok(Checked { plan, bug, shrink })
+}
+
+/// Runs `gauntlet sim` and returns its exit code.
+pub fn run_sim(args: SimArgs) -> i32 {
+    let checked = match check(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    silence_run_panics();
+    match checked.plan {
+        Plan::One { seed, schedule, given } => {
+            if args.print_schedule {
+                match serde_json::to_string_pretty(&schedule) {
+                    Ok(json) => {
+                        println!("{json}");
+                        return 0;
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return 255;
+                    }
+                }
+            }
+            let shrink = checked.shrink.unwrap_or(!given);
+            one(seed, checked.bug, &schedule, args.trace, shrink, args.shrink_budget)
+        }
+        Plan::Range { from, to, jobs } => {
+            let shrink = checked.shrink.unwrap_or(true);
+            range(from, to, jobs, checked.bug, shrink, args.shrink_budget, args.quiet)
+        }
+    }
+}
+
+fn bug_text(bug: Option<Bug>) -> String {
+    bug.map_or("no bug".to_string(), |b| format!("bug {b}"))
+}
+
+/// The command that replays `schedule` under `seed` and `bug`.
+pub fn replay_command(seed: u64, bug: Option<Bug>, schedule: &Schedule) -> String {
+    let bug = bug.map(|b| format!(" --bug {b}")).unwrap_or_default();
+    format!("gauntlet sim --seed {seed}{bug} --steps \"{}\"", schedule.to_compact())
+}
+
+/// Shrinks a failure and prints the result and its replay command.
+fn report_failure(
+    seed: u64,
+    bug: Option<Bug>,
+    schedule: &Schedule,
+    failure: &Failure,
+    shrink: bool,
+    budget: usize,
+) {
+    let opts = RunOptions { bug, ..RunOptions::new(seed) };
+    let started = Instant::now();
+    let (schedule, report) = if shrink {
+        let Shrunk { schedule: small, runs } = shrink_failure(&opts, schedule, failure, budget);
+        let commands = match small.proposals() {
+            1 => "1 command".to_string(),
+            k => format!("{k} commands"),
+        };
+        println!(
+            "shrunk from {} to {} steps ({commands} proposed) in {runs} runs, {:.2} s:",
+            schedule.steps.len(),
+            small.steps.len(),
+            started.elapsed().as_secs_f64()
+        );
+        print!("{}", small.describe("  "));
+        let report = match run(&opts, &small) {
+            Err(f) => f.message,
+            Ok(_) => "(the replay passed: this run is not deterministic, which is a bug of the simulator)".to_string(),
+        };
+        (small, report)
+    } else {
+        println!("schedule ({} steps):", schedule.steps.len());
+        print!("{}", schedule.describe("  "));
+        (schedule.clone(), failure.message.clone())
+    };
+    println!("report of the replay:");
+    for line in report.lines() {
+        println!("  {line}");
+    }
+    println!("replay: {}", replay_command(seed, bug, &schedule));
+}
+
+fn one(
+    seed: u64,
+    bug: Option<Bug>,
+    schedule: &Schedule,
+    trace: bool,
+    shrink: bool,
+    budget: usize,
+) -> i32 {
+    println!("gauntlet sim: seed {seed}, {}, {} steps", bug_text(bug), schedule.steps.len());
+    let opts = RunOptions {
+        bug,
+        trace_len: if trace { FULL_TRACE } else { 100 },
+        keep_trace: trace,
+        ..RunOptions::new(seed)
+    };
+    match run(&opts, schedule) {
+        Ok(passed) => {
+            if let Some(t) = &passed.trace {
+                print!("{t}");
+            }
+            println!(
+                "no violation: {} ms of virtual time, {} proposals accepted, {} seen committed, final command at index {}",
+                passed.virtual_ms, passed.accepted, passed.seen_committed, passed.final_index
+            );
+            0
+        }
+        Err(failure) => {
+            if trace {
+                println!("{}", failure.message);
+            }
+            println!("violation ({}): {}", failure.kind, failure.headline());
+            report_failure(seed, bug, schedule, &failure, shrink, budget);
+            1
+        }
+    }
+}
+
+fn range(
+    from: u64,
+    to: u64,
+    jobs: usize,
+    bug: Option<Bug>,
+    shrink: bool,
+    budget: usize,
+    quiet: bool,
+) -> i32 {
+    let count = to - from;
+    println!("gauntlet sim: seeds {from}..{to}, {}, {jobs} jobs", bug_text(bug));
+    let bar = ProgressBar::new(count);
+    if quiet {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed:>4} [{bar:30}] {pos}/{len} seeds {per_sec:>12} violations: {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message("0");
+    let next = AtomicU64::new(from);
+    let virtual_ms = AtomicU64::new(0);
+    let failures: Mutex<Vec<(u64, Failure)>> = Mutex::new(Vec::new());
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(count as usize) {
+            scope.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= to {
+                    break;
+                }
+                let opts = RunOptions { bug, trace_len: 0, ..RunOptions::new(seed) };
+                match run(&opts, &Schedule::generate(seed)) {
+                    Ok(p) => {
+                        virtual_ms.fetch_add(p.virtual_ms, Ordering::Relaxed);
+                    }
+                    Err(f) => {
+                        virtual_ms.fetch_add(f.at_us / 1000, Ordering::Relaxed);
+                        let mut all = failures.lock().unwrap_or_else(|e| e.into_inner());
+                        all.push((seed, f));
+                        bar.set_message(all.len().to_string());
+                    }
+                }
+                bar.inc(1);
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    let mut failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
+    failures.sort_by_key(|(seed, _)| *seed);
+    println!(
+        "seeds run: {count} in {secs:.1} s ({:.0} seeds/s; {:.0} s of virtual time)",
+        count as f64 / secs.max(1e-9),
+        virtual_ms.load(Ordering::Relaxed) as f64 / 1000.0
+    );
+    let Some((seed, _)) = failures.first() else {
+        println!("violations: none");
+        return 0;
+    };
+    let seed = *seed;
+    let seeds: Vec<String> = failures.iter().take(20).map(|(s, _)| s.to_string()).collect();
+    let more = if failures.len() > 20 { ", ..." } else { "" };
+    println!("violations: {} of {count} seeds ({}{more})", failures.len(), seeds.join(", "));
+    // By kind, with the first seed of each.
+    let mut kinds: Vec<(String, usize, u64)> = Vec::new();
+    for (seed, f) in &failures {
+        match kinds.iter_mut().find(|(k, _, _)| *k == f.kind) {
+            Some((_, n, _)) => *n += 1,
+            None => kinds.push((f.kind.clone(), 1, *seed)),
+        }
+    }
+    for (kind, n, first) in &kinds {
+        println!("  {n:>6} {kind} (first: seed {first})");
+    }
+    // Replay the first failure with a trace, for its report.
+    let schedule = Schedule::generate(seed);
+    let opts = RunOptions { bug, ..RunOptions::new(seed) };
+    let failure = match run(&opts, &schedule) {
+        Err(f) => f,
+        Ok(_) => {
+            println!("first failing seed: {seed}, but it passed when run again: this run is not deterministic, which is a bug of the simulator");
+            return 1;
+        }
+    };
+    println!("first failing seed: {seed}");
+    println!("  violation ({}): {}", failure.kind, failure.headline());
+    report_failure(seed, bug, &schedule, &failure, shrink, budget);
+    1
+}

@@ -1,0 +1,1082 @@
+//! Randomized torture in virtual time: a random cluster, a random fault schedule and concurrent
+//! proposals, with the safety invariants checked after every step and the seed labs' tester
+//! checks at the end.
+//!
+//! A run is a pure function of its seed, the bug switched on (if any) and its [`Schedule`]: the
+//! seed fixes the cluster's own randomness (network fates, election timeouts, tick phases), and
+//! the schedule is an explicit list of timed [`Step`]s. [`Schedule::generate`] derives a schedule
+//! from the seed; [`shrink`](super::shrink) reduces a failing one. A schedule prints readably
+//! ([`Schedule::describe`]), encodes compactly on one line ([`Schedule::to_compact`],
+//! [`Schedule::parse_compact`]) and serializes with serde.
+//!
+//! A run ([`run`]) has two phases:
+//! 1. faults: the steps, in time order, until [`Schedule::end_ms`]. Every accepted proposal is
+//!    watched by a client that looks, 10 ms to 1 s after it was accepted, whether its command
+//!    was committed at its index: those are the commands the client *saw committed*.
+//! 2. final: everything is healed (crashed peers restart, every peer is connected, every cut link
+//!    restored, the network reliable without reordering or duplicates); then there must be one
+//!    leader (`check_one_leader`), all peers must agree on a final command (`one(cmd, n)`),
+//!    every command a client saw committed must be at its index in every peer's log, and every
+//!    peer's log must agree with the committed entries up to the final command.
+//!
+//! Any check that fails, during the run or at its end, is a [`Failure`]; its
+//! [`kind`](Failure::kind) names the broken property, so that a shrunk schedule can be required
+//! to fail the same way.
+
+use super::cluster::{num, Cluster};
+use super::invariants::describe;
+use super::world::{derive_seed, SimConfig};
+use crate::core::{Bug, EntryKind, Index, Role};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
+
+/// The stream of [`derive_seed`] that schedules are drawn from (the simulator's own streams
+/// are below it).
+const STREAM_SCHEDULE: u64 = 16;
+
+/// When a client looks whether a proposal it saw accepted was committed, in milliseconds after
+/// the acceptance.
+const WATCH_OFFSETS_MS: [u64; 7] = [10, 20, 50, 100, 200, 500, 1_000];
+
+/// Which peer a step acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Target {
+    /// Peer `i`.
+    Node(u8),
+    /// The peer that leads when the step runs (of the newest term, if several think they lead);
+    /// the step does nothing when none does.
+    Leader,
+    /// Every peer (what that means depends on the action).
+    All,
+}
+
+impl Target {
+    fn compact(self) -> String {
+        match self {
+            Target::Node(i) => i.to_string(),
+            Target::Leader => "L".to_string(),
+            Target::All => "*".to_string(),
+        }
+    }
+
+    fn parse(s: &str, nodes: usize) -> Result<Target, String> {
+        match s {
+            "L" => Ok(Target::Leader),
+            "*" => Ok(Target::All),
+            _ => match s.parse::<u8>() {
+                Ok(i) if (i as usize) < nodes => Ok(Target::Node(i)),
+                Ok(i) => Err(format!("peer {i} does not exist in a cluster of {nodes}")),
+                Err(_) => Err(format!("{s:?} is not a peer (a number, L or *)")),
+            },
+        }
+    }
+
+    fn describe(self, all: &str) -> String {
+        match self {
+            Target::Node(i) => format!("n{i}"),
+            Target::Leader => "the leader".to_string(),
+            Target::All => all.to_string(),
+        }
+    }
+}
+
+/// What a step does.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Action {
+    /// Crashes a peer (`All`: every peer); it keeps only its durable state.
+    Crash(Target),
+    /// Starts a peer again from its durable state, crashing it first if it runs (a reboot);
+    /// `All` restarts every crashed peer and leaves running ones alone.
+    Restart(Target),
+    /// Disconnects a peer (`All`: every peer) from the network.
+    Isolate(Target),
+    /// Reconnects a peer (`All`: every peer).
+    Connect(Target),
+    /// Cuts every link, both ways, between these peers and the others.
+    Partition(Vec<Target>),
+    /// Cuts the link one way, from the first peer to the second.
+    Cut(Target, Target),
+    /// Restores every cut link and reconnects every peer.
+    Heal,
+    /// Switches the unreliable network (10% loss, 0-27 ms delays) on or off.
+    Unreliable(bool),
+    /// Switches long reordering (2/3 of replies delayed 200-2200 ms) on or off.
+    LongReordering(bool),
+    /// Duplicates this many messages per thousand (0: none).
+    Duplicate(u16),
+    /// Offers this many fresh commands to every running peer, as clients that look for the
+    /// leader do: whoever leads (and thinks it leads) accepts them.
+    Propose(u8),
+}
+
+impl Action {
+    fn compact(&self) -> String {
+        let on = |b: bool| if b { "on" } else { "off" };
+        match self {
+            Action::Crash(t) => format!("crash:{}", t.compact()),
+            Action::Restart(t) => format!("restart:{}", t.compact()),
+            Action::Isolate(t) => format!("isolate:{}", t.compact()),
+            Action::Connect(t) => format!("connect:{}", t.compact()),
+            Action::Partition(side) => {
+                let s: String = side.iter().map(|t| t.compact()).collect();
+                format!("partition:{s}")
+            }
+            Action::Cut(a, b) => format!("cut:{}>{}", a.compact(), b.compact()),
+            Action::Heal => "heal".to_string(),
+            Action::Unreliable(b) => format!("unreliable:{}", on(*b)),
+            Action::LongReordering(b) => format!("reorder:{}", on(*b)),
+            Action::Duplicate(p) => format!("dup:{p}"),
+            Action::Propose(k) => format!("propose:{k}"),
+        }
+    }
+
+    fn parse(s: &str, nodes: usize) -> Result<Action, String> {
+        let (name, arg) = s.split_once(':').unwrap_or((s, ""));
+        let target = || Target::parse(arg, nodes);
+        let switch = || match arg {
+            "on" => Ok(true),
+            "off" => Ok(false),
+            _ => Err(format!("{s:?}: expected on or off")),
+        };
+        let action = match name {
+            "crash" => Action::Crash(target()?),
+            "restart" => Action::Restart(target()?),
+            "isolate" => Action::Isolate(target()?),
+            "connect" => Action::Connect(target()?),
+            "partition" => {
+                let mut side = Vec::new();
+                for c in arg.chars() {
+                    let t = Target::parse(&c.to_string(), nodes)?;
+                    if t == Target::All {
+                        return Err(format!("{s:?}: a partition's side names peers or L"));
+                    }
+                    side.push(t);
+                }
+                if side.is_empty() {
+                    return Err(format!("{s:?}: a partition needs a side"));
+                }
+                Action::Partition(side)
+            }
+            "cut" => {
+                let (a, b) =
+                    arg.split_once('>').ok_or_else(|| format!("{s:?}: expected cut:A>B"))?;
+                let (a, b) = (Target::parse(a, nodes)?, Target::parse(b, nodes)?);
+                if a == Target::All || b == Target::All {
+                    return Err(format!("{s:?}: a cut links two peers"));
+                }
+                Action::Cut(a, b)
+            }
+            "heal" if arg.is_empty() => Action::Heal,
+            "unreliable" => Action::Unreliable(switch()?),
+            "reorder" => Action::LongReordering(switch()?),
+            "dup" => match arg.parse::<u16>() {
+                Ok(p) if p <= 1000 => Action::Duplicate(p),
+                _ => return Err(format!("{s:?}: expected dup:N with N per thousand, 0-1000")),
+            },
+            "propose" => match arg.parse::<u8>() {
+                Ok(k) if k > 0 => Action::Propose(k),
+                _ => return Err(format!("{s:?}: expected propose:K with K from 1 to 255")),
+            },
+            _ => return Err(format!("unknown step {s:?}")),
+        };
+        Ok(action)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let on = |b: bool| if b { "on" } else { "off" };
+        match self {
+            Action::Crash(t) => write!(f, "crash {}", t.describe("every peer")),
+            Action::Restart(Target::All) => write!(f, "restart every crashed peer"),
+            Action::Restart(t) => write!(f, "restart {} (a reboot if it runs)", t.describe("")),
+            Action::Isolate(t) => write!(f, "disconnect {}", t.describe("every peer")),
+            Action::Connect(t) => write!(f, "reconnect {}", t.describe("every peer")),
+            Action::Partition(side) => {
+                let names: Vec<String> = side.iter().map(|t| t.describe("")).collect();
+                write!(f, "partition {{{}}} from the others (both ways)", names.join(", "))
+            }
+            Action::Cut(a, b) => {
+                write!(f, "cut the link {} -> {} (one way)", a.describe(""), b.describe(""))
+            }
+            Action::Heal => write!(f, "heal: restore every link and reconnect every peer"),
+            Action::Unreliable(b) => {
+                write!(f, "unreliable network (10% loss, 0-27 ms delays) {}", on(*b))
+            }
+            Action::LongReordering(b) => {
+                write!(f, "long reordering (replies delayed 200-2200 ms) {}", on(*b))
+            }
+            Action::Duplicate(p) => write!(f, "duplicate {p} messages per thousand"),
+            Action::Propose(1) => write!(f, "offer 1 command to whoever leads"),
+            Action::Propose(k) => write!(f, "offer {k} commands to whoever leads"),
+        }
+    }
+}
+
+/// One timed step of a schedule.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Step {
+    /// Virtual milliseconds since the start of the run.
+    pub at_ms: u64,
+    /// What happens then.
+    pub action: Action,
+}
+
+/// A run's cluster size, fault phase and steps.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Schedule {
+    /// How many peers (3 or 5 when generated; 1 to 10 allowed).
+    pub nodes: usize,
+    /// When the fault phase ends and the final phase (heal, then checks) begins, in virtual
+    /// milliseconds.
+    pub end_ms: u64,
+    /// The steps, in time order, none after `end_ms`. Steps at the same time run in list order.
+    pub steps: Vec<Step>,
+}
+
+/// A bounded random duration in milliseconds, skewed towards short ones.
+fn duration(rng: &mut ChaCha8Rng, lo: u64, hi: u64) -> u64 {
+    let upper = rng.gen_range(lo..=hi);
+    rng.gen_range(lo..=upper)
+}
+
+impl Schedule {
+    /// The schedule of `seed`: a cluster of 3 or 5 peers and one of two fault mixes.
+    ///
+    /// - Mixed (2 seeds in 3): a fault phase of 2 to 4 virtual seconds, clients proposing 1 to 3
+    ///   commands every 5-150 ms, and fault episodes every 30-500 ms, each undone after
+    ///   50-1500 ms (a crash by a restart, a disconnection by a reconnection, a partition or
+    ///   cut by a heal, a network mode by switching it off): crashes and reboots,
+    ///   disconnections, partitions and one-way cuts (half of them aimed at the leader),
+    ///   spells of loss, long reordering and duplication.
+    /// - Leader churn (1 seed in 3), the pattern of the paper's Figure 8 as the labs test it: a
+    ///   fault phase of 3 to 6 seconds on the unreliable network, in rounds mostly a few
+    ///   milliseconds apart; each round offers a command, half of the rounds then cut off (or,
+    ///   in a quarter of the seeds, crash) the leader before it could replicate it, and a tenth
+    ///   bring one peer back.
+    pub fn generate(seed: u64) -> Schedule {
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_SCHEDULE, 0));
+        let nodes: usize = if rng.gen_bool(0.5) { 3 } else { 5 };
+        if rng.gen_bool(1.0 / 3.0) {
+            Schedule::churn(nodes, &mut rng)
+        } else {
+            Schedule::mixed(nodes, &mut rng)
+        }
+    }
+
+    fn churn(nodes: usize, rng: &mut ChaCha8Rng) -> Schedule {
+        let end_ms = rng.gen_range(3_000..=6_000u64);
+        let crash = rng.gen_bool(0.25);
+        let mut steps = vec![Step { at_ms: 0, action: Action::Unreliable(true) }];
+        let mut push = |at_ms: u64, action: Action| {
+            if at_ms <= end_ms {
+                steps.push(Step { at_ms, action });
+            }
+        };
+        let mut t = 0;
+        while t < end_ms {
+            push(t, Action::Propose(1));
+            t += if rng.gen_bool(0.1) { rng.gen_range(0..500) } else { rng.gen_range(0..13) };
+            if rng.gen_bool(0.5) {
+                push(
+                    t,
+                    if crash {
+                        Action::Crash(Target::Leader)
+                    } else {
+                        Action::Isolate(Target::Leader)
+                    },
+                );
+            }
+            if rng.gen_bool(0.1) {
+                let who = Target::Node(rng.gen_range(0..nodes) as u8);
+                push(t, if crash { Action::Restart(who) } else { Action::Connect(who) });
+            }
+        }
+        Schedule { nodes, end_ms, steps }
+    }
+
+    fn mixed(nodes: usize, rng: &mut ChaCha8Rng) -> Schedule {
+        let end_ms = rng.gen_range(2_000..=4_000u64);
+        let mut steps = Vec::new();
+        let mut push = |at_ms: u64, action: Action| {
+            if at_ms <= end_ms {
+                steps.push(Step { at_ms, action });
+            }
+        };
+        if rng.gen_bool(0.25) {
+            push(0, Action::Unreliable(true));
+        }
+
+        // The clients.
+        let mut t = rng.gen_range(0..200);
+        while t < end_ms {
+            push(t, Action::Propose(rng.gen_range(1..=3)));
+            t += rng.gen_range(5..=150);
+        }
+
+        // The faults.
+        let node = |rng: &mut ChaCha8Rng| Target::Node(rng.gen_range(0..nodes) as u8);
+        let node_or_leader =
+            |rng: &mut ChaCha8Rng| if rng.gen_bool(0.5) { Target::Leader } else { node(rng) };
+        let mut t = rng.gen_range(100..600);
+        while t < end_ms {
+            let undo_at = t + duration(rng, 50, 1_500);
+            match rng.gen_range(0..100) {
+                0..=21 => {
+                    let who = node_or_leader(rng);
+                    push(t, Action::Crash(who));
+                    let back = if let Target::Node(_) = who { who } else { Target::All };
+                    push(undo_at, Action::Restart(back));
+                }
+                22..=33 => push(t, Action::Restart(node_or_leader(rng))),
+                34..=51 => {
+                    let who = node_or_leader(rng);
+                    push(t, Action::Isolate(who));
+                    let back = if let Target::Node(_) = who { who } else { Target::All };
+                    push(undo_at, Action::Connect(back));
+                }
+                52..=67 => {
+                    let mut side = Vec::new();
+                    if rng.gen_bool(0.5) {
+                        side.push(Target::Leader);
+                    }
+                    let size = rng.gen_range(1..=nodes / 2);
+                    while side.len() < size {
+                        let n = node(rng);
+                        if !side.contains(&n) {
+                            side.push(n);
+                        }
+                    }
+                    push(t, Action::Partition(side));
+                    push(undo_at, Action::Heal);
+                }
+                68..=79 => {
+                    for _ in 0..rng.gen_range(1..=3) {
+                        let from = node_or_leader(rng);
+                        let to = node_or_leader(rng);
+                        if from != to {
+                            push(t, Action::Cut(from, to));
+                        }
+                    }
+                    push(undo_at, Action::Heal);
+                }
+                80..=87 => {
+                    push(t, Action::Unreliable(true));
+                    push(undo_at, Action::Unreliable(false));
+                }
+                88..=94 => {
+                    push(t, Action::LongReordering(true));
+                    push(undo_at, Action::LongReordering(false));
+                }
+                _ => {
+                    push(t, Action::Duplicate(rng.gen_range(1..=5) * 50));
+                    push(undo_at, Action::Duplicate(0));
+                }
+            }
+            t += duration(rng, 30, 500);
+        }
+        steps.sort_by_key(|s| s.at_ms);
+        Schedule { nodes, end_ms, steps }
+    }
+
+    /// Checks the schedule's shape: 1 to 10 peers, steps in time order and within the fault
+    /// phase, targets that exist.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=10).contains(&self.nodes) {
+            return Err(format!("a schedule needs 1 to 10 peers, not {}", self.nodes));
+        }
+        let mut last = 0;
+        for s in &self.steps {
+            if s.at_ms < last {
+                return Err(format!("steps out of time order: {} ms after {last} ms", s.at_ms));
+            }
+            if s.at_ms > self.end_ms {
+                return Err(format!(
+                    "a step at {} ms is after the end, {} ms",
+                    s.at_ms, self.end_ms
+                ));
+            }
+            last = s.at_ms;
+            let targets: Vec<Target> = match &s.action {
+                Action::Crash(t) | Action::Restart(t) | Action::Isolate(t) | Action::Connect(t) => {
+                    vec![*t]
+                }
+                Action::Partition(side) => side.clone(),
+                Action::Cut(a, b) => vec![*a, *b],
+                _ => vec![],
+            };
+            for t in targets {
+                if let Target::Node(i) = t {
+                    if i as usize >= self.nodes {
+                        return Err(format!(
+                            "a step names n{i} in a cluster of {} peers",
+                            self.nodes
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The one-line encoding: `nodes=N end=MS`, then one `MS:ACTION` token per step, separated
+    /// by spaces. Actions: `crash:T`, `restart:T`, `isolate:T`, `connect:T` (T a peer number,
+    /// `L` for the leader or `*` for all), `partition:SIDE` (peers and `L`, e.g. `L02`),
+    /// `cut:A>B`, `heal`, `unreliable:on|off`, `reorder:on|off`, `dup:N`, `propose:K`.
+    pub fn to_compact(&self) -> String {
+        let mut out = format!("nodes={} end={}", self.nodes, self.end_ms);
+        for s in &self.steps {
+            out.push_str(&format!(" {}:{}", s.at_ms, s.action.compact()));
+        }
+        out
+    }
+
+    /// Parses [`Schedule::to_compact`]'s encoding (and validates the result).
+    pub fn parse_compact(text: &str) -> Result<Schedule, String> {
+        let mut tokens = text.split_whitespace();
+        let mut header = |key: &str| -> Result<u64, String> {
+            let tok = tokens.next().ok_or_else(|| format!("the schedule lacks {key}=..."))?;
+            tok.strip_prefix(key)
+                .and_then(|r| r.strip_prefix('='))
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| format!("expected {key}=<number>, found {tok:?}"))
+        };
+        let nodes = header("nodes")? as usize;
+        let end_ms = header("end")?;
+        if !(1..=10).contains(&nodes) {
+            return Err(format!("a schedule needs 1 to 10 peers, not {nodes}"));
+        }
+        let mut steps = Vec::new();
+        for tok in tokens {
+            let (at, action) =
+                tok.split_once(':').ok_or_else(|| format!("expected MS:ACTION, found {tok:?}"))?;
+            let at_ms =
+                at.parse::<u64>().map_err(|_| format!("{tok:?}: {at:?} is not a time in ms"))?;
+            steps.push(Step { at_ms, action: Action::parse(action, nodes)? });
+        }
+        let schedule = Schedule { nodes, end_ms, steps };
+        schedule.validate()?;
+        Ok(schedule)
+    }
+
+    /// A readable listing, one step per line, each line starting with `indent`.
+    pub fn describe(&self, indent: &str) -> String {
+        let mut out = format!(
+            "{indent}{} peers; faults until {} ms, then heal and the final checks\n",
+            self.nodes, self.end_ms
+        );
+        for s in &self.steps {
+            out.push_str(&format!("{indent}{:>6} ms  {}\n", s.at_ms, s.action));
+        }
+        out
+    }
+
+    /// How many commands the schedule proposes.
+    pub fn proposals(&self) -> u64 {
+        self.steps
+            .iter()
+            .map(|s| if let Action::Propose(k) = s.action { k as u64 } else { 0 })
+            .sum()
+    }
+}
+
+/// How to run a schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunOptions {
+    /// The seed of the cluster's own randomness.
+    pub seed: u64,
+    /// The bug of the catalogue every peer runs with (builds with the cargo feature `bugs`).
+    pub bug: Option<Bug>,
+    /// How many recent events the simulator keeps for failure reports (0 is fastest; a failure
+    /// then shows no events).
+    pub trace_len: usize,
+    /// Whether to return the kept trace of a passing run as well.
+    pub keep_trace: bool,
+    /// The most simulator events (ticks and deliveries) a run may take before it fails as a
+    /// runaway (a message storm or livelock), see [`Sim::set_max_events`](super::Sim::set_max_events).
+    pub max_events: u64,
+}
+
+impl RunOptions {
+    /// Seed `seed`, no bug, a trace of the last 100 events for failures.
+    pub fn new(seed: u64) -> RunOptions {
+        RunOptions { seed, bug: None, trace_len: 100, keep_trace: false, max_events: 50_000 }
+    }
+}
+
+/// What a passing run did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Passed {
+    /// Virtual milliseconds the run lasted, final phase included.
+    pub virtual_ms: u64,
+    /// Proposals a leader accepted.
+    pub accepted: u64,
+    /// Commands a client saw committed.
+    pub seen_committed: u64,
+    /// Simulator events (ticks and deliveries) the run took.
+    pub events: u64,
+    /// The index of the final command every peer agreed on.
+    pub final_index: Index,
+    /// The kept trace, when asked for.
+    pub trace: Option<String>,
+}
+
+/// In which phase a run failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// During the steps.
+    Faults,
+    /// After the heal, in the final checks.
+    Final,
+}
+
+/// How a run failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The broken property, e.g. `leader completeness` or `final: lost a committed command`
+    /// (see [`classify`]).
+    pub kind: String,
+    /// The whole report: what broke, the seed, every peer's state and the recent events.
+    pub message: String,
+    /// Virtual time of the failure, in microseconds.
+    pub at_us: u64,
+    /// The phase it failed in.
+    pub phase: Phase,
+}
+
+impl Failure {
+    /// The first line of the report.
+    pub fn headline(&self) -> &str {
+        self.message.lines().next().unwrap_or("")
+    }
+}
+
+/// The broken property a failure report names: one of `election safety`, `double vote`,
+/// `log matching`, `leader completeness`, `committed entry overwritten`, `state machine
+/// safety`, `apply order`, `term adoption`, `durability before sending`, `durable state
+/// regressed`, `final: ...` for the final checks, `runaway` for a run over its budget of
+/// events, or `panic: <first line>` for anything else.
+pub fn classify(message: &str) -> String {
+    let head = message.lines().next().unwrap_or("");
+    let kinds: [(&str, &str); 17] = [
+        ("election safety", "election safety"),
+        ("to both", "double vote"),
+        ("log matching", "log matching"),
+        ("would hold entry", "log matching"),
+        ("leader completeness", "leader completeness"),
+        ("overwrote or truncated committed", "committed entry overwritten"),
+        ("out of order", "apply order"),
+        ("apply error", "state machine safety"),
+        ("stayed in term", "term adoption"),
+        ("before the vote was durable", "durability before sending"),
+        ("are durable", "durability before sending"),
+        ("while its durable term", "durability before sending"),
+        ("went backwards", "durable state regressed"),
+        ("durable vote in term", "durable state regressed"),
+        ("has two leaders", "final: two leaders in a term"),
+        ("expected one leader", "final: no leader"),
+        ("failed to reach agreement", "final: no agreement"),
+    ];
+    for (needle, kind) in kinds {
+        if head.contains(needle) {
+            return kind.to_string();
+        }
+    }
+    if head.starts_with("runaway: ") {
+        return "runaway".to_string();
+    }
+    if let Some(rest) = head.strip_prefix("final check: ") {
+        let what = rest.split(':').next().unwrap_or(rest);
+        return format!("final: {what}");
+    }
+    let short: String = head.chars().take(80).collect();
+    format!("panic: {short}")
+}
+
+thread_local! {
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Makes panics inside [`run`] silent on this process's standard error (their reports are
+/// returned as [`Failure`]s instead); other panics still go to the previous hook. Idempotent.
+pub fn silence_run_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+struct Watch {
+    index: Index,
+    value: u64,
+    accepted_us: u64,
+    next: usize,
+}
+
+struct Driver {
+    c: Cluster,
+    n: usize,
+    cut: Vec<bool>,
+    next_value: u64,
+    watches: Vec<Watch>,
+    /// (index, command value) of every command a client saw committed.
+    seen: Vec<(Index, u64)>,
+    accepted: u64,
+}
+
+impl Driver {
+    fn leader(&self) -> Option<usize> {
+        let sim = self.c.sim();
+        (0..self.n)
+            .filter_map(|i| sim.status(i).filter(|s| s.role == Role::Leader).map(|s| (s.term, i)))
+            .max()
+            .map(|(_, i)| i)
+    }
+
+    /// The peers a target names now.
+    fn resolve(&self, t: Target) -> Vec<usize> {
+        match t {
+            Target::Node(i) => vec![i as usize],
+            Target::Leader => self.leader().into_iter().collect(),
+            Target::All => (0..self.n).collect(),
+        }
+    }
+
+    fn set_link(&mut self, from: usize, to: usize, up: bool) {
+        if from != to && self.cut[from * self.n + to] == up {
+            self.cut[from * self.n + to] = !up;
+            self.c.sim().set_link(from, to, up);
+        }
+    }
+
+    fn heal_links(&mut self) {
+        for a in 0..self.n {
+            for b in 0..self.n {
+                self.set_link(a, b, true);
+            }
+        }
+        let mut sim = self.c.sim();
+        for i in 0..self.n {
+            sim.connect(i);
+        }
+    }
+
+    fn apply(&mut self, action: &Action) {
+        self.c.sim().note(format!("step: {action}"));
+        match action {
+            Action::Crash(t) => {
+                for i in self.resolve(*t) {
+                    self.c.sim().crash(i);
+                }
+            }
+            Action::Restart(Target::All) => {
+                let mut sim = self.c.sim();
+                for i in 0..self.n {
+                    if !sim.is_alive(i) {
+                        sim.restart(i);
+                    }
+                }
+            }
+            Action::Restart(t) => {
+                for i in self.resolve(*t) {
+                    self.c.sim().restart(i);
+                }
+            }
+            Action::Isolate(t) => {
+                for i in self.resolve(*t) {
+                    self.c.sim().disconnect(i);
+                }
+            }
+            Action::Connect(t) => {
+                for i in self.resolve(*t) {
+                    self.c.sim().connect(i);
+                }
+            }
+            Action::Partition(side) => {
+                let mut inside = vec![false; self.n];
+                for t in side {
+                    for i in self.resolve(*t) {
+                        inside[i] = true;
+                    }
+                }
+                for a in 0..self.n {
+                    for b in 0..self.n {
+                        if inside[a] != inside[b] {
+                            self.set_link(a, b, false);
+                        }
+                    }
+                }
+            }
+            Action::Cut(a, b) => {
+                for from in self.resolve(*a) {
+                    for to in self.resolve(*b) {
+                        self.set_link(from, to, false);
+                    }
+                }
+            }
+            Action::Heal => self.heal_links(),
+            Action::Unreliable(on) => self.c.sim().set_reliable(!on),
+            Action::LongReordering(on) => self.c.sim().set_long_reordering(*on),
+            Action::Duplicate(p) => self.c.sim().network().set_duplicate_per_mille(*p as u32),
+            Action::Propose(k) => {
+                for _ in 0..*k {
+                    let value = self.next_value;
+                    self.next_value += 1;
+                    for i in 0..self.n {
+                        let accepted = self.c.sim().propose(i, num(value));
+                        if let Some((index, _)) = accepted {
+                            self.accepted += 1;
+                            let accepted_us = self.c.sim().now_us();
+                            self.watches.push(Watch { index, value, accepted_us, next: 0 });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_watch_us(&self) -> Option<u64> {
+        self.watches.iter().map(|w| w.accepted_us + WATCH_OFFSETS_MS[w.next] * 1000).min()
+    }
+
+    /// Lets every client whose look is due (or every client, with `all`) look.
+    fn look(&mut self, now_us: u64, all: bool) {
+        let c = &self.c;
+        let seen = &mut self.seen;
+        self.watches.retain_mut(|w| {
+            if !all && w.accepted_us + WATCH_OFFSETS_MS[w.next] * 1000 > now_us {
+                return true;
+            }
+            let (count, cmd) = c.n_committed(w.index);
+            if count > 0 {
+                if cmd.is_some_and(|cmd| cmd[..] == num(w.value)[..]) {
+                    seen.push((w.index, w.value));
+                }
+                return false;
+            }
+            w.next += 1;
+            w.next < WATCH_OFFSETS_MS.len()
+        });
+    }
+
+    fn fault_phase(&mut self, schedule: &Schedule) {
+        let end_us = schedule.end_ms * 1000;
+        let mut steps = schedule.steps.iter().peekable();
+        loop {
+            let next_step = steps.peek().map(|s| s.at_ms * 1000);
+            let t = [next_step, self.next_watch_us(), Some(end_us)]
+                .into_iter()
+                .flatten()
+                .min()
+                .expect("the end is always there");
+            self.c.sim().run_until_us(t);
+            self.look(t, false);
+            while let Some(s) = steps.next_if(|s| s.at_ms * 1000 <= t) {
+                self.apply(&s.action);
+            }
+            if t >= end_us && steps.peek().is_none() {
+                break;
+            }
+        }
+        self.look(end_us, true);
+    }
+
+    fn heal_all(&mut self) {
+        self.c.sim().note("the end of the faults: heal everything".to_string());
+        self.heal_links();
+        let mut sim = self.c.sim();
+        for i in 0..self.n {
+            if !sim.is_alive(i) {
+                sim.restart(i);
+            }
+        }
+        sim.set_reliable(true);
+        sim.set_long_reordering(false);
+        sim.network().set_duplicate_per_mille(0);
+    }
+
+    /// Every command a client saw committed is at its index in every peer's log, and every
+    /// peer applied up to the final command and holds the committed entries up to it.
+    fn final_logs(&self, final_index: Index) -> Result<(), String> {
+        let sim = self.c.sim();
+        for &(index, v) in &self.seen {
+            for i in 0..self.n {
+                let entry = sim.node(i).raw().and_then(|r| r.entry(index));
+                if !entry.is_some_and(|e| e.kind == EntryKind::Normal && e.data == num(v)) {
+                    let held = entry.map_or("nothing".to_string(), |e| describe(e.kind, &e.data));
+                    return Err(format!(
+                        "lost a committed command: a client saw cmd {v} committed at index {index}, but n{i}'s log holds {held} there"
+                    ));
+                }
+            }
+        }
+        let committed = sim.committed();
+        for i in 0..self.n {
+            let raw = sim.node(i).raw().expect("every peer runs after the heal");
+            if raw.status().applied_index < final_index {
+                return Err(format!(
+                    "not applied: n{i} did not apply up to the final command at {final_index}"
+                ));
+            }
+            for (k, e) in raw.entries().iter().take(final_index as usize).enumerate() {
+                let same = committed.get(k).is_some_and(|ce| {
+                    ce.term == e.term && ce.kind == e.kind && ce.data[..] == e.data[..]
+                });
+                if !same {
+                    return Err(format!(
+                        "logs disagree: n{i}'s entry {} (term {}) is not the committed one",
+                        k + 1,
+                        e.term
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn final_phase(&mut self) -> Index {
+        let c = self.c.clone();
+        let value = self.next_value;
+        self.next_value += 1;
+        let n = self.n;
+        let final_index = c.block_on(async {
+            c.check_one_leader().await;
+            c.one(num(value), n, true).await
+        });
+        if let Err(e) = self.final_logs(final_index) {
+            c.fail(&format!("final check: {e}"));
+        }
+        final_index
+    }
+}
+
+/// Runs `schedule` under `opts`: its faults, then the heal and the final checks, with the
+/// simulator's invariants checked after every step. Panics of the run are caught and returned
+/// as a [`Failure`] (call [`silence_run_panics`] first to keep them off standard error).
+///
+/// # Panics
+///
+/// If the schedule is not [valid](Schedule::validate), or a bug is asked for in a build without
+/// the cargo feature `bugs`.
+pub fn run(opts: &RunOptions, schedule: &Schedule) -> Result<Passed, Failure> {
+    if let Err(e) = schedule.validate() {
+        panic!("invalid schedule: {e}");
+    }
+    #[cfg(not(feature = "bugs"))]
+    assert!(opts.bug.is_none(), "a bug can only be switched on with the cargo feature `bugs`");
+    let cfg = SimConfig {
+        bug: opts.bug,
+        trace_len: opts.trace_len,
+        ..SimConfig::new(schedule.nodes, opts.seed)
+    };
+    let n = schedule.nodes;
+    let mut d = Driver {
+        c: Cluster::with_config(cfg),
+        n,
+        cut: vec![false; n * n],
+        next_value: 1,
+        watches: Vec::new(),
+        seen: Vec::new(),
+        accepted: 0,
+    };
+    d.c.sim().set_max_events(opts.max_events);
+    let phase = Cell::new(Phase::Faults);
+    let was_quiet = QUIET.with(|q| q.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        d.fault_phase(schedule);
+        phase.set(Phase::Final);
+        d.heal_all();
+        d.final_phase()
+    }));
+    QUIET.with(|q| q.set(was_quiet));
+    let at_us = d.c.sim().now_us();
+    match result {
+        Ok(final_index) => {
+            let sim = d.c.sim();
+            Ok(Passed {
+                virtual_ms: at_us / 1000,
+                accepted: d.accepted,
+                seen_committed: d.seen.len() as u64,
+                events: sim.events(),
+                final_index,
+                trace: opts.keep_trace.then(|| sim.trace().to_string()),
+            })
+        }
+        Err(payload) => {
+            // The simulator's hint to replay with `RAFT_SEED` is for the lab scenarios; a
+            // torture run replays from its seed and schedule.
+            let hint = format!(" (replay with RAFT_SEED={})", opts.seed);
+            let message = super::seeds::panic_message(payload.as_ref()).replacen(&hint, "", 1);
+            Err(Failure { kind: classify(&message), message, at_us, phase: phase.get() })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_always_generates_the_same_schedule() {
+        for seed in 0..50 {
+            assert_eq!(Schedule::generate(seed), Schedule::generate(seed));
+        }
+        let distinct: std::collections::HashSet<Schedule> =
+            (0..50).map(Schedule::generate).collect();
+        assert_eq!(distinct.len(), 50, "seeds should give different schedules");
+    }
+
+    #[test]
+    fn generated_schedules_are_valid_and_varied() {
+        let mut sizes = std::collections::HashSet::new();
+        let mut kinds = std::collections::HashSet::new();
+        for seed in 0..200 {
+            let s = Schedule::generate(seed);
+            s.validate().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            assert!((2_000..=6_000).contains(&s.end_ms));
+            assert!(s.proposals() > 0);
+            sizes.insert(s.nodes);
+            for step in &s.steps {
+                kinds.insert(std::mem::discriminant(&step.action));
+            }
+        }
+        assert_eq!(sizes, [3, 5].into_iter().collect());
+        assert_eq!(kinds.len(), 11, "every kind of step should occur in 200 schedules");
+    }
+
+    #[test]
+    fn the_compact_encoding_round_trips() {
+        for seed in 0..100 {
+            let s = Schedule::generate(seed);
+            assert_eq!(Schedule::parse_compact(&s.to_compact()).unwrap(), s);
+        }
+        let s = Schedule::parse_compact(
+            "nodes=5 end=900 0:unreliable:on 5:partition:L3 7:cut:1>L 9:crash:* 9:restart:2 \
+             10:dup:250 11:reorder:off 12:heal 800:propose:3",
+        )
+        .unwrap();
+        assert_eq!(s.steps.len(), 9);
+        assert_eq!(s.steps[1].action, Action::Partition(vec![Target::Leader, Target::Node(3)]));
+        assert_eq!(s.steps[2].action, Action::Cut(Target::Node(1), Target::Leader));
+    }
+
+    #[test]
+    fn bad_encodings_are_refused_with_a_reason() {
+        let bad = [
+            ("end=9 nodes=3", "nodes"),
+            ("nodes=3 end=100 5:crash:7", "peer 7"),
+            ("nodes=3 end=100 50:crash:1 20:restart:1", "time order"),
+            ("nodes=3 end=100 200:heal", "after the end"),
+            ("nodes=3 end=100 5:explode", "unknown step"),
+            ("nodes=3 end=100 5:propose:0", "propose:K"),
+            ("nodes=3 end=100 5:cut:1", "cut:A>B"),
+            ("nodes=0 end=100", "1 to 10"),
+        ];
+        for (text, reason) in bad {
+            let err = Schedule::parse_compact(text).unwrap_err();
+            assert!(err.contains(reason), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_run_is_a_function_of_seed_and_schedule() {
+        let s = Schedule::generate(3);
+        let a = run(&RunOptions::new(3), &s).unwrap();
+        let b = run(&RunOptions::new(3), &s).unwrap();
+        assert_eq!(a, b);
+        assert!(a.final_index > 0 && a.accepted > 0);
+        assert!(a.virtual_ms >= s.end_ms);
+    }
+
+    #[test]
+    fn a_kept_trace_shows_the_whole_run_without_changing_it() {
+        let s = Schedule::generate(8);
+        let plain = run(&RunOptions::new(8), &s).unwrap();
+        let opts = RunOptions { trace_len: 1 << 20, keep_trace: true, ..RunOptions::new(8) };
+        let traced = run(&opts, &s).unwrap();
+        let trace = traced.trace.clone().unwrap();
+        assert!(!trace.contains("earlier events"), "the whole run is kept");
+        assert!(trace.contains("-- step: ") && trace.contains("heal everything"));
+        assert_eq!(Passed { trace: None, ..traced }, plain);
+    }
+
+    #[test]
+    fn a_run_over_its_budget_of_events_fails_as_a_runaway() {
+        silence_run_panics();
+        let s = Schedule::generate(6);
+        let passed = run(&RunOptions::new(6), &s).unwrap();
+        let opts = RunOptions { max_events: passed.events / 2, ..RunOptions::new(6) };
+        let f = run(&opts, &s).unwrap_err();
+        assert_eq!(f.kind, "runaway");
+        assert!(f.headline().contains("over the budget"), "{}", f.message);
+        let opts = RunOptions { max_events: passed.events, ..RunOptions::new(6) };
+        assert_eq!(run(&opts, &s).unwrap(), passed, "a budget that suffices changes nothing");
+    }
+
+    #[test]
+    fn clients_see_commands_committed_and_the_final_checks_pass() {
+        let s = Schedule::parse_compact("nodes=3 end=1500 900:propose:3 1000:propose:2").unwrap();
+        let p = run(&RunOptions::new(1), &s).unwrap();
+        assert_eq!(p.accepted, 5);
+        assert_eq!(p.seen_committed, 5);
+        assert_eq!(p.final_index, 6);
+    }
+
+    #[test]
+    fn a_correct_core_survives_many_seeds() {
+        silence_run_panics();
+        for seed in 0..100 {
+            if let Err(f) = run(&RunOptions::new(seed), &Schedule::generate(seed)) {
+                panic!("seed {seed} failed: {}", f.message);
+            }
+        }
+    }
+
+    #[test]
+    fn failures_are_classified_by_the_property_they_break() {
+        let cases = [
+            ("safety violation: election safety: n0 and n1 are both leaders of term 3", "election safety"),
+            ("safety violation: n1 granted its vote in term 4 to both n0 and n2", "double vote"),
+            ("safety violation: leader completeness: n2 became leader ...", "leader completeness"),
+            ("safety violation: apply error: at index 3 n1 applied cmd 1", "state machine safety"),
+            ("safety violation: n0 received a AppendEntriesResponse of term 5 in term 4 and stayed in term 4", "term adoption"),
+            ("final check: lost a committed command: a client saw", "final: lost a committed command"),
+            ("expected one leader, got none", "final: no leader"),
+            ("index out of bounds", "panic: index out of bounds"),
+        ];
+        for (msg, kind) in cases {
+            assert_eq!(classify(msg), kind, "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_one_peer_cluster_commits_through_its_own_crash() {
+        let s = Schedule::parse_compact("nodes=1 end=1000 700:propose:2 800:crash:0").unwrap();
+        let p = run(&RunOptions::new(9), &s).unwrap();
+        assert_eq!(p.seen_committed, 2);
+        assert_eq!(p.final_index, 3);
+    }
+
+    #[cfg(feature = "bugs")]
+    #[test]
+    fn a_bug_fails_the_run_with_its_kind_phase_and_report() {
+        silence_run_panics();
+        let s = Schedule::parse_compact("nodes=3 end=1000 500:propose:1").unwrap();
+        let opts = RunOptions { bug: Some(Bug::ForgetVote), ..RunOptions::new(4) };
+        let f = run(&opts, &s).unwrap_err();
+        assert_eq!(f.kind, "durability before sending");
+        assert_eq!(f.phase, Phase::Faults);
+        assert!(f.message.contains("seed 4") && f.message.contains("peers:"), "{}", f.message);
+        assert_eq!(run(&opts, &s).unwrap_err(), f, "a failure replays exactly");
+    }
+}
