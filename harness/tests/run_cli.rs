@@ -117,6 +117,9 @@ fn bad_options_are_refused_by_name() {
     let out = gauntlet().args(["run", "--bug", "no-such-bug"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-bug"));
+    let out = gauntlet().args(["run", "--no-such-flag"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "a usage error is bad input, not the 2 of `unknown`");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
     let out = gauntlet().args(["run", "--nemesis", "kill,meteor"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("meteor"));
