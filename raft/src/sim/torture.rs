@@ -5,7 +5,7 @@
 //! A run is a pure function of its seed, the bug switched on (if any) and its [`Schedule`]: the
 //! seed fixes the cluster's own randomness (network fates, election timeouts, tick phases), and
 //! the schedule is an explicit list of timed [`Step`]s. [`Schedule::generate`] derives a schedule
-//! from the seed; [`shrink`](super::shrink) reduces a failing one. A schedule prints readably
+//! from the seed; [`shrink`](mod@super::shrink) reduces a failing one. A schedule prints readably
 //! ([`Schedule::describe`]), encodes compactly on one line ([`Schedule::to_compact`],
 //! [`Schedule::parse_compact`]) and serializes with serde.
 //!
