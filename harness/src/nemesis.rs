@@ -319,7 +319,7 @@ impl Nemesis {
             "majorities-ring" => {
                 // Each node keeps its links to the k nearest nodes on each side of a random ring,
                 // so that it sees a bare majority, but no two nodes see the same majority.
-                let k = (n / 2 + 1) / 2;
+                let k = (n / 2).div_ceil(2);
                 let mut cut = Vec::new();
                 for (i, &a) in shuffled.iter().enumerate() {
                     for (j, &b) in shuffled.iter().enumerate() {

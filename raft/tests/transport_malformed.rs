@@ -88,7 +88,7 @@ impl Fixture {
         let (t1, _) = Transport::start(1, l1, [(2, a2)], TransportConfig::default());
         let (t2, in2) = Transport::start(2, l2, [], TransportConfig::default());
         let mut f = Fixture { t2, in2, t1, term: 0 };
-        f.from_peer().await;
+        f.peer_still_delivers().await;
         f
     }
 
@@ -103,7 +103,7 @@ impl Fixture {
     }
 
     /// Node 1's connection still delivers.
-    async fn from_peer(&mut self) {
+    async fn peer_still_delivers(&mut self) {
         let m = vote(1, 2, self.next_term());
         assert!(self.t1.send(m.clone()));
         self.expect(m).await;
@@ -122,11 +122,9 @@ impl Fixture {
 /// Waits until the other side closes `stream` (end of stream or reset).
 async fn closed_by_peer(stream: &mut TcpStream) {
     let mut buf = [0u8; 16];
-    loop {
-        match within("the connection to close", stream.read(&mut buf)).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => panic!("the transport wrote {n} bytes on an inbound connection"),
-        }
+    match within("the connection to close", stream.read(&mut buf)).await {
+        Ok(0) | Err(_) => {}
+        Ok(n) => panic!("the transport wrote {n} bytes on an inbound connection"),
     }
 }
 
@@ -151,7 +149,7 @@ async fn rejects(f: &mut Fixture, warnings: &Warnings, bad: &[u8], then_eof: boo
         "no warning naming {local} and {problem:?} in {warned:#?}"
     );
     // The peer's connection and a new one both still deliver.
-    f.from_peer().await;
+    f.peer_still_delivers().await;
     let mut again = f.raw().await;
     let m = vote(8, 2, f.next_term());
     again.write_all(&encode_frame(&m).unwrap()).await.unwrap();

@@ -164,7 +164,10 @@ mod tests {
             from: 1,
             to: 2,
             term: n,
-            body: MessageBody::RequestVoteResponse { pre_vote: false, granted: n % 2 == 0 },
+            body: MessageBody::RequestVoteResponse {
+                pre_vote: false,
+                granted: n.is_multiple_of(2),
+            },
         }
     }
 
