@@ -124,3 +124,52 @@ fn bad_options_are_refused_by_name() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("meteor"));
 }
+
+/// The faults of a run's history, as (what, target or shape or loss rate), in order.
+fn fault_schedule(run: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(run.join("history.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["process"] == "nemesis")
+        .map(|e| {
+            let v = &e["value"];
+            // The drawn target ("leader", "majority", a partition's shape), not the node ids it
+            // resolved to, which depend on who led at that instant.
+            let what = [&v["target"], &v["kind"], &v["loss"]]
+                .iter()
+                .find(|x| !x.is_null())
+                .map(|x| x.to_string())
+                .unwrap_or_default();
+            (e["f"].as_str().unwrap().to_string(), what)
+        })
+        .collect()
+}
+
+#[test]
+fn the_same_seed_replays_the_same_fault_schedule() {
+    let run = |dir: &Path| {
+        let out = gauntlet()
+            .args([
+                "run",
+                "--nodes",
+                "3",
+                "--time-limit",
+                "6",
+                "--nemesis-interval",
+                "0.7",
+                "--seed",
+                "4242",
+            ])
+            .args(["--quiet", "--results"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+        fault_schedule(&dir.join("latest"))
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = run(a.path());
+    assert!(first.len() >= 4, "a 6 s run with a 0.7 s interval injects faults: {first:?}");
+    assert_eq!(first, run(b.path()));
+}
