@@ -614,6 +614,10 @@ mod tests {
             plans[7].args,
             "a plan depends on the seed and index alone"
         );
+        assert!(
+            plans.iter().all(|p| p.mix.workload != "kv" || p.mix.keys >= 3),
+            "kv spreads over several keys"
+        );
 
         let fixed = args(&[
             "--runs",
