@@ -9,6 +9,16 @@ fn gauntlet() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gauntlet"))
 }
 
+/// A short 3-node run with faults every `interval` seconds, stored under `results`.
+fn short_run(results: &Path, seed: &str, interval: &str) -> std::process::Output {
+    gauntlet()
+        .args(["run", "--nodes", "3", "--time-limit", "6", "--quiet"])
+        .args(["--nemesis-interval", interval, "--seed", seed, "--results"])
+        .arg(results)
+        .output()
+        .unwrap()
+}
+
 /// Processes whose command line mentions `needle`.
 fn processes_mentioning(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
@@ -26,23 +36,7 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 #[test]
 fn a_short_run_with_faults_ends_valid_and_stores_its_files() {
     let results = tempfile::tempdir().unwrap();
-    let out = gauntlet()
-        .args([
-            "run",
-            "--nodes",
-            "3",
-            "--time-limit",
-            "6",
-            "--nemesis-interval",
-            "1",
-            "--seed",
-            "11",
-            "--quiet",
-        ])
-        .arg("--results")
-        .arg(results.path())
-        .output()
-        .unwrap();
+    let out = short_run(results.path(), "11", "1");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("seed: 11\n"), "the seed comes first: {stdout}");
     assert_eq!(
@@ -149,22 +143,7 @@ fn fault_schedule(run: &Path) -> Vec<(String, String)> {
 #[test]
 fn the_same_seed_replays_the_same_fault_schedule() {
     let run = |dir: &Path| {
-        let out = gauntlet()
-            .args([
-                "run",
-                "--nodes",
-                "3",
-                "--time-limit",
-                "6",
-                "--nemesis-interval",
-                "0.7",
-                "--seed",
-                "4242",
-            ])
-            .args(["--quiet", "--results"])
-            .arg(dir)
-            .output()
-            .unwrap();
+        let out = short_run(dir, "4242", "0.7");
         assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
         fault_schedule(&dir.join("latest"))
     };
