@@ -2,21 +2,12 @@
 
 use raft::sim::{scenario, ELECTION_TIMEOUT_MS};
 
+mod sim_support;
+
 #[test]
 fn initial_election_3a() {
     scenario("initial_election_3a", 3, |c| async move {
-        let leader1 = c.check_one_leader().await;
-        // Let the followers learn of the election before comparing terms.
-        c.sleep(50).await;
-        let term1 = c.check_terms();
-        assert!(term1 >= 1, "term is {term1}, but should be at least 1");
-
-        // With no failures, the term and the leader stay.
-        c.sleep(2 * ELECTION_TIMEOUT_MS).await;
-        let term2 = c.check_terms();
-        assert_eq!(term1, term2, "term changed even though there were no failures");
-        let leader2 = c.check_one_leader().await;
-        assert_eq!(leader1, leader2, "leader changed even though there were no failures");
+        sim_support::stable_initial_election(&c, 50).await;
     });
 }
 

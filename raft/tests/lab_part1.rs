@@ -2,21 +2,13 @@
 
 use raft::sim::{scenario, ELECTION_TIMEOUT_MS};
 
+mod sim_support;
+
 #[test]
 fn election_no_failure_part1() {
     scenario("election_no_failure_part1", 3, |c| async move {
         // A leader is elected.
-        let leader1 = c.check_one_leader().await;
-        // After a while, all servers agree on the term.
-        c.sleep(ELECTION_TIMEOUT_MS).await;
-        let term1 = c.check_terms();
-        assert!(term1 >= 1, "term is {term1}, but should be at least 1");
-        // With no failure, the term does not move on and the leader does not change.
-        c.sleep(2 * ELECTION_TIMEOUT_MS).await;
-        let term2 = c.check_terms();
-        assert_eq!(term1, term2, "term changed even though there were no failures");
-        let leader2 = c.check_one_leader().await;
-        assert_eq!(leader1, leader2, "leader changed even though there were no failures");
+        sim_support::stable_initial_election(&c, ELECTION_TIMEOUT_MS).await;
     });
 }
 

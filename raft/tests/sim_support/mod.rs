@@ -1,5 +1,8 @@
 //! Scenario code shared by more than one test file.
 
+// Each test file includes this module and uses only part of it.
+#![allow(dead_code)]
+
 use raft::sim::{num, Cluster, ELECTION_TIMEOUT_MS};
 
 /// Seed 001's Figure 8 test: repeatedly give a command to the leader, if there is one, and crash
@@ -53,4 +56,19 @@ pub async fn figure8_crash_leaders(c: Cluster, unreliable: bool) {
         }
     }
     c.one(num(c.rand_below(10_000)), n, true).await;
+}
+
+/// The initial election of 3A and of seed 001's Part 1: a leader; after `settle_ms` all peers
+/// agree on a term of at least 1; with no failure for two election timeouts, neither the term
+/// nor the leader changes.
+pub async fn stable_initial_election(c: &Cluster, settle_ms: u64) {
+    let leader1 = c.check_one_leader().await;
+    c.sleep(settle_ms).await;
+    let term1 = c.check_terms();
+    assert!(term1 >= 1, "term is {term1}, but should be at least 1");
+    c.sleep(2 * ELECTION_TIMEOUT_MS).await;
+    let term2 = c.check_terms();
+    assert_eq!(term1, term2, "term changed even though there were no failures");
+    let leader2 = c.check_one_leader().await;
+    assert_eq!(leader1, leader2, "leader changed even though there were no failures");
 }
