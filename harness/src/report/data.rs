@@ -67,6 +67,24 @@ pub struct Op {
     pub outcome: Outcome,
 }
 
+#[cfg(test)]
+impl Op {
+    /// A test operation of process 0 on key `k` that completed between `start` and `end`.
+    pub(crate) fn completed(f: &str, start: u64, end: u64, outcome: Outcome) -> Op {
+        Op {
+            process: 0,
+            f: f.into(),
+            key: "k".into(),
+            value: Value::Null,
+            result: Value::Null,
+            error: None,
+            start,
+            end: Some(end),
+            outcome,
+        }
+    }
+}
+
 impl Op {
     /// Latency in nanoseconds, for completed operations.
     pub fn latency(&self) -> Option<u64> {

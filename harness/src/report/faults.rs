@@ -143,20 +143,9 @@ pub fn section(run: &RunData) -> String {
 mod tests {
     use super::*;
     use crate::report::data::{Fault, FaultKind, Op};
-    use serde_json::Value;
 
     fn op(start: u64, end: u64, outcome: Outcome) -> Op {
-        Op {
-            process: 0,
-            f: "write".into(),
-            key: "k".into(),
-            value: Value::Null,
-            result: Value::Null,
-            error: None,
-            start,
-            end: Some(end),
-            outcome,
-        }
+        Op::completed("write", start, end, outcome)
     }
 
     #[test]

@@ -92,14 +92,7 @@ pub fn throughput(out: &mut String, run: &RunData, scale: &TimeScale, y: f64, h:
     let mut v = 0.0;
     while v <= top + 1e-9 {
         let yy = yv(v);
-        let _ = write!(grid, "M{} {}H{}", num(scale.left), num(yy), num(scale.right()));
-        let _ = write!(
-            out,
-            r#"<text class="ylab" x="{}" y="{}">{}</text>"#,
-            num(scale.left - 4.0),
-            num(yy + 3.5),
-            v
-        );
+        y_tick(out, &mut grid, scale, yy, v);
         v += step;
     }
     let _ = write!(out, r#"<path class="grid" d="{grid}"/>"#);
@@ -146,6 +139,24 @@ fn latency_range(run: &RunData) -> (f64, f64) {
     (lo, hi)
 }
 
+/// One horizontal grid line at `yy` (drawn into `grid`) and its label at the left axis.
+fn y_tick(
+    out: &mut String,
+    grid: &mut String,
+    scale: &TimeScale,
+    yy: f64,
+    label: impl std::fmt::Display,
+) {
+    let _ = write!(grid, "M{} {}H{}", num(scale.left), num(yy), num(scale.right()));
+    let _ = write!(
+        out,
+        r#"<text class="ylab" x="{}" y="{}">{}</text>"#,
+        num(scale.left - 4.0),
+        num(yy + 3.5),
+        label
+    );
+}
+
 /// Latency over time: every completed operation is a dot at (invocation time, latency).
 pub fn latency(out: &mut String, run: &RunData, scale: &TimeScale, y: f64, h: f64) {
     let (lo, hi) = latency_range(run);
@@ -162,14 +173,7 @@ pub fn latency(out: &mut String, run: &RunData, scale: &TimeScale, y: f64, h: f6
     let mut d = lo;
     while d <= hi + 1e-9 {
         let yy = yv(10f64.powf(d));
-        let _ = write!(grid, "M{} {}H{}", num(scale.left), num(yy), num(scale.right()));
-        let _ = write!(
-            out,
-            r#"<text class="ylab" x="{}" y="{}">{}</text>"#,
-            num(scale.left - 4.0),
-            num(yy + 3.5),
-            decade(d as i32)
-        );
+        y_tick(out, &mut grid, scale, yy, decade(d as i32));
         d += 1.0;
     }
     let _ = write!(out, r#"<path class="grid" d="{grid}"/>"#);
@@ -194,20 +198,9 @@ pub fn latency(out: &mut String, run: &RunData, scale: &TimeScale, y: f64, h: f6
 mod tests {
     use super::*;
     use crate::report::data::Op;
-    use serde_json::Value;
 
     fn op(start: u64, end: u64, outcome: Outcome) -> Op {
-        Op {
-            process: 0,
-            f: "read".into(),
-            key: "k".into(),
-            value: Value::Null,
-            result: Value::Null,
-            error: None,
-            start,
-            end: Some(end),
-            outcome,
-        }
+        Op::completed("read", start, end, outcome)
     }
 
     #[test]
