@@ -8,6 +8,16 @@
 //! - **Durability of acknowledged writes**: every write a client saw acknowledged is in every
 //!   node's final log.
 //!
+//! And Figure 2's rules over the protocol events the nodes report (see `raft::node::TraceEvent`),
+//! which a run may break without any client noticing:
+//!
+//! - **Votes are durable**: a node grants at most one candidate per term, and a node that
+//!   restarts in a term in which it voted recovers that vote.
+//! - **Term adoption** (§5.1): a node that steps a message of a higher term (other than a vote
+//!   request, which check-quorum's lease may ignore, or a granted pre-vote) takes that term.
+//! - **Leader commit rule** (§5.4.2): a leader's commit index first moves to an entry of its own
+//!   term; earlier terms' entries commit only together with one.
+//!
 //! The files' formats are those of the `gauntlet node` process; see `docs/node.md`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -35,22 +45,53 @@ pub struct AppliedEntry {
     pub seq: Option<u64>,
 }
 
-/// One line of `events.jsonl`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One line of `events.jsonl`. Which optional fields are present depends on `event`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeEvent {
     /// Wall-clock time of the event, milliseconds since the Unix epoch.
     #[serde(default)]
     pub time_ms: Option<u64>,
     /// The node.
     pub node: u64,
-    /// `started`, `restarted`, `became-leader` or `stepped-down`.
+    /// `started` and `restarted` (with the hard state recovered: `term` and `vote`),
+    /// `became-leader`, `stepped-down`, `vote-granted` (`candidate`), `higher-term` (a message
+    /// of a higher term was stepped: `from`, `message`, `granted`, `message_term`, the node's
+    /// `term` before and `term_after`) or `leader-commit` (where a leadership's commit index
+    /// first moved: `index`, `entry_term`).
     pub event: String,
     /// The term the event happened in.
     #[serde(default)]
     pub term: Option<u64>,
     /// The node's last log index (on start and restart).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_index: Option<u64>,
+    /// The vote recovered on a start or restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vote: Option<u64>,
+    /// Whom a vote was granted to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<u64>,
+    /// The sender of a message of a higher term.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<u64>,
+    /// The kind of a message of a higher term (`AppendEntries`, `PreVoteResponse`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Whether a (pre-)vote response of a higher term granted the vote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted: Option<bool>,
+    /// The term a message of a higher term carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_term: Option<u64>,
+    /// The node's term after it stepped a message of a higher term.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term_after: Option<u64>,
+    /// The index where a leader's commit index first moved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
+    /// The term of the entry at `index`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_term: Option<u64>,
 }
 
 /// What one node left behind.
@@ -162,6 +203,9 @@ pub fn check_safety(nodes: &[NodeRecord], acknowledged: &BTreeSet<(u64, u64)>) -
         check_in_order(nodes),
         check_one_leader_per_term(nodes),
         check_acknowledged_writes(nodes, acknowledged),
+        check_votes_durable(nodes),
+        check_term_adoption(nodes),
+        check_leader_commit_rule(nodes),
     ]
 }
 
@@ -240,6 +284,101 @@ fn check_acknowledged_writes(
     SafetyCheck::new("acknowledged-writes-durable", violations)
 }
 
+fn check_votes_durable(nodes: &[NodeRecord]) -> SafetyCheck {
+    let mut violations = Vec::new();
+    for n in nodes {
+        // term -> the candidate this node granted its vote to, across restarts.
+        let mut granted: BTreeMap<u64, u64> = BTreeMap::new();
+        for e in &n.events {
+            let Some(term) = e.term else { continue };
+            match e.event.as_str() {
+                "vote-granted" => {
+                    let Some(candidate) = e.candidate else { continue };
+                    match granted.get(&term) {
+                        Some(&first) if first != candidate => violations.push(format!(
+                            "node {} granted its vote in term {term} to {first}, then to {candidate}",
+                            n.node
+                        )),
+                        Some(_) => {}
+                        None => {
+                            granted.insert(term, candidate);
+                        }
+                    }
+                }
+                "restarted" => {
+                    if let Some(&voted_term) = granted.keys().next_back() {
+                        if voted_term > term {
+                            violations.push(format!(
+                                "node {} granted a vote in term {voted_term}, then restarted in \
+                                 term {term}",
+                                n.node
+                            ));
+                        }
+                    }
+                    if let Some(&candidate) = granted.get(&term) {
+                        if e.vote != Some(candidate) {
+                            violations.push(format!(
+                                "node {} granted its vote in term {term} to {candidate}, then \
+                                 restarted in term {term} with vote {}",
+                                n.node,
+                                e.vote.map_or("none".to_string(), |v| v.to_string())
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    SafetyCheck::new("votes-durable", violations)
+}
+
+fn check_term_adoption(nodes: &[NodeRecord]) -> SafetyCheck {
+    let mut violations = Vec::new();
+    for n in nodes {
+        for e in n.events.iter().filter(|e| e.event == "higher-term") {
+            let (Some(before), Some(carried), Some(after), Some(message)) =
+                (e.term, e.message_term, e.term_after, e.message.as_deref())
+            else {
+                continue;
+            };
+            // A vote request may be ignored within a leader lease, and a granted pre-vote
+            // carries the term its candidate would campaign in: neither must be adopted.
+            let exempt = matches!(message, "RequestVote" | "PreVote")
+                || (message == "PreVoteResponse" && e.granted == Some(true));
+            if !exempt && after < carried {
+                violations.push(format!(
+                    "node {} in term {before} stepped a {message} of term {carried} from node {} \
+                     and stayed in term {after}",
+                    n.node,
+                    e.from.map_or("?".to_string(), |f| f.to_string())
+                ));
+            }
+        }
+    }
+    SafetyCheck::new("term-adoption", violations)
+}
+
+fn check_leader_commit_rule(nodes: &[NodeRecord]) -> SafetyCheck {
+    let mut violations = Vec::new();
+    for n in nodes {
+        for e in n.events.iter().filter(|e| e.event == "leader-commit") {
+            let (Some(term), Some(index), Some(entry_term)) = (e.term, e.index, e.entry_term)
+            else {
+                continue;
+            };
+            if entry_term != term {
+                violations.push(format!(
+                    "node {}, leader of term {term}, first committed index {index}, an entry of \
+                     term {entry_term}, by counting replicas",
+                    n.node
+                ));
+            }
+        }
+    }
+    SafetyCheck::new("leader-commit-rule", violations)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,13 +395,11 @@ mod tests {
     }
 
     fn leader(node: u64, term: u64) -> NodeEvent {
-        NodeEvent {
-            time_ms: None,
-            node,
-            event: "became-leader".into(),
-            term: Some(term),
-            last_index: None,
-        }
+        event(node, "became-leader", term)
+    }
+
+    fn event(node: u64, name: &str, term: u64) -> NodeEvent {
+        NodeEvent { node, event: name.into(), term: Some(term), ..NodeEvent::default() }
     }
 
     fn node(id: u64, applied: Vec<AppliedEntry>, events: Vec<NodeEvent>) -> NodeRecord {
@@ -302,6 +439,82 @@ mod tests {
         assert!(!by_name(&checks, "one-leader-per-term").valid);
         let acked = by_name(&checks, "acknowledged-writes-durable");
         assert_eq!(acked.violation_count, 3, "every node lacks (5, 5); node 2 also lacks (0, 1)");
+    }
+
+    #[test]
+    fn a_vote_forgotten_in_a_restart_or_given_twice_is_found() {
+        let grant = |term, candidate| NodeEvent {
+            candidate: Some(candidate),
+            ..event(1, "vote-granted", term)
+        };
+        let restart = |term, vote| NodeEvent { vote, ..event(1, "restarted", term) };
+        let check = |events: Vec<NodeEvent>| check_votes_durable(&[node(1, vec![], events)]);
+
+        // Kept: the restart recovers the vote, and a later term's vote is free.
+        let kept = check(vec![grant(3, 2), restart(3, Some(2)), grant(3, 2), grant(4, 5)]);
+        assert!(kept.valid, "{kept:?}");
+        // A restart into a later term (learned before the crash) needs no vote of it.
+        assert!(check(vec![grant(3, 2), restart(4, None)]).valid);
+
+        let forgotten = check(vec![grant(3, 2), restart(3, None)]);
+        assert!(!forgotten.valid);
+        assert!(
+            forgotten.violations[0].contains("restarted in term 3 with vote none"),
+            "{forgotten:?}"
+        );
+        let twice = check(vec![grant(3, 2), restart(3, Some(2)), grant(3, 4)]);
+        assert!(twice.violations[0].contains("in term 3 to 2, then to 4"), "{twice:?}");
+        let term_lost = check(vec![grant(5, 2), restart(4, None)]);
+        assert!(term_lost.violations[0].contains("restarted in term 4"), "{term_lost:?}");
+    }
+
+    #[test]
+    fn a_higher_term_not_adopted_is_found_except_where_the_rules_allow_it() {
+        let higher = |message: &str, granted, carried, after| NodeEvent {
+            from: Some(2),
+            message: Some(message.into()),
+            granted,
+            message_term: Some(carried),
+            term_after: Some(after),
+            ..event(1, "higher-term", 3)
+        };
+        let check = |events: Vec<NodeEvent>| check_term_adoption(&[node(1, vec![], events)]);
+        let allowed = check(vec![
+            higher("AppendEntries", None, 4, 4),
+            higher("AppendEntriesResponse", None, 5, 5),
+            higher("RequestVote", None, 6, 3),
+            higher("PreVote", None, 6, 3),
+            higher("PreVoteResponse", Some(true), 4, 3),
+        ]);
+        assert!(allowed.valid, "{allowed:?}");
+        for ignored in [
+            higher("AppendEntriesResponse", None, 5, 3),
+            higher("HeartbeatResponse", None, 5, 3),
+            higher("PreVoteResponse", Some(false), 5, 3),
+            higher("Heartbeat", None, 4, 3),
+        ] {
+            let name = ignored.message.clone().unwrap();
+            let found = check(vec![ignored]);
+            assert!(!found.valid, "{name}");
+            assert!(
+                found.violations[0].contains(&format!("stepped a {name} of term")),
+                "{found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_leader_committing_an_earlier_terms_entry_first_is_found() {
+        let commit = |term, index, entry_term| NodeEvent {
+            index: Some(index),
+            entry_term: Some(entry_term),
+            ..event(1, "leader-commit", term)
+        };
+        let check = |events: Vec<NodeEvent>| check_leader_commit_rule(&[node(1, vec![], events)]);
+        assert!(check(vec![commit(2, 7, 2), commit(3, 9, 3)]).valid);
+        let broken = check(vec![commit(4, 7, 2)]);
+        assert!(!broken.valid);
+        assert!(broken.violations[0].contains("index 7, an entry of term 2"), "{broken:?}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use raft::node::{ApplyMsg, Node, NodeConfig};
+use raft::node::{ApplyMsg, Node, NodeConfig, TraceEvent};
 use raft::storage::FileStorage;
 use raft::{Config, EntryKind, Index, NodeId, Role};
 use tempfile::TempDir;
@@ -40,6 +40,8 @@ struct Cluster {
     addrs: Vec<SocketAddr>,
     nodes: Vec<Option<Node>>,
     applied: Vec<Arc<Mutex<Applied>>>,
+    /// The protocol events each node reported, across restarts.
+    traces: Vec<Arc<Mutex<Vec<TraceEvent>>>>,
     /// Bumped whenever any node applies something.
     changed: watch::Sender<u64>,
 }
@@ -58,6 +60,7 @@ impl Cluster {
             addrs,
             nodes: (0..n).map(|_| None).collect(),
             applied: (0..n).map(|_| Arc::default()).collect(),
+            traces: (0..n).map(|_| Arc::default()).collect(),
             changed: watch::Sender::new(0),
         };
         for (i, listener) in listeners.into_iter().enumerate() {
@@ -72,6 +75,14 @@ impl Cluster {
         let mut config = NodeConfig::new(Config::service(id, self.ids.clone()));
         config.deliver_noops = true;
         config.seed = Some(1000 + id);
+        let (trace, mut traced) = tokio::sync::mpsc::unbounded_channel();
+        config.trace = Some(trace);
+        let events = self.traces[i].clone();
+        tokio::spawn(async move {
+            while let Some(event) = traced.recv().await {
+                events.lock().unwrap().push(event);
+            }
+        });
         let storage = FileStorage::open(self.dirs[i].path()).unwrap();
         let peers = self.ids.iter().copied().zip(self.addrs.iter().copied());
         let (node, mut rx) = Node::spawn(config, storage, listener, peers).unwrap();
@@ -309,6 +320,60 @@ async fn a_killed_leader_restarts_from_its_directory_with_every_committed_entry(
     let first_life = cluster.applied[old_leader].lock().unwrap().incarnations[0].clone();
     assert!(first_life.len() >= committed_before.len());
     assert_eq!(first_life[..], log[..first_life.len()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_report_votes_higher_terms_and_each_leaderships_first_commit() {
+    let mut cluster = Cluster::start(3).await;
+    cluster.commit_all(&commands("a", 20)).await;
+    let leader = cluster.wait_leader().await;
+    let (term, _) = cluster.node(leader).state();
+    let leader_id = cluster.ids[leader];
+    let trace = |cluster: &Cluster, i: usize| cluster.traces[i].lock().unwrap().clone();
+
+    // The followers that elected it report their votes, and the terms they took on the way.
+    let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let granted = followers
+        .iter()
+        .filter(|&&i| {
+            trace(&cluster, i).contains(&TraceEvent::VoteGranted { term, candidate: leader_id })
+        })
+        .count();
+    assert!(granted >= 1, "a majority of 3 needs one vote besides the leader's own");
+    for &i in &followers {
+        for event in trace(&cluster, i) {
+            if let TraceEvent::HigherTerm { message, message_term, term_after, .. } = event {
+                if message != "PreVote" {
+                    assert_eq!(term_after, message_term, "node {i} adopts a {message}'s term");
+                }
+            }
+        }
+    }
+    // The leader's commit index first moved to an entry of its own term (§5.4.2).
+    let commits: Vec<TraceEvent> = trace(&cluster, leader)
+        .into_iter()
+        .filter(|e| matches!(e, TraceEvent::LeaderCommit { term: t, .. } if *t == term))
+        .collect();
+    assert!(
+        matches!(commits[..], [TraceEvent::LeaderCommit { entry_term, .. }] if entry_term == term),
+        "{commits:?}"
+    );
+
+    // Killed and restarted, the old leader learns the new term from its successor.
+    cluster.kill(leader).await;
+    cluster.commit_all(&commands("b", 20)).await;
+    let successor = cluster.wait_leader().await;
+    let (new_term, _) = cluster.node(successor).state();
+    assert!(new_term > term);
+    let before_restart = trace(&cluster, leader).len();
+    cluster.restart(leader).await;
+    cluster.commit_all(&commands("c", 20)).await;
+    cluster.converge().await;
+    let adopted = trace(&cluster, leader)[before_restart..].iter().any(|e| {
+        matches!(e, TraceEvent::HigherTerm { term_before, term_after, .. }
+            if *term_before == term && *term_after == new_term)
+    });
+    assert!(adopted, "{:?}", trace(&cluster, leader));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

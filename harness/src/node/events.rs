@@ -1,4 +1,5 @@
-//! The files a node writes for offline checking: `events.jsonl` (role changes, starts) and
+//! The files a node writes for offline checking: `events.jsonl` (starts, role changes and the
+//! protocol events of [`TraceEvent`]) and
 //! `applied.jsonl` (every log entry it applied, in index order, once across restarts).
 //!
 //! Both are appended with plain `write` calls and not fsynced: they survive SIGKILL (the page
@@ -10,20 +11,83 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
+use raft::node::TraceEvent;
 use raft::{Index, NodeId, Term};
 use serde::{Deserialize, Serialize};
 
 use super::kv::digest;
 
-/// One line of `events.jsonl`.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// One line of `events.jsonl`. Which of the optional fields are present depends on `event`.
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Event {
     pub time_ms: u64,
     pub node: NodeId,
-    /// `started`, `restarted`, `became-leader` or `stepped-down`.
+    /// `started`, `restarted` (with the recovered `vote`), `became-leader`, `stepped-down`,
+    /// `vote-granted` (with `candidate`), `higher-term` (a message of a higher term was
+    /// stepped: `from`, `message`, `granted`, `message_term`, `term_after`, `role_before`) or
+    /// `leader-commit` (a leadership's first commit: `index`, `entry_term`).
     pub event: String,
     pub term: Term,
-    pub last_index: Index,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub last_index: Option<Index>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub vote: Option<NodeId>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub candidate: Option<NodeId>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub from: Option<NodeId>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub granted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub message_term: Option<Term>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub term_after: Option<Term>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub role_before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub index: Option<Index>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub entry_term: Option<Term>,
+}
+
+impl Event {
+    /// An event named `event` in `term`; the caller fills in the rest.
+    pub fn new(event: &str, term: Term) -> Event {
+        Event { event: event.to_string(), term, ..Event::default() }
+    }
+
+    /// The line for a protocol event of the Raft node.
+    pub fn from_trace(trace: &TraceEvent) -> Event {
+        match *trace {
+            TraceEvent::VoteGranted { term, candidate } => {
+                Event { candidate: Some(candidate), ..Event::new("vote-granted", term) }
+            }
+            TraceEvent::HigherTerm {
+                from,
+                message,
+                granted,
+                message_term,
+                term_before,
+                term_after,
+                role_before,
+            } => Event {
+                from: Some(from),
+                message: Some(message.to_string()),
+                granted,
+                message_term: Some(message_term),
+                term_after: Some(term_after),
+                role_before: Some(format!("{role_before:?}")),
+                ..Event::new("higher-term", term_before)
+            },
+            TraceEvent::LeaderCommit { term, index, entry_term } => Event {
+                index: Some(index),
+                entry_term: Some(entry_term),
+                ..Event::new("leader-commit", term)
+            },
+        }
+    }
 }
 
 /// `events.jsonl`.
@@ -44,17 +108,12 @@ impl EventLog {
         Ok(EventLog { file, node })
     }
 
-    /// Appends one event.
-    pub fn record(&mut self, event: &str, term: Term, last_index: Index) -> io::Result<()> {
+    /// Appends one event, stamped with this node and the time.
+    pub fn record(&mut self, mut event: Event) -> io::Result<()> {
         let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        let e = Event {
-            time_ms: time_ms as u64,
-            node: self.node,
-            event: event.to_string(),
-            term,
-            last_index,
-        };
-        let mut line = serde_json::to_vec(&e).map_err(io::Error::other)?;
+        event.time_ms = time_ms as u64;
+        event.node = self.node;
+        let mut line = serde_json::to_vec(&event).map_err(io::Error::other)?;
         line.push(b'\n');
         self.file.write_all(&line)
     }

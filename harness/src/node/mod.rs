@@ -14,13 +14,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use raft::node::{Node, NodeConfig};
+use raft::node::{Node, NodeConfig, TraceEvent};
 use raft::storage::{FileStorage, Storage};
 use raft::{Config, NodeId, Role};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
 
-use self::events::{AppliedLog, EventLog};
+use self::events::{AppliedLog, Event, EventLog};
 use self::server::Server;
 
 /// The options of `gauntlet node`.
@@ -144,7 +145,7 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening the Raft storage in {}", storage_dir.display()))?;
     let restarted = !storage.recovery().created;
     let last_index = storage.last_index();
-    let term = storage.hard_state().term;
+    let recovered = storage.hard_state();
 
     // From here on, SIGTERM and SIGINT mean a clean shutdown.
     let mut term_signal =
@@ -157,10 +158,18 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let mut node_config = NodeConfig::new(config);
     node_config.tick = Duration::from_millis(args.tick_ms);
     node_config.deliver_noops = true;
+    let (trace, traced) = mpsc::unbounded_channel();
+    node_config.trace = Some(trace);
     let (node, applied) = Node::bind(node_config, storage, args.listen, args.peers.clone())
         .await
         .with_context(|| format!("starting node {id}"))?;
-    events.record(if restarted { "restarted" } else { "started" }, term, last_index)?;
+    // The hard state as recovered, before the node steps anything: a vote granted before a
+    // crash must be here after it.
+    events.record(Event {
+        last_index: Some(last_index),
+        vote: recovered.vote,
+        ..Event::new(if restarted { "restarted" } else { "started" }, recovered.term)
+    })?;
     tracing::info!(
         id,
         listen = %args.listen,
@@ -177,7 +186,7 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let applier = tokio::spawn(server.clone().apply(applied, applied_log));
     let accept = tokio::spawn(server.clone().accept(clients));
     let sweep = tokio::spawn(server.clone().sweep());
-    let watcher = tokio::spawn(watch_roles(server.clone(), events));
+    let watcher = tokio::spawn(record_events(server.clone(), events, traced));
 
     tokio::select! {
         _ = term_signal.recv() => tracing::info!("SIGTERM: shutting down"),
@@ -199,9 +208,14 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `became-leader` and `stepped-down` events as the node's role changes, until the node
-/// stops (a stopped node reports itself a follower: a leader's last event is `stepped-down`).
-async fn watch_roles(server: Arc<Server>, mut events: EventLog) {
+/// Writes `became-leader` and `stepped-down` events as the node's role changes, and the node's
+/// protocol events, until the node stops (a stopped node reports itself a follower: a leader's
+/// last event is `stepped-down`).
+async fn record_events(
+    server: Arc<Server>,
+    mut events: EventLog,
+    mut traced: mpsc::UnboundedReceiver<TraceEvent>,
+) {
     let mut status = server.node().subscribe();
     let mut leading: Option<u64> = None;
     loop {
@@ -209,26 +223,36 @@ async fn watch_roles(server: Arc<Server>, mut events: EventLog) {
         let now_leading = (s.role == Role::Leader).then_some(s.term);
         if now_leading != leading {
             if let Some(term) = leading {
-                record(&mut events, "stepped-down", term, s.last_index);
+                record(
+                    &mut events,
+                    Event { last_index: Some(s.last_index), ..Event::new("stepped-down", term) },
+                );
             }
             if let Some(term) = now_leading {
-                record(&mut events, "became-leader", term, s.last_index);
+                record(
+                    &mut events,
+                    Event { last_index: Some(s.last_index), ..Event::new("became-leader", term) },
+                );
             }
             leading = now_leading;
         }
         if server.node().is_stopped() && !status.has_changed().unwrap_or(false) {
+            while let Ok(trace) = traced.try_recv() {
+                record(&mut events, Event::from_trace(&trace));
+            }
             return;
         }
         tokio::select! {
             _ = status.changed() => {}
+            Some(trace) = traced.recv() => record(&mut events, Event::from_trace(&trace)),
             _ = server.node().stopped() => {}
         }
     }
 }
 
-fn record(events: &mut EventLog, event: &str, term: u64, last_index: u64) {
-    tracing::info!(event, term, last_index, "role change");
-    if let Err(e) = events.record(event, term, last_index) {
+fn record(events: &mut EventLog, event: Event) {
+    tracing::info!(event = event.event, term = event.term, "protocol event");
+    if let Err(e) = events.record(event) {
         tracing::error!(error = %e, "cannot write events.jsonl");
     }
 }

@@ -817,6 +817,7 @@ mod tests {
                 event: e.into(),
                 term: Some(term),
                 last_index: Some(0),
+                ..Default::default()
             })
             .collect(),
         };

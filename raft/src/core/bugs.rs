@@ -13,7 +13,9 @@ use std::str::FromStr;
 pub enum Bug {
     /// Grant a vote without the up-to-date check of §5.4.1.
     VoteWithoutLogCheck,
-    /// Commit an entry of an earlier term by counting replicas (the paper's Figure 8).
+    /// Commit an entry of an earlier term by counting replicas (the paper's Figure 8); such a
+    /// leader does not append §8's no-op either, since the no-op only exists to commit earlier
+    /// terms' entries the correct way.
     CommitOldTerm,
     /// The vote is not made durable: a restarted peer can vote twice in one term.
     ForgetVote,

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 
 use super::io::{Persisting, StorageThread};
+use super::trace::Tracer;
 use super::{ApplyMsg, NodeError, Shared, StopMode};
 use crate::core::{
     Entry, EntryKind, Index, Message, MessageBody, NodeId, RawNode, Ready, Role, Status, Term,
@@ -36,6 +37,7 @@ pub(super) struct Driver {
     pub(super) next_tick: Instant,
     /// The highest index handed to the service (or skipped, for a no-op not delivered).
     pub(super) delivered: Index,
+    pub(super) tracer: Tracer,
 }
 
 /// A ready's write: nothing to write, or in progress on the storage thread.
@@ -86,12 +88,13 @@ impl Driver {
             // Under the lock: everything that arrived, the tick if due, and the next ready.
             let taken = {
                 let mut core = self.shared.lock();
-                if let Err(exit) = drain_inbox(&mut self.inbox, &mut core.raw, None) {
+                if let Err(exit) = drain_inbox(&mut self.inbox, &mut core.raw, &self.tracer, None) {
                     return exit;
                 }
                 tick_if_due(&mut self.next_tick, self.tick, &mut core.raw);
                 let status = core.raw.status();
                 self.shared.publish(&status);
+                self.tracer.observe(&status, |i| core.raw.entry(i).map(|e| e.term));
                 core.raw.has_ready().then(|| (core.raw.ready(), leader_term(&status)))
             };
             match taken {
@@ -107,7 +110,7 @@ impl Driver {
                         // The sender lives in `Shared`, which this task holds: never closed.
                         _ = self.stop.changed() => {}
                         msg = self.inbox.recv() => match msg {
-                            Some(msg) => self.shared.lock().raw.step(msg),
+                            Some(msg) => self.tracer.step(&mut self.shared.lock().raw, msg),
                             None => return Exit::Failed(NodeError::TransportClosed),
                         },
                         _ = wake => {}
@@ -204,6 +207,7 @@ impl Driver {
         };
 
         for msg in late {
+            self.tracer.sending(&msg);
             self.transport.send(msg);
         }
         ready.committed_entries = committed;
@@ -216,10 +220,11 @@ impl Driver {
     fn step_during_sync(&mut self, first: Option<Message>) -> Result<(), Exit> {
         let early = {
             let mut core = self.shared.lock();
-            drain_inbox(&mut self.inbox, &mut core.raw, first)?;
+            drain_inbox(&mut self.inbox, &mut core.raw, &self.tracer, first)?;
             tick_if_due(&mut self.next_tick, self.tick, &mut core.raw);
             let status = core.raw.status();
             self.shared.publish(&status);
+            self.tracer.observe(&status, |i| core.raw.entry(i).map(|e| e.term));
             collect_committed(
                 &core.raw,
                 status.commit_index,
@@ -269,14 +274,15 @@ fn collect_committed(
 fn drain_inbox(
     inbox: &mut mpsc::Receiver<Message>,
     raw: &mut RawNode,
+    tracer: &Tracer,
     first: Option<Message>,
 ) -> Result<(), Exit> {
     if let Some(msg) = first {
-        raw.step(msg);
+        tracer.step(raw, msg);
     }
     for _ in 0..MAX_STEPS_PER_ROUND {
         match inbox.try_recv() {
-            Ok(msg) => raw.step(msg),
+            Ok(msg) => tracer.step(raw, msg),
             Err(mpsc::error::TryRecvError::Empty) => break,
             Err(mpsc::error::TryRecvError::Disconnected) => {
                 return Err(Exit::Failed(NodeError::TransportClosed));

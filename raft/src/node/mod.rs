@@ -78,6 +78,9 @@
 
 mod driver;
 mod io;
+mod trace;
+
+pub use self::trace::TraceEvent;
 
 use std::io as std_io;
 use std::net::SocketAddr;
@@ -96,6 +99,7 @@ use crate::transport::{Transport, TransportConfig};
 
 use self::driver::Driver;
 use self::io::StorageThread;
+use self::trace::Tracer;
 
 /// How a [`Node`] runs.
 #[derive(Clone, Debug)]
@@ -116,6 +120,9 @@ pub struct NodeConfig {
     /// service then sees only its commands, with gaps in the indexes where no-ops are. A
     /// service that records every index it applied turns it on.
     pub deliver_noops: bool,
+    /// Where to report [`TraceEvent`]s (votes granted, higher terms stepped, each leadership's
+    /// first commit) for offline checking of the protocol's rules. None by default.
+    pub trace: Option<mpsc::UnboundedSender<TraceEvent>>,
 }
 
 impl NodeConfig {
@@ -128,6 +135,7 @@ impl NodeConfig {
             seed: None,
             apply_capacity: 4096,
             deliver_noops: false,
+            trace: None,
         }
     }
 }
@@ -332,6 +340,7 @@ impl Node {
             deliver_noops: config.deliver_noops,
             next_tick: tokio::time::Instant::now() + tick,
             delivered: 0,
+            tracer: Tracer::new(config.trace),
         };
         let guard = DoneGuard(shared.clone());
         let driver = tokio::spawn(async move {
