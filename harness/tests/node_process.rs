@@ -45,6 +45,8 @@ struct Nodes {
     client_addrs: Vec<SocketAddr>,
     dir: PathBuf,
     children: Vec<Option<Child>>,
+    /// `--bug` for every node.
+    bug: Option<&'static str>,
 }
 
 impl Drop for Nodes {
@@ -70,6 +72,7 @@ impl Nodes {
             client_addrs: addrs[3..].to_vec(),
             dir: dir.to_path_buf(),
             children: vec![None, None, None],
+            bug: None,
         }
     }
 
@@ -95,6 +98,9 @@ impl Nodes {
         for j in (0..3).filter(|&j| j != i) {
             cmd.args(["--peer", &format!("{}={}", j + 1, self.peer_addrs[j])]);
             cmd.args(["--peer-client", &format!("{}={}", j + 1, self.client_addrs[j])]);
+        }
+        if let Some(bug) = self.bug {
+            cmd.args(["--bug", bug]);
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).env("RUST_LOG", "info");
         self.children[i] = Some(cmd.spawn().expect("gauntlet node starts"));
@@ -288,4 +294,68 @@ fn three_processes_serve_through_any_node_and_keep_data_across_sigkill() {
         }
     }
     assert!(!leaders.is_empty());
+}
+
+/// A follower that voted for the leader is killed and restarted in the same term: it must come
+/// back with its vote. With `forget-vote` it does not, and the votes-durable check says so.
+#[test]
+fn a_vote_lost_in_a_crash_is_found_by_the_votes_durable_check() {
+    for bug in [None, Some("forget-vote")] {
+        let dir = TempDir::new();
+        let mut nodes = Nodes::new(&dir.0);
+        nodes.bug = bug;
+        (0..3).for_each(|i| nodes.start(i));
+        let leader = leader(&nodes);
+        let dirs: Vec<PathBuf> = (0..3).map(|i| nodes.data_dir(i)).collect();
+        // The files are written while we read them: a torn last line is skipped.
+        let events = |i: usize| -> Vec<Value> {
+            let text = std::fs::read_to_string(dirs[i].join("events.jsonl")).unwrap_or_default();
+            text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        };
+        let term = events(leader)
+            .iter()
+            .rev()
+            .find(|e| e["event"] == "became-leader")
+            .map(|e| e["term"].as_u64().unwrap())
+            .expect("the leader wrote became-leader");
+        let voted_for_leader = |i: usize| {
+            events(i).iter().any(|e| {
+                e["event"] == "vote-granted"
+                    && e["term"] == term
+                    && e["candidate"] == leader as u64 + 1
+            })
+        };
+        let deadline = Instant::now() + GUARD;
+        let voter = loop {
+            if let Some(voter) = (0..3).find(|&i| voted_for_leader(i)) {
+                break voter;
+            }
+            assert!(Instant::now() < deadline, "a follower reports its vote for the leader");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+
+        nodes.sigkill(voter);
+        nodes.start(voter);
+        let deadline = Instant::now() + GUARD;
+        while !events(voter).iter().any(|e| e["event"] == "restarted") {
+            assert!(Instant::now() < deadline, "node {} writes restarted", voter + 1);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+
+        let records: Vec<_> = (0..3)
+            .map(|i| checker::safety::NodeRecord::read_dir(i as u64 + 1, &dirs[i]))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let checks = checker::safety::check_safety(&records, &Default::default());
+        let votes = checks.iter().find(|c| c.name == "votes-durable").unwrap();
+        match bug {
+            None => assert!(votes.valid, "{votes:?}"),
+            Some(_) => {
+                assert!(!votes.valid, "forget-vote must be found");
+                let expected = format!("node {} granted its vote in term {term}", voter + 1);
+                assert!(votes.violations[0].starts_with(&expected), "{votes:?}");
+                assert!(votes.violations[0].ends_with("with vote none"), "{votes:?}");
+            }
+        }
+    }
 }

@@ -349,18 +349,33 @@ async fn nodes_report_votes_higher_terms_and_each_leaderships_first_commit() {
             }
         }
     }
-    // The leader's commit index first moved to an entry of its own term (§5.4.2).
-    let commits: Vec<TraceEvent> = trace(&cluster, leader)
+    // The leadership began, then its commit index first moved to an entry of its own term
+    // (§5.4.2), once.
+    let leadership: Vec<TraceEvent> = trace(&cluster, leader)
         .into_iter()
-        .filter(|e| matches!(e, TraceEvent::LeaderCommit { term: t, .. } if *t == term))
+        .filter(|e| match e {
+            TraceEvent::BecameLeader { term: t, .. } | TraceEvent::LeaderCommit { term: t, .. } => {
+                *t == term
+            }
+            _ => false,
+        })
         .collect();
     assert!(
-        matches!(commits[..], [TraceEvent::LeaderCommit { entry_term, .. }] if entry_term == term),
-        "{commits:?}"
+        matches!(leadership[..], [TraceEvent::BecameLeader { .. }, TraceEvent::LeaderCommit { entry_term, .. }] if entry_term == term),
+        "{leadership:?}"
     );
 
-    // Killed and restarted, the old leader learns the new term from its successor.
+    // Killed, the leadership ends; restarted, the old leader learns the new term from its
+    // successor.
     cluster.kill(leader).await;
+    let stepped_down = |events: &[TraceEvent]| matches!(events.last(), Some(TraceEvent::SteppedDown { term: t, .. }) if *t == term);
+    // The events arrive through a channel: give its reader a moment.
+    let wait = async {
+        while !stepped_down(&trace(&cluster, leader)) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    timeout(GUARD, wait).await.expect("the killed leader's last event is stepped-down");
     cluster.commit_all(&commands("b", 20)).await;
     let successor = cluster.wait_leader().await;
     let (new_term, _) = cluster.node(successor).state();

@@ -81,6 +81,12 @@ impl Event {
                 role_before: Some(format!("{role_before:?}")),
                 ..Event::new("higher-term", term_before)
             },
+            TraceEvent::BecameLeader { term, last_index } => {
+                Event { last_index: Some(last_index), ..Event::new("became-leader", term) }
+            }
+            TraceEvent::SteppedDown { term, last_index } => {
+                Event { last_index: Some(last_index), ..Event::new("stepped-down", term) }
+            }
             TraceEvent::LeaderCommit { term, index, entry_term } => Event {
                 index: Some(index),
                 entry_term: Some(entry_term),

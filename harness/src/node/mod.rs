@@ -16,7 +16,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use raft::node::{Node, NodeConfig, TraceEvent};
 use raft::storage::{FileStorage, Storage};
-use raft::{Config, NodeId, Role};
+use raft::{Config, NodeId};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -186,7 +186,7 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let applier = tokio::spawn(server.clone().apply(applied, applied_log));
     let accept = tokio::spawn(server.clone().accept(clients));
     let sweep = tokio::spawn(server.clone().sweep());
-    let watcher = tokio::spawn(record_events(server.clone(), events, traced));
+    let watcher = tokio::spawn(record_events(events, traced));
 
     tokio::select! {
         _ = term_signal.recv() => tracing::info!("SIGTERM: shutting down"),
@@ -208,51 +208,17 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `became-leader` and `stepped-down` events as the node's role changes, and the node's
-/// protocol events, until the node stops (a stopped node reports itself a follower: a leader's
-/// last event is `stepped-down`).
-async fn record_events(
-    server: Arc<Server>,
-    mut events: EventLog,
-    mut traced: mpsc::UnboundedReceiver<TraceEvent>,
-) {
-    let mut status = server.node().subscribe();
-    let mut leading: Option<u64> = None;
-    loop {
-        let s = *status.borrow_and_update();
-        let now_leading = (s.role == Role::Leader).then_some(s.term);
-        if now_leading != leading {
-            if let Some(term) = leading {
-                record(
-                    &mut events,
-                    Event { last_index: Some(s.last_index), ..Event::new("stepped-down", term) },
-                );
-            }
-            if let Some(term) = now_leading {
-                record(
-                    &mut events,
-                    Event { last_index: Some(s.last_index), ..Event::new("became-leader", term) },
-                );
-            }
-            leading = now_leading;
+/// Writes the Raft node's protocol events (leaderships, votes, higher terms, first commits)
+/// until the node stops and drops its end of the channel (a leader's last event is then
+/// `stepped-down`).
+async fn record_events(mut events: EventLog, mut traced: mpsc::UnboundedReceiver<TraceEvent>) {
+    while let Some(trace) = traced.recv().await {
+        if let TraceEvent::BecameLeader { term, .. } | TraceEvent::SteppedDown { term, .. } = trace
+        {
+            tracing::info!(?trace, term, "role change");
         }
-        if server.node().is_stopped() && !status.has_changed().unwrap_or(false) {
-            while let Ok(trace) = traced.try_recv() {
-                record(&mut events, Event::from_trace(&trace));
-            }
-            return;
+        if let Err(e) = events.record(Event::from_trace(&trace)) {
+            tracing::error!(error = %e, "cannot write events.jsonl");
         }
-        tokio::select! {
-            _ = status.changed() => {}
-            Some(trace) = traced.recv() => record(&mut events, Event::from_trace(&trace)),
-            _ = server.node().stopped() => {}
-        }
-    }
-}
-
-fn record(events: &mut EventLog, event: Event) {
-    tracing::info!(event = event.event, term = event.term, "protocol event");
-    if let Err(e) = events.record(event) {
-        tracing::error!(error = %e, "cannot write events.jsonl");
     }
 }

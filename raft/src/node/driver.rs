@@ -58,6 +58,8 @@ impl Driver {
     pub(super) async fn run(mut self) -> Result<(), NodeError> {
         let exit = self.run_loop().await;
         self.shared.mark_stopped();
+        let last_index = self.shared.lock().raw.status().last_index;
+        self.tracer.stopped(last_index);
         let Driver { transport, storage, .. } = self;
         match exit {
             Exit::Shutdown => {
@@ -88,13 +90,14 @@ impl Driver {
             // Under the lock: everything that arrived, the tick if due, and the next ready.
             let taken = {
                 let mut core = self.shared.lock();
-                if let Err(exit) = drain_inbox(&mut self.inbox, &mut core.raw, &self.tracer, None) {
+                let inbox = &mut self.inbox;
+                if let Err(exit) = drain_inbox(inbox, &mut core.raw, &mut self.tracer, None) {
                     return exit;
                 }
                 tick_if_due(&mut self.next_tick, self.tick, &mut core.raw);
+                self.tracer.observe(&core.raw);
                 let status = core.raw.status();
                 self.shared.publish(&status);
-                self.tracer.observe(&status, |i| core.raw.entry(i).map(|e| e.term));
                 core.raw.has_ready().then(|| (core.raw.ready(), leader_term(&status)))
             };
             match taken {
@@ -220,11 +223,11 @@ impl Driver {
     fn step_during_sync(&mut self, first: Option<Message>) -> Result<(), Exit> {
         let early = {
             let mut core = self.shared.lock();
-            drain_inbox(&mut self.inbox, &mut core.raw, &self.tracer, first)?;
+            drain_inbox(&mut self.inbox, &mut core.raw, &mut self.tracer, first)?;
             tick_if_due(&mut self.next_tick, self.tick, &mut core.raw);
+            self.tracer.observe(&core.raw);
             let status = core.raw.status();
             self.shared.publish(&status);
-            self.tracer.observe(&status, |i| core.raw.entry(i).map(|e| e.term));
             collect_committed(
                 &core.raw,
                 status.commit_index,
@@ -274,7 +277,7 @@ fn collect_committed(
 fn drain_inbox(
     inbox: &mut mpsc::Receiver<Message>,
     raw: &mut RawNode,
-    tracer: &Tracer,
+    tracer: &mut Tracer,
     first: Option<Message>,
 ) -> Result<(), Exit> {
     if let Some(msg) = first {

@@ -4,14 +4,15 @@
 //! that forgets its vote in a crash, or one that ignores a higher term in a reply, may never
 //! lead to a lost write in a given run. The node therefore reports facts observed at the
 //! boundary of its core (what it sent after a sync, what a stepped message did to its term,
-//! where a leader's commit index first landed), and a checker verifies Figure 2's rules over
+//! where a leader's commit index first landed, when leaderships began and ended), and a checker verifies Figure 2's rules over
 //! them after the run, as etcd's raft checks its traces against its TLA+ specification.
 //!
 //! Events are rare (elections and leadership changes only), so the channel is unbounded.
+//! Leadership events are exact: the driver looks after every message it steps and every tick.
 
 use tokio::sync::mpsc;
 
-use crate::core::{Index, Message, MessageBody, NodeId, RawNode, Role, Status, Term};
+use crate::core::{Index, Message, MessageBody, NodeId, RawNode, Role, Term};
 
 /// A protocol event a node reports through [`NodeConfig::trace`](super::NodeConfig::trace).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,18 +36,31 @@ pub enum TraceEvent {
         /// This peer's role before stepping the message.
         role_before: Role,
     },
+    /// This peer became the leader of `term`, with `last_index` as its last log index.
+    BecameLeader { term: Term, last_index: Index },
+    /// This peer's leadership of `term` ended (it stepped down, or the node stopped).
+    SteppedDown { term: Term, last_index: Index },
     /// The commit index of the leader of `term` moved for the first time in its leadership, to
     /// `index`, whose entry is of `entry_term`. §5.4.2: a leader commits by counting replicas
     /// only entries of its own term.
     LeaderCommit { term: Term, index: Index, entry_term: Term },
 }
 
-/// The driver's side of the trace: reports events and remembers what it needs to.
+/// The driver's side of the trace: reports events and follows the leadership.
 #[derive(Debug, Default)]
 pub(super) struct Tracer {
     tx: Option<mpsc::UnboundedSender<TraceEvent>>,
-    /// The leadership being followed: its term, and whether its first commit was reported.
-    leading: Option<(Term, Index, bool)>,
+    leading: Option<Leadership>,
+}
+
+/// The leadership this peer holds.
+#[derive(Debug)]
+struct Leadership {
+    term: Term,
+    /// The commit index when it began.
+    commit_at_start: Index,
+    /// Whether its first commit was reported.
+    committed: bool,
 }
 
 impl Tracer {
@@ -68,10 +82,15 @@ impl Tracer {
         }
     }
 
-    /// Steps `msg` into `raw`, reporting it if its term was above this peer's.
-    pub(super) fn step(&self, raw: &mut RawNode, msg: Message) {
+    /// Steps `msg` into `raw`, reporting it if its term was above this peer's, and what it did
+    /// to the leadership.
+    pub(super) fn step(&mut self, raw: &mut RawNode, msg: Message) {
+        if self.tx.is_none() {
+            raw.step(msg);
+            return;
+        }
         let before = raw.status();
-        let mut pending = (self.tx.is_some() && msg.term > before.term).then(|| {
+        let mut pending = (msg.term > before.term).then(|| {
             let granted = match msg.body {
                 MessageBody::RequestVoteResponse { granted, .. } => Some(granted),
                 _ => None,
@@ -93,33 +112,39 @@ impl Tracer {
         if let Some(event) = pending {
             self.emit(event);
         }
+        self.observe(raw);
     }
 
-    /// Follows the leader's commit index: reports where it first moves in a leadership.
-    /// `entry_term` gives the term of the entry at an index.
-    pub(super) fn observe(&mut self, status: &Status, entry_term: impl Fn(Index) -> Option<Term>) {
+    /// Reports a leadership that began or ended, and where its commit index first moved,
+    /// since the last call. Called after every step and every tick.
+    pub(super) fn observe(&mut self, raw: &RawNode) {
         if self.tx.is_none() {
             return;
         }
-        if status.role != Role::Leader {
-            self.leading = None;
+        let status = raw.status();
+        let now_leading = (status.role == Role::Leader).then_some(status.term);
+        if now_leading != self.leading.as_ref().map(|l| l.term) {
+            self.stopped(status.last_index);
+            if let Some(term) = now_leading {
+                self.emit(TraceEvent::BecameLeader { term, last_index: status.last_index });
+                let commit_at_start = status.commit_index;
+                self.leading = Some(Leadership { term, commit_at_start, committed: false });
+            }
+        }
+        let Some(l) = &mut self.leading else { return };
+        if l.committed || status.commit_index <= l.commit_at_start {
             return;
         }
-        match self.leading {
-            Some((term, _, _)) if term == status.term => {}
-            _ => self.leading = Some((status.term, status.commit_index, false)),
+        l.committed = true;
+        let (term, index) = (l.term, status.commit_index);
+        let entry_term = raw.entry(index).map_or(0, |e| e.term);
+        self.emit(TraceEvent::LeaderCommit { term, index, entry_term });
+    }
+
+    /// Ends the leadership, if this peer holds one (it stepped down, or the node stops).
+    pub(super) fn stopped(&mut self, last_index: Index) {
+        if let Some(l) = self.leading.take() {
+            self.emit(TraceEvent::SteppedDown { term: l.term, last_index });
         }
-        let Some((term, start, reported)) = &mut self.leading else { return };
-        if *reported || status.commit_index <= *start {
-            return;
-        }
-        *reported = true;
-        let index = status.commit_index;
-        let event = TraceEvent::LeaderCommit {
-            term: *term,
-            index,
-            entry_term: entry_term(index).unwrap_or(0),
-        };
-        self.emit(event);
     }
 }
