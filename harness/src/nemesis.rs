@@ -2,7 +2,8 @@
 //! history.
 //!
 //! - `kill`: SIGKILL, and later a restart from the node's data directory.
-//! - `pause`: SIGSTOP, and later SIGCONT.
+//! - `pause`: SIGSTOP, and later SIGCONT; a paused leader comes back stale (see
+//!   [`Nemesis::hold_stale_leader`]).
 //! - `partition`: links cut at the proxy, in one of Jepsen's shapes.
 //! - `net`: message loss, delay, duplication and reordering at the proxy.
 //!
@@ -87,6 +88,8 @@ pub struct Nemesis {
     kinds: Vec<FaultKind>,
     rng: ChaCha8Rng,
     active: Vec<(FaultKind, Active)>,
+    /// A paused leader whose inbound links are held (see [`Nemesis::hold_stale_leader`]).
+    stale_leader: Option<u64>,
     /// Faults started, by kind name.
     pub started: std::collections::BTreeMap<&'static str, u64>,
 }
@@ -97,6 +100,7 @@ impl Nemesis {
             kinds,
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6E65_6D65_7369_7321),
             active: Vec::new(),
+            stale_leader: None,
             started: Default::default(),
         }
     }
@@ -180,11 +184,7 @@ impl Nemesis {
             }
             FaultKind::Partition => {
                 let (shape, cut) = self.pick_partition(&ids, leader);
-                proxy.update_all(|link, f| {
-                    if cut.contains(&link) {
-                        f.cut = true;
-                    }
-                });
+                proxy.update_all(|link, f| f.cut |= cut.contains(&link));
                 let cut_json: Vec<Value> = cut.iter().map(|l| json!([l.from, l.to])).collect();
                 rec.nemesis("start-partition", json!({"kind": shape, "cut": cut_json}))?;
                 Active::Partition(shape, cut)
@@ -212,8 +212,71 @@ impl Nemesis {
             }
         };
         *self.started.entry(kind.name()).or_default() += 1;
+        let paused_leader = match &active {
+            Active::Paused(nodes) if nodes.len() == 1 && Some(nodes[0]) == leader => leader,
+            _ => None,
+        };
         self.active.push((kind, active));
+        if let Some(leader) = paused_leader {
+            self.hold_stale_leader(leader, &ids, proxy, rec)?;
+        }
         Ok(())
+    }
+
+    /// Composes a stale leader (a "zombie") when the leader alone is paused and partitions are
+    /// among the faults: nothing reaches the paused leader, and when it resumes it hears again
+    /// from every node but the one that leads now. It then learns of the newer term only from
+    /// its followers' replies (§5.1), instead of from the new leader's messages, which a plain
+    /// pause leaves queued in its socket to be read first. The held links are a third fault in
+    /// force, on top of the process fault and link fault that may overlap.
+    fn hold_stale_leader(
+        &mut self,
+        leader: u64,
+        ids: &[u64],
+        proxy: &Proxy,
+        rec: &Recorder,
+    ) -> anyhow::Result<()> {
+        if !self.kinds.contains(&FaultKind::Partition) {
+            return Ok(());
+        }
+        let cut: Vec<Link> =
+            ids.iter().filter(|&&id| id != leader).map(|&from| Link { from, to: leader }).collect();
+        let cut_json: Vec<Value> = cut.iter().map(|l| json!([l.from, l.to])).collect();
+        rec.nemesis("start-partition", json!({"kind": "stale-leader", "cut": cut_json}))?;
+        *self.started.entry(FaultKind::Partition.name()).or_default() += 1;
+        self.active.push((FaultKind::Partition, Active::Partition("stale-leader", cut)));
+        self.apply_cuts(proxy);
+        self.stale_leader = Some(leader);
+        Ok(())
+    }
+
+    /// Cuts exactly the links that some partition in force cuts (partitions may overlap).
+    fn apply_cuts(&self, proxy: &Proxy) {
+        let cut: Vec<Link> = self
+            .active
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Active::Partition(_, cut) => Some(cut.iter().copied()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        proxy.update_all(|link, f| f.cut = cut.contains(&link));
+    }
+
+    /// Before a held stale leader resumes: keeps only the new leader's link to it cut.
+    fn release_stale_leader(&mut self, resuming: &[u64], cluster: &Cluster, proxy: &Proxy) {
+        let Some(old) = self.stale_leader.take_if(|old| resuming.contains(old)) else { return };
+        // The paused node does not run, so it cannot be taken for the current leader.
+        let keep: Vec<Link> = current_leader(cluster)
+            .map(|new| vec![Link { from: new, to: old }])
+            .unwrap_or_default();
+        for (_, active) in &mut self.active {
+            if let Active::Partition("stale-leader", cut) = active {
+                *cut = keep.clone();
+            }
+        }
+        self.apply_cuts(proxy);
     }
 
     fn stop_oldest(
@@ -234,17 +297,15 @@ impl Nemesis {
                 rec.nemesis("stop-kill", json!({"nodes": ids}))?;
             }
             Active::Paused(ids) => {
+                self.release_stale_leader(&ids, cluster, proxy);
                 for &id in &ids {
                     cluster.resume(id);
                 }
                 rec.nemesis("stop-pause", json!({"nodes": ids}))?;
             }
-            Active::Partition(shape, cut) => {
-                proxy.update_all(|link, f| {
-                    if cut.contains(&link) {
-                        f.cut = false;
-                    }
-                });
+            Active::Partition(shape, _) => {
+                // Another partition in force keeps its own cuts.
+                self.apply_cuts(proxy);
                 rec.nemesis("stop-partition", json!({"kind": shape}))?;
             }
             Active::Net => {
@@ -443,6 +504,43 @@ mod tests {
             }
             assert!(kills.active.len() <= 1);
         }
+    }
+
+    #[tokio::test]
+    async fn overlapping_partitions_each_keep_their_cuts() {
+        let nodes: Vec<(u64, std::net::SocketAddr)> =
+            (1..=3).map(|id| (id, "127.0.0.1:9".parse().unwrap())).collect();
+        let proxy = Proxy::start(&nodes, 1).await.unwrap();
+        let cut_links = |proxy: &Proxy| {
+            let mut cut = BTreeSet::new();
+            proxy.update_all(|link, f| {
+                if f.cut {
+                    cut.insert((link.from, link.to));
+                }
+            });
+            cut
+        };
+        let link = |from, to| Link { from, to };
+        let mut nemesis = Nemesis::new(FaultKind::ALL.to_vec(), 1);
+        nemesis.active.push((FaultKind::Pause, Active::Paused(vec![2])));
+        nemesis.active.push((
+            FaultKind::Partition,
+            Active::Partition("one-way", vec![link(1, 2), link(2, 3)]),
+        ));
+        nemesis.active.push((
+            FaultKind::Partition,
+            Active::Partition("stale-leader", vec![link(1, 2), link(3, 2)]),
+        ));
+        nemesis.apply_cuts(&proxy);
+        assert_eq!(cut_links(&proxy), BTreeSet::from([(1, 2), (2, 3), (3, 2)]));
+        // Ending the first partition leaves the second one's cuts, shared link included.
+        nemesis.active.remove(1);
+        nemesis.apply_cuts(&proxy);
+        assert_eq!(cut_links(&proxy), BTreeSet::from([(1, 2), (3, 2)]));
+        nemesis.active.clear();
+        nemesis.apply_cuts(&proxy);
+        assert!(cut_links(&proxy).is_empty());
+        proxy.shutdown().await;
     }
 
     #[test]
