@@ -186,7 +186,7 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let applier = tokio::spawn(server.clone().apply(applied, applied_log));
     let accept = tokio::spawn(server.clone().accept(clients));
     let sweep = tokio::spawn(server.clone().sweep());
-    let watcher = tokio::spawn(record_events(events, traced));
+    let recorder = tokio::spawn(record_events(events, traced));
 
     tokio::select! {
         _ = term_signal.recv() => tracing::info!("SIGTERM: shutting down"),
@@ -202,7 +202,7 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     // The applier ends when the node's channel closes, once the node stopped.
     let node_result = server.node().shutdown().await;
     let _ = applier.await;
-    let _ = watcher.await;
+    let _ = recorder.await;
     node_result.with_context(|| format!("node {id}"))?;
     tracing::info!(id, "stopped cleanly");
     Ok(())
