@@ -56,7 +56,7 @@ pub struct NodeEvent {
     /// `started` and `restarted` (with the hard state recovered: `term` and `vote`),
     /// `became-leader`, `stepped-down`, `vote-granted` (`candidate`), `higher-term` (a message
     /// of a higher term was stepped: `from`, `message`, `granted`, `message_term`, the node's
-    /// `term` before and `term_after`) or `leader-commit` (where a leadership's commit index
+    /// `term` before and `term_after`, `role_before`) or `leader-commit` (where a leadership's commit index
     /// first moved: `index`, `entry_term`).
     pub event: String,
     /// The term the event happened in.
@@ -86,6 +86,9 @@ pub struct NodeEvent {
     /// The node's term after it stepped a message of a higher term.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub term_after: Option<u64>,
+    /// The node's role before it stepped a message of a higher term (`Leader`, `Follower`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_before: Option<String>,
     /// The index where a leader's commit index first moved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<u64>,

@@ -17,82 +17,48 @@ use serde::{Deserialize, Serialize};
 
 use super::kv::digest;
 
-/// One line of `events.jsonl`. Which of the optional fields are present depends on `event`.
-#[derive(Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Event {
-    pub time_ms: u64,
-    pub node: NodeId,
-    /// `started`, `restarted` (with the recovered `vote`), `became-leader`, `stepped-down`,
-    /// `vote-granted` (with `candidate`), `higher-term` (a message of a higher term was
-    /// stepped: `from`, `message`, `granted`, `message_term`, `term_after`, `role_before`) or
-    /// `leader-commit` (a leadership's first commit: `index`, `entry_term`).
-    pub event: String,
-    pub term: Term,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub last_index: Option<Index>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub vote: Option<NodeId>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub candidate: Option<NodeId>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub from: Option<NodeId>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub message: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub granted: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub message_term: Option<Term>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub term_after: Option<Term>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub role_before: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub index: Option<Index>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub entry_term: Option<Term>,
+/// One line of `events.jsonl`: the checker's type, so that writer and reader agree.
+pub use checker::safety::NodeEvent as Event;
+
+/// An event named `name` in `term`; the caller fills in the rest.
+pub fn event(name: &str, term: Term) -> Event {
+    Event { event: name.to_string(), term: Some(term), ..Event::default() }
 }
 
-impl Event {
-    /// An event named `event` in `term`; the caller fills in the rest.
-    pub fn new(event: &str, term: Term) -> Event {
-        Event { event: event.to_string(), term, ..Event::default() }
-    }
-
-    /// The line for a protocol event of the Raft node.
-    pub fn from_trace(trace: &TraceEvent) -> Event {
-        match *trace {
-            TraceEvent::VoteGranted { term, candidate } => {
-                Event { candidate: Some(candidate), ..Event::new("vote-granted", term) }
-            }
-            TraceEvent::HigherTerm {
-                from,
-                message,
-                granted,
-                message_term,
-                term_before,
-                term_after,
-                role_before,
-            } => Event {
-                from: Some(from),
-                message: Some(message.to_string()),
-                granted,
-                message_term: Some(message_term),
-                term_after: Some(term_after),
-                role_before: Some(format!("{role_before:?}")),
-                ..Event::new("higher-term", term_before)
-            },
-            TraceEvent::BecameLeader { term, last_index } => {
-                Event { last_index: Some(last_index), ..Event::new("became-leader", term) }
-            }
-            TraceEvent::SteppedDown { term, last_index } => {
-                Event { last_index: Some(last_index), ..Event::new("stepped-down", term) }
-            }
-            TraceEvent::LeaderCommit { term, index, entry_term } => Event {
-                index: Some(index),
-                entry_term: Some(entry_term),
-                ..Event::new("leader-commit", term)
-            },
+/// The line for a protocol event of the Raft node.
+pub fn from_trace(trace: &TraceEvent) -> Event {
+    match *trace {
+        TraceEvent::VoteGranted { term, candidate } => {
+            Event { candidate: Some(candidate), ..event("vote-granted", term) }
         }
+        TraceEvent::HigherTerm {
+            from,
+            message,
+            granted,
+            message_term,
+            term_before,
+            term_after,
+            role_before,
+        } => Event {
+            from: Some(from),
+            message: Some(message.to_string()),
+            granted,
+            message_term: Some(message_term),
+            term_after: Some(term_after),
+            role_before: Some(format!("{role_before:?}")),
+            ..event("higher-term", term_before)
+        },
+        TraceEvent::BecameLeader { term, last_index } => {
+            Event { last_index: Some(last_index), ..event("became-leader", term) }
+        }
+        TraceEvent::SteppedDown { term, last_index } => {
+            Event { last_index: Some(last_index), ..event("stepped-down", term) }
+        }
+        TraceEvent::LeaderCommit { term, index, entry_term } => Event {
+            index: Some(index),
+            entry_term: Some(entry_term),
+            ..event("leader-commit", term)
+        },
     }
 }
 
@@ -117,7 +83,7 @@ impl EventLog {
     /// Appends one event, stamped with this node and the time.
     pub fn record(&mut self, mut event: Event) -> io::Result<()> {
         let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        event.time_ms = time_ms as u64;
+        event.time_ms = Some(time_ms as u64);
         event.node = self.node;
         let mut line = serde_json::to_vec(&event).map_err(io::Error::other)?;
         line.push(b'\n');

@@ -168,7 +168,7 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     events.record(Event {
         last_index: Some(last_index),
         vote: recovered.vote,
-        ..Event::new(if restarted { "restarted" } else { "started" }, recovered.term)
+        ..events::event(if restarted { "restarted" } else { "started" }, recovered.term)
     })?;
     tracing::info!(
         id,
@@ -217,7 +217,7 @@ async fn record_events(mut events: EventLog, mut traced: mpsc::UnboundedReceiver
         {
             tracing::info!(?trace, term, "role change");
         }
-        if let Err(e) = events.record(Event::from_trace(&trace)) {
+        if let Err(e) = events.record(events::from_trace(&trace)) {
             tracing::error!(error = %e, "cannot write events.jsonl");
         }
     }
