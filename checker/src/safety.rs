@@ -13,6 +13,9 @@
 //!
 //! - **Votes are durable**: a node grants at most one candidate per term, and a node that
 //!   restarts in a term in which it voted recovers that vote.
+//! - **Votes only for up-to-date logs** (§5.4.1): a node grants its vote only to a candidate
+//!   whose last log entry has a higher term than its own, or the same term and an index at
+//!   least as high.
 //! - **Term adoption** (§5.1): a node that steps a message of a higher term (other than a vote
 //!   request, which check-quorum's lease may ignore, or a granted pre-vote) takes that term.
 //! - **Leader commit rule** (§5.4.2): a leader's commit index first moves to an entry of its own
@@ -54,7 +57,9 @@ pub struct NodeEvent {
     /// The node.
     pub node: u64,
     /// `started` and `restarted` (with the hard state recovered: `term` and `vote`),
-    /// `became-leader`, `stepped-down`, `vote-granted` (`candidate`), `higher-term` (a message
+    /// `became-leader`, `stepped-down`, `vote-granted` (`candidate`, the candidate's
+    /// `candidate_last_index` and `candidate_last_term`, the node's own `last_index` and
+    /// `last_term`), `higher-term` (a message
     /// of a higher term was stepped: `from`, `message`, `granted`, `message_term`, the node's
     /// `term` before and `term_after`, `role_before`) or `leader-commit` (where a leadership's commit index
     /// first moved: `index`, `entry_term`).
@@ -62,15 +67,24 @@ pub struct NodeEvent {
     /// The term the event happened in.
     #[serde(default)]
     pub term: Option<u64>,
-    /// The node's last log index (on start and restart).
+    /// The node's last log index (on start and restart, and when it granted a vote).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_index: Option<u64>,
+    /// The term of the node's last log entry when it granted a vote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_term: Option<u64>,
     /// The vote recovered on a start or restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vote: Option<u64>,
     /// Whom a vote was granted to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate: Option<u64>,
+    /// The last log index the candidate's vote request carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_last_index: Option<u64>,
+    /// The last log term the candidate's vote request carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_last_term: Option<u64>,
     /// The sender of a message of a higher term.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<u64>,
@@ -207,6 +221,7 @@ pub fn check_safety(nodes: &[NodeRecord], acknowledged: &BTreeSet<(u64, u64)>) -
         check_one_leader_per_term(nodes),
         check_acknowledged_writes(nodes, acknowledged),
         check_votes_durable(nodes),
+        check_votes_up_to_date(nodes),
         check_term_adoption(nodes),
         check_leader_commit_rule(nodes),
     ]
@@ -334,6 +349,29 @@ fn check_votes_durable(nodes: &[NodeRecord]) -> SafetyCheck {
         }
     }
     SafetyCheck::new("votes-durable", violations)
+}
+
+fn check_votes_up_to_date(nodes: &[NodeRecord]) -> SafetyCheck {
+    let mut violations = Vec::new();
+    for n in nodes {
+        for e in n.events.iter().filter(|e| e.event == "vote-granted") {
+            let (Some(term), Some(candidate)) = (e.term, e.candidate) else { continue };
+            let (Some(c_index), Some(c_term), Some(own_index), Some(own_term)) =
+                (e.candidate_last_index, e.candidate_last_term, e.last_index, e.last_term)
+            else {
+                continue;
+            };
+            if (c_term, c_index) < (own_term, own_index) {
+                violations.push(format!(
+                    "node {} voted in term {term} for {candidate}, whose log ends at index \
+                     {c_index} of term {c_term}, behind its own (index {own_index} of term \
+                     {own_term})",
+                    n.node
+                ));
+            }
+        }
+    }
+    SafetyCheck::new("votes-up-to-date", violations)
 }
 
 fn check_term_adoption(nodes: &[NodeRecord]) -> SafetyCheck {
@@ -469,6 +507,25 @@ mod tests {
         assert!(twice.violations[0].contains("in term 3 to 2, then to 4"), "{twice:?}");
         let term_lost = check(vec![grant(5, 2), restart(4, None)]);
         assert!(term_lost.violations[0].contains("restarted in term 4"), "{term_lost:?}");
+    }
+
+    #[test]
+    fn a_vote_for_a_log_behind_the_voters_is_found() {
+        let grant = |candidate_last: (u64, u64), own_last: (u64, u64)| NodeEvent {
+            candidate: Some(2),
+            candidate_last_index: Some(candidate_last.0),
+            candidate_last_term: Some(candidate_last.1),
+            last_index: Some(own_last.0),
+            last_term: Some(own_last.1),
+            ..event(1, "vote-granted", 5)
+        };
+        let check = |events: Vec<NodeEvent>| check_votes_up_to_date(&[node(1, vec![], events)]);
+        // A later last term wins whatever the length; the same term needs the same length.
+        assert!(check(vec![grant((3, 4), (9, 3)), grant((9, 3), (9, 3))]).valid);
+        let shorter = check(vec![grant((8, 3), (9, 3))]);
+        assert!(!shorter.valid);
+        assert!(shorter.violations[0].contains("ends at index 8 of term 3"), "{shorter:?}");
+        assert!(!check(vec![grant((20, 2), (9, 3))]).valid, "an older last term loses");
     }
 
     #[test]

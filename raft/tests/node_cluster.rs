@@ -336,7 +336,14 @@ async fn nodes_report_votes_higher_terms_and_each_leaderships_first_commit() {
     let granted = followers
         .iter()
         .filter(|&&i| {
-            trace(&cluster, i).contains(&TraceEvent::VoteGranted { term, candidate: leader_id })
+            trace(&cluster, i).iter().any(|e| match *e {
+                TraceEvent::VoteGranted { term: t, candidate, candidate_last, own_last } => {
+                    // §5.4.1: the winner's log was at least as up-to-date as the voter's.
+                    let (Some(c), Some(o)) = (candidate_last, own_last) else { return false };
+                    t == term && candidate == leader_id && (c.1, c.0) >= (o.1, o.0)
+                }
+                _ => false,
+            })
         })
         .count();
     assert!(granted >= 1, "a majority of 3 needs one vote besides the leader's own");

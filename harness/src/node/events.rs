@@ -28,9 +28,14 @@ pub fn event(name: &str, term: Term) -> Event {
 /// The line for a protocol event of the Raft node.
 pub fn from_trace(trace: &TraceEvent) -> Event {
     match *trace {
-        TraceEvent::VoteGranted { term, candidate } => {
-            Event { candidate: Some(candidate), ..event("vote-granted", term) }
-        }
+        TraceEvent::VoteGranted { term, candidate, candidate_last, own_last } => Event {
+            candidate: Some(candidate),
+            candidate_last_index: candidate_last.map(|l| l.0),
+            candidate_last_term: candidate_last.map(|l| l.1),
+            last_index: own_last.map(|l| l.0),
+            last_term: own_last.map(|l| l.1),
+            ..event("vote-granted", term)
+        },
         TraceEvent::HigherTerm {
             from,
             message,

@@ -10,6 +10,8 @@
 //! Events are rare (elections and leadership changes only), so the channel is unbounded.
 //! Leadership events are exact: the driver looks after every message it steps and every tick.
 
+use std::collections::BTreeMap;
+
 use tokio::sync::mpsc;
 
 use crate::core::{Index, Message, MessageBody, NodeId, RawNode, Role, Term};
@@ -19,8 +21,15 @@ use crate::core::{Index, Message, MessageBody, NodeId, RawNode, Role, Term};
 pub enum TraceEvent {
     /// A vote for `candidate` in `term` was handed to the transport, after the sync that made
     /// the vote durable (Figure 2: "persistent state, updated on stable storage before
-    /// responding to RPCs").
-    VoteGranted { term: Term, candidate: NodeId },
+    /// responding to RPCs"). `candidate_last` is the last log position (index, term) the
+    /// request carried and `own_last` this peer's when it decided (§5.4.1: the candidate's log
+    /// must be at least as up-to-date); both are None if the request was not seen.
+    VoteGranted {
+        term: Term,
+        candidate: NodeId,
+        candidate_last: Option<(Index, Term)>,
+        own_last: Option<(Index, Term)>,
+    },
     /// A message from `from` carrying a term above this peer's was stepped. §5.1: "if one
     /// server's current term is smaller than the other's, then it updates its current term".
     HigherTerm {
@@ -51,6 +60,9 @@ pub enum TraceEvent {
 pub(super) struct Tracer {
     tx: Option<mpsc::UnboundedSender<TraceEvent>>,
     leading: Option<Leadership>,
+    /// Vote requests of the latest term stepped: (term, candidate) -> (the candidate's last
+    /// log position, this peer's), until the grant goes out.
+    vote_requests: BTreeMap<(Term, NodeId), ((Index, Term), (Index, Term))>,
 }
 
 /// The leadership this peer holds.
@@ -65,7 +77,7 @@ struct Leadership {
 
 impl Tracer {
     pub(super) fn new(tx: Option<mpsc::UnboundedSender<TraceEvent>>) -> Tracer {
-        Tracer { tx, leading: None }
+        Tracer { tx, leading: None, vote_requests: BTreeMap::new() }
     }
 
     fn emit(&self, event: TraceEvent) {
@@ -76,9 +88,15 @@ impl Tracer {
     }
 
     /// Reports a granted vote among the messages about to be sent.
-    pub(super) fn sending(&self, msg: &Message) {
+    pub(super) fn sending(&mut self, msg: &Message) {
         if let MessageBody::RequestVoteResponse { pre_vote: false, granted: true } = msg.body {
-            self.emit(TraceEvent::VoteGranted { term: msg.term, candidate: msg.to });
+            let logs = self.vote_requests.remove(&(msg.term, msg.to));
+            self.emit(TraceEvent::VoteGranted {
+                term: msg.term,
+                candidate: msg.to,
+                candidate_last: logs.map(|l| l.0),
+                own_last: logs.map(|l| l.1),
+            });
         }
     }
 
@@ -90,6 +108,16 @@ impl Tracer {
             return;
         }
         let before = raw.status();
+        if let MessageBody::RequestVote { pre_vote: false, last_log_index, last_log_term } =
+            msg.body
+        {
+            // Only the latest term's requests can still be answered with a grant.
+            self.vote_requests.retain(|&(term, _), _| term >= msg.term);
+            self.vote_requests.insert(
+                (msg.term, msg.from),
+                ((last_log_index, last_log_term), (before.last_index, before.last_term)),
+            );
+        }
         let mut pending = (msg.term > before.term).then(|| {
             let granted = match msg.body {
                 MessageBody::RequestVoteResponse { granted, .. } => Some(granted),
