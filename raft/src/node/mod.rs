@@ -80,7 +80,7 @@ mod driver;
 mod io;
 mod trace;
 
-pub use self::trace::TraceEvent;
+pub use self::trace::{LogPosition, TraceEvent};
 
 use std::io as std_io;
 use std::net::SocketAddr;

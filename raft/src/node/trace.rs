@@ -16,6 +16,9 @@ use tokio::sync::mpsc;
 
 use crate::core::{Index, Message, MessageBody, NodeId, RawNode, Role, Term};
 
+/// A position in a log: the last entry's (index, term).
+pub type LogPosition = (Index, Term);
+
 /// A protocol event a node reports through [`NodeConfig::trace`](super::NodeConfig::trace).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TraceEvent {
@@ -27,8 +30,8 @@ pub enum TraceEvent {
     VoteGranted {
         term: Term,
         candidate: NodeId,
-        candidate_last: Option<(Index, Term)>,
-        own_last: Option<(Index, Term)>,
+        candidate_last: Option<LogPosition>,
+        own_last: Option<LogPosition>,
     },
     /// A message from `from` carrying a term above this peer's was stepped. §5.1: "if one
     /// server's current term is smaller than the other's, then it updates its current term".
@@ -62,7 +65,7 @@ pub(super) struct Tracer {
     leading: Option<Leadership>,
     /// Vote requests of the latest term stepped: (term, candidate) -> (the candidate's last
     /// log position, this peer's), until the grant goes out.
-    vote_requests: BTreeMap<(Term, NodeId), ((Index, Term), (Index, Term))>,
+    vote_requests: BTreeMap<(Term, NodeId), (LogPosition, LogPosition)>,
 }
 
 /// The leadership this peer holds.
