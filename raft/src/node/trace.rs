@@ -80,7 +80,7 @@ struct Leadership {
 
 impl Tracer {
     pub(super) fn new(tx: Option<mpsc::UnboundedSender<TraceEvent>>) -> Tracer {
-        Tracer { tx, leading: None, vote_requests: BTreeMap::new() }
+        Tracer { tx, ..Tracer::default() }
     }
 
     fn emit(&self, event: TraceEvent) {
@@ -121,27 +121,25 @@ impl Tracer {
                 ((last_log_index, last_log_term), (before.last_index, before.last_term)),
             );
         }
-        let mut pending = (msg.term > before.term).then(|| {
+        // What the report needs of the message, taken before stepping consumes it.
+        let higher = (msg.term > before.term).then(|| {
             let granted = match msg.body {
                 MessageBody::RequestVoteResponse { granted, .. } => Some(granted),
                 _ => None,
             };
-            TraceEvent::HigherTerm {
-                from: msg.from,
-                message: msg.body.kind_name(),
-                granted,
-                message_term: msg.term,
-                term_before: before.term,
-                term_after: before.term,
-                role_before: before.role,
-            }
+            (msg.from, msg.body.kind_name(), granted, msg.term)
         });
         raw.step(msg);
-        if let Some(TraceEvent::HigherTerm { term_after, .. }) = &mut pending {
-            *term_after = raw.status().term;
-        }
-        if let Some(event) = pending {
-            self.emit(event);
+        if let Some((from, message, granted, message_term)) = higher {
+            self.emit(TraceEvent::HigherTerm {
+                from,
+                message,
+                granted,
+                message_term,
+                term_before: before.term,
+                term_after: raw.status().term,
+                role_before: before.role,
+            });
         }
         self.observe(raw);
     }
