@@ -8,7 +8,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use workloads::{CasRegister, Kv};
 
 fn data(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/porcupine")).join(rel)
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/porcupine")).join(rel)
 }
 
 fn load(rel: &str) -> History {

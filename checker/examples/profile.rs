@@ -6,7 +6,7 @@ use checker::{check, CheckOptions, Format, History, Model};
 use workloads::{CasRegister, Kv};
 
 fn main() {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/porcupine");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/porcupine");
     let options = CheckOptions { time_limit: None, threads: 1 };
     let mut total = 0.0;
     for n in (0..=102).filter(|&n| n != 95) {

@@ -6,7 +6,7 @@ use checker::{check, CheckOptions, Format, History, Verdict};
 use workloads::{CasRegister, Kv};
 
 fn data(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/porcupine")).join(rel)
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/porcupine")).join(rel)
 }
 
 /// The linearizable etcd histories, according to the README.
