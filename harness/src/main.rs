@@ -1,19 +1,7 @@
 //! `gauntlet`: the torture harness.
 
 use clap::{Parser, Subcommand};
-
-mod bench;
-mod campaign;
-mod check;
-mod client;
-mod cluster;
-mod nemesis;
-mod node;
-mod proxy;
-mod recorder;
-mod report;
-mod run;
-mod sim;
+use harness::{bench, campaign, check, node, report, run, sim};
 
 #[derive(Parser)]
 #[command(name = "gauntlet", version, about = "A Jepsen-style torture harness for the raft crate")]

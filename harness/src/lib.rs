@@ -1,0 +1,16 @@
+//! The gauntlet: a Jepsen-style torture harness for the `raft` crate. The `gauntlet` binary
+//! (`src/main.rs`) is a thin command line over these modules; the library exists so that
+//! tests and fuzz targets reach the same code the binary runs.
+
+pub mod bench;
+pub mod campaign;
+pub mod check;
+pub mod client;
+pub mod cluster;
+pub mod nemesis;
+pub mod node;
+pub mod proxy;
+pub mod recorder;
+pub mod report;
+pub mod run;
+pub mod sim;
