@@ -17,6 +17,18 @@ impl RawNode {
 
     /// Starts an election: first a pre-vote poll when configured, else a real one.
     pub(super) fn campaign(&mut self) {
+        // The next term must exist, and be one whose messages peers accept: they refuse
+        // `Term::MAX` as malformed. A node gets this far up only through a forged or broken
+        // message; it then waits as a follower instead of wrapping around to term 0.
+        if self.term.checked_add(1).is_none_or(|next| next == Term::MAX) {
+            tracing::error!(
+                id = self.id,
+                term = self.term,
+                "cannot campaign: no term after this one"
+            );
+            self.reset_election_timer();
+            return;
+        }
         if self.config.pre_vote {
             self.become_pre_candidate();
         } else {

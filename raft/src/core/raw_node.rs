@@ -400,8 +400,14 @@ impl RawNode {
 }
 
 /// Whether a message's contents are consistent with themselves: entries carry the indexes that
-/// follow `prev_log_index`, in one term order. Anything else came from a broken or hostile peer.
+/// follow `prev_log_index`, in one term order, and no term or index leaves room for overflow.
+/// Anything else came from a broken or hostile peer.
 fn is_well_formed(msg: &Message) -> bool {
+    // No peer can be in the last term: there is no term to campaign in after it, and adopting
+    // it would leave the receiver unable ever to elect a leader.
+    if msg.term == Term::MAX {
+        return false;
+    }
     match &msg.body {
         MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, .. } => {
             let mut prev = (*prev_log_index, *prev_log_term);

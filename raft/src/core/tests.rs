@@ -522,6 +522,32 @@ fn malformed_and_misaddressed_messages_are_dropped() {
     assert_eq!(f.status().commit_index, 1);
 }
 
+#[test]
+fn a_forged_last_term_is_refused_and_the_term_space_never_wraps() {
+    // A message of term u64::MAX would leave the receiver no term to campaign in.
+    let mut f = peer(2, 1, &[1]);
+    f.step(msg(1, 2, Term::MAX, MessageBody::Heartbeat { commit: 1 }));
+    let vote = MessageBody::RequestVote { pre_vote: false, last_log_index: 9, last_log_term: 9 };
+    f.step(msg(3, 2, Term::MAX, vote));
+    assert!(flush(&mut f).is_empty(), "nothing answers a forged term");
+    assert_eq!(f.status().term, 1, "the forged term was not adopted");
+
+    // A peer already at the last usable term (through storage, say) waits as a follower
+    // instead of wrapping around to term 0, and keeps answering its peers.
+    for pre_vote in [false, true] {
+        let config = Config { pre_vote, ..Config::lab(2, vec![1, 2, 3]) };
+        let hard_state = HardState { term: Term::MAX - 1, vote: None };
+        let mut f = RawNode::new(config, hard_state, log_of(&[1]), 2).unwrap();
+        for _ in 0..10 * f.config().election_tick {
+            f.tick();
+        }
+        assert!(flush(&mut f).is_empty(), "no campaign without a next term (pre_vote {pre_vote})");
+        assert_eq!((f.status().term, f.status().role), (Term::MAX - 1, Role::Follower));
+        f.step(msg(1, 2, Term::MAX - 1, MessageBody::Heartbeat { commit: 1 }));
+        assert_eq!(only_reply(&mut f).body, MessageBody::HeartbeatResponse);
+    }
+}
+
 // ---- Small whole clusters on a perfect network ----
 
 /// Delivers every message at once, in order, until the cluster is quiet.

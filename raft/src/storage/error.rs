@@ -111,6 +111,9 @@ pub enum Corruption {
     Undecodable(String),
     /// An entry whose index is not the one after the previous entry.
     IndexGap { expected: Index, found: Index },
+    /// An entry at `Index::MAX`, or past it: the log's indexes must leave room for the next
+    /// entry, so no writer puts one there.
+    IndexOutOfRange { after: Index },
     /// A sync marker that does not name the last entry before it.
     SyncMarkerMismatch { expected: Index, found: Index },
     /// A segment that is not the last ends in an incomplete record or without the sync marker
@@ -144,6 +147,9 @@ impl fmt::Display for Corruption {
             Corruption::Undecodable(why) => write!(f, "undecodable record payload: {why}"),
             Corruption::IndexGap { expected, found } => {
                 write!(f, "entry index {found} where {expected} was expected")
+            }
+            Corruption::IndexOutOfRange { after } => {
+                write!(f, "an entry after index {after}, where no index is left")
             }
             Corruption::SyncMarkerMismatch { expected, found } => {
                 write!(f, "sync marker names last index {found} but the last entry is {expected}")

@@ -67,8 +67,10 @@ struct Segment {
 }
 
 impl Segment {
+    /// `first_index` is at least 1 and recovery refuses an entry at `Index::MAX`, so neither
+    /// this nor the index after it overflows.
     fn last_index(&self) -> Index {
-        self.first_index + self.offsets.len() as u64 - 1
+        self.first_index - 1 + self.offsets.len() as u64
     }
 }
 

@@ -107,6 +107,10 @@ pub(crate) fn scan(
     last: bool,
 ) -> Result<Scan, StorageError> {
     let corrupt = |offset: usize, kind| StorageError::corrupt(path, offset as u64, kind);
+    if first_index == 0 {
+        let why = "first index 0 (indexes start at 1)".to_string();
+        return Err(corrupt(0, Corruption::SegmentHeader(why)));
+    }
     check_header(bytes, first_index).map_err(|why| corrupt(0, Corruption::SegmentHeader(why)))?;
     let mut offsets = Vec::new();
     let mut pos = HEADER_LEN as usize;
@@ -116,7 +120,12 @@ pub(crate) fn scan(
         let rest = &bytes[pos..];
         let (why, damage_end) = match record::frame(rest) {
             Frame::Whole { payload, len } => {
-                let next = first_index + offsets.len() as u64;
+                // The index this record's entry must have; an entry at `Index::MAX` would leave
+                // the log no room for another, so none is ever written there.
+                let after = first_index - 1 + offsets.len() as u64;
+                let Some(next) = after.checked_add(1).filter(|&next| next < Index::MAX) else {
+                    return Err(corrupt(pos, Corruption::IndexOutOfRange { after }));
+                };
                 match record::decode(payload) {
                     Ok(Record::Entry(entry)) if entry.index == next => {
                         offsets.push(pos as u64);
@@ -126,12 +135,10 @@ pub(crate) fn scan(
                         let kind = Corruption::IndexGap { expected: next, found: entry.index };
                         return Err(corrupt(pos, kind));
                     }
-                    Ok(Record::Sync { last_index }) if last_index == next - 1 => sealed = true,
+                    Ok(Record::Sync { last_index }) if last_index == after => sealed = true,
                     Ok(Record::Sync { last_index }) => {
-                        let kind = Corruption::SyncMarkerMismatch {
-                            expected: next - 1,
-                            found: last_index,
-                        };
+                        let kind =
+                            Corruption::SyncMarkerMismatch { expected: after, found: last_index };
                         return Err(corrupt(pos, kind));
                     }
                     Err(why) => return Err(corrupt(pos, Corruption::Undecodable(why))),
@@ -226,6 +233,25 @@ mod tests {
         assert_eq!(scan.valid_len, bytes.len() as u64);
         assert!(scan.sealed);
         assert_eq!(scan.torn, None);
+    }
+
+    #[test]
+    fn indexes_that_would_overflow_are_corrupt() {
+        // Entries up to Index::MAX - 1 are fine; one at Index::MAX leaves no room for the next.
+        let mut bytes = header(Index::MAX - 1);
+        for index in [Index::MAX - 1, Index::MAX] {
+            let entry = Entry { index, term: 1, kind: EntryKind::Normal, data: vec![] };
+            record::encode_entry(&entry, &mut bytes);
+        }
+        let err = scan(Path::new("s"), &bytes, Index::MAX - 1, true).unwrap_err();
+        let StorageError::Corrupt { kind, offset, .. } = err else { panic!("{err:?}") };
+        assert_eq!(kind, Corruption::IndexOutOfRange { after: Index::MAX - 1 });
+        assert!(offset > HEADER_LEN, "the second record is named");
+        // A segment named for index 0 is refused before anything is read.
+        assert!(matches!(
+            scan(Path::new("s"), &header(0), 0, true),
+            Err(StorageError::Corrupt { offset: 0, kind: Corruption::SegmentHeader(_), .. })
+        ));
     }
 
     #[test]
