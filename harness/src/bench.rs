@@ -19,6 +19,8 @@ use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use crate::cluster::Credentials;
+
 /// The options of `gauntlet bench`.
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -166,6 +168,8 @@ impl Cluster {
         let addrs = free_addrs(2 * NODES as usize)?;
         let (peer_addrs, client_addrs) = addrs.split_at(NODES as usize);
         let mut cluster = Cluster { children: Vec::new(), client_addrs: client_addrs.to_vec() };
+        // Peers authenticate as in a run; clients need no token here.
+        let credentials = Credentials::create(dir)?;
         for id in 1..=NODES {
             let i = (id - 1) as usize;
             let data = dir.join(format!("n{id}"));
@@ -180,7 +184,9 @@ impl Cluster {
                 .arg("--client")
                 .arg(client_addrs[i].to_string())
                 .arg("--data-dir")
-                .arg(&data);
+                .arg(&data)
+                .arg("--cluster-secret-file")
+                .arg(&credentials.secret_file);
             for peer in (1..=NODES).filter(|&p| p != id) {
                 let j = (peer - 1) as usize;
                 cmd.arg("--peer").arg(format!("{peer}={}", peer_addrs[j]));

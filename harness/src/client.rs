@@ -35,12 +35,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Where the clients find the nodes.
 pub struct Directory {
     pub nodes: BTreeMap<u64, SocketAddr>,
+    /// The token every connection presents first, when the nodes require one.
+    pub token: Option<String>,
 }
 
 impl Directory {
     pub fn new(nodes: BTreeMap<u64, SocketAddr>) -> Directory {
         assert!(!nodes.is_empty(), "a cluster has at least one node");
-        Directory { nodes }
+        Directory { nodes, token: None }
+    }
+
+    /// The same directory, with the token the nodes require.
+    pub fn with_token(self, token: Option<String>) -> Directory {
+        Directory { token, ..self }
     }
 
     /// The node a worker sends its operations to first: workers spread evenly over the nodes,
@@ -217,7 +224,33 @@ impl Client {
         };
         let _ = stream.set_nodelay(true);
         let (r, w) = stream.into_split();
-        Ok(Conn { reader: BufReader::new(r), writer: w })
+        let mut conn = Conn { reader: BufReader::new(r), writer: w };
+        if let Some(token) = &self.dir.token {
+            let auth = present_token(&mut conn.reader, &mut conn.writer, token);
+            match timeout(CONNECT_TIMEOUT, auth).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(format!("authenticating to node {node}: {e}")),
+                Err(_) => return Err(format!("authenticating to node {node}: timeout")),
+            }
+        }
+        Ok(conn)
+    }
+}
+
+/// Presents the client token on a new connection (the protocol's `auth` request) and reads the
+/// node's answer.
+pub async fn present_token<R, W>(reader: &mut R, writer: &mut W, token: &str) -> Result<(), String>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let auth = json!({"op": "auth", "token": token}).to_string() + "\n";
+    writer.write_all(auth.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    reader.read_line(&mut answer).await.map_err(|e| e.to_string())?;
+    match serde_json::from_str::<Value>(&answer) {
+        Ok(reply) if reply["type"] == "ok" => Ok(()),
+        _ => Err(format!("the token was refused: {}", answer.trim())),
     }
 }
 

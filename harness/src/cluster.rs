@@ -28,6 +28,53 @@ pub struct NodeInfo {
     pub peers: BTreeMap<u64, SocketAddr>,
 }
 
+/// The cluster secret and the client token of one run, in files only the harness's user can
+/// read, which every node is given.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    /// The cluster secret (`cluster.secret`): the nodes authenticate each other with it.
+    pub secret_file: PathBuf,
+    /// The client token (`client.token`): every client connection starts by presenting it.
+    pub token_file: PathBuf,
+    pub token: String,
+}
+
+impl Credentials {
+    /// Fresh random credentials in `dir`.
+    pub fn create(dir: &Path) -> anyhow::Result<Credentials> {
+        let secret_file = dir.join("cluster.secret");
+        write_private(&secret_file, &raft::transport::ClusterSecret::generate_hex())?;
+        let token = raft::transport::ClusterSecret::generate_hex();
+        let token_file = dir.join("client.token");
+        write_private(&token_file, &token)?;
+        Ok(Credentials { secret_file, token_file, token })
+    }
+
+    /// The options that give a node these credentials.
+    pub fn node_args(&self) -> [std::ffi::OsString; 4] {
+        [
+            "--cluster-secret-file".into(),
+            self.secret_file.clone().into(),
+            "--client-token-file".into(),
+            self.token_file.clone().into(),
+        ]
+    }
+}
+
+/// Writes `text` to a new file that only this user can read.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(file, "{text}").with_context(|| format!("writing {}", path.display()))
+}
+
 /// The state of one node's process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProcessState {
@@ -47,6 +94,7 @@ pub struct Cluster {
     exe: PathBuf,
     tick_ms: u64,
     bug: Option<String>,
+    credentials: Option<Credentials>,
     nodes: Vec<NodeProcess>,
     client_addrs: BTreeMap<u64, SocketAddr>,
 }
@@ -95,7 +143,18 @@ impl Cluster {
             .into_iter()
             .map(|info| NodeProcess { info, child: None, paused: false })
             .collect();
-        Cluster { exe, tick_ms, bug, nodes, client_addrs }
+        Cluster { exe, tick_ms, bug, credentials: None, nodes, client_addrs }
+    }
+
+    /// Gives every node `credentials` (at its next start).
+    pub fn with_credentials(mut self, credentials: Credentials) -> Cluster {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// The token clients present, if the nodes require one.
+    pub fn client_token(&self) -> Option<String> {
+        self.credentials.as_ref().map(|c| c.token.clone())
     }
 
     pub fn ids(&self) -> Vec<u64> {
@@ -138,6 +197,7 @@ impl Cluster {
     /// Starts (or restarts, from its data directory) node `id`.
     pub fn start(&mut self, id: u64) -> anyhow::Result<()> {
         let (exe, tick_ms, bug) = (self.exe.clone(), self.tick_ms, self.bug.clone());
+        let credentials = self.credentials.clone();
         let client_addrs = self.client_addrs.clone();
         let node = self.node_mut(id);
         if node.child.is_some() {
@@ -167,6 +227,9 @@ impl Cluster {
         }
         if let Some(bug) = bug {
             cmd.arg("--bug").arg(bug);
+        }
+        if let Some(credentials) = &credentials {
+            cmd.args(credentials.node_args());
         }
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         if std::env::var_os("RUST_LOG").is_none() {

@@ -13,10 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use raft::transport::{frame_payload, FrameReader, DEFAULT_MAX_FRAME_LEN};
+use raft::transport::{auth, frame_payload, FrameReader, DEFAULT_MAX_FRAME_LEN};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -144,26 +145,51 @@ async fn accept_loop(
     conns.shutdown().await;
 }
 
-/// Forwards frames from one inbound connection to the target, applying the link's faults.
+/// Forwards frames from one inbound connection to the target, applying the link's faults, and
+/// whatever the target writes back (the handshake's challenge and proof; nothing after it)
+/// unchanged. Ends when either side closes.
 async fn forward(inbound: TcpStream, target: SocketAddr, state: Arc<Mutex<LinkState>>) {
-    let Ok(mut outbound) = TcpStream::connect(target).await else {
+    let Ok(outbound) = TcpStream::connect(target).await else {
         // The target is down (killed): closing makes the sender reconnect later.
         return;
     };
     let _ = inbound.set_nodelay(true);
     let _ = outbound.set_nodelay(true);
+    let (inbound_read, mut inbound_write) = inbound.into_split();
+    let (mut outbound_read, outbound_write) = outbound.into_split();
+    tokio::select! {
+        _ = tokio::io::copy(&mut outbound_read, &mut inbound_write) => {}
+        _ = forward_frames(inbound_read, outbound_write, state) => {}
+    }
+}
+
+/// The sender-to-target half of [`forward`]. A handshake's hello passes untouched, whatever the
+/// link's faults: a cut link is a black hole for messages, as a firewall that drops a
+/// connection's packets is once the connection is up.
+async fn forward_frames(
+    inbound: OwnedReadHalf,
+    mut outbound: OwnedWriteHalf,
+    state: Arc<Mutex<LinkState>>,
+) {
     // Cancel-safe: the delivery timer may win the select in the middle of a frame.
     let mut reader = FrameReader::new(inbound, DEFAULT_MAX_FRAME_LEN);
     // Frames waiting for their delivery time: (due, sequence) -> frame.
     let mut pending: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
     let mut frames: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
     let mut seq = 0u64;
+    let mut first = true;
     loop {
         let next_due = pending.peek().map(|Reverse((due, _))| *due);
         tokio::select! {
             frame = reader.next_frame() => {
                 let Ok(Some(payload)) = frame else { return };
                 let Ok(bytes) = frame_payload(&payload) else { return };
+                if std::mem::take(&mut first) && auth::is_hello_frame(&payload) {
+                    if outbound.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 let now = Instant::now();
                 for due in schedule(&state, now) {
                     seq += 1;

@@ -23,7 +23,7 @@ use workloads::generator::{Generator, Workload};
 use workloads::{CasRegister, Kv};
 
 use crate::client::{Client, Directory, Outcome};
-use crate::cluster::{Cluster, NodeInfo, PortAllocator};
+use crate::cluster::{Cluster, Credentials, NodeInfo, PortAllocator};
 use crate::nemesis::{current_leader, FaultKind, Nemesis};
 use crate::proxy::Proxy;
 use crate::recorder::Recorder;
@@ -245,11 +245,14 @@ impl Run {
             })
             .collect();
         let exe = std::env::current_exe().context("finding the gauntlet binary")?;
-        let mut cluster = Cluster::new(exe, infos, args.tick_ms, args.bug.clone());
+        let mut cluster = Cluster::new(exe, infos, args.tick_ms, args.bug.clone())
+            .with_credentials(Credentials::create(dir)?);
         let started = Instant::now();
         let rec = Recorder::create(&dir.join("history.jsonl"), started.into_std())?;
         cluster.start_all()?;
-        let directory = Arc::new(Directory::new(cluster.client_addrs().clone()));
+        let directory = Arc::new(
+            Directory::new(cluster.client_addrs().clone()).with_token(cluster.client_token()),
+        );
         Ok(Run {
             cluster,
             proxy: Some(proxy),

@@ -16,13 +16,14 @@ use anyhow::{bail, Context};
 use clap::Args;
 use raft::node::{Node, NodeConfig, TraceEvent};
 use raft::storage::{FileStorage, Storage};
+use raft::transport::{ClusterSecret, TransportConfig};
 use raft::{Config, NodeId};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use self::events::{AppliedLog, Event, EventLog};
-use self::server::Server;
+use self::server::{ClientLimits, Server};
 
 /// The options of `gauntlet node`.
 #[derive(Args, Debug, Clone)]
@@ -52,6 +53,36 @@ pub struct NodeArgs {
     /// `stale-read` (the leader answers reads from its own state, without the log).
     #[arg(long)]
     pub bug: Option<NodeBug>,
+    /// A file holding the cluster's secret (at least 16 bytes; a final newline is not part of
+    /// it): peers prove they hold it before any frame is read. Required when --listen is not
+    /// a loopback address.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// A file holding the client token: the first request on every client connection must be
+    /// {"op":"auth","token":...} with it.
+    #[arg(long, value_name = "FILE")]
+    pub client_token_file: Option<PathBuf>,
+    /// Client connections open at once; one more is answered `busy` and closed.
+    #[arg(long, default_value_t = ClientLimits::default().max_connections)]
+    pub max_clients: usize,
+    /// Seconds after which a client connection with nothing outstanding that sends nothing
+    /// is closed.
+    #[arg(long, default_value_t = ClientLimits::default().idle_timeout.as_secs_f64())]
+    pub client_idle_timeout: f64,
+    /// Requests of one client connection read but not yet answered; at the bound the node
+    /// stops reading that connection until its answers drain.
+    #[arg(long, default_value_t = ClientLimits::default().max_outstanding)]
+    pub max_outstanding: usize,
+    /// Inbound peer connections open at once.
+    #[arg(long, default_value_t = TransportConfig::default().max_inbound_connections)]
+    pub max_peer_connections: usize,
+    /// Seconds after which an inbound peer connection that carries no frame is closed.
+    #[arg(long, default_value_t = TransportConfig::default().idle_timeout.as_secs_f64())]
+    pub peer_idle_timeout: f64,
+    /// The largest frame a peer may send, in bytes: what one peer connection can make the
+    /// node buffer.
+    #[arg(long, default_value_t = TransportConfig::default().max_frame_len)]
+    pub max_frame_bytes: usize,
 }
 
 /// A bug to switch on in the node.
@@ -135,6 +166,8 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
         bail!("--tick-ms must be at least 1");
     }
     let config = raft_config(&args)?;
+    let transport = transport_config(&args)?;
+    let limits = client_limits(&args)?;
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut events = EventLog::open(dir, id)?;
@@ -158,6 +191,7 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let mut node_config = NodeConfig::new(config);
     node_config.tick = Duration::from_millis(args.tick_ms);
     node_config.deliver_noops = true;
+    node_config.transport = transport;
     let (trace, traced) = mpsc::unbounded_channel();
     node_config.trace = Some(trace);
     let (node, applied) = Node::bind(node_config, storage, args.listen, args.peers.clone())
@@ -182,7 +216,8 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     );
 
     let peer_clients: HashMap<NodeId, SocketAddr> = args.peer_clients.iter().copied().collect();
-    let server = Arc::new(Server::new(node, peer_clients, args.bug == Some(NodeBug::StaleRead)));
+    let stale_reads = args.bug == Some(NodeBug::StaleRead);
+    let server = Arc::new(Server::new(node, peer_clients, stale_reads, limits));
     let applier = tokio::spawn(server.clone().apply(applied, applied_log));
     let accept = tokio::spawn(server.clone().accept(clients));
     let sweep = tokio::spawn(server.clone().sweep());
@@ -206,6 +241,93 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     node_result.with_context(|| format!("node {id}"))?;
     tracing::info!(id, "stopped cleanly");
     Ok(())
+}
+
+/// A duration option in seconds: positive and finite.
+fn seconds(option: &str, value: f64) -> anyhow::Result<Duration> {
+    if !(value.is_finite() && value > 0.0) {
+        bail!("{option} {value}: expected a positive number of seconds");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// The transport's configuration: the cluster secret and the bounds on peer connections.
+fn transport_config(args: &NodeArgs) -> anyhow::Result<TransportConfig> {
+    let secret = match &args.cluster_secret_file {
+        Some(path) => {
+            warn_if_readable_by_others(path);
+            Some(ClusterSecret::from_file(path).context("--cluster-secret-file")?)
+        }
+        None if !args.listen.ip().is_loopback() => bail!(
+            "--listen {}: not a loopback address, so peers must authenticate: give \
+             --cluster-secret-file (see docs/security.md)",
+            args.listen
+        ),
+        None => {
+            tracing::warn!(listen = %args.listen,
+                "peer traffic is not authenticated: any local process can reach the peer port \
+                 (give --cluster-secret-file)");
+            None
+        }
+    };
+    if args.max_peer_connections == 0 {
+        bail!("--max-peer-connections 0: at least one connection per peer is needed");
+    }
+    if args.max_frame_bytes < 1024 {
+        bail!("--max-frame-bytes {}: at least 1024 bytes are needed", args.max_frame_bytes);
+    }
+    Ok(TransportConfig {
+        secret,
+        max_inbound_connections: args.max_peer_connections,
+        idle_timeout: seconds("--peer-idle-timeout", args.peer_idle_timeout)?,
+        max_frame_len: args.max_frame_bytes,
+        ..TransportConfig::default()
+    })
+}
+
+/// The bounds on what clients can make the node hold, and the client token.
+fn client_limits(args: &NodeArgs) -> anyhow::Result<ClientLimits> {
+    let token = match &args.client_token_file {
+        Some(path) => {
+            warn_if_readable_by_others(path);
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--client-token-file {}", path.display()))?;
+            let token = text.trim();
+            if token.is_empty() {
+                bail!("--client-token-file {}: the file holds no token", path.display());
+            }
+            Some(token.to_string())
+        }
+        None => {
+            if !args.client.ip().is_loopback() {
+                tracing::warn!(client = %args.client,
+                    "clients are not authenticated on a non-loopback address (give \
+                     --client-token-file)");
+            }
+            None
+        }
+    };
+    if args.max_clients == 0 || args.max_outstanding == 0 {
+        bail!("--max-clients and --max-outstanding must be at least 1");
+    }
+    Ok(ClientLimits {
+        max_connections: args.max_clients,
+        idle_timeout: seconds("--client-idle-timeout", args.client_idle_timeout)?,
+        max_outstanding: args.max_outstanding,
+        token,
+    })
+}
+
+/// A secret file that others may read is a secret no longer: say so.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777),
+                "a secret file that other users may read (chmod 600 it)");
+        }
+    }
 }
 
 /// Writes the Raft node's protocol events (leaderships, votes, higher terms, first commits)

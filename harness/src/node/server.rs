@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use raft::node::{ApplyMsg, Node};
+use raft::transport::WarningLimiter;
 use raft::{EntryKind, Index, NodeId, NotLeader, Term};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::events::AppliedLog;
@@ -28,6 +29,32 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(50);
 const MAX_LINE: u64 = 1 << 20;
 /// At most this many applied entries are handled in one batch (one write to applied.jsonl).
 const MAX_APPLY_BATCH: usize = 4096;
+
+/// The bounds on what clients can make the node hold (`docs/node.md`).
+#[derive(Clone, Debug)]
+pub struct ClientLimits {
+    /// Client connections open at once; one more is answered `busy` and closed.
+    pub max_connections: usize,
+    /// A connection with no request outstanding that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// Requests read from one connection whose answers have not been written back yet. At the
+    /// bound the node stops reading from that connection until answers drain, so a client
+    /// that pipelines without reading its answers is held back by TCP, not buffered.
+    pub max_outstanding: usize,
+    /// When set, the first request on every connection must be `auth` with this token.
+    pub token: Option<String>,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(60),
+            max_outstanding: 256,
+            token: None,
+        }
+    }
+}
 
 /// A request waiting for the entry it proposed.
 struct Waiter {
@@ -47,6 +74,10 @@ pub struct Server {
     peer_clients: HashMap<NodeId, SocketAddr>,
     shutting_down: AtomicBool,
     stale_reads: bool,
+    limits: ClientLimits,
+    /// One permit per connection that may be open.
+    connection_slots: Arc<Semaphore>,
+    warnings: WarningLimiter,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -54,7 +85,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Server {
-    pub fn new(node: Node, peer_clients: HashMap<NodeId, SocketAddr>, stale_reads: bool) -> Server {
+    pub fn new(
+        node: Node,
+        peer_clients: HashMap<NodeId, SocketAddr>,
+        stale_reads: bool,
+        limits: ClientLimits,
+    ) -> Server {
         Server {
             node,
             kv: Mutex::new(Kv::default()),
@@ -62,6 +98,9 @@ impl Server {
             peer_clients,
             shutting_down: AtomicBool::new(false),
             stale_reads,
+            connection_slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            limits,
+            warnings: WarningLimiter::default(),
         }
     }
 
@@ -84,8 +123,18 @@ impl Server {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
+                    let Ok(slot) = self.connection_slots.clone().try_acquire_owned() else {
+                        let limit = self.limits.max_connections;
+                        // Said without waiting: a client that does not read gets nothing.
+                        let _ = stream.try_write(&fail(None, "busy", Some("too many clients")));
+                        if let Some(held_back) = self.warnings.admit() {
+                            tracing::warn!(%peer, limit, held_back,
+                                "refusing a client: the connection limit is reached");
+                        }
+                        continue;
+                    };
                     tracing::debug!(%peer, "client connected");
-                    tokio::spawn(self.clone().serve(stream));
+                    tokio::spawn(self.clone().serve(stream, peer, slot));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little rather than spin.
@@ -97,48 +146,121 @@ impl Server {
     }
 
     /// One client connection: requests are read in order; answers go out as they are ready
-    /// (a client may pipeline requests and match answers by id).
-    async fn serve(self: Arc<Self>, stream: TcpStream) {
+    /// (a client may pipeline requests and match answers by id). Each request read takes one
+    /// unit of the connection's credit, which comes back when its answer has been written: at
+    /// `max_outstanding` the connection is not read until answers drain. `slot` is the
+    /// connection's place under the connection limit, given back when it closes.
+    async fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        slot: OwnedSemaphorePermit,
+    ) {
         let _ = stream.set_nodelay(true);
         let (read, mut write) = stream.into_split();
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let max_outstanding = self.limits.max_outstanding.max(1);
+        let credit = Arc::new(Semaphore::new(max_outstanding));
+        let writer_credit = credit.clone();
         let writer = tokio::spawn(async move {
             let mut buf = Vec::with_capacity(4096);
             while let Some(first) = rx.recv().await {
                 buf.extend_from_slice(&first);
+                let mut answers = 1;
                 // Everything already answered goes out in one write.
                 while let Ok(more) = rx.try_recv() {
                     buf.extend_from_slice(&more);
+                    answers += 1;
                 }
                 if write.write_all(&buf).await.is_err() {
                     return;
                 }
+                writer_credit.add_permits(answers);
                 buf.clear();
             }
         });
         let mut reader = BufReader::new(read);
         let mut line = Vec::with_capacity(256);
-        loop {
+        let mut authenticated = self.limits.token.is_none();
+        'requests: loop {
             line.clear();
-            match (&mut reader).take(MAX_LINE + 1).read_until(b'\n', &mut line).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            if line.last() != Some(&b'\n') {
-                if line.len() as u64 > MAX_LINE {
-                    let _ = tx.send(fail(None, "bad-request", Some("request line too long")));
+            // One unit of credit for the answer to the next request.
+            let Ok(unit) = credit.acquire().await else { break };
+            unit.forget();
+            let ended = loop {
+                let left = MAX_LINE + 1 - line.len() as u64;
+                let mut limited = (&mut reader).take(left);
+                // `read_until` is cancel-safe: bytes read before a timeout stay in `line`.
+                let read = limited.read_until(b'\n', &mut line);
+                match tokio::time::timeout(self.limits.idle_timeout, read).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => break true,
+                    Ok(Ok(_)) if line.last() == Some(&b'\n') => break false,
+                    Ok(Ok(_)) if line.len() as u64 > MAX_LINE => {
+                        let _ = tx.send(fail(None, "bad-request", Some("request line too long")));
+                        break 'requests;
+                    }
+                    Ok(Ok(_)) => continue,
+                    // Idle: nothing outstanding (the unit just taken aside) and nothing sent.
+                    Err(_) if credit.available_permits() + 1 >= max_outstanding => {
+                        let idle = self.limits.idle_timeout;
+                        tracing::debug!(%peer, ?idle, "closing an idle client connection");
+                        break 'requests;
+                    }
+                    Err(_) => continue,
                 }
-                break; // too long, or the connection ended in the middle of a line
-            }
+            };
+            // A last request without its newline is still a request.
             if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
+                credit.add_permits(1);
+            } else if !authenticated {
+                authenticated = self.authenticate(&line, peer, &tx);
+                if !authenticated {
+                    break;
+                }
+            } else {
+                self.handle(&line, &tx);
             }
-            self.handle(&line, &tx);
+            if ended {
+                break;
+            }
         }
         drop(tx);
         // Answers still pending go out when their entries apply; the writer ends when the last
         // sender (held by waiters) is gone.
         let _ = writer.await;
+        drop(slot);
+    }
+
+    /// Checks a connection's first request against the token; answers it either way. Returns
+    /// whether the connection may go on.
+    fn authenticate(
+        &self,
+        line: &[u8],
+        peer: SocketAddr,
+        conn: &mpsc::UnboundedSender<Vec<u8>>,
+    ) -> bool {
+        let request = serde_json::from_slice::<AuthRequest>(line).ok();
+        let id = request.as_ref().and_then(|r| r.id);
+        let expected = self.limits.token.as_deref().unwrap_or_default();
+        match request {
+            Some(AuthRequest { op, token: Some(token), .. })
+                if op == "auth" && same_secret(token.as_bytes(), expected.as_bytes()) =>
+            {
+                let _ = conn.send(line_of(format!("{{\"id\":{},\"type\":\"ok\"}}", id_json(id))));
+                true
+            }
+            request => {
+                let why = match request {
+                    Some(AuthRequest { op, .. }) if op == "auth" => "wrong token",
+                    _ => "the first request must be auth with the client token",
+                };
+                let _ = conn.send(fail(id, "unauthorized", Some(why)));
+                if let Some(held_back) = self.warnings.admit() {
+                    tracing::warn!(%peer, held_back, "closing a client connection: {why}");
+                }
+                false
+            }
+        }
     }
 
     /// Handles one request line; the answer goes to `conn` now or when its entry applies.
@@ -280,6 +402,20 @@ struct Request {
     to: Option<Option<JsonValue>>,
 }
 
+/// A connection's first request when the node requires a client token.
+#[derive(Deserialize)]
+struct AuthRequest {
+    id: Option<u64>,
+    op: String,
+    token: Option<String>,
+}
+
+/// Compares a secret in time that depends on its length only, not on where it differs.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given.iter().zip(expected).fold(0, |d, (a, b)| d | (a ^ b)) == 0
+}
+
 /// Just the id of a request that does not parse, to answer it.
 #[derive(Deserialize)]
 struct IdOnly {
@@ -344,7 +480,7 @@ fn id_json(id: Option<u64>) -> String {
     id.map_or_else(|| "null".to_string(), |id| id.to_string())
 }
 
-fn line(body: String) -> Vec<u8> {
+fn line_of(body: String) -> Vec<u8> {
     let mut v = body.into_bytes();
     v.push(b'\n');
     v
@@ -352,13 +488,13 @@ fn line(body: String) -> Vec<u8> {
 
 fn answer(id: Option<u64>, outcome: &Outcome) -> Vec<u8> {
     match outcome {
-        Outcome::Ok(None) => line(format!("{{\"id\":{},\"type\":\"ok\"}}", id_json(id))),
+        Outcome::Ok(None) => line_of(format!("{{\"id\":{},\"type\":\"ok\"}}", id_json(id))),
         Outcome::Ok(Some(Value::Int(v))) => {
-            line(format!("{{\"id\":{},\"type\":\"ok\",\"value\":{v}}}", id_json(id)))
+            line_of(format!("{{\"id\":{},\"type\":\"ok\",\"value\":{v}}}", id_json(id)))
         }
         Outcome::Ok(Some(Value::Str(s))) => {
             let s = serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
-            line(format!("{{\"id\":{},\"type\":\"ok\",\"value\":{s}}}", id_json(id)))
+            line_of(format!("{{\"id\":{},\"type\":\"ok\",\"value\":{s}}}", id_json(id)))
         }
         Outcome::CasMismatch => fail(id, "cas-mismatch", None),
         Outcome::WrongType => fail(id, "wrong-type", None),
@@ -373,17 +509,19 @@ fn fail(id: Option<u64>, error: &str, message: Option<&str>) -> Vec<u8> {
     match message {
         Some(m) => {
             let m = serde_json::to_string(m).unwrap_or_else(|_| "\"\"".into());
-            line(format!(
+            line_of(format!(
                 "{{\"id\":{},\"type\":\"fail\",\"error\":\"{error}\",\"message\":{m}}}",
                 id_json(id)
             ))
         }
-        None => line(format!("{{\"id\":{},\"type\":\"fail\",\"error\":\"{error}\"}}", id_json(id))),
+        None => {
+            line_of(format!("{{\"id\":{},\"type\":\"fail\",\"error\":\"{error}\"}}", id_json(id)))
+        }
     }
 }
 
 fn info(id: Option<u64>, error: &str) -> Vec<u8> {
-    line(format!("{{\"id\":{},\"type\":\"info\",\"error\":\"{error}\"}}", id_json(id)))
+    line_of(format!("{{\"id\":{},\"type\":\"info\",\"error\":\"{error}\"}}", id_json(id)))
 }
 
 fn with_hint(
@@ -400,7 +538,7 @@ fn with_hint(
         s.push_str(&format!(",\"leader_addr\":\"{a}\""));
     }
     s.push('}');
-    line(s)
+    line_of(s)
 }
 
 fn not_leader(id: Option<u64>, leader: Option<NodeId>, addr: Option<&SocketAddr>) -> Vec<u8> {
@@ -480,7 +618,7 @@ mod tests {
         .await
         .unwrap()
         .unwrap();
-        (Arc::new(Server::new(node, HashMap::new(), false)), applied)
+        (Arc::new(Server::new(node, HashMap::new(), false, ClientLimits::default())), applied)
     }
 
     fn temp_dir(name: &str) -> std::path::PathBuf {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::auth::ClusterSecret;
 use super::frame::DEFAULT_MAX_FRAME_LEN;
 
 /// How a [`Transport`](super::Transport) behaves. [`Default`] suits a cluster on one machine or
@@ -30,6 +31,20 @@ pub struct TransportConfig {
     pub connect_timeout: Duration,
     /// A write batch stops growing at about this many bytes. Default 256 KiB.
     pub max_batch_bytes: usize,
+    /// The cluster's secret. When set, every connection starts with a handshake in which both
+    /// ends prove they hold it (see [`ClusterSecret`] and `docs/security.md`), and a connection
+    /// that does not is closed before any frame is read. When `None` (the default, for tests
+    /// and networks only the cluster reaches), any process that reaches the port is a peer.
+    pub secret: Option<ClusterSecret>,
+    /// How long an accepted connection may take to complete the handshake (at least 1 ms).
+    /// Default 5 s.
+    pub handshake_timeout: Duration,
+    /// Inbound connections open at once (at least 1); one over it is closed at once. A peer
+    /// needs one, two while it reconnects. Default 64.
+    pub max_inbound_connections: usize,
+    /// An inbound connection that carries no frame for this long is closed (at least 1 ms);
+    /// its peer reconnects when it next has something to send. Default 5 minutes.
+    pub idle_timeout: Duration,
 }
 
 impl Default for TransportConfig {
@@ -42,6 +57,10 @@ impl Default for TransportConfig {
             backoff_max: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
             max_batch_bytes: 256 << 10,
+            secret: None,
+            handshake_timeout: Duration::from_secs(5),
+            max_inbound_connections: 64,
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -54,6 +73,9 @@ impl TransportConfig {
         self.backoff_min = self.backoff_min.max(Duration::from_millis(1));
         self.backoff_max = self.backoff_max.max(self.backoff_min);
         self.connect_timeout = self.connect_timeout.max(Duration::from_millis(1));
+        self.handshake_timeout = self.handshake_timeout.max(Duration::from_millis(1));
+        self.max_inbound_connections = self.max_inbound_connections.max(1);
+        self.idle_timeout = self.idle_timeout.max(Duration::from_millis(1));
         self
     }
 }

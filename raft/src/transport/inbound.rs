@@ -1,15 +1,20 @@
 //! The inbound side: an accept loop and one read-only task per accepted connection, which
 //! decodes frames into messages and hands them to the node.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::{timeout, Instant};
 use tracing::{debug, info, warn};
 
+use super::auth;
+use super::config::TransportConfig;
 use super::frame::{decode, FrameError, HEADER_LEN};
 use super::reader::FrameReader;
 use super::stats::SharedCounters;
@@ -17,6 +22,12 @@ use crate::{Message, NodeId};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// Warnings about refused connections logged per second at most; the rest are counted and
+/// summed up in the next one, so that a flood of connections cannot flood the log too.
+const WARNINGS_PER_SECOND: u32 = 10;
+
+/// A connection in its handshake: set once through it, its task, its address.
+type Handshaking = (Arc<AtomicBool>, AbortHandle, SocketAddr);
 
 /// What every inbound task needs.
 #[derive(Clone)]
@@ -24,7 +35,42 @@ pub(crate) struct Inbound {
     pub(crate) id: NodeId,
     pub(crate) deliver: mpsc::Sender<Message>,
     pub(crate) counters: Arc<SharedCounters>,
-    pub(crate) max_frame_len: usize,
+    pub(crate) config: Arc<TransportConfig>,
+    pub(crate) warnings: Arc<WarningLimiter>,
+}
+
+/// Lets through at most ten warnings a second, so that a flood of connections cannot flood the
+/// log too; a server that refuses connections beside the transport can use it as well.
+///
+/// ```
+/// let limiter = raft::transport::WarningLimiter::default();
+/// let admitted = (0..100).filter(|_| limiter.admit().is_some()).count();
+/// assert_eq!(admitted, 10);
+/// ```
+#[derive(Debug, Default)]
+pub struct WarningLimiter {
+    /// The current one-second window's start, warnings let through in it, and those held back
+    /// since the last one let through.
+    state: Mutex<Option<(Instant, u32, u64)>>,
+}
+
+impl WarningLimiter {
+    /// Whether to log a warning now (`Some`), with how many were held back since the last one
+    /// let through.
+    pub fn admit(&self) -> Option<u64> {
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (start, count, held) = state.get_or_insert((now, 0, 0));
+        if now.duration_since(*start) >= Duration::from_secs(1) {
+            (*start, *count) = (now, 0);
+        }
+        if *count >= WARNINGS_PER_SECOND {
+            *held += 1;
+            return None;
+        }
+        *count += 1;
+        Some(std::mem::take(held))
+    }
 }
 
 impl Inbound {
@@ -32,6 +78,7 @@ impl Inbound {
     /// listener and every connection before returning.
     pub(crate) async fn accept_loop(self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
         let mut connections = JoinSet::new();
+        let mut handshaking = VecDeque::new();
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
@@ -43,8 +90,21 @@ impl Inbound {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         SharedCounters::bump(&self.counters.inbound_connections, 1);
+                        if connections.len() >= self.config.max_inbound_connections
+                            && !self.make_room(&mut handshaking)
+                        {
+                            let limit = self.config.max_inbound_connections;
+                            self.refuse(&self.counters.inbound_refused, peer,
+                                &format!("{limit} authenticated inbound connections are open"));
+                            continue;
+                        }
                         debug!(%peer, "accepted inbound connection");
-                        connections.spawn(self.clone().read_connection(stream, peer));
+                        let through = Arc::new(AtomicBool::new(self.config.secret.is_none()));
+                        let task = self.clone().read_connection(stream, peer, through.clone());
+                        let handle = connections.spawn(task);
+                        if self.config.secret.is_some() {
+                            handshaking.push_back((through, handle, peer));
+                        }
                     }
                     Err(e) => {
                         warn!(error = %e, "accept failed");
@@ -60,11 +120,60 @@ impl Inbound {
         connections.shutdown().await;
     }
 
-    /// Reads frames from one connection until it ends or sends something malformed.
-    async fn read_connection(self, stream: TcpStream, peer: SocketAddr) {
-        let mut frames = FrameReader::new(stream, self.max_frame_len);
+    /// At the connection limit, closes the oldest connection still in its handshake, so that a
+    /// flood of connections that never authenticate cannot lock the peers out: a peer's
+    /// handshake takes a round trip, the flood's would-be ones are evicted first. Returns
+    /// false when every connection is authenticated (then the new one is refused).
+    fn make_room(&self, handshaking: &mut VecDeque<Handshaking>) -> bool {
+        handshaking
+            .retain(|(through, task, _)| !through.load(Ordering::Acquire) && !task.is_finished());
+        let Some((_, task, peer)) = handshaking.pop_front() else { return false };
+        task.abort();
+        let why = "unauthenticated: closed in its handshake to make room for a newer connection";
+        self.refuse(&self.counters.inbound_unauthenticated, peer, why);
+        true
+    }
+
+    /// Authenticates one connection if the cluster has a secret (then sets `through`), and
+    /// reads frames from it until it ends, idles too long, or sends something malformed.
+    async fn read_connection(
+        self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        through: Arc<AtomicBool>,
+    ) {
+        let authenticated = match &self.config.secret {
+            None => None,
+            Some(secret) => {
+                let handshake = auth::accept(&mut stream, secret, self.id);
+                match timeout(self.config.handshake_timeout, handshake).await {
+                    Ok(Ok(from)) => {
+                        through.store(true, Ordering::Release);
+                        debug!(%peer, from, "peer authenticated");
+                        Some(from)
+                    }
+                    Ok(Err(e)) => {
+                        let why = format!("unauthenticated: {e}");
+                        return self.refuse(&self.counters.inbound_unauthenticated, peer, &why);
+                    }
+                    Err(_) => {
+                        let within = self.config.handshake_timeout;
+                        let why = format!("unauthenticated: no handshake within {within:?}");
+                        return self.refuse(&self.counters.inbound_unauthenticated, peer, &why);
+                    }
+                }
+            }
+        };
+        let mut frames = FrameReader::new(stream, self.config.max_frame_len);
         loop {
-            let payload = match frames.next_frame().await {
+            // `next_frame` is cancel-safe, so the timeout loses nothing of a frame in progress.
+            let Ok(frame) = timeout(self.config.idle_timeout, frames.next_frame()).await else {
+                SharedCounters::bump(&self.counters.inbound_idle_closed, 1);
+                let idle = self.config.idle_timeout;
+                info!(%peer, ?idle, "closing an idle inbound connection");
+                return;
+            };
+            let payload = match frame {
                 Ok(Some(payload)) => payload,
                 Ok(None) => {
                     debug!(%peer, "inbound connection closed by the peer");
@@ -90,11 +199,25 @@ impl Inbound {
                     "dropping a message addressed to another node");
                 continue;
             }
+            if let Some(from) = authenticated.filter(|&from| from != msg.from) {
+                SharedCounters::bump(&self.counters.inbound_bad_frames, 1);
+                warn!(%peer, authenticated = from, claimed = msg.from,
+                    "closing inbound connection: a message in another peer's name");
+                return;
+            }
             SharedCounters::bump(&self.counters.messages_received, 1);
             if self.deliver.send(msg).await.is_err() {
                 debug!(%peer, "the node stopped receiving; closing inbound connection");
                 return;
             }
+        }
+    }
+
+    /// Counts a connection closed before any frame was read, and says why (rate-limited).
+    fn refuse(&self, counter: &AtomicU64, peer: SocketAddr, why: &str) {
+        SharedCounters::bump(counter, 1);
+        if let Some(held_back) = self.warnings.admit() {
+            warn!(%peer, held_back, "closing inbound connection: {why}");
         }
     }
 

@@ -45,6 +45,7 @@
 //! # }).unwrap();
 //! ```
 
+pub mod auth;
 mod config;
 pub mod frame;
 mod inbound;
@@ -61,11 +62,13 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+pub use auth::{AuthError, ClusterSecret};
 pub use config::TransportConfig;
 pub use frame::{
     decode, encode_frame, encode_frame_into, frame_payload, read_frame, FrameError,
     DEFAULT_MAX_FRAME_LEN, HEADER_LEN,
 };
+pub use inbound::WarningLimiter;
 pub use reader::FrameReader;
 pub use stats::{LinkState, PeerStats, TransportStats};
 
@@ -125,7 +128,8 @@ impl Transport {
             id,
             deliver,
             counters: counters.clone(),
-            max_frame_len: config.max_frame_len,
+            config: config.clone(),
+            warnings: Default::default(),
         };
         let accept = tokio::spawn(inbound.accept_loop(listener, stop_rx));
 
@@ -135,7 +139,7 @@ impl Transport {
         let mut links_tasks = JoinSet::new();
         let mut links = HashMap::new();
         for (peer, addr) in peers {
-            let (handle, link) = outbound::link(peer, addr, config.clone());
+            let (handle, link) = outbound::link(id, peer, addr, config.clone());
             links_tasks.spawn(link.run());
             links.insert(peer, handle);
         }

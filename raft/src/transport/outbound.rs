@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, timeout, Instant};
 use tracing::{debug, info, warn};
 
+use super::auth;
 use super::config::TransportConfig;
 use super::frame::{encode_frame_into, HEADER_LEN};
 use super::stats::{LinkCounters, LinkState};
@@ -44,6 +45,8 @@ impl LinkHandle {
 
 /// Everything the link task needs.
 pub(crate) struct Link {
+    /// This node, as it introduces itself in the handshake.
+    me: NodeId,
     pub(crate) peer: NodeId,
     pub(crate) addr: SocketAddr,
     queue: mpsc::Receiver<Message>,
@@ -53,6 +56,7 @@ pub(crate) struct Link {
 
 /// Makes the two halves of a link to `peer` at `addr`.
 pub(crate) fn link(
+    me: NodeId,
     peer: NodeId,
     addr: SocketAddr,
     config: Arc<TransportConfig>,
@@ -64,7 +68,7 @@ pub(crate) fn link(
         state: watch::Sender::new(LinkState::default()),
     });
     let handle = LinkHandle { queue: tx, shared: shared.clone() };
-    (handle, Link { peer, addr, queue: rx, shared, config })
+    (handle, Link { me, peer, addr, queue: rx, shared, config })
 }
 
 /// How a connection ended.
@@ -83,24 +87,8 @@ impl Link {
         // Ends when the transport drops its handle, whatever state the link is in.
         while !self.queue.is_closed() {
             self.shared.accepting.store(true, Ordering::Release);
-            let stream = match timeout(config.connect_timeout, TcpStream::connect(self.addr)).await
-            {
-                Ok(Ok(stream)) => Some(stream),
-                Ok(Err(e)) => {
-                    debug!(peer = self.peer, addr = %self.addr, error = %e, "connect failed");
-                    None
-                }
-                Err(_) => {
-                    debug!(peer = self.peer, addr = %self.addr, "connect timed out");
-                    None
-                }
-            };
-            match stream {
+            match self.connect().await {
                 Some(stream) => {
-                    if let Err(e) = stream.set_nodelay(true) {
-                        let addr = self.addr;
-                        warn!(peer = self.peer, %addr, error = %e, "cannot set TCP_NODELAY");
-                    }
                     debug!(peer = self.peer, addr = %self.addr, "connected");
                     self.shared.state.send_modify(|s| {
                         s.connected = true;
@@ -135,6 +123,47 @@ impl Link {
             sleep(delay).await;
             delay = (delay * 2).min(config.backoff_max);
         }
+    }
+
+    /// Opens a connection to the peer and, when the cluster has a secret, completes the
+    /// handshake on it; `None` when either fails.
+    async fn connect(&self) -> Option<TcpStream> {
+        let (peer, addr) = (self.peer, self.addr);
+        let mut stream = match timeout(self.config.connect_timeout, TcpStream::connect(addr)).await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                debug!(peer, %addr, error = %e, "connect failed");
+                return None;
+            }
+            Err(_) => {
+                debug!(peer, %addr, "connect timed out");
+                return None;
+            }
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            warn!(peer, %addr, error = %e, "cannot set TCP_NODELAY");
+        }
+        if let Some(secret) = &self.config.secret {
+            let handshake = auth::dial(&mut stream, secret, self.me, peer);
+            match timeout(self.config.handshake_timeout, handshake).await {
+                Ok(Ok(())) => {}
+                // A peer that went away in the middle (killed, say) is no news.
+                Ok(Err(e @ auth::AuthError::Io(_))) => {
+                    debug!(peer, %addr, error = %e, "the connection failed during the handshake");
+                    return None;
+                }
+                Ok(Err(e)) => {
+                    warn!(peer, %addr, error = %e, "the peer failed the handshake");
+                    return None;
+                }
+                Err(_) => {
+                    warn!(peer, %addr, "the peer did not complete the handshake in time");
+                    return None;
+                }
+            }
+        }
+        Some(stream)
     }
 
     /// Stops accepting messages and drops those waiting, until the next attempt.

@@ -54,6 +54,15 @@ pub struct TransportStats {
     pub inbound_connections: u64,
     /// Inbound connections closed because of a malformed frame.
     pub inbound_bad_frames: u64,
+    /// Inbound connections closed because they did not complete the handshake (a wrong secret,
+    /// no handshake at all, or none in time).
+    pub inbound_unauthenticated: u64,
+    /// Inbound connections closed at once because [`max_inbound_connections`] were open.
+    ///
+    /// [`max_inbound_connections`]: super::TransportConfig::max_inbound_connections
+    pub inbound_refused: u64,
+    /// Inbound connections closed because no frame came for the idle timeout.
+    pub inbound_idle_closed: u64,
     /// Per-peer counters.
     pub peers: BTreeMap<NodeId, PeerStats>,
 }
@@ -103,6 +112,9 @@ pub(crate) struct SharedCounters {
     pub(crate) messages_misaddressed: AtomicU64,
     pub(crate) inbound_connections: AtomicU64,
     pub(crate) inbound_bad_frames: AtomicU64,
+    pub(crate) inbound_unauthenticated: AtomicU64,
+    pub(crate) inbound_refused: AtomicU64,
+    pub(crate) inbound_idle_closed: AtomicU64,
 }
 
 impl SharedCounters {
@@ -122,6 +134,9 @@ impl SharedCounters {
             messages_misaddressed: get(&self.messages_misaddressed),
             inbound_connections: get(&self.inbound_connections),
             inbound_bad_frames: get(&self.inbound_bad_frames),
+            inbound_unauthenticated: get(&self.inbound_unauthenticated),
+            inbound_refused: get(&self.inbound_refused),
+            inbound_idle_closed: get(&self.inbound_idle_closed),
             peers,
         }
     }
