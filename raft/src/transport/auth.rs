@@ -246,11 +246,19 @@ mod tests {
         ClusterSecret::new(s.to_vec()).unwrap()
     }
 
+    /// A handshake that stalls fails the test instead of hanging it.
+    async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(std::time::Duration::from_secs(5), f)
+            .await
+            .expect("the handshake finished within 5 s")
+    }
+
     #[tokio::test]
     async fn both_ends_holding_the_secret_agree_and_the_acceptor_learns_the_dialer() {
         let (mut a, mut d) = tokio::io::duplex(1024);
         let s = secret(b"the cluster secret");
-        let (accepted, dialed) = tokio::join!(accept(&mut a, &s, 2), dial(&mut d, &s, 1, 2));
+        let (accepted, dialed) =
+            bounded(async { tokio::join!(accept(&mut a, &s, 2), dial(&mut d, &s, 1, 2)) }).await;
         assert_eq!(accepted.unwrap(), 1);
         dialed.unwrap();
     }
@@ -258,10 +266,14 @@ mod tests {
     #[tokio::test]
     async fn a_wrong_secret_is_refused_at_both_ends() {
         let (mut a, mut d) = tokio::io::duplex(1024);
-        let (accepted, dialed) = tokio::join!(
-            accept(&mut a, &secret(b"the cluster secret"), 2),
-            dial(&mut d, &secret(b"an outsider's guess"), 1, 2)
-        );
+        let (ours, theirs) = (secret(b"the cluster secret"), secret(b"an outsider's guess"));
+        let acceptor = async move {
+            let accepted = accept(&mut a, &ours, 2).await;
+            drop(a); // the acceptor closes after a refusal
+            accepted
+        };
+        let (accepted, dialed) =
+            bounded(async { tokio::join!(acceptor, dial(&mut d, &theirs, 1, 2)) }).await;
         assert!(matches!(accepted, Err(AuthError::BadProof)), "{accepted:?}");
         // The acceptor closed without a proof.
         assert!(dialed.is_err());
@@ -271,7 +283,12 @@ mod tests {
     async fn a_hello_for_another_node_is_refused() {
         let (mut a, mut d) = tokio::io::duplex(1024);
         let s = secret(b"the cluster secret");
-        let (accepted, _) = tokio::join!(accept(&mut a, &s, 3), dial(&mut d, &s, 1, 2));
+        let acceptor = async {
+            let accepted = accept(&mut a, &s, 3).await;
+            drop(a);
+            accepted
+        };
+        let (accepted, _) = bounded(async { tokio::join!(acceptor, dial(&mut d, &s, 1, 2)) }).await;
         assert!(matches!(accepted, Err(AuthError::WrongDestination { to: 2, me: 3 })));
     }
 
@@ -281,7 +298,7 @@ mod tests {
         let s = secret(b"the cluster secret");
         // A frame announcing 15 MiB: refused on its length alone.
         d.write_all(&(15u32 << 20).to_be_bytes()).await.unwrap();
-        let accepted = accept(&mut a, &s, 2).await;
+        let accepted = bounded(accept(&mut a, &s, 2)).await;
         assert!(matches!(accepted, Err(AuthError::NotAHandshake(_))), "{accepted:?}");
     }
 
