@@ -55,7 +55,7 @@ const NODES: u64 = 3;
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.seconds == 0 || args.clients.contains(&0) {
-        bail!("--seconds and --clients must be at least 1");
+        return Err(crate::exit::bad_input("--seconds and --clients must be at least 1"));
     }
     let exe = std::env::current_exe().context("finding the gauntlet executable")?;
     let dir = TempDir::new(args.keep)?;
@@ -69,7 +69,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         tokio::select! {
             results = run_all(&args, &cluster.client_addrs) => results,
             // Interrupted: the cluster and the directory are cleaned up on the way out.
-            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            _ = crate::run::interrupted() => Err(crate::exit::Interrupted.into()),
         }
     })?;
     cluster.stop();

@@ -19,8 +19,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::exit;
 use crate::nemesis::FaultKind;
-use crate::run::EXIT_BAD_INPUT;
 
 /// Options of a campaign.
 #[derive(clap::Args, Clone, Debug, Serialize)]
@@ -60,7 +60,7 @@ pub struct CampaignArgs {
     #[arg(long)]
     pub nemesis: Option<String>,
     /// Run every run with this bug of the catalogue.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::node::bug_values(true))]
     pub bug: Option<String>,
     /// Print the plan (each run's seed, mix and command) as JSON lines and run nothing.
     #[arg(long)]
@@ -229,6 +229,17 @@ pub fn run(args: CampaignArgs) -> i32 {
         if args.runs.is_none() && duration.is_none() {
             return Err("give --runs N or --duration D".into());
         }
+        if args.runs == Some(0) {
+            return Err("--runs 0: a campaign needs at least one run".into());
+        }
+        if args.time_limit == 0 {
+            return Err("--time-limit 0: each run needs at least 1 second of load".into());
+        }
+        match args.nodes {
+            Some(0) => return Err("--nodes 0: a cluster needs at least 1 node".into()),
+            // The largest run a campaign may plan: its own size, or 7 nodes and 20 workers.
+            nodes => crate::cluster::ensure_descriptors(nodes.unwrap_or(7), 20)?,
+        }
         if !matches!(args.keep.as_str(), "all" | "failed") {
             return Err(format!("--keep takes all or failed, not {:?}", args.keep));
         }
@@ -250,7 +261,7 @@ pub fn run(args: CampaignArgs) -> i32 {
         Ok(v) => v,
         Err(e) => {
             eprintln!("error: {e}");
-            return EXIT_BAD_INPUT;
+            return exit::BAD_INPUT;
         }
     };
     let master = args.seed.unwrap_or_else(|| rand::thread_rng().gen());
@@ -266,15 +277,12 @@ pub fn run(args: CampaignArgs) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
-            return 255;
+            return exit::FAILED;
         }
     };
     match runtime.block_on(run_campaign(args, master, shard, duration)) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            255
-        }
+        Err(e) => exit::report(&e),
     }
 }
 
@@ -288,8 +296,13 @@ async fn run_campaign(
     let id = format!("campaign-{}-s{master}-{}of{}", crate::run::utc_now_stamp(), shard.0, shard.1);
     let dir = args.results.join(&id);
     let runs_dir = dir.join("runs");
-    std::fs::create_dir_all(&runs_dir)
-        .with_context(|| format!("creating {}", runs_dir.display()))?;
+    std::fs::create_dir_all(&runs_dir).map_err(|e| {
+        exit::bad_input(format!(
+            "--results {}: cannot create {}: {e}",
+            args.results.display(),
+            runs_dir.display()
+        ))
+    })?;
     println!("campaign: {}", dir.display());
     let exe = std::env::current_exe().context("finding the gauntlet binary")?;
 
@@ -317,6 +330,9 @@ async fn run_campaign(
     );
 
     let mut summaries: Vec<RunSummary> = Vec::new();
+    // Written before the first run, so that the summary it prints exists whatever happens
+    // (a shard that gets no run, an interrupt).
+    write_summary(&dir, master, shard, &summaries)?;
     let mut interrupted = false;
     let mut index = 0u64;
     loop {
@@ -419,7 +435,7 @@ async fn run_campaign(
     }
     println!("{}", tally(&summaries, None));
     if interrupted {
-        return Ok(130);
+        return Ok(exit::INTERRUPTED);
     }
     Ok(worst_exit_code(summaries.iter().map(|s| s.exit_code)))
 }

@@ -6,17 +6,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use checker::{check, CheckOptions, CheckResult, Event, Format, History, Process, Verdict};
+use checker::{check, CheckOptions, CheckResult, Event, Format, History, Process};
 use workloads::{CasRegister, Kv};
 
-/// Exit code: every history is linearizable.
-pub const EXIT_VALID: i32 = 0;
-/// Exit code: some history is not linearizable.
-pub const EXIT_INVALID: i32 = 1;
-/// Exit code: none is invalid, but some could not be decided in the time limit.
-pub const EXIT_UNKNOWN: i32 = 2;
-/// Exit code: some input could not be read or does not fit the history format.
-pub const EXIT_BAD_INPUT: i32 = 3;
+use crate::exit;
 
 /// Arguments of `gauntlet check`.
 #[derive(clap::Args, Debug)]
@@ -100,7 +93,7 @@ pub fn run(args: CheckArgs) -> i32 {
     let time_limit = match args.time_limit {
         Some(s) if !(s.is_finite() && s > 0.0) => {
             eprintln!("error: --time-limit must be a positive number of seconds, not {s}");
-            return EXIT_BAD_INPUT;
+            return exit::BAD_INPUT;
         }
         s => s.map(Duration::from_secs_f64),
     };
@@ -128,7 +121,7 @@ pub fn run(args: CheckArgs) -> i32 {
         work();
     }
 
-    let mut code = EXIT_VALID;
+    let mut code = exit::VALID;
     let mut explanations = Vec::new();
     for (path, r) in paths.iter().zip(results) {
         let r = r
@@ -143,7 +136,7 @@ pub fn run(args: CheckArgs) -> i32 {
                     println!("{line}");
                 }
                 eprintln!("error: {e:#}");
-                code = EXIT_BAD_INPUT;
+                code = exit::BAD_INPUT;
             }
             Ok(c) => {
                 let verdict = c.result.verdict;
@@ -158,16 +151,12 @@ pub fn run(args: CheckArgs) -> i32 {
                     }
                 }
                 let rank = |c: i32| match c {
-                    EXIT_BAD_INPUT => 3,
-                    EXIT_INVALID => 2,
-                    EXIT_UNKNOWN => 1,
+                    exit::BAD_INPUT => 3,
+                    exit::INVALID => 2,
+                    exit::UNKNOWN => 1,
                     _ => 0,
                 };
-                let this = match verdict {
-                    Verdict::Valid => EXIT_VALID,
-                    Verdict::Invalid => EXIT_INVALID,
-                    Verdict::Unknown => EXIT_UNKNOWN,
-                };
+                let this = exit::of_verdict(verdict);
                 if rank(this) > rank(code) {
                     code = this;
                 }

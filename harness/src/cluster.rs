@@ -99,6 +99,37 @@ pub struct Cluster {
     client_addrs: BTreeMap<u64, SocketAddr>,
 }
 
+/// File descriptors the harness process holds at the peak of a run of `nodes` nodes and
+/// `clients` client workers: for each directed link, the proxy's listener and both sockets of
+/// the connection it forwards; for each worker, a cached connection to every node; for each
+/// node, its log file and pipes; and a margin for the runtime, the history and the other files.
+pub fn descriptors_needed(nodes: u64, clients: u64) -> u64 {
+    let links = nodes.saturating_mul(nodes.saturating_sub(1));
+    links
+        .saturating_mul(3)
+        .saturating_add(clients.saturating_mul(nodes))
+        .saturating_add(nodes.saturating_mul(4).saturating_add(128))
+}
+
+/// Raises this process's soft limit on open files to its hard limit (what the children
+/// inherit, too) and refuses a run that would still not fit, before anything starts: without
+/// it, a large cluster fails seconds in with "Too many open files".
+pub fn ensure_descriptors(nodes: u64, clients: u64) -> Result<(), String> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let needed = descriptors_needed(nodes, clients);
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return Ok(()) };
+    if soft >= needed {
+        return Ok(());
+    }
+    if hard >= needed && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return Ok(());
+    }
+    Err(format!(
+        "--nodes {nodes} with {clients} client workers needs about {needed} open files, but \
+         this process may open at most {hard} (ulimit -n): use fewer nodes, or raise the limit"
+    ))
+}
+
 /// Hands out loopback addresses for the nodes to listen on.
 ///
 /// The ports lie below the kernel's ephemeral range, which outbound connections draw their

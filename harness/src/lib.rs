@@ -7,6 +7,7 @@ pub mod campaign;
 pub mod check;
 pub mod client;
 pub mod cluster;
+pub mod exit;
 pub mod nemesis;
 pub mod node;
 pub mod proxy;

@@ -1,10 +1,15 @@
 //! `gauntlet`: the torture harness.
 
 use clap::{Parser, Subcommand};
-use harness::{bench, campaign, check, node, report, run, sim};
+use harness::{bench, campaign, check, exit, node, report, run, sim};
 
 #[derive(Parser)]
-#[command(name = "gauntlet", version, about = "A Jepsen-style torture harness for the raft crate")]
+#[command(
+    name = "gauntlet",
+    version,
+    about = "A Jepsen-style torture harness for the raft crate",
+    after_help = exit::TABLE
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -13,38 +18,47 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// One torture test of a cluster of node processes: clients, faults, then a verdict.
+    #[command(after_help = exit::TABLE)]
     Run(run::RunArgs),
     /// Many runs from one master seed: the nightly torture job and the CI gate.
+    #[command(after_help = exit::TABLE)]
     Campaign(campaign::CampaignArgs),
+    #[command(after_help = exit::TABLE)]
     Check(check::CheckArgs),
     /// Write the HTML report of a run, or the index of a directory of runs (a campaign).
+    #[command(after_help = exit::TABLE)]
     Report(report::ReportArgs),
     /// Run one Raft node serving the replicated key/value store (JSON Lines over TCP).
+    #[command(after_help = exit::TABLE)]
     Node(node::NodeArgs),
     /// Measure write throughput and latency of a 3-node cluster of real node processes.
+    #[command(after_help = exit::TABLE)]
     Bench(bench::BenchArgs),
     /// Randomized torture of the protocol core on the deterministic simulator, over many seeds.
+    #[command(after_help = exit::TABLE)]
     Sim(sim::SimArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            // Help and version exit 0; a wrong flag is bad input (3), never the 2 that means
-            // an `unknown` verdict.
-            let code = if e.use_stderr() { 3 } else { 0 };
+            // Help and version exit 0; a wrong flag is usage (3), never the 2 that means an
+            // `unknown` verdict.
+            let code = if e.use_stderr() { exit::BAD_INPUT } else { exit::VALID };
             let _ = e.print();
             std::process::exit(code);
         }
     };
-    match cli.command {
-        Command::Run(args) => std::process::exit(run::run(args)),
-        Command::Campaign(args) => std::process::exit(campaign::run(args)),
-        Command::Check(args) => std::process::exit(check::run(args)),
-        Command::Report(args) => report::run(args),
-        Command::Node(args) => node::run(args),
-        Command::Bench(args) => bench::run(args),
-        Command::Sim(args) => std::process::exit(sim::run_sim(args)),
-    }
+    let done = |r: anyhow::Result<()>| r.map_or_else(|e| exit::report(&e), |()| exit::VALID);
+    let code = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Campaign(args) => campaign::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Report(args) => done(report::run(args)),
+        Command::Node(args) => done(node::run(args)),
+        Command::Bench(args) => done(bench::run(args)),
+        Command::Sim(args) => sim::run_sim(args),
+    };
+    std::process::exit(code);
 }

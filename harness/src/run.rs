@@ -24,6 +24,7 @@ use workloads::{CasRegister, Kv};
 
 use crate::client::{Client, Directory, Outcome};
 use crate::cluster::{Cluster, Credentials, NodeInfo, PortAllocator};
+use crate::exit;
 use crate::nemesis::{current_leader, FaultKind, Nemesis};
 use crate::proxy::Proxy;
 use crate::recorder::Recorder;
@@ -59,7 +60,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Run every node with a bug of the catalogue (raft's bugs, or the node-level stale-read).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::node::bug_values(true))]
     pub bug: Option<String>,
     /// Where runs are stored.
     #[arg(long, default_value = "results")]
@@ -103,9 +104,6 @@ pub struct Liveness {
     pub keys: usize,
 }
 
-/// The exit code for options that make no sense (as `gauntlet check` uses it for bad input).
-pub const EXIT_BAD_INPUT: i32 = 3;
-
 /// Runs the test and returns the exit code: 0 valid, 1 invalid, 2 unknown, 3 bad options,
 /// 130 interrupted, 255 when the harness itself failed.
 pub fn run(args: RunArgs) -> i32 {
@@ -113,22 +111,19 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(v) => v,
         Err(e) => {
             eprintln!("error: {e}");
-            return EXIT_BAD_INPUT;
+            return exit::BAD_INPUT;
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
-            return 255;
+            return exit::FAILED;
         }
     };
     match runtime.block_on(run_async(args, workload, kinds)) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            255
-        }
+        Err(e) => exit::report(&e),
     }
 }
 
@@ -156,6 +151,14 @@ fn validate(args: &RunArgs) -> Result<(Workload, Vec<FaultKind>), String> {
     if args.tick_ms == 0 {
         return Err("--tick-ms must be at least 1".into());
     }
+    if args.time_limit == 0 || args.recovery_timeout == 0 || args.check_time_limit == 0 {
+        return Err(format!(
+            "--time-limit {}, --recovery-timeout {} and --check-time-limit {}: each must be at \
+             least 1 second",
+            args.time_limit, args.recovery_timeout, args.check_time_limit
+        ));
+    }
+    crate::cluster::ensure_descriptors(args.nodes, args.concurrency)?;
     Ok((workload, kinds))
 }
 
@@ -178,20 +181,16 @@ async fn run_async(
     run.stop().await;
     let Some(()) = outcome? else {
         eprintln!("interrupted: every node was stopped; the partial run is in {}", dir.display());
-        return Ok(130);
+        return Ok(exit::INTERRUPTED);
     };
 
     let verdict = check_run(&dir, &args, seed, workload, &run).await?;
     std::fs::write(dir.join("verdict.json"), serde_json::to_string_pretty(&verdict)? + "\n")?;
-    if let Err(e) = crate::report::write_report(&dir) {
-        eprintln!("warning: no report.html: {e:#}");
-    }
-    print_summary(&verdict, &dir);
-    Ok(match verdict.verdict {
-        Verdict::Valid => 0,
-        Verdict::Invalid => 1,
-        Verdict::Unknown => 2,
-    })
+    let report = crate::report::write_report(&dir)
+        .map_err(|e| eprintln!("warning: no report.html: {e:#}"))
+        .ok();
+    print_summary(&verdict, &dir, report.as_deref());
+    Ok(exit::of_verdict(verdict.verdict))
 }
 
 /// Resolves when the process gets SIGINT or SIGTERM.
@@ -540,8 +539,13 @@ pub fn utc_now_stamp() -> String {
 fn create_run_dir(results: &Path, seed: u64) -> anyhow::Result<PathBuf> {
     let id = format!("{}-s{seed}", utc_now_stamp());
     let dir = results.join(&id);
-    std::fs::create_dir_all(dir.join("nodes"))
-        .with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(dir.join("nodes")).map_err(|e| {
+        exit::bad_input(format!(
+            "--results {}: cannot create {}: {e}",
+            results.display(),
+            dir.display()
+        ))
+    })?;
     let latest = results.join("latest");
     let _ = std::fs::remove_file(&latest);
     std::os::unix::fs::symlink(&id, &latest)
@@ -597,7 +601,8 @@ fn progress_bar(args: &RunArgs) -> ProgressBar {
     bar
 }
 
-fn print_summary(v: &RunVerdict, dir: &Path) {
+/// The run's summary; its last lines are the verdict and where to look at the run.
+fn print_summary(v: &RunVerdict, dir: &Path, report: Option<&Path>) {
     let ops = &v.stats["operations"];
     println!(
         "operations: {} invoked, {} ok, {} fail, {} info; faults: {}; leaders elected: {}",
@@ -633,6 +638,9 @@ fn print_summary(v: &RunVerdict, dir: &Path) {
     }
     println!("results: {}", dir.display());
     println!("verdict: {}", v.verdict);
+    if let Some(report) = report {
+        println!("report: {}", report.display());
+    }
 }
 
 #[cfg(test)]

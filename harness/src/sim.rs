@@ -7,7 +7,8 @@
 //! schedule that still fails the same way, printed step by step and as a replay command:
 //! `gauntlet sim --seed S [--bug B] --steps "<schedule>"`.
 //!
-//! Exit code: 0 no violation, 1 a violation, 3 bad options.
+//! Exit codes as [`crate::exit`]: 0 no violation, 1 a violation, 2 no violation but a schedule
+//! that ran out of its event budget, 3 bad options.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +20,7 @@ use raft::sim::torture::{run, silence_run_panics, Failure, RunOptions, Schedule}
 use raft::sim::{shrink_failure, Shrunk};
 use raft::Bug;
 
-use crate::run::EXIT_BAD_INPUT;
+use crate::exit;
 
 /// How many events `--trace` keeps: enough for any run of a generated schedule.
 const FULL_TRACE: usize = 500_000;
@@ -35,7 +36,7 @@ pub struct SimArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Every peer runs this deliberately broken variant of the catalogue.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::node::bug_values(false))]
     pub bug: Option<String>,
     /// With `--seed`: print the run's whole trace.
     #[arg(long)]
@@ -166,7 +167,7 @@ pub fn run_sim(args: SimArgs) -> i32 {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
-            return EXIT_BAD_INPUT;
+            return exit::BAD_INPUT;
         }
     };
     silence_run_panics();
@@ -176,11 +177,11 @@ pub fn run_sim(args: SimArgs) -> i32 {
                 match serde_json::to_string_pretty(&schedule) {
                     Ok(json) => {
                         println!("{json}");
-                        return 0;
+                        return exit::VALID;
                     }
                     Err(e) => {
                         eprintln!("error: {e}");
-                        return 255;
+                        return exit::FAILED;
                     }
                 }
             }
@@ -269,7 +270,20 @@ fn one(
                 "no violation: {} ms of virtual time, {} proposals accepted, {} seen committed, final command at index {}",
                 passed.virtual_ms, passed.accepted, passed.seen_committed, passed.final_index
             );
-            0
+            exit::VALID
+        }
+        Err(failure) if failure.is_runaway() => {
+            if trace {
+                println!("{}", failure.message);
+            }
+            println!("undecided: {}", failure.headline());
+            println!(
+                "  not a violation: the schedule ran out of its budget of {} events before its \
+                 end; a message storm or livelock would look the same (replay with --trace to \
+                 see which)",
+                schedule.event_budget()
+            );
+            exit::UNKNOWN
         }
         Err(failure) => {
             if trace {
@@ -277,7 +291,7 @@ fn one(
             }
             println!("violation ({}): {}", failure.kind, failure.headline());
             report_failure(seed, bug, schedule, &failure, shrink, budget);
-            1
+            exit::INVALID
         }
     }
 }
@@ -336,14 +350,26 @@ fn range(
     let secs = started.elapsed().as_secs_f64();
     let mut failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
     failures.sort_by_key(|(seed, _)| *seed);
+    let (runaways, failures): (Vec<_>, Vec<_>) =
+        failures.into_iter().partition(|(_, f)| f.is_runaway());
     println!(
         "seeds run: {count} in {secs:.1} s ({:.0} seeds/s; {:.0} s of virtual time)",
         count as f64 / secs.max(1e-9),
         virtual_ms.load(Ordering::Relaxed) as f64 / 1000.0
     );
+    if !runaways.is_empty() {
+        let seeds: Vec<String> = runaways.iter().take(20).map(|(s, _)| s.to_string()).collect();
+        let more = if runaways.len() > 20 { ", ..." } else { "" };
+        println!(
+            "undecided: {} of {count} seeds ran out of their event budget ({}{more}): not \
+             violations; replay one with --seed S --trace to see whether it is a message storm",
+            runaways.len(),
+            seeds.join(", ")
+        );
+    }
     let Some((seed, _)) = failures.first() else {
         println!("violations: none");
-        return 0;
+        return if runaways.is_empty() { exit::VALID } else { exit::UNKNOWN };
     };
     let seed = *seed;
     let seeds: Vec<String> = failures.iter().take(20).map(|(s, _)| s.to_string()).collect();
@@ -367,11 +393,11 @@ fn range(
         Err(f) => f,
         Ok(_) => {
             println!("first failing seed: {seed}, but it passed when run again: this run is not deterministic, which is a bug of the simulator");
-            return 1;
+            return exit::FAILED;
         }
     };
     println!("first failing seed: {seed}");
     println!("  violation ({}): {}", failure.kind, failure.headline());
     report_failure(seed, bug, &schedule, &failure, shrink, budget);
-    1
+    exit::INVALID
 }

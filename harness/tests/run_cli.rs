@@ -46,6 +46,9 @@ fn a_short_run_with_faults_ends_valid_and_stores_its_files() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("verdict: valid"));
+    // It ends by saying where the report is, and the report is there.
+    let report = stdout.lines().last().and_then(|l| l.strip_prefix("report: ")).expect(&stdout);
+    assert!(report.ends_with("report.html") && std::path::Path::new(report).is_file(), "{report}");
 
     let run = results.path().join("latest");
     let verdict: serde_json::Value =

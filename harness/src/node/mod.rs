@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use clap::builder::TypedValueParser;
 use clap::Args;
 use raft::node::{Node, NodeConfig, TraceEvent};
 use raft::storage::{FileStorage, Storage};
@@ -49,9 +50,9 @@ pub struct NodeArgs {
     /// The real time of one protocol tick, in milliseconds.
     #[arg(long, default_value_t = 10)]
     pub tick_ms: u64,
-    /// A deliberately broken variant: a name of the core's catalogue (raft::Bug), or
-    /// `stale-read` (the leader answers reads from its own state, without the log).
-    #[arg(long)]
+    /// A deliberately broken variant: a name of the core's catalogue (raft::Bug), or the
+    /// node's own `stale-read`.
+    #[arg(long, value_parser = bug_values(true).try_map(|s| s.parse::<NodeBug>()))]
     pub bug: Option<NodeBug>,
     /// A file holding the cluster's secret (at least 16 bytes; a final newline is not part of
     /// it): peers prove they hold it before any frame is read. Required when --listen is not
@@ -92,6 +93,17 @@ pub enum NodeBug {
     Core(raft::Bug),
     /// The leader answers reads from its own state without the log or a leadership check.
     StaleRead,
+}
+
+/// `--bug`'s values, with what each breaks, as `--help` lists them: the core's catalogue, and
+/// with `node_level` also the node's own `stale-read`.
+pub fn bug_values(node_level: bool) -> clap::builder::PossibleValuesParser {
+    use clap::builder::PossibleValue;
+    let core = raft::Bug::ALL.into_iter().map(|b| PossibleValue::new(b.name()).help(b.summary()));
+    let node = PossibleValue::new("stale-read")
+        .help("(node) the leader answers reads from its own state, without a leadership check");
+    let values: Vec<PossibleValue> = core.chain(node_level.then_some(node)).collect();
+    clap::builder::PossibleValuesParser::new(values)
 }
 
 impl FromStr for NodeBug {
@@ -157,17 +169,21 @@ fn raft_config(args: &NodeArgs) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-async fn serve(args: NodeArgs) -> anyhow::Result<()> {
-    let id = args.id;
-    if args.peers.iter().any(|(p, _)| *p == id) {
-        bail!("--peer {id}=...: a node is not its own peer");
+/// The options, checked before anything starts: an error here is the command line's fault.
+fn check_options(args: &NodeArgs) -> anyhow::Result<(Config, TransportConfig, ClientLimits)> {
+    if args.peers.iter().any(|(p, _)| *p == args.id) {
+        bail!("--peer {}=...: a node is not its own peer", args.id);
     }
     if args.tick_ms == 0 {
         bail!("--tick-ms must be at least 1");
     }
-    let config = raft_config(&args)?;
-    let transport = transport_config(&args)?;
-    let limits = client_limits(&args)?;
+    Ok((raft_config(args)?, transport_config(args)?, client_limits(args)?))
+}
+
+async fn serve(args: NodeArgs) -> anyhow::Result<()> {
+    let id = args.id;
+    let (config, transport, limits) =
+        check_options(&args).map_err(|e| crate::exit::bad_input(format!("{e:#}")))?;
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut events = EventLog::open(dir, id)?;

@@ -162,6 +162,7 @@ impl Server {
         let max_outstanding = self.limits.max_outstanding.max(1);
         let credit = Arc::new(Semaphore::new(max_outstanding));
         let writer_credit = credit.clone();
+        let write_timeout = self.limits.idle_timeout;
         let writer = tokio::spawn(async move {
             let mut buf = Vec::with_capacity(4096);
             while let Some(first) = rx.recv().await {
@@ -172,8 +173,15 @@ impl Server {
                     buf.extend_from_slice(&more);
                     answers += 1;
                 }
-                if write.write_all(&buf).await.is_err() {
-                    return;
+                // A client that stops reading its answers is closed after the idle timeout;
+                // closing the credit ends the reader, which waits for it.
+                match tokio::time::timeout(write_timeout, write.write_all(&buf)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return writer_credit.close(),
+                    Err(_) => {
+                        tracing::debug!(%peer, "closing a client connection that reads no answers");
+                        return writer_credit.close();
+                    }
                 }
                 writer_credit.add_permits(answers);
                 buf.clear();
@@ -200,8 +208,12 @@ impl Server {
                         break 'requests;
                     }
                     Ok(Ok(_)) => continue,
-                    // Idle: nothing outstanding (the unit just taken aside) and nothing sent.
-                    Err(_) if credit.available_permits() + 1 >= max_outstanding => {
+                    // Idle: nothing outstanding (the unit just taken aside) and nothing sent;
+                    // or the writer gave up on a client that reads nothing.
+                    Err(_)
+                        if credit.is_closed()
+                            || credit.available_permits() + 1 >= max_outstanding =>
+                    {
                         let idle = self.limits.idle_timeout;
                         tracing::debug!(%peer, ?idle, "closing an idle client connection");
                         break 'requests;

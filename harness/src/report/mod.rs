@@ -22,7 +22,7 @@ mod timeline;
 
 use std::path::{Component, Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use checker::Verdict;
 use serde_json::Value;
 
@@ -47,7 +47,7 @@ pub struct ReportArgs {
 pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     let dir = &args.dir;
     if !dir.is_dir() {
-        bail!("{} is not a directory", dir.display());
+        return Err(crate::exit::bad_input(format!("{} is not a directory", dir.display())));
     }
     if dir.join("history.jsonl").is_file() {
         let path = write_report(dir)?;
@@ -56,10 +56,10 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     }
     let runs = campaign_runs(dir)?;
     if runs.is_empty() {
-        bail!(
+        return Err(crate::exit::bad_input(format!(
             "{} is neither a run directory (it has no history.jsonl) nor a directory of runs",
             dir.display()
-        );
+        )));
     }
     for run_dir in runs.iter().filter_map(|r| r.dir.as_ref()) {
         if run_dir.join("history.jsonl").is_file() {

@@ -50,6 +50,18 @@ impl Bug {
             Bug::ApplyUncommitted => "apply-uncommitted",
         }
     }
+
+    /// What the variant breaks, in one line (for `--help`).
+    pub fn summary(self) -> &'static str {
+        match self {
+            Bug::VoteWithoutLogCheck => "votes without the up-to-date log check (§5.4.1)",
+            Bug::CommitOldTerm => "commits an earlier term's entry by counting replicas (Figure 8)",
+            Bug::ForgetVote => "does not make the vote durable",
+            Bug::TruncateWithoutConflict => "cuts the log on every AppendEntries, conflict or not",
+            Bug::IgnoreHigherTermReply => "a leader ignores a higher term in a reply",
+            Bug::ApplyUncommitted => "applies entries before they are committed",
+        }
+    }
 }
 
 impl fmt::Display for Bug {

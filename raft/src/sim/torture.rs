@@ -384,6 +384,17 @@ impl Schedule {
         Schedule { nodes, end_ms, steps }
     }
 
+    /// The events a run of this schedule may take before it counts as a runaway: one per peer
+    /// and virtual millisecond of the fault phase and of ten seconds more for the final phase,
+    /// plus 10,000. Correct runs of generated schedules take at most about 0.2 per peer and
+    /// millisecond (a tick every few milliseconds, a heartbeat and its answer), so the budget
+    /// leaves five times that, and grows with the schedule: a quiet schedule of five virtual
+    /// minutes is not a storm.
+    pub fn event_budget(&self) -> u64 {
+        let ms = self.end_ms.saturating_add(10_000);
+        (self.nodes as u64).saturating_mul(ms).saturating_add(10_000)
+    }
+
     /// Checks the schedule's shape: 1 to 10 peers, steps in time order and within the fault
     /// phase, targets that exist.
     pub fn validate(&self) -> Result<(), String> {
@@ -498,14 +509,15 @@ pub struct RunOptions {
     /// Whether to return the kept trace of a passing run as well.
     pub keep_trace: bool,
     /// The most simulator events (ticks and deliveries) a run may take before it fails as a
-    /// runaway (a message storm or livelock), see [`Sim::set_max_events`](super::Sim::set_max_events).
-    pub max_events: u64,
+    /// runaway (a message storm or livelock), see [`Sim::set_max_events`](super::Sim::set_max_events);
+    /// `None` for the schedule's own [`Schedule::event_budget`].
+    pub max_events: Option<u64>,
 }
 
 impl RunOptions {
     /// Seed `seed`, no bug, a trace of the last 100 events for failures.
     pub fn new(seed: u64) -> RunOptions {
-        RunOptions { seed, bug: None, trace_len: 100, keep_trace: false, max_events: 50_000 }
+        RunOptions { seed, bug: None, trace_len: 100, keep_trace: false, max_events: None }
     }
 }
 
@@ -550,6 +562,13 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// Whether the run ran out of its event budget ([`RunOptions::max_events`]) rather than
+    /// breaking a property: not a verdict on the core (a message storm and a long quiet
+    /// schedule look the same from here).
+    pub fn is_runaway(&self) -> bool {
+        self.kind == "runaway"
+    }
+
     /// The first line of the report.
     pub fn headline(&self) -> &str {
         self.message.lines().next().unwrap_or("")
@@ -889,7 +908,7 @@ pub fn run(opts: &RunOptions, schedule: &Schedule) -> Result<Passed, Failure> {
         seen: Vec::new(),
         accepted: 0,
     };
-    d.c.sim().set_max_events(opts.max_events);
+    d.c.sim().set_max_events(opts.max_events.unwrap_or_else(|| schedule.event_budget()));
     let phase = Cell::new(Phase::Faults);
     let was_quiet = QUIET.with(|q| q.replace(true));
     let result = catch_unwind(AssertUnwindSafe(|| {
@@ -1015,11 +1034,11 @@ mod tests {
         silence_run_panics();
         let s = Schedule::generate(6);
         let passed = run(&RunOptions::new(6), &s).unwrap();
-        let opts = RunOptions { max_events: passed.events / 2, ..RunOptions::new(6) };
+        let opts = RunOptions { max_events: Some(passed.events / 2), ..RunOptions::new(6) };
         let f = run(&opts, &s).unwrap_err();
         assert_eq!(f.kind, "runaway");
         assert!(f.headline().contains("over the budget"), "{}", f.message);
-        let opts = RunOptions { max_events: passed.events, ..RunOptions::new(6) };
+        let opts = RunOptions { max_events: Some(passed.events), ..RunOptions::new(6) };
         assert_eq!(run(&opts, &s).unwrap(), passed, "a budget that suffices changes nothing");
     }
 
