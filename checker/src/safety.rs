@@ -132,6 +132,30 @@ impl NodeRecord {
             events: read_jsonl(&dir.join("events.jsonl"))?,
         })
     }
+
+    /// Reads a node's record from the texts of its `applied.jsonl` and `events.jsonl`, as
+    /// [`read_dir`](Self::read_dir) does; `names` are what errors call the two texts.
+    ///
+    /// ```
+    /// use checker::safety::NodeRecord;
+    ///
+    /// let applied = "{\"index\":1,\"term\":1,\"digest\":\"00ff\"}\n";
+    /// let record = NodeRecord::parse(1, ("applied.jsonl", applied), ("events.jsonl", "")).unwrap();
+    /// assert_eq!(record.applied.len(), 1);
+    /// let bad = NodeRecord::parse(1, ("applied.jsonl", "{\n{}\n"), ("events.jsonl", ""));
+    /// assert!(bad.unwrap_err().to_string().contains("applied.jsonl:1"));
+    /// ```
+    pub fn parse(
+        node: u64,
+        applied: (&str, &str),
+        events: (&str, &str),
+    ) -> Result<NodeRecord, Error> {
+        Ok(NodeRecord {
+            node,
+            applied: parse_jsonl(applied.0, applied.1)?,
+            events: parse_jsonl(events.0, events.1)?,
+        })
+    }
 }
 
 fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, Error> {
@@ -141,6 +165,12 @@ fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, Err
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => return Err(Error::Io { name, error }),
     };
+    parse_jsonl(&name, &text)
+}
+
+/// One value per line; blank lines are skipped, and a torn last line (no final newline) is
+/// what a killed writer leaves, not an error.
+fn parse_jsonl<T: serde::de::DeserializeOwned>(name: &str, text: &str) -> Result<Vec<T>, Error> {
     let mut out = Vec::new();
     let lines: Vec<&str> = text.lines().collect();
     for (i, line) in lines.iter().enumerate() {
@@ -151,7 +181,7 @@ fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, Err
             Ok(v) => out.push(v),
             // A node killed in the middle of a write leaves a torn last line: not an error.
             Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => break,
-            Err(e) => return Err(Error::line(&name, i + 1, e)),
+            Err(e) => return Err(Error::line(name, i + 1, e)),
         }
     }
     Ok(out)

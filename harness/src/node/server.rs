@@ -277,19 +277,10 @@ impl Server {
 
     /// Handles one request line; the answer goes to `conn` now or when its entry applies.
     fn handle(&self, line: &[u8], conn: &mpsc::UnboundedSender<Vec<u8>>) {
-        let req: Request = match serde_json::from_slice(line) {
-            Ok(req) => req,
-            Err(e) => {
-                let id = serde_json::from_slice::<IdOnly>(line).ok().and_then(|r| r.id);
-                let _ = conn.send(fail(id, "bad-request", Some(&e.to_string())));
-                return;
-            }
-        };
-        let id = req.id;
-        let cmd = match req.into_command() {
-            Ok(cmd) => cmd,
-            Err(why) => {
-                let _ = conn.send(fail(id, "bad-request", Some(why)));
+        let (id, cmd) = match parse_request(line) {
+            Ok(request) => request,
+            Err(BadRequest { id, why }) => {
+                let _ = conn.send(fail(id, "bad-request", Some(&why)));
                 return;
             }
         };
@@ -396,6 +387,37 @@ impl Server {
             }
         }
     }
+}
+
+/// Why a request line was refused (answered `bad-request`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad request: {why}")]
+pub struct BadRequest {
+    /// The request's id, when one could be read, so that the answer names it.
+    pub id: Option<u64>,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+/// Reads one request line (`docs/protocol.md`) as the node does: its id and the command it
+/// asks for.
+///
+/// ```
+/// use harness::node::kv::{Command, Op};
+/// use harness::node::server::parse_request;
+///
+/// let (id, cmd) = parse_request(br#"{"id":7,"op":"read","key":"x"}"#).unwrap();
+/// assert_eq!((id, cmd), (Some(7), Command { session: None, op: Op::Read { key: "x".into() } }));
+/// assert_eq!(parse_request(br#"{"id":8,"op":"read"}"#).unwrap_err().id, Some(8));
+/// ```
+pub fn parse_request(line: &[u8]) -> Result<(Option<u64>, Command), BadRequest> {
+    let req: Request = serde_json::from_slice(line).map_err(|e| BadRequest {
+        id: serde_json::from_slice::<IdOnly>(line).ok().and_then(|r| r.id),
+        why: e.to_string(),
+    })?;
+    let id = req.id;
+    let cmd = req.into_command().map_err(|why| BadRequest { id, why: why.to_string() })?;
+    Ok((id, cmd))
 }
 
 /// A request line.
@@ -566,8 +588,7 @@ mod tests {
     use super::*;
 
     fn parse(s: &str) -> Result<Command, String> {
-        let req: Request = serde_json::from_str(s).map_err(|e| e.to_string())?;
-        req.into_command().map_err(str::to_string)
+        parse_request(s.as_bytes()).map(|(_, cmd)| cmd).map_err(|e| e.why)
     }
 
     #[test]
