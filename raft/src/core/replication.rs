@@ -247,7 +247,20 @@ impl RawNode {
             let first_new = entries.iter().position(|e| self.log.term_at(e.index) != Some(e.term));
             if let Some(first_new) = first_new {
                 let from = entries[first_new].index;
-                debug_assert!(from > self.log.committed, "conflict with a committed entry");
+                if from <= self.log.committed {
+                    // §5.4 (Leader Completeness): no leader of a later term lacks a committed
+                    // entry, so only a broken or forged peer sends this. Refused, not obeyed
+                    // (that would lose an acknowledged write) and not a panic (network input
+                    // never panics a node).
+                    tracing::error!(
+                        id = self.id,
+                        leader,
+                        index = from,
+                        committed = self.log.committed,
+                        "refusing an AppendEntries that conflicts with a committed entry"
+                    );
+                    return;
+                }
                 self.log.truncate_from(from);
                 entries.into_iter().skip(first_new).for_each(|e| self.log.push(e));
             }

@@ -548,6 +548,27 @@ fn a_forged_last_term_is_refused_and_the_term_space_never_wraps() {
     }
 }
 
+#[test]
+fn an_append_that_conflicts_with_a_committed_entry_is_refused() {
+    // Found by fuzzing the peer port: only a forged or broken leader sends this (§5.4), and
+    // obeying it would cut an acknowledged write off the log.
+    let mut f = peer(2, 2, &[1, 1, 2]);
+    f.step(msg(1, 2, 2, append((3, 2), vec![], 3)));
+    flush(&mut f);
+    assert_eq!(f.status().commit_index, 3);
+    f.step(msg(3, 2, 2, append((1, 1), vec![entry(2, 2)], 3)));
+    assert!(flush(&mut f).is_empty(), "the conflicting append is not answered");
+    assert_eq!((terms(&f), f.status().commit_index), (vec![1, 1, 2], 3), "the log is untouched");
+    // The node goes on serving its leader.
+    f.step(msg(1, 2, 2, append((3, 2), vec![entry(4, 2)], 4)));
+    let reply = only_reply(&mut f);
+    assert!(matches!(
+        reply.body,
+        MessageBody::AppendEntriesResponse { success: true, index: 4, .. }
+    ));
+    assert_eq!(f.status().commit_index, 4);
+}
+
 // ---- Small whole clusters on a perfect network ----
 
 /// Delivers every message at once, in order, until the cluster is quiet.
