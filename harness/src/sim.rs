@@ -313,12 +313,16 @@ fn range(
     }
     bar.set_style(
         ProgressStyle::with_template(
-            "{elapsed:>4} [{bar:30}] {pos}/{len} seeds {per_sec:>12} violations: {msg}",
+            "{elapsed:>4} [{bar:30}] {pos}/{len} seeds {per_sec:>12} {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    bar.set_message("0");
+    let shown = |failures: &[(u64, Failure)]| {
+        let undecided = failures.iter().filter(|(_, f)| f.is_runaway()).count();
+        format!("violations: {}, undecided: {undecided}", failures.len() - undecided)
+    };
+    bar.set_message(shown(&[]));
     let next = AtomicU64::new(from);
     let virtual_ms = AtomicU64::new(0);
     let failures: Mutex<Vec<(u64, Failure)>> = Mutex::new(Vec::new());
@@ -339,7 +343,7 @@ fn range(
                         virtual_ms.fetch_add(f.at_us / 1000, Ordering::Relaxed);
                         let mut all = failures.lock().unwrap_or_else(|e| e.into_inner());
                         all.push((seed, f));
-                        bar.set_message(all.len().to_string());
+                        bar.set_message(shown(&all));
                     }
                 }
                 bar.inc(1);

@@ -194,6 +194,13 @@ fn the_client_token_comes_first_or_the_connection_is_closed() {
     assert_eq!(conn.call(&json!({"op": "auth", "token": "open-says-me"}))["error"], "unauthorized");
     assert!(conn.closed_by_node());
 
+    // Without the token, a client cannot make the node buffer a whole request line.
+    let mut conn = node.connect();
+    conn.stream.write_all(&[b' '; 5000]).unwrap();
+    let answer = conn.answer();
+    assert_eq!(answer["message"], "request line too long", "{answer}");
+    assert!(conn.closed_by_node());
+
     let mut conn = node.connect();
     assert_eq!(conn.call(&json!({"id": 1, "op": "auth", "token": "open-sesame"}))["type"], "ok");
     assert_eq!(conn.call(&json!({"id": 2, "op": "read", "key": "k"}))["value"], 1);

@@ -26,6 +26,10 @@ use tokio::sync::mpsc;
 use self::events::{AppliedLog, Event, EventLog};
 use self::server::{ClientLimits, Server};
 
+/// The smallest `--max-frame-bytes`: a longest request line (1 MiB) as one entry, with room for
+/// the AppendEntries around it.
+const MIN_FRAME_BYTES: usize = (1 << 20) + (64 << 10);
+
 /// The options of `gauntlet node`.
 #[derive(Args, Debug, Clone)]
 pub struct NodeArgs {
@@ -81,7 +85,7 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = TransportConfig::default().idle_timeout.as_secs_f64())]
     pub peer_idle_timeout: f64,
     /// The largest frame a peer may send, in bytes: what one peer connection can make the
-    /// node buffer.
+    /// node buffer. At least 1 MiB + 64 KiB, so that the largest request fits in one frame.
     #[arg(long, default_value_t = TransportConfig::default().max_frame_len)]
     pub max_frame_bytes: usize,
 }
@@ -289,8 +293,13 @@ fn transport_config(args: &NodeArgs) -> anyhow::Result<TransportConfig> {
     if args.max_peer_connections == 0 {
         bail!("--max-peer-connections 0: at least one connection per peer is needed");
     }
-    if args.max_frame_bytes < 1024 {
-        bail!("--max-frame-bytes {}: at least 1024 bytes are needed", args.max_frame_bytes);
+    // A request line of up to 1 MiB becomes one entry, which one AppendEntries must carry.
+    if args.max_frame_bytes < MIN_FRAME_BYTES {
+        bail!(
+            "--max-frame-bytes {}: at least {MIN_FRAME_BYTES} bytes are needed (a request of \
+             up to 1 MiB is one log entry, sent in one frame)",
+            args.max_frame_bytes
+        );
     }
     Ok(TransportConfig {
         secret,

@@ -27,6 +27,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 const SWEEP_INTERVAL: Duration = Duration::from_millis(50);
 /// The longest request line accepted; a longer one closes the connection.
 const MAX_LINE: u64 = 1 << 20;
+/// The longest first line of a connection that must authenticate: an `auth` request is short,
+/// and a client without the token must not make the node buffer a whole request line.
+const MAX_AUTH_LINE: u64 = 4 << 10;
 /// At most this many applied entries are handled in one batch (one write to applied.jsonl).
 const MAX_APPLY_BATCH: usize = 4096;
 
@@ -195,15 +198,16 @@ impl Server {
             // One unit of credit for the answer to the next request.
             let Ok(unit) = credit.acquire().await else { break };
             unit.forget();
+            let max_line = if authenticated { MAX_LINE } else { MAX_AUTH_LINE };
             let ended = loop {
-                let left = MAX_LINE + 1 - line.len() as u64;
+                let left = max_line + 1 - line.len() as u64;
                 let mut limited = (&mut reader).take(left);
                 // `read_until` is cancel-safe: bytes read before a timeout stay in `line`.
                 let read = limited.read_until(b'\n', &mut line);
                 match tokio::time::timeout(self.limits.idle_timeout, read).await {
                     Ok(Ok(0)) | Ok(Err(_)) => break true,
                     Ok(Ok(_)) if line.last() == Some(&b'\n') => break false,
-                    Ok(Ok(_)) if line.len() as u64 > MAX_LINE => {
+                    Ok(Ok(_)) if line.len() as u64 > max_line => {
                         let _ = tx.send(fail(None, "bad-request", Some("request line too long")));
                         break 'requests;
                     }

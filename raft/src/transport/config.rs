@@ -39,11 +39,13 @@ pub struct TransportConfig {
     /// How long an accepted connection may take to complete the handshake (at least 1 ms).
     /// Default 5 s.
     pub handshake_timeout: Duration,
-    /// Inbound connections open at once (at least 1); one over it is closed at once. A peer
-    /// needs one, two while it reconnects. Default 64.
+    /// Inbound connections open at once (at least 1). At the cap, a new connection makes room
+    /// by closing the oldest one still in its handshake; when every connection is
+    /// authenticated, the new one is closed at once. A peer needs one, two while it
+    /// reconnects. Default 64.
     pub max_inbound_connections: usize,
     /// An inbound connection that carries no frame for this long is closed (at least 1 ms);
-    /// its peer reconnects when it next has something to send. Default 5 minutes.
+    /// the peer's outbound side sees the close and dials again. Default 5 minutes.
     pub idle_timeout: Duration,
 }
 
