@@ -182,7 +182,7 @@ impl Server {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return writer_credit.close(),
                     Err(_) => {
-                        tracing::debug!(%peer, "closing a client connection that reads no answers");
+                        tracing::info!(%peer, "closing a client connection that reads no answers");
                         return writer_credit.close();
                     }
                 }
@@ -209,6 +209,10 @@ impl Server {
                     Ok(Ok(_)) if line.last() == Some(&b'\n') => break false,
                     Ok(Ok(_)) if line.len() as u64 > max_line => {
                         let _ = tx.send(fail(None, "bad-request", Some("request line too long")));
+                        if let Some(held_back) = self.warnings.admit() {
+                            tracing::warn!(%peer, max_line, held_back,
+                                "closing a client connection: request line too long");
+                        }
                         break 'requests;
                     }
                     Ok(Ok(_)) => continue,
@@ -374,13 +378,26 @@ impl Server {
         }
     }
 
-    /// Answers `timeout` to requests that waited too long, until the task is aborted.
+    /// Answers `timeout` to requests that waited too long, and once a second reports the
+    /// warnings about clients that were held back, until the task is aborted.
     pub async fn sweep(self: Arc<Self>) {
         let mut interval = tokio::time::interval(SWEEP_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut summed = Instant::now();
         loop {
             interval.tick().await;
             let now = Instant::now();
+            if now.duration_since(summed) >= Duration::from_secs(1) {
+                summed = now;
+                let held_back = self.warnings.take_held_back();
+                if held_back > 0 {
+                    tracing::warn!(
+                        held_back,
+                        "refused or closed more clients than the warnings \
+                        above name (the rest were held back)"
+                    );
+                }
+            }
             let mut pending = lock(&self.pending);
             let expired: Vec<Index> =
                 pending.iter().filter(|(_, w)| w.deadline <= now).map(|(&i, _)| i).collect();

@@ -46,6 +46,9 @@ pub(crate) struct Inbound {
 /// let limiter = raft::transport::WarningLimiter::default();
 /// let admitted = (0..100).filter(|_| limiter.admit().is_some()).count();
 /// assert_eq!(admitted, 10);
+/// // The tail of the burst, for a summary line.
+/// assert_eq!(limiter.take_held_back(), 90);
+/// assert_eq!(limiter.take_held_back(), 0);
 /// ```
 #[derive(Debug, Default)]
 pub struct WarningLimiter {
@@ -71,6 +74,13 @@ impl WarningLimiter {
         *count += 1;
         Some(std::mem::take(held))
     }
+
+    /// Takes the count of warnings held back since the last one let through. Called once a
+    /// second by whoever owns the limiter, so that the tail of a burst is reported as well.
+    pub fn take_held_back(&self) -> u64 {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.as_mut().map_or(0, |(_, _, held)| std::mem::take(held))
+    }
 }
 
 impl Inbound {
@@ -79,12 +89,23 @@ impl Inbound {
     pub(crate) async fn accept_loop(self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
         let mut connections = JoinSet::new();
         let mut handshaking = VecDeque::new();
+        let mut summary = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
                 Some(joined) = connections.join_next(), if !connections.is_empty() => {
+                    // A task this loop aborted (to make room) is not a failure.
                     if let Err(e) = joined {
-                        warn!(error = %e, "inbound connection task failed");
+                        if e.is_panic() {
+                            warn!(error = %e, "inbound connection task panicked");
+                        }
+                    }
+                }
+                _ = summary.tick() => {
+                    let held_back = self.warnings.take_held_back();
+                    if held_back > 0 {
+                        warn!(held_back, "closed more inbound connections than the warnings \
+                            above name (the rest were held back; see the transport's counters)");
                     }
                 }
                 accepted = listener.accept() => match accepted {
@@ -94,8 +115,13 @@ impl Inbound {
                             && !self.make_room(&mut handshaking)
                         {
                             let limit = self.config.max_inbound_connections;
+                            let open = if self.config.secret.is_some() {
+                                "authenticated inbound connections"
+                            } else {
+                                "inbound connections"
+                            };
                             self.refuse(&self.counters.inbound_refused, peer,
-                                &format!("{limit} authenticated inbound connections are open"));
+                                &format!("{limit} {open} are open"));
                             continue;
                         }
                         debug!(%peer, "accepted inbound connection");
@@ -195,14 +221,18 @@ impl Inbound {
             };
             if msg.to != self.id {
                 SharedCounters::bump(&self.counters.messages_misaddressed, 1);
-                warn!(%peer, from = msg.from, to = msg.to, me = self.id,
-                    "dropping a message addressed to another node");
+                if let Some(held_back) = self.warnings.admit() {
+                    warn!(%peer, from = msg.from, to = msg.to, me = self.id, held_back,
+                        "dropping a message addressed to another node");
+                }
                 continue;
             }
             if let Some(from) = authenticated.filter(|&from| from != msg.from) {
                 SharedCounters::bump(&self.counters.inbound_bad_frames, 1);
-                warn!(%peer, authenticated = from, claimed = msg.from,
-                    "closing inbound connection: a message in another peer's name");
+                if let Some(held_back) = self.warnings.admit() {
+                    warn!(%peer, authenticated = from, claimed = msg.from, held_back,
+                        "closing inbound connection: a message in another peer's name");
+                }
                 return;
             }
             SharedCounters::bump(&self.counters.messages_received, 1);
@@ -224,6 +254,8 @@ impl Inbound {
     /// Logs why the connection from `peer` is being closed; the caller then drops it.
     fn reject(&self, peer: SocketAddr, error: FrameError) {
         SharedCounters::bump(&self.counters.inbound_bad_frames, 1);
-        warn!(%peer, %error, "closing inbound connection: malformed frame");
+        if let Some(held_back) = self.warnings.admit() {
+            warn!(%peer, %error, held_back, "closing inbound connection: malformed frame");
+        }
     }
 }
