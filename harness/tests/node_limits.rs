@@ -1,7 +1,8 @@
 //! The bounds of one `gauntlet node` process, as an attacker or a careless client meets them:
 //! the client token, the connection cap, a final line without its newline, a client that never
 //! reads its answers, an idle client, and frames forged on the peer port, with and without a
-//! cluster secret. Through all of it the node keeps serving.
+//! cluster secret. Through all of it the node keeps serving. And the one input it must not
+//! serve from: a data directory whose log lost entries the node had applied.
 //!
 //! One node is a cluster of its own (it elects itself), which keeps these tests cheap.
 //! Deadlines only keep a broken build from hanging the suite; nothing is asserted about speed.
@@ -38,7 +39,11 @@ impl Node {
     /// Starts a node with `extra` flags; `files` are written into its directory first (as
     /// name, content) and `{dir}` in a flag stands for that directory.
     fn start(extra: &[&str], files: &[(&str, &str)]) -> Node {
-        let dir = tempfile::tempdir().unwrap();
+        Node::start_in(tempfile::tempdir().unwrap(), extra, files)
+    }
+
+    /// As [`Node::start`], in a directory that may hold an earlier node's data.
+    fn start_in(dir: tempfile::TempDir, extra: &[&str], files: &[(&str, &str)]) -> Node {
         for (name, content) in files {
             std::fs::write(dir.path().join(name), content).unwrap();
         }
@@ -63,6 +68,15 @@ impl Node {
             .spawn()
             .unwrap();
         Node { child, peer: addrs[0], client: addrs[1], log, _dir: dir }
+    }
+
+    /// Kills the node and hands back its directory.
+    fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
+        drop(self);
+        dir
     }
 
     fn log(&self) -> String {
@@ -316,4 +330,27 @@ fn with_a_secret_no_frame_gets_in_and_the_offender_is_named() {
     assert!(node.log().contains("unauthenticated"), "{}", node.log());
     let mut conn = node.connect();
     assert_eq!(conn.call(&json!({"op": "write", "key": "k", "value": 2}))["type"], "ok");
+}
+
+#[test]
+fn a_node_whose_log_lost_applied_entries_refuses_to_start() {
+    let node = Node::start(&[], &[]);
+    node.until_serving(None);
+    let dir = node.kill();
+    let raft = dir.path().join("data/raft");
+    // The whole Raft directory lost (its hard state with it): storage alone would start empty.
+    std::fs::remove_dir_all(&raft).unwrap();
+    let mut node = Node::start_in(dir, &[], &[]);
+    let deadline = Instant::now() + GUARD;
+    let status = loop {
+        if let Some(status) = node.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the node started on a lost log:\n{}", node.log());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let log = node.log();
+    assert!(log.contains("refusing to start") && log.contains("applied.jsonl"), "{log}");
+    assert!(log.contains("ends at index 0"), "{log}");
 }

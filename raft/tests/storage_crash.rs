@@ -399,6 +399,33 @@ fn a_log_without_its_hard_state_is_refused() {
 }
 
 #[test]
+fn a_hard_state_without_its_log_is_refused() {
+    // A deleted log must not come back as an empty one: the entries this peer held (and had
+    // promised its leader to keep) would be lost without a word.
+    let dir = tempfile::tempdir().unwrap();
+    synced_one_by_one(dir.path(), 2);
+    for segment in segments(dir.path()) {
+        fs::remove_file(segment).unwrap();
+    }
+    match FileStorage::open(dir.path()) {
+        Err(e @ StorageError::MissingLog { .. }) => {
+            assert!(e.to_string().contains("no log segment is left"), "{e}");
+            assert!(e.to_string().contains(&dir.path().display().to_string()), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A crash between creating a new directory's hard state and its first segment leaves the
+    // default hard state alone: that is still a new storage.
+    let fresh = tempfile::tempdir().unwrap();
+    drop(FileStorage::open(fresh.path()).unwrap());
+    for segment in segments(fresh.path()) {
+        fs::remove_file(segment).unwrap();
+    }
+    let storage = FileStorage::open(fresh.path()).unwrap();
+    assert_eq!((storage.last_index(), storage.hard_state()), (0, HardState::default()));
+}
+
+#[test]
 fn a_new_directory_is_created_and_reported() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a").join("b");

@@ -199,6 +199,17 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let restarted = !storage.recovery().created;
     let last_index = storage.last_index();
     let recovered = storage.hard_state();
+    // Entries are applied only once they are committed, so a log shorter than what this node
+    // applied before lost committed entries (a cut or deleted log, a restored old copy).
+    if applied_log.logged() > last_index {
+        bail!(
+            "refusing to start: {} records entries applied up to index {}, but the Raft log in {} \
+             ends at index {last_index}: committed entries are missing from the log",
+            dir.join("applied.jsonl").display(),
+            applied_log.logged(),
+            storage_dir.display()
+        );
+    }
 
     // From here on, SIGTERM and SIGINT mean a clean shutdown.
     let mut term_signal =

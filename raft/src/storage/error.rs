@@ -44,6 +44,21 @@ pub enum StorageError {
         path: PathBuf,
     },
 
+    /// The hard state records a term or a vote, but no log segment is left. The first segment
+    /// is created right after the hard state when the directory is new, and segments are never
+    /// removed, so the log was lost: starting with an empty one could lose entries this peer
+    /// had promised to keep.
+    #[error(
+        "{}: the hard state records term {term} but no log segment is left (the log was lost)",
+        dir.display()
+    )]
+    MissingLog {
+        /// The storage directory.
+        dir: PathBuf,
+        /// The term the hard state records.
+        term: u64,
+    },
+
     /// Another [`FileStorage`](super::FileStorage), in this process or another, has the
     /// directory open.
     #[error("{} is locked: the storage is open elsewhere", path.display())]

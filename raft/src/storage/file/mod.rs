@@ -133,7 +133,8 @@ impl Segment {
 ///   segments); a sync marker naming another last index; a bad segment header; a segment other
 ///   than the last that does not end with a whole sync marker (segments are sealed before the
 ///   next one is made); a damaged hard state file; segments without a hard state file
-///   ([`StorageError::MissingHardState`]).
+///   ([`StorageError::MissingHardState`]); a hard state with a term or a vote but no segment
+///   ([`StorageError::MissingLog`]).
 ///
 /// Damage to the last sync marker itself is indistinguishable from a torn write and is cut,
 /// which keeps every entry. Damage in acknowledged data after which nothing was ever synced
@@ -206,7 +207,9 @@ impl FileStorage {
         options: FileStorageOptions,
     ) -> Result<FileStorage, StorageError> {
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).map_err(|e| StorageError::io("create directory", &dir, e))?;
+        if !dir.is_dir() {
+            create_dir_durably(&dir)?;
+        }
         let dir_file = File::open(&dir).map_err(|e| StorageError::io("open", &dir, e))?;
         let lock = lock(&dir)?;
         let Recovered { hard_state, segments, sealed, recovery } =
@@ -379,6 +382,27 @@ const LOCK_FILE: &str = "LOCK";
 
 /// Takes the exclusive lock on the storage directory `dir`, held as long as the returned file
 /// is open.
+/// Creates `dir` and any missing parents, syncing each parent after its new entry, so that a
+/// crash cannot lose the directory (with the files about to be synced into it) once `open`
+/// has returned.
+fn create_dir_durably(dir: &Path) -> Result<(), StorageError> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
+        create_dir_durably(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        // Made meanwhile by someone else: theirs to sync.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(StorageError::io("create directory", dir, e)),
+    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let parent_file = File::open(parent).map_err(|e| StorageError::io("open", parent, e))?;
+    sync_dir(&parent_file, parent)
+}
+
 fn lock(dir: &Path) -> Result<File, StorageError> {
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()

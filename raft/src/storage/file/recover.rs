@@ -27,6 +27,10 @@ pub(super) fn recover(dir: &Path, dir_file: &File) -> Result<Recovered, StorageE
 
     let hard_state_path = dir.join(hard_state::FILE_NAME);
     let hard_state = match hard_state::load(&hard_state_path)? {
+        // A crash between creating the hard state and the first segment leaves the default.
+        Some(hard_state) if segment_names.is_empty() && hard_state != HardState::default() => {
+            return Err(StorageError::MissingLog { dir: dir.to_path_buf(), term: hard_state.term });
+        }
         Some(hard_state) => hard_state,
         None if segment_names.is_empty() => {
             // The hard state is created before the first segment, so this is a new directory.
