@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,8 +26,15 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// summed up in the next one, so that a flood of connections cannot flood the log too.
 const WARNINGS_PER_SECOND: u32 = 10;
 
-/// A connection in its handshake: set once through it, its task, its address.
-type Handshaking = (Arc<AtomicBool>, AbortHandle, SocketAddr);
+/// Where a connection stands in its handshake. The connection's task and the accept loop (which
+/// may evict it) race to move it out of `HANDSHAKING`; whoever wins decides, so that a peer that
+/// has just authenticated is never evicted as unauthenticated.
+const HANDSHAKING: u8 = 0;
+const THROUGH: u8 = 1;
+const EVICTED: u8 = 2;
+
+/// A connection with a handshake: its state, its task, its address.
+type Handshaking = (Arc<AtomicU8>, AbortHandle, SocketAddr);
 
 /// What every inbound task needs.
 #[derive(Clone)]
@@ -125,11 +132,17 @@ impl Inbound {
                             continue;
                         }
                         debug!(%peer, "accepted inbound connection");
-                        let through = Arc::new(AtomicBool::new(self.config.secret.is_none()));
-                        let task = self.clone().read_connection(stream, peer, through.clone());
+                        let start = if self.config.secret.is_some() { HANDSHAKING } else { THROUGH };
+                        let state = Arc::new(AtomicU8::new(start));
+                        let task = self.clone().read_connection(stream, peer, state.clone());
                         let handle = connections.spawn(task);
                         if self.config.secret.is_some() {
-                            handshaking.push_back((through, handle, peer));
+                            // Only those still in their handshake are kept, so that the queue
+                            // stays within the connection limit.
+                            handshaking.retain(|(state, task, _)| {
+                                state.load(Ordering::Acquire) == HANDSHAKING && !task.is_finished()
+                            });
+                            handshaking.push_back((state, handle, peer));
                         }
                     }
                     Err(e) => {
@@ -151,30 +164,41 @@ impl Inbound {
     /// handshake takes a round trip, the flood's would-be ones are evicted first. Returns
     /// false when every connection is authenticated (then the new one is refused).
     fn make_room(&self, handshaking: &mut VecDeque<Handshaking>) -> bool {
-        handshaking
-            .retain(|(through, task, _)| !through.load(Ordering::Acquire) && !task.is_finished());
-        let Some((_, task, peer)) = handshaking.pop_front() else { return false };
-        task.abort();
-        let why = "unauthenticated: closed in its handshake to make room for a newer connection";
-        self.refuse(&self.counters.inbound_unauthenticated, peer, why);
-        true
+        while let Some((state, task, peer)) = handshaking.pop_front() {
+            let evicted =
+                state.compare_exchange(HANDSHAKING, EVICTED, Ordering::AcqRel, Ordering::Acquire);
+            if evicted.is_err() || task.is_finished() {
+                continue;
+            }
+            task.abort();
+            let why =
+                "unauthenticated: closed in its handshake to make room for a newer connection";
+            self.refuse(&self.counters.inbound_unauthenticated, peer, why);
+            return true;
+        }
+        false
     }
 
-    /// Authenticates one connection if the cluster has a secret (then sets `through`), and
-    /// reads frames from it until it ends, idles too long, or sends something malformed.
-    async fn read_connection(
-        self,
-        mut stream: TcpStream,
-        peer: SocketAddr,
-        through: Arc<AtomicBool>,
-    ) {
+    /// Authenticates one connection if the cluster has a secret (then moves `state` to
+    /// `THROUGH`, unless it was evicted first), and reads frames from it until it ends, idles
+    /// too long, or sends something malformed.
+    async fn read_connection(self, mut stream: TcpStream, peer: SocketAddr, state: Arc<AtomicU8>) {
         let authenticated = match &self.config.secret {
             None => None,
             Some(secret) => {
                 let handshake = auth::accept(&mut stream, secret, self.id);
                 match timeout(self.config.handshake_timeout, handshake).await {
                     Ok(Ok(from)) => {
-                        through.store(true, Ordering::Release);
+                        let through = state.compare_exchange(
+                            HANDSHAKING,
+                            THROUGH,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        );
+                        if through.is_err() {
+                            // Evicted meanwhile; the evictor counted and logged it.
+                            return;
+                        }
                         debug!(%peer, from, "peer authenticated");
                         Some(from)
                     }
