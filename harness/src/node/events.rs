@@ -67,6 +67,35 @@ pub fn from_trace(trace: &TraceEvent) -> Event {
     }
 }
 
+/// The newest term, and the vote in it, that `events.jsonl` in `dir` shows were durable: a
+/// `vote-granted` is written after the vote's sync, and a `started` or `restarted` records the
+/// hard state its start recovered. `None` when the file holds neither.
+///
+/// A node whose storage recovers less than this lost its hard state (a restored old copy, a
+/// damaged disk): running on could make it vote twice in a term.
+pub fn durable_vote(dir: &Path, node: NodeId) -> anyhow::Result<Option<(Term, Option<NodeId>)>> {
+    let record = checker::safety::NodeRecord::read_dir(node, dir)
+        .with_context(|| format!("reading {}", dir.join("events.jsonl").display()))?;
+    let mut newest: Option<(Term, Option<NodeId>)> = None;
+    for e in &record.events {
+        let (Some(term), vote) = (
+            e.term,
+            match e.event.as_str() {
+                "vote-granted" => e.candidate,
+                "started" | "restarted" => e.vote,
+                _ => continue,
+            },
+        ) else {
+            continue;
+        };
+        newest = match newest {
+            Some((t, v)) if t > term || (t == term && vote.is_none()) => Some((t, v)),
+            _ => Some((term, vote)),
+        };
+    }
+    Ok(newest)
+}
+
 /// `events.jsonl`.
 pub struct EventLog {
     file: File,

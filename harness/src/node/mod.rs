@@ -190,6 +190,7 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
         check_options(&args).map_err(|e| crate::exit::bad_input(format!("{e:#}")))?;
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let durable_vote = events::durable_vote(dir, id)?;
     let mut events = EventLog::open(dir, id)?;
     let applied_log = AppliedLog::open(dir)?;
 
@@ -199,15 +200,48 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let restarted = !storage.recovery().created;
     let last_index = storage.last_index();
     let recovered = storage.hard_state();
-    // Entries are applied only once they are committed, so a log shorter than what this node
-    // applied before lost committed entries (a cut or deleted log, a restored old copy).
-    if applied_log.logged() > last_index {
+    // The hard state as recovered, before the node steps anything (and before a refusal
+    // below, so that the offline checks see what was recovered): a vote granted before a
+    // crash must be here after it.
+    events.record(Event {
+        last_index: Some(last_index),
+        vote: recovered.vote,
+        ..events::event(if restarted { "restarted" } else { "started" }, recovered.term)
+    })?;
+    if let Some((term, vote)) = durable_vote {
+        let regressed = recovered.term < term
+            || (recovered.term == term && vote.is_some() && recovered.vote != vote);
+        if regressed {
+            bail!(
+                "refusing to start: {} shows term {term} with vote {} was durable, but the hard \
+                 state in {} holds term {} with vote {}: the node could vote twice in a term",
+                dir.join("events.jsonl").display(),
+                vote.map_or("none".to_string(), |v| v.to_string()),
+                storage_dir.display(),
+                recovered.term,
+                recovered.vote.map_or("none".to_string(), |v| v.to_string()),
+            );
+        }
+    }
+    // A node applied entries, so it had a log: finding none means the Raft directory was lost
+    // (its hard state with it), and starting empty could lose committed entries and votes.
+    if !restarted && applied_log.logged() > 0 {
         bail!(
-            "refusing to start: {} records entries applied up to index {}, but the Raft log in {} \
-             ends at index {last_index}: committed entries are missing from the log",
+            "refusing to start: {} records entries applied up to index {}, but {} holds no \
+             storage (it was created just now): the node's log and hard state were lost",
             dir.join("applied.jsonl").display(),
             applied_log.logged(),
             storage_dir.display()
+        );
+    }
+    if applied_log.logged() > last_index {
+        // Not a refusal: committed entries are delivered while this node's own write of them
+        // is still in progress (the cluster has them), and a crash then loses the unsynced tail.
+        tracing::warn!(
+            applied = applied_log.logged(),
+            last_index,
+            "the recovered log ends before the last applied entry (a crash during a sync?); \
+             the leader will send the rest"
         );
     }
 
@@ -228,13 +262,6 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let (node, applied) = Node::bind(node_config, storage, args.listen, args.peers.clone())
         .await
         .with_context(|| format!("starting node {id}"))?;
-    // The hard state as recovered, before the node steps anything: a vote granted before a
-    // crash must be here after it.
-    events.record(Event {
-        last_index: Some(last_index),
-        vote: recovered.vote,
-        ..events::event(if restarted { "restarted" } else { "started" }, recovered.term)
-    })?;
     tracing::info!(
         id,
         listen = %args.listen,
@@ -274,12 +301,9 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A duration option in seconds: positive and finite.
+/// A duration option in seconds (see [`crate::exit::seconds`]).
 fn seconds(option: &str, value: f64) -> anyhow::Result<Duration> {
-    if !(value.is_finite() && value > 0.0) {
-        bail!("{option} {value}: expected a positive number of seconds");
-    }
-    Ok(Duration::from_secs_f64(value))
+    crate::exit::seconds(option, value).map_err(anyhow::Error::msg)
 }
 
 /// The transport's configuration: the cluster secret and the bounds on peer connections.

@@ -72,7 +72,7 @@ impl Driver {
                 Ok(())
             }
             Exit::Failed(e) => {
-                tracing::error!(error = %e, "the node stops");
+                tracing::error!(error = super::with_causes(&e), "the node stops");
                 // Nothing that was not synced has been acknowledged; what the failed sync
                 // may have written is left as a crash would leave it.
                 storage.abandon().await;

@@ -154,20 +154,21 @@ pub struct ApplyMsg {
     pub command: Vec<u8>,
 }
 
-/// Why a node could not start, or why it stopped.
+/// Why a node could not start, or why it stopped. The cause, where there is one, is the
+/// error's [`source`](std::error::Error::source) (`{:#}` of an `anyhow` error shows the chain).
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     /// The core's configuration is invalid, or the storage holds a log the core refuses.
-    #[error("cannot start the protocol core: {0}")]
+    #[error("cannot start the protocol core")]
     Config(#[from] ConfigError),
     /// Reading or writing the storage failed. Everything acknowledged before is durable.
-    #[error("storage failed: {0}")]
+    #[error("storage failed")]
     Storage(#[from] StorageError),
     /// The storage's log does not start at index 1 (snapshots are not supported yet).
     #[error("the stored log starts at index {0}, but this runtime needs a log from index 1")]
     UnsupportedFirstIndex(Index),
     /// The listening address could not be bound.
-    #[error("cannot listen for peers on {addr}: {source}")]
+    #[error("cannot listen for peers on {addr}")]
     Bind {
         addr: String,
         #[source]
@@ -177,7 +178,7 @@ pub enum NodeError {
     #[error("the transport's inbound channel closed")]
     TransportClosed,
     /// The storage thread could not be started.
-    #[error("cannot start the storage thread: {0}")]
+    #[error("cannot start the storage thread")]
     StorageThread(#[source] std_io::Error),
     /// The storage thread ended while the node ran (it panicked).
     #[error("the storage thread ended unexpectedly")]
@@ -185,6 +186,13 @@ pub enum NodeError {
     /// The driver task panicked or was cancelled.
     #[error("the driver task failed: {0}")]
     Driver(String),
+}
+
+/// An error and its causes, as one line (`cause: its cause: ...`).
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let chain: Vec<String> =
+        std::iter::successors(Some(e), |e| e.source()).map(|e| e.to_string()).collect();
+    chain.join(": ")
 }
 
 /// How the node is asked to stop.
@@ -450,7 +458,7 @@ impl Node {
     pub async fn kill(&self) {
         self.shared.stop.send_replace(StopMode::Kill);
         if let Err(e) = self.join().await {
-            tracing::debug!(error = %e, "the node had failed before it was killed");
+            tracing::debug!(error = with_causes(&e), "the node had failed before it was killed");
         }
     }
 

@@ -380,8 +380,6 @@ impl FileStorage {
 /// The name of the lock file within the storage directory.
 const LOCK_FILE: &str = "LOCK";
 
-/// Takes the exclusive lock on the storage directory `dir`, held as long as the returned file
-/// is open.
 /// Creates `dir` and any missing parents, syncing each parent after its new entry, so that a
 /// crash cannot lose the directory (with the files about to be synced into it) once `open`
 /// has returned.
@@ -403,6 +401,8 @@ fn create_dir_durably(dir: &Path) -> Result<(), StorageError> {
     sync_dir(&parent_file, parent)
 }
 
+/// Takes the exclusive lock on the storage directory `dir`, held as long as the returned file
+/// is open.
 fn lock(dir: &Path) -> Result<File, StorageError> {
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
