@@ -209,10 +209,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         'h' => value * 3600.0,
         _ => return Err(bad()),
     };
-    if !(secs > 0.0 && secs.is_finite()) {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(secs))
+    crate::exit::seconds("--duration", secs).map_err(|_| bad())
 }
 
 /// Whether run `index` belongs to shard `i` of `n`.

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use checker::{check, CheckOptions, CheckResult, Event, Format, History, Process};
@@ -91,11 +90,14 @@ struct Checked {
 /// Runs `gauntlet check` and returns the process exit code.
 pub fn run(args: CheckArgs) -> i32 {
     let time_limit = match args.time_limit {
-        Some(s) if !(s.is_finite() && s > 0.0) => {
-            eprintln!("error: --time-limit must be a positive number of seconds, not {s}");
-            return exit::BAD_INPUT;
-        }
-        s => s.map(Duration::from_secs_f64),
+        Some(s) => match exit::seconds("--time-limit", s) {
+            Ok(limit) => Some(limit),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::BAD_INPUT;
+            }
+        },
+        None => None,
     };
     let paths = &args.paths;
     // Several files: one file per thread. One file: its partitions in parallel.

@@ -86,6 +86,28 @@ pub fn report(error: &anyhow::Error) -> i32 {
     code_of(error)
 }
 
+/// The longest duration an option takes: ten years. Anything longer is a typo, and keeping
+/// below it leaves every `Instant + duration` in the harness far from overflowing.
+pub const MAX_SECONDS: f64 = 10.0 * 365.0 * 24.0 * 3600.0;
+
+/// A duration option given in seconds: positive, finite, and at most [`MAX_SECONDS`]; the
+/// error names the option and the value.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(harness::exit::seconds("--x", 1.5), Ok(Duration::from_millis(1500)));
+/// assert!(harness::exit::seconds("--x", 0.0).unwrap_err().contains("--x 0"));
+/// assert!(harness::exit::seconds("--x", 1e30).is_err());
+/// ```
+pub fn seconds(option: &str, value: f64) -> Result<std::time::Duration, String> {
+    if !(value.is_finite() && value > 0.0 && value <= MAX_SECONDS) {
+        return Err(format!(
+            "{option} {value}: expected a positive number of seconds, at most {MAX_SECONDS}"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -142,14 +142,23 @@ fn validate(args: &RunArgs) -> Result<(Workload, Vec<FaultKind>), String> {
     if !(args.rate > 0.0 && args.rate.is_finite()) {
         return Err(format!("--rate must be a positive number, not {}", args.rate));
     }
-    if !(args.nemesis_interval > 0.0 && args.nemesis_interval.is_finite()) {
-        return Err(format!(
-            "--nemesis-interval must be a positive number, not {}",
-            args.nemesis_interval
-        ));
-    }
+    // Each worker waits concurrency / rate seconds between operations.
+    crate::exit::seconds("--rate", args.concurrency as f64 / args.rate).map_err(|_| {
+        format!("--rate {}: too low for --concurrency {}", args.rate, args.concurrency)
+    })?;
+    crate::exit::seconds("--nemesis-interval", args.nemesis_interval)?;
     if args.tick_ms == 0 {
         return Err("--tick-ms must be at least 1".into());
+    }
+    let longest = crate::exit::MAX_SECONDS as u64;
+    for (option, value) in [
+        ("--time-limit", args.time_limit),
+        ("--recovery-timeout", args.recovery_timeout),
+        ("--check-time-limit", args.check_time_limit),
+    ] {
+        if value > longest {
+            return Err(format!("{option} {value}: at most {longest} seconds"));
+        }
     }
     if args.time_limit == 0 || args.recovery_timeout == 0 || args.check_time_limit == 0 {
         return Err(format!(

@@ -8,7 +8,8 @@
 //! `gauntlet sim --seed S [--bug B] --steps "<schedule>"`.
 //!
 //! Exit codes as [`crate::exit`]: 0 no violation, 1 a violation, 2 no violation but a schedule
-//! that ran out of its event budget, 3 bad options.
+//! that ran out of its event budget, 3 bad options, 255 the tool failed (a violation that
+//! passed when run again, a schedule that cannot be printed).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

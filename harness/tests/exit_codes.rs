@@ -68,6 +68,10 @@ fn bad_options_and_inputs_exit_3_naming_the_culprit() {
         (vec!["run", "--time-limit", "0"], "--time-limit"),
         (vec!["run", "--time-limit", "1", "--results", &results_in_file], "--results"),
         (vec!["run", "--bug", "no-such-bug"], "stale-read"),
+        (vec!["run", "--time-limit", "18446744073709551615"], "--time-limit"),
+        (vec!["run", "--nemesis-interval", "1e30"], "--nemesis-interval"),
+        (vec!["run", "--rate", "1e-300"], "--rate"),
+        (vec!["check", "--time-limit", "1e30", "x.jsonl"], "--time-limit"),
         (vec!["campaign"], "--runs"),
         (vec!["campaign", "--runs", "0"], "--runs 0"),
         (vec!["campaign", "--runs", "1", "--nodes", "0"], "--nodes 0"),
@@ -127,6 +131,22 @@ fn bad_options_and_inputs_exit_3_naming_the_culprit() {
                 "0",
             ],
             "--max-clients",
+        ),
+        (
+            vec![
+                "node",
+                "--id",
+                "1",
+                "--listen",
+                "127.0.0.1:1",
+                "--client",
+                "127.0.0.1:2",
+                "--data-dir",
+                data,
+                "--client-idle-timeout",
+                "1e30",
+            ],
+            "--client-idle-timeout",
         ),
     ];
     for (args, needle) in cases {
