@@ -44,7 +44,8 @@ struct Core {
     node: RawNode,
     term: u64,
     commit: u64,
-    applied: u64,
+    /// The term of every entry delivered as committed, by index - 1: none may ever change.
+    committed_terms: Vec<u64>,
 }
 
 impl Core {
@@ -52,7 +53,7 @@ impl Core {
         let config = Config::service(1, vec![1, 2, 3]);
         let node =
             RawNode::new(config, HardState::default(), Vec::new(), 7).expect("a valid config");
-        Core { node, term: 0, commit: 0, applied: 0 }
+        Core { node, term: 0, commit: 0, committed_terms: Vec::new() }
     }
 
     /// Takes what the core has ready as a node would (everything persisted at once), checks
@@ -70,8 +71,9 @@ impl Core {
                 );
             }
             for e in &ready.committed_entries {
-                assert_eq!(e.index, self.applied + 1, "committed entries out of order");
-                self.applied = e.index;
+                let next = self.committed_terms.len() as u64 + 1;
+                assert_eq!(e.index, next, "committed entries out of order");
+                self.committed_terms.push(e.term);
             }
             for m in &ready.messages {
                 assert!(m.from == 1 && m.to != 1, "a message from 1 to {} claims {}", m.to, m.from);
@@ -84,6 +86,11 @@ impl Core {
         assert!(status.term >= self.term, "the term went back");
         assert!(status.commit_index >= self.commit, "the commit index went back");
         assert!(status.commit_index <= status.last_index, "committed beyond the log");
+        // §5.4.3 State Machine Safety, locally: a committed entry stays in the log as it was.
+        for (i, &term) in self.committed_terms.iter().enumerate() {
+            let held = self.node.entry(i as u64 + 1).map(|e| e.term);
+            assert_eq!(held, Some(term), "committed entry {} changed or vanished", i + 1);
+        }
         (self.term, self.commit) = (status.term, status.commit_index);
         if status.role == Role::Leader {
             // A leader that serves clients keeps proposing; replication paths get exercised.
