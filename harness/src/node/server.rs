@@ -389,14 +389,7 @@ impl Server {
             let now = Instant::now();
             if now.duration_since(summed) >= Duration::from_secs(1) {
                 summed = now;
-                let held_back = self.warnings.take_held_back();
-                if held_back > 0 {
-                    tracing::warn!(
-                        held_back,
-                        "refused or closed more clients than the warnings \
-                        above name (the rest were held back)"
-                    );
-                }
+                self.warnings.summarize("client connections");
             }
             let mut pending = lock(&self.pending);
             let expired: Vec<Index> =

@@ -4,13 +4,13 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
-use tokio::time::{timeout, Instant};
+use tokio::time::timeout;
 use tracing::{debug, info, warn};
 
 use super::auth;
@@ -18,13 +18,11 @@ use super::config::TransportConfig;
 use super::frame::{decode, FrameError, HEADER_LEN};
 use super::reader::FrameReader;
 use super::stats::SharedCounters;
+use super::warnings::WarningLimiter;
 use crate::{Message, NodeId};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
-/// Warnings about refused connections logged per second at most; the rest are counted and
-/// summed up in the next one, so that a flood of connections cannot flood the log too.
-const WARNINGS_PER_SECOND: u32 = 10;
 
 /// Where a connection stands in its handshake. The connection's task and the accept loop (which
 /// may evict it) race to move it out of `HANDSHAKING`; whoever wins decides, so that a peer that
@@ -46,50 +44,6 @@ pub(crate) struct Inbound {
     pub(crate) warnings: Arc<WarningLimiter>,
 }
 
-/// Lets through at most ten warnings a second, so that a flood of connections cannot flood the
-/// log too; a server that refuses connections beside the transport can use it as well.
-///
-/// ```
-/// let limiter = raft::transport::WarningLimiter::default();
-/// let admitted = (0..100).filter(|_| limiter.admit().is_some()).count();
-/// assert_eq!(admitted, 10);
-/// // The tail of the burst, for a summary line.
-/// assert_eq!(limiter.take_held_back(), 90);
-/// assert_eq!(limiter.take_held_back(), 0);
-/// ```
-#[derive(Debug, Default)]
-pub struct WarningLimiter {
-    /// The current one-second window's start, warnings let through in it, and those held back
-    /// since the last one let through.
-    state: Mutex<Option<(Instant, u32, u64)>>,
-}
-
-impl WarningLimiter {
-    /// Whether to log a warning now (`Some`), with how many were held back since the last one
-    /// let through.
-    pub fn admit(&self) -> Option<u64> {
-        let now = Instant::now();
-        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (start, count, held) = state.get_or_insert((now, 0, 0));
-        if now.duration_since(*start) >= Duration::from_secs(1) {
-            (*start, *count) = (now, 0);
-        }
-        if *count >= WARNINGS_PER_SECOND {
-            *held += 1;
-            return None;
-        }
-        *count += 1;
-        Some(std::mem::take(held))
-    }
-
-    /// Takes the count of warnings held back since the last one let through. Called once a
-    /// second by whoever owns the limiter, so that the tail of a burst is reported as well.
-    pub fn take_held_back(&self) -> u64 {
-        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.as_mut().map_or(0, |(_, _, held)| std::mem::take(held))
-    }
-}
-
 impl Inbound {
     /// Accepts connections until `stop` changes or its sender is dropped; then closes the
     /// listener and every connection before returning.
@@ -108,13 +62,7 @@ impl Inbound {
                         }
                     }
                 }
-                _ = summary.tick() => {
-                    let held_back = self.warnings.take_held_back();
-                    if held_back > 0 {
-                        warn!(held_back, "closed more inbound connections than the warnings \
-                            above name (the rest were held back; see the transport's counters)");
-                    }
-                }
+                _ = summary.tick() => self.warnings.summarize("inbound connections"),
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         SharedCounters::bump(&self.counters.inbound_connections, 1);

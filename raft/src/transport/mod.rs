@@ -52,6 +52,7 @@ mod inbound;
 mod outbound;
 mod reader;
 mod stats;
+mod warnings;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -68,9 +69,9 @@ pub use frame::{
     decode, encode_frame, encode_frame_into, frame_payload, read_frame, FrameError,
     DEFAULT_MAX_FRAME_LEN, HEADER_LEN,
 };
-pub use inbound::WarningLimiter;
 pub use reader::FrameReader;
 pub use stats::{LinkState, PeerStats, TransportStats};
+pub use warnings::WarningLimiter;
 
 use crate::{Message, NodeId};
 use inbound::Inbound;
