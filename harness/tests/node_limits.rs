@@ -351,6 +351,7 @@ fn a_node_whose_log_lost_applied_entries_refuses_to_start() {
     let log = node.log();
     assert!(log.contains("refusing to start") && log.contains("applied.jsonl"), "{log}");
     assert!(log.contains("log and hard state were lost"), "{log}");
+    assert!(!raft.exists(), "the refusal made no new storage, so a retry refuses too");
 }
 
 #[test]

@@ -195,6 +195,18 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let applied_log = AppliedLog::open(dir)?;
 
     let storage_dir = dir.join("raft");
+    // A node applied entries, so it had a log: finding no storage directory means it was lost
+    // (its hard state with it), and starting empty could lose committed entries and votes.
+    // Refused before opening, which would create a new one and hide the loss from a retry.
+    if !storage_dir.exists() && applied_log.logged() > 0 {
+        bail!(
+            "refusing to start: {} records entries applied up to index {}, but {} does not \
+             exist: the node's log and hard state were lost",
+            dir.join("applied.jsonl").display(),
+            applied_log.logged(),
+            storage_dir.display()
+        );
+    }
     let storage = FileStorage::open(&storage_dir)
         .with_context(|| format!("opening the Raft storage in {}", storage_dir.display()))?;
     let restarted = !storage.recovery().created;
@@ -222,17 +234,6 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
                 recovered.vote.map_or("none".to_string(), |v| v.to_string()),
             );
         }
-    }
-    // A node applied entries, so it had a log: finding none means the Raft directory was lost
-    // (its hard state with it), and starting empty could lose committed entries and votes.
-    if !restarted && applied_log.logged() > 0 {
-        bail!(
-            "refusing to start: {} records entries applied up to index {}, but {} holds no \
-             storage (it was created just now): the node's log and hard state were lost",
-            dir.join("applied.jsonl").display(),
-            applied_log.logged(),
-            storage_dir.display()
-        );
     }
     if applied_log.logged() > last_index {
         // Not a refusal: committed entries are delivered while this node's own write of them
