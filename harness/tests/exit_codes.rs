@@ -60,6 +60,11 @@ fn bad_options_and_inputs_exit_3_naming_the_culprit() {
     let results_in_file = format!("{file}/results");
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
+    // A node command that would start but for `extra`.
+    let node = |extra: &[&'static str]| -> Vec<&str> {
+        let base = ["node", "--id", "1", "--listen", "127.0.0.1:1", "--client", "127.0.0.1:2"];
+        [&base[..], &["--data-dir", data], extra].concat()
+    };
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["frobnicate"], "frobnicate"),
         (vec!["run", "--nodes", "0"], "--nodes"),
@@ -100,54 +105,9 @@ fn bad_options_and_inputs_exit_3_naming_the_culprit() {
             ],
             "--cluster-secret-file",
         ),
-        (
-            vec![
-                "node",
-                "--id",
-                "1",
-                "--listen",
-                "127.0.0.1:1",
-                "--client",
-                "127.0.0.1:2",
-                "--data-dir",
-                data,
-                "--cluster-secret-file",
-                "/nonexistent/secret",
-            ],
-            "/nonexistent/secret",
-        ),
-        (
-            vec![
-                "node",
-                "--id",
-                "1",
-                "--listen",
-                "127.0.0.1:1",
-                "--client",
-                "127.0.0.1:2",
-                "--data-dir",
-                data,
-                "--max-clients",
-                "0",
-            ],
-            "--max-clients",
-        ),
-        (
-            vec![
-                "node",
-                "--id",
-                "1",
-                "--listen",
-                "127.0.0.1:1",
-                "--client",
-                "127.0.0.1:2",
-                "--data-dir",
-                data,
-                "--client-idle-timeout",
-                "1e30",
-            ],
-            "--client-idle-timeout",
-        ),
+        (node(&["--cluster-secret-file", "/nonexistent/secret"]), "/nonexistent/secret"),
+        (node(&["--max-clients", "0"]), "--max-clients"),
+        (node(&["--client-idle-timeout", "1e30"]), "--client-idle-timeout"),
     ];
     for (args, needle) in cases {
         let out = gauntlet(&args);
