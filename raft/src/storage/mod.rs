@@ -36,12 +36,14 @@
 //! # }
 //! ```
 
+mod disk;
 mod error;
 mod file;
 mod memory;
 
 use std::ops::Range;
 
+pub use disk::{CrashDisk, CrashFamily, CrashReport, DirCrash, Disk, DiskFile, FileCrash, OsDisk};
 pub use error::{Corruption, StorageError};
 pub use file::{FileStorage, FileStorageOptions, Recovery, TornTail};
 pub use memory::MemStorage;

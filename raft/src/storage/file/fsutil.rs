@@ -1,10 +1,8 @@
 //! File system steps that durability rests on.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::storage::StorageError;
+use crate::storage::{Disk, StorageError};
 
 /// The suffix of a file being written before it is renamed into place.
 pub(crate) const TEMP_SUFFIX: &str = ".tmp";
@@ -17,28 +15,23 @@ pub(crate) fn temp_path(path: &Path) -> PathBuf {
 }
 
 /// Makes the directory's entries (created, renamed, removed files) durable.
-pub(crate) fn sync_dir(dir: &File, path: &Path) -> Result<(), StorageError> {
-    dir.sync_all().map_err(|e| StorageError::io("fsync directory", path, e))
+pub(crate) fn sync_dir(disk: &dyn Disk, path: &Path) -> Result<(), StorageError> {
+    disk.sync_dir(path).map_err(|e| StorageError::io("fsync directory", path, e))
 }
 
 /// Replaces `path` with `contents` so that a crash leaves either the old file or the new one,
 /// whole: write a temporary file, fsync it, rename it over `path`, fsync the directory.
 pub(crate) fn write_atomically(
-    dir: &File,
-    dir_path: &Path,
+    disk: &dyn Disk,
+    dir: &Path,
     path: &Path,
     contents: &[u8],
 ) -> Result<(), StorageError> {
     let temp = temp_path(path);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&temp)
-        .map_err(|e| StorageError::io("create", &temp, e))?;
-    file.write_all(contents).map_err(|e| StorageError::io("write", &temp, e))?;
+    let file = disk.create(&temp).map_err(|e| StorageError::io("create", &temp, e))?;
+    file.write_all_at(contents, 0).map_err(|e| StorageError::io("write", &temp, e))?;
     file.sync_all().map_err(|e| StorageError::io("fsync", &temp, e))?;
     drop(file);
-    fs::rename(&temp, path).map_err(|e| StorageError::io("rename into place", path, e))?;
-    sync_dir(dir, dir_path)
+    disk.rename(&temp, path).map_err(|e| StorageError::io("rename into place", path, e))?;
+    sync_dir(disk, dir)
 }

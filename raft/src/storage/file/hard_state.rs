@@ -3,13 +3,12 @@
 //! It is only ever replaced whole ([`write_atomically`]), so it is never seen half-written; the
 //! checksum catches damage at rest.
 
-use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::path::Path;
 
 use super::fsutil::write_atomically;
 use crate::core::HardState;
-use crate::storage::{Corruption, StorageError};
+use crate::storage::{Corruption, Disk, StorageError};
 
 /// The hard state file's name within the storage directory.
 pub(crate) const FILE_NAME: &str = "hardstate";
@@ -49,8 +48,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<HardState, (u64, Corruption)> {
 }
 
 /// Reads the hard state file at `path`; `None` when it does not exist.
-pub(crate) fn load(path: &Path) -> Result<Option<HardState>, StorageError> {
-    let bytes = match fs::read(path) {
+pub(crate) fn load(disk: &dyn Disk, path: &Path) -> Result<Option<HardState>, StorageError> {
+    let bytes = match disk.read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StorageError::io("read", path, e)),
@@ -60,12 +59,12 @@ pub(crate) fn load(path: &Path) -> Result<Option<HardState>, StorageError> {
 
 /// Replaces the hard state file at `path` atomically and durably.
 pub(crate) fn store(
-    dir: &File,
-    dir_path: &Path,
+    disk: &dyn Disk,
+    dir: &Path,
     path: &Path,
     hard_state: &HardState,
 ) -> Result<(), StorageError> {
-    write_atomically(dir, dir_path, path, &encode(hard_state))
+    write_atomically(disk, dir, path, &encode(hard_state))
 }
 
 #[cfg(test)]

@@ -6,15 +6,18 @@ mod record;
 mod recover;
 mod segment;
 
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use self::fsutil::sync_dir;
 use self::record::{Frame, Record};
 use self::recover::Recovered;
-use super::{check_append, check_range, Corruption, InitialState, Storage, StorageError};
+use super::{
+    check_append, check_range, Corruption, Disk, DiskFile, InitialState, OsDisk, Storage,
+    StorageError,
+};
 use crate::core::{Entry, HardState, Index};
 
 /// How a [`FileStorage`] lays out its log.
@@ -61,7 +64,7 @@ pub struct TornTail {
 struct Segment {
     first_index: Index,
     path: PathBuf,
-    file: File,
+    file: Box<dyn DiskFile>,
     offsets: Vec<u64>,
     len: u64,
 }
@@ -171,7 +174,8 @@ impl Segment {
 #[derive(Debug)]
 pub struct FileStorage {
     dir: PathBuf,
-    dir_file: File,
+    /// What every read, write and sync goes through.
+    disk: Arc<dyn Disk>,
     /// Holds the directory's lock (released when closed).
     _lock: File,
     hard_state_path: PathBuf,
@@ -206,19 +210,27 @@ impl FileStorage {
         dir: impl AsRef<Path>,
         options: FileStorageOptions,
     ) -> Result<FileStorage, StorageError> {
+        FileStorage::open_on(Arc::new(OsDisk), dir, options)
+    }
+
+    /// Opens the storage in `dir` on `disk` (for example a [`CrashDisk`](super::CrashDisk))
+    /// with `options`.
+    pub fn open_on(
+        disk: Arc<dyn Disk>,
+        dir: impl AsRef<Path>,
+        options: FileStorageOptions,
+    ) -> Result<FileStorage, StorageError> {
         let dir = dir.as_ref().to_path_buf();
-        if !dir.is_dir() {
-            create_dir_durably(&dir)?;
+        if !disk.is_dir(&dir) {
+            create_dir_durably(&*disk, &dir)?;
         }
-        let dir_file = File::open(&dir).map_err(|e| StorageError::io("open", &dir, e))?;
         let lock = lock(&dir)?;
-        let Recovered { hard_state, segments, sealed, recovery } =
-            recover::recover(&dir, &dir_file)?;
+        let Recovered { hard_state, segments, sealed, recovery } = recover::recover(&*disk, &dir)?;
         let cut = segments.last().expect("at least one segment").last_index() + 1;
         Ok(FileStorage {
             hard_state_path: dir.join(hard_state::FILE_NAME),
             dir,
-            dir_file,
+            disk,
             _lock: lock,
             options,
             hard_state,
@@ -301,8 +313,9 @@ impl FileStorage {
         // One directory fsync per deletion, so that a crash leaves a prefix of the segments.
         while self.segments.len() > at + 1 {
             let seg = self.segments.pop().expect("a later segment");
-            fs::remove_file(&seg.path).map_err(|e| StorageError::io("remove", &seg.path, e))?;
-            sync_dir(&self.dir_file, &self.dir)?;
+            let removed = self.disk.remove_file(&seg.path);
+            removed.map_err(|e| StorageError::io("remove", &seg.path, e))?;
+            sync_dir(&*self.disk, &self.dir)?;
         }
         let seg = &mut self.segments[at];
         let keep = (self.cut - seg.first_index) as usize;
@@ -343,7 +356,7 @@ impl FileStorage {
             self.write_tail(&marker)?;
             self.fdatasync_tail()?;
         }
-        let (path, file) = segment::create(&self.dir_file, &self.dir, next)?;
+        let (path, file) = segment::create(&*self.disk, &self.dir, next)?;
         self.segments.push(Segment {
             first_index: next,
             path,
@@ -383,11 +396,11 @@ const LOCK_FILE: &str = "LOCK";
 /// Creates `dir` and any missing parents, syncing each parent after its new entry, so that a
 /// crash cannot lose the directory (with the files about to be synced into it) once `open`
 /// has returned.
-fn create_dir_durably(dir: &Path) -> Result<(), StorageError> {
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
-        create_dir_durably(parent)?;
+fn create_dir_durably(disk: &dyn Disk, dir: &Path) -> Result<(), StorageError> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty() && !disk.is_dir(p)) {
+        create_dir_durably(disk, parent)?;
     }
-    match fs::create_dir(dir) {
+    match disk.create_dir(dir) {
         Ok(()) => {}
         // Made meanwhile by someone else: theirs to sync.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
@@ -397,8 +410,7 @@ fn create_dir_durably(dir: &Path) -> Result<(), StorageError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let parent_file = File::open(parent).map_err(|e| StorageError::io("open", parent, e))?;
-    sync_dir(&parent_file, parent)
+    sync_dir(disk, parent)
 }
 
 /// Takes the exclusive lock on the storage directory `dir`, held as long as the returned file
@@ -539,7 +551,7 @@ impl Storage for FileStorage {
         if self.hard_state != self.durable_hard_state {
             let hard_state = self.hard_state;
             let result =
-                hard_state::store(&self.dir_file, &self.dir, &self.hard_state_path, &hard_state);
+                hard_state::store(&*self.disk, &self.dir, &self.hard_state_path, &hard_state);
             self.poison_on_error(result)?;
             self.durable_hard_state = hard_state;
         }

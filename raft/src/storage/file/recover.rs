@@ -1,13 +1,12 @@
 //! Opening a storage directory: clearing interrupted temporary files, loading the hard state,
 //! and checking every segment (cutting a torn tail off the last one).
 
-use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use super::fsutil::{sync_dir, TEMP_SUFFIX};
 use super::{hard_state, segment, Recovery, Segment, TornTail};
 use crate::core::{HardState, Index};
-use crate::storage::{Corruption, StorageError};
+use crate::storage::{Corruption, Disk, StorageError};
 
 /// What a storage directory holds once recovered.
 pub(super) struct Recovered {
@@ -19,14 +18,14 @@ pub(super) struct Recovered {
     pub recovery: Recovery,
 }
 
-/// Recovers the storage in `dir` (open as `dir_file`), creating an empty one when there is
-/// none. The rules are those of [`FileStorage`](super::FileStorage).
-pub(super) fn recover(dir: &Path, dir_file: &File) -> Result<Recovered, StorageError> {
+/// Recovers the storage in `dir` on `disk`, creating an empty one when there is none. The rules
+/// are those of [`FileStorage`](super::FileStorage).
+pub(super) fn recover(disk: &dyn Disk, dir: &Path) -> Result<Recovered, StorageError> {
     let mut recovery = Recovery::default();
-    let segment_names = list(dir, dir_file, &mut recovery)?;
+    let segment_names = list(disk, dir, &mut recovery)?;
 
     let hard_state_path = dir.join(hard_state::FILE_NAME);
-    let hard_state = match hard_state::load(&hard_state_path)? {
+    let hard_state = match hard_state::load(disk, &hard_state_path)? {
         // A crash between creating the hard state and the first segment leaves the default.
         Some(hard_state) if segment_names.is_empty() && hard_state != HardState::default() => {
             return Err(StorageError::MissingLog { dir: dir.to_path_buf(), term: hard_state.term });
@@ -36,7 +35,7 @@ pub(super) fn recover(dir: &Path, dir_file: &File) -> Result<Recovered, StorageE
             // The hard state is created before the first segment, so this is a new directory.
             recovery.created = true;
             let hard_state = HardState::default();
-            hard_state::store(dir_file, dir, &hard_state_path, &hard_state)?;
+            hard_state::store(disk, dir, &hard_state_path, &hard_state)?;
             hard_state
         }
         None => return Err(StorageError::MissingHardState { path: hard_state_path }),
@@ -48,12 +47,12 @@ pub(super) fn recover(dir: &Path, dir_file: &File) -> Result<Recovered, StorageE
     for (i, (first_index, path)) in segment_names.into_iter().enumerate() {
         let expected = segments.last().map(|previous| previous.last_index() + 1);
         let (segment, segment_sealed) =
-            recover_segment(path, first_index, expected, i + 1 == count, &mut recovery)?;
+            recover_segment(disk, path, first_index, expected, i + 1 == count, &mut recovery)?;
         segments.push(segment);
         sealed = segment_sealed;
     }
     if segments.is_empty() {
-        let (path, file) = segment::create(dir_file, dir, 1)?;
+        let (path, file) = segment::create(disk, dir, 1)?;
         let len = segment::HEADER_LEN;
         segments.push(Segment { first_index: 1, path, file, offsets: Vec::new(), len });
     }
@@ -63,29 +62,27 @@ pub(super) fn recover(dir: &Path, dir_file: &File) -> Result<Recovered, StorageE
 /// Removes the temporary files an interrupted atomic replacement left, and lists the segments
 /// in index order.
 fn list(
+    disk: &dyn Disk,
     dir: &Path,
-    dir_file: &File,
     recovery: &mut Recovery,
 ) -> Result<Vec<(Index, PathBuf)>, StorageError> {
     let mut segments = Vec::new();
-    let listing = fs::read_dir(dir).map_err(|e| StorageError::io("list", dir, e))?;
-    for item in listing {
-        let item = item.map_err(|e| StorageError::io("list", dir, e))?;
-        let name = item.file_name();
+    let listing = disk.list(dir).map_err(|e| StorageError::io("list", dir, e))?;
+    for name in listing {
         let Some(name) = name.to_str() else { continue };
         if let Some(target) = name.strip_suffix(TEMP_SUFFIX) {
             if target == hard_state::FILE_NAME || segment::parse_file_name(target).is_some() {
-                let path = item.path();
-                fs::remove_file(&path).map_err(|e| StorageError::io("remove", &path, e))?;
+                let path = dir.join(name);
+                disk.remove_file(&path).map_err(|e| StorageError::io("remove", &path, e))?;
                 tracing::info!(path = %path.display(), "removed an interrupted temporary file");
                 recovery.removed_temp_files.push(path);
             }
         } else if let Some(first_index) = segment::parse_file_name(name) {
-            segments.push((first_index, item.path()));
+            segments.push((first_index, dir.join(name)));
         }
     }
     if !recovery.removed_temp_files.is_empty() {
-        sync_dir(dir_file, dir)?;
+        sync_dir(disk, dir)?;
     }
     segments.sort();
     Ok(segments)
@@ -94,6 +91,7 @@ fn list(
 /// Checks one segment, which must start at `expected` when given, and cuts its torn tail if it
 /// is the `last` one. Returns it with whether it ends with a sync marker.
 fn recover_segment(
+    disk: &dyn Disk,
     path: PathBuf,
     first_index: Index,
     expected: Option<Index>,
@@ -108,9 +106,9 @@ fn recover_segment(
         let kind = Corruption::IndexGap { expected, found: first_index };
         return Err(StorageError::corrupt(&path, 0, kind));
     }
-    let bytes = fs::read(&path).map_err(|e| StorageError::io("read", &path, e))?;
+    let bytes = disk.read(&path).map_err(|e| StorageError::io("read", &path, e))?;
     let scan = segment::scan(&path, &bytes, first_index, last)?;
-    let file = segment::open(&path)?;
+    let file = segment::open(disk, &path)?;
     if let Some(reason) = scan.torn {
         let dropped_bytes = bytes.len() as u64 - scan.valid_len;
         tracing::warn!(

@@ -10,13 +10,12 @@
 //! 20      ...   records      (see `record`)
 //! ```
 
-use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use super::fsutil::write_atomically;
 use super::record::{self, Frame, Record};
 use crate::core::Index;
-use crate::storage::{Corruption, StorageError};
+use crate::storage::{Corruption, Disk, DiskFile, StorageError};
 
 /// Bytes before a segment's first record.
 pub(crate) const HEADER_LEN: u64 = 20;
@@ -51,23 +50,19 @@ fn header(first_index: Index) -> Vec<u8> {
 /// Creates the empty segment for `first_index` in `dir` atomically and durably (so a segment
 /// file always has a whole header), and opens it for reading and writing.
 pub(crate) fn create(
-    dir: &File,
-    dir_path: &Path,
+    disk: &dyn Disk,
+    dir: &Path,
     first_index: Index,
-) -> Result<(PathBuf, File), StorageError> {
-    let path = dir_path.join(file_name(first_index));
-    write_atomically(dir, dir_path, &path, &header(first_index))?;
-    let file = open(&path)?;
+) -> Result<(PathBuf, Box<dyn DiskFile>), StorageError> {
+    let path = dir.join(file_name(first_index));
+    write_atomically(disk, dir, &path, &header(first_index))?;
+    let file = open(disk, &path)?;
     Ok((path, file))
 }
 
 /// Opens an existing segment for reading and writing.
-pub(crate) fn open(path: &Path) -> Result<File, StorageError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| StorageError::io("open", path, e))
+pub(crate) fn open(disk: &dyn Disk, path: &Path) -> Result<Box<dyn DiskFile>, StorageError> {
+    disk.open(path).map_err(|e| StorageError::io("open", path, e))
 }
 
 /// What the recovery scan found in one segment.
