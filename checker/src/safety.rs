@@ -56,7 +56,8 @@ pub struct NodeEvent {
     pub time_ms: Option<u64>,
     /// The node.
     pub node: u64,
-    /// `started` and `restarted` (with the hard state recovered: `term` and `vote`),
+    /// `started` and `restarted` (with the hard state recovered: `term` and `vote`), `refused`
+    /// (a start that found storage it cannot trust: `reason`),
     /// `became-leader`, `stepped-down`, `vote-granted` (`candidate`, the candidate's
     /// `candidate_last_index` and `candidate_last_term`, the node's own `last_index` and
     /// `last_term`), `higher-term` (a message
@@ -103,6 +104,9 @@ pub struct NodeEvent {
     /// The node's role before it stepped a message of a higher term (`Leader`, `Follower`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_before: Option<String>,
+    /// Why a `refused` start refused (the node then exited without serving).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// The index where a leader's commit index first moved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<u64>,

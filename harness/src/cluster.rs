@@ -14,6 +14,8 @@ use anyhow::Context;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
+use crate::node::crash::{self, CrashRecord, CrashRequest};
+
 /// Where one node listens and keeps its files.
 #[derive(Clone, Debug)]
 pub struct NodeInfo {
@@ -95,6 +97,8 @@ pub struct Cluster {
     tick_ms: u64,
     bug: Option<String>,
     credentials: Option<Credentials>,
+    /// Whether nodes run with `--crash-disk`.
+    crash_disk: bool,
     nodes: Vec<NodeProcess>,
     client_addrs: BTreeMap<u64, SocketAddr>,
 }
@@ -174,7 +178,14 @@ impl Cluster {
             .into_iter()
             .map(|info| NodeProcess { info, child: None, paused: false })
             .collect();
-        Cluster { exe, tick_ms, bug, credentials: None, nodes, client_addrs }
+        Cluster { exe, tick_ms, bug, credentials: None, crash_disk: false, nodes, client_addrs }
+    }
+
+    /// Runs every node (from its next start) on a crash disk, so that [`Cluster::crash`] can
+    /// make it lose what it had not synced.
+    pub fn with_crash_disk(mut self, crash_disk: bool) -> Cluster {
+        self.crash_disk = crash_disk;
+        self
     }
 
     /// Gives every node `credentials` (at its next start).
@@ -228,6 +239,7 @@ impl Cluster {
     /// Starts (or restarts, from its data directory) node `id`.
     pub fn start(&mut self, id: u64) -> anyhow::Result<()> {
         let (exe, tick_ms, bug) = (self.exe.clone(), self.tick_ms, self.bug.clone());
+        let crash_disk = self.crash_disk;
         let credentials = self.credentials.clone();
         let client_addrs = self.client_addrs.clone();
         let node = self.node_mut(id);
@@ -261,6 +273,9 @@ impl Cluster {
         }
         if let Some(credentials) = &credentials {
             cmd.args(credentials.node_args());
+        }
+        if crash_disk {
+            cmd.arg("--crash-disk");
         }
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         if std::env::var_os("RUST_LOG").is_none() {
@@ -296,6 +311,31 @@ impl Cluster {
             let _ = child.wait();
         }
         node.paused = false;
+    }
+
+    /// A simulated power failure of a node run on a crash disk: asks it for `request` and
+    /// waits until it died. Returns what the node recorded, or `None` when it did not record
+    /// the crash in time (it is then killed).
+    pub fn crash(&mut self, id: u64, request: CrashRequest) -> anyhow::Result<Option<CrashRecord>> {
+        let dir = self.info(id).dir.clone();
+        let before = crash::records(&dir)?.len();
+        crash::write_request(&dir, request)?;
+        self.signal(id, Signal::SIGUSR1);
+        let deadline = std::time::Instant::now() + crash::WAIT_FOR_SYNC + Duration::from_secs(2);
+        let node = self.node_mut(id);
+        if let Some(mut child) = node.child.take() {
+            while matches!(child.try_wait(), Ok(None)) {
+                if std::time::Instant::now() >= deadline {
+                    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        node.paused = false;
+        let _ = std::fs::remove_file(dir.join(crash::REQUEST_FILE));
+        Ok(crash::records(&dir)?.into_iter().nth(before))
     }
 
     /// SIGSTOP: the node freezes with its connections open.

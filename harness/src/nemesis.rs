@@ -2,6 +2,9 @@
 //! history.
 //!
 //! - `kill`: SIGKILL, and later a restart from the node's data directory.
+//! - `crash`: a simulated power failure (the node runs on a crash disk): what the node had
+//!   not synced is lost, kept in part, or torn, in one crash state drawn from the seed; later a
+//!   restart.
 //! - `pause`: SIGSTOP, and later SIGCONT; a paused leader comes back stale (see
 //!   [`Nemesis::hold_stale_leader`]).
 //! - `partition`: links cut at the proxy, in one of Jepsen's shapes.
@@ -17,7 +20,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
+use raft::storage::CrashFamily;
+
 use crate::cluster::{Cluster, ProcessState};
+use crate::node::crash::{CrashRecord, CrashRequest};
 use crate::proxy::{Link, LinkFaults, Proxy};
 use crate::recorder::Recorder;
 
@@ -25,25 +31,28 @@ use crate::recorder::Recorder;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FaultKind {
     Kill,
+    Crash,
     Pause,
     Partition,
     Net,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 4] =
-        [FaultKind::Kill, FaultKind::Pause, FaultKind::Partition, FaultKind::Net];
+    pub const ALL: [FaultKind; 5] =
+        [FaultKind::Kill, FaultKind::Crash, FaultKind::Pause, FaultKind::Partition, FaultKind::Net];
 
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::Kill => "kill",
+            FaultKind::Crash => "crash",
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
             FaultKind::Net => "net",
         }
     }
 
-    /// Parses a comma-separated list such as `kill,pause,partition,net`, or `all` / `none`.
+    /// Parses a comma-separated list such as `kill,crash,pause,partition,net`, or `all` /
+    /// `none`.
     pub fn parse_list(s: &str) -> Result<Vec<FaultKind>, String> {
         match s {
             "all" => return Ok(FaultKind::ALL.to_vec()),
@@ -55,7 +64,7 @@ impl FaultKind {
             let kind = FaultKind::ALL
                 .into_iter()
                 .find(|k| k.name() == part.trim())
-                .ok_or_else(|| format!("unknown nemesis {part:?}: expected kill, pause, partition, net, all or none"))?;
+                .ok_or_else(|| format!("unknown nemesis {part:?}: expected kill, crash, pause, partition, net, all or none"))?;
             kinds.insert(kind);
         }
         Ok(kinds.into_iter().collect())
@@ -66,6 +75,7 @@ impl FaultKind {
 #[derive(Clone, Debug)]
 enum Active {
     Killed(Vec<u64>),
+    Crashed(Vec<u64>),
     Paused(Vec<u64>),
     Partition(&'static str, Vec<Link>),
     Net,
@@ -75,7 +85,7 @@ impl FaultKind {
     /// Faults of one class act on the same thing (processes, or links), so at most one of each
     /// class is in force at a time; one of each may overlap.
     fn is_process_fault(self) -> bool {
-        matches!(self, FaultKind::Kill | FaultKind::Pause)
+        matches!(self, FaultKind::Kill | FaultKind::Crash | FaultKind::Pause)
     }
 }
 
@@ -112,6 +122,7 @@ impl Nemesis {
         }
         let one = |(_, a): &(FaultKind, Active)| match a {
             Active::Killed(ids) => format!("kill {ids:?}"),
+            Active::Crashed(ids) => format!("crash {ids:?}"),
             Active::Paused(ids) => format!("pause {ids:?}"),
             Active::Partition(shape, _) => format!("partition {shape}"),
             Active::Net => "net".to_string(),
@@ -181,6 +192,25 @@ impl Nemesis {
                 } else {
                     Active::Paused(nodes)
                 }
+            }
+            FaultKind::Crash => {
+                let (target, nodes) = self.pick_targets(&ids, leader);
+                let nodes: Vec<u64> = nodes
+                    .into_iter()
+                    .filter(|&id| cluster.state(id) == ProcessState::Running)
+                    .collect();
+                let mut crashes = Vec::new();
+                for &id in &nodes {
+                    let family = *CrashFamily::ALL.choose(&mut self.rng).expect("families");
+                    let request = CrashRequest { family, seed: self.rng.gen() };
+                    let record = cluster.crash(id, request)?;
+                    crashes.push(crash_json(id, request, record.as_ref()));
+                }
+                rec.nemesis(
+                    "start-crash",
+                    json!({"target": target, "nodes": nodes, "crashes": crashes}),
+                )?;
+                Active::Crashed(nodes)
             }
             FaultKind::Partition => {
                 let (shape, cut) = self.pick_partition(&ids, leader);
@@ -295,6 +325,12 @@ impl Nemesis {
                     cluster.start(id)?;
                 }
                 rec.nemesis("stop-kill", json!({"nodes": ids}))?;
+            }
+            Active::Crashed(ids) => {
+                for &id in &ids {
+                    cluster.start(id)?;
+                }
+                rec.nemesis("stop-crash", json!({"nodes": ids}))?;
             }
             Active::Paused(ids) => {
                 self.release_stale_leader(&ids, cluster, proxy);
@@ -412,6 +448,33 @@ impl Nemesis {
         };
         (shape, cut)
     }
+}
+
+/// What one crash did, for the history: the crash state chosen, and how many unsynced bytes
+/// and operations it destroyed and kept (per file too).
+fn crash_json(node: u64, request: CrashRequest, record: Option<&CrashRecord>) -> Value {
+    let Some(record) = record else {
+        return json!({"node": node, "family": request.family, "seed": request.seed,
+                      "recorded": false});
+    };
+    let report = &record.report;
+    let (unsynced_ops, kept_ops) = report.ops();
+    let files: Vec<Value> = report
+        .files
+        .iter()
+        .map(|f| {
+            let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned());
+            json!({"file": name, "unsynced_ops": f.unsynced_ops, "kept_ops": f.kept_ops,
+                   "torn_at": f.torn_at, "unsynced_bytes": f.unsynced_bytes,
+                   "kept_bytes": f.kept_bytes})
+        })
+        .collect();
+    let lost_dir_ops: Vec<&String> = report.dirs.iter().flat_map(|d| &d.lost).collect();
+    json!({"node": node, "family": request.family, "seed": request.seed, "recorded": true,
+           "at_sync": record.at_sync, "persisted_index": record.persisted_index,
+           "unsynced_bytes": report.unsynced_bytes(), "kept_bytes": report.kept_bytes(),
+           "unsynced_ops": unsynced_ops, "kept_ops": kept_ops, "files": files,
+           "lost_dir_ops": lost_dir_ops})
 }
 
 /// The links that separate `group` from the other nodes, both ways.

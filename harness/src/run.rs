@@ -175,7 +175,8 @@ async fn run_async(
     println!("run: {}", dir.display());
     write_test_json(&dir, &args, seed)?;
 
-    let mut run = Run::start(&args, seed, &dir).await?;
+    let crash_disk = kinds.contains(&FaultKind::Crash);
+    let mut run = Run::start(&args, seed, &dir, crash_disk).await?;
     let outcome = tokio::select! {
         r = run.drive(&args, seed, workload, kinds) => r.map(Some),
         _ = interrupted() => Ok(None),
@@ -220,12 +221,14 @@ struct Run {
     healed_at: Option<Instant>,
     liveness: Option<Liveness>,
     crashes: Vec<String>,
+    /// Whether the nodes run on crash disks (the nemesis may crash them).
+    crash_disk: bool,
     /// Messages the proxy forwarded, dropped and duplicated, over all links.
     proxy_totals: Value,
 }
 
 impl Run {
-    async fn start(args: &RunArgs, seed: u64, dir: &Path) -> anyhow::Result<Run> {
+    async fn start(args: &RunArgs, seed: u64, dir: &Path, crash_disk: bool) -> anyhow::Result<Run> {
         let ids: Vec<u64> = (1..=args.nodes).collect();
         let mut ports = PortAllocator::new(seed ^ std::process::id() as u64);
         let mut addrs = Vec::new();
@@ -247,7 +250,8 @@ impl Run {
             .collect();
         let exe = std::env::current_exe().context("finding the gauntlet binary")?;
         let mut cluster = Cluster::new(exe, infos, args.tick_ms, args.bug.clone())
-            .with_credentials(Credentials::create(dir)?);
+            .with_credentials(Credentials::create(dir)?)
+            .with_crash_disk(crash_disk);
         let started = Instant::now();
         let rec = Recorder::create(&dir.join("history.jsonl"), started.into_std())?;
         cluster.start_all()?;
@@ -264,6 +268,7 @@ impl Run {
             healed_at: None,
             liveness: None,
             crashes: Vec::new(),
+            crash_disk,
             proxy_totals: Value::Null,
         })
     }
@@ -478,7 +483,13 @@ async fn check_run(
     for id in run.cluster.ids() {
         records.push(NodeRecord::read_dir(id, &run.cluster.info(id).dir)?);
     }
-    let safety = check_safety(&records, &acknowledged_writes(&history));
+    let mut safety = check_safety(&records, &acknowledged_writes(&history));
+    if run.crash_disk {
+        let ids = run.cluster.ids();
+        let dirs: Vec<(u64, &Path)> =
+            ids.iter().map(|&id| (id, run.cluster.info(id).dir.as_path())).collect();
+        safety.push(crate::node::crash::check_recovery(&dirs)?);
+    }
     let liveness = run.liveness.clone().unwrap_or(Liveness {
         valid: false,
         recovered_after_s: None,

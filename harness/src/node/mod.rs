@@ -1,13 +1,14 @@
 //! `gauntlet node`: one Raft peer as an OS process, serving a replicated key/value store to
 //! clients over JSON Lines (see `docs/node.md` and `docs/protocol.md`).
 
+pub mod crash;
 pub mod events;
 pub mod kv;
 pub mod server;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use anyhow::{bail, Context};
 use clap::builder::TypedValueParser;
 use clap::Args;
 use raft::node::{Node, NodeConfig, TraceEvent};
-use raft::storage::{FileStorage, Storage};
+use raft::storage::{CrashDisk, Disk, FileStorage, FileStorageOptions, OsDisk, Storage};
 use raft::transport::{ClusterSecret, TransportConfig};
 use raft::{Config, NodeId};
 use tokio::net::TcpListener;
@@ -88,6 +89,11 @@ pub struct NodeArgs {
     /// node buffer. At least 1 MiB + 64 KiB, so that the largest request fits in one frame.
     #[arg(long, default_value_t = TransportConfig::default().max_frame_len)]
     pub max_frame_bytes: usize,
+    /// Put the Raft storage on a disk that keeps track of what is not yet synced, so that
+    /// the harness can make a simulated power failure (SIGUSR1 with a request file, see
+    /// docs/node.md). For torture runs only: unsynced writes are kept in memory.
+    #[arg(long)]
+    pub crash_disk: bool,
 }
 
 /// A bug to switch on in the node.
@@ -189,62 +195,36 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let (config, transport, limits) =
         check_options(&args).map_err(|e| crate::exit::bad_input(format!("{e:#}")))?;
     let dir = &args.data_dir;
+    // Installed first: a crash requested while the node starts waits for it.
+    let mut crash_signal = match args.crash_disk {
+        true => Some(signal(SignalKind::user_defined1()).context("installing a SIGUSR1 handler")?),
+        false => None,
+    };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let durable_vote = events::durable_vote(dir, id)?;
     let mut events = EventLog::open(dir, id)?;
     let applied_log = AppliedLog::open(dir)?;
 
-    let storage_dir = dir.join("raft");
-    // A node applied entries, so it had a log: finding no storage directory means it was lost
-    // (its hard state with it), and starting empty could lose committed entries and votes.
-    // Refused before opening, which would create a new one and hide the loss from a retry.
-    if !storage_dir.exists() && applied_log.logged() > 0 {
-        bail!(
-            "refusing to start: {} records entries applied up to index {}, but {} does not \
-             exist: the node's log and hard state were lost",
-            dir.join("applied.jsonl").display(),
-            applied_log.logged(),
-            storage_dir.display()
-        );
-    }
-    let storage = FileStorage::open(&storage_dir)
-        .with_context(|| format!("opening the Raft storage in {}", storage_dir.display()))?;
+    let crash_disk = match args.crash_disk {
+        true => Some(CrashDisk::new(dir.join(crash::TRASH_DIR)).context("the crash disk's trash")?),
+        false => None,
+    };
+    let disk: Arc<dyn Disk> = match &crash_disk {
+        Some(disk) => Arc::new(disk.clone()),
+        None => Arc::new(OsDisk),
+    };
+    let storage = match open_storage(dir, disk, durable_vote, &mut events, &applied_log) {
+        Ok(storage) => storage,
+        Err(e) => {
+            // Recorded for the offline checks, which tell an expected refusal (after damage to
+            // synced data) from one a crash alone caused.
+            let reason = format!("{e:#}");
+            let _ = events.record(Event { reason: Some(reason), ..events::event("refused", 0) });
+            return Err(e);
+        }
+    };
     let restarted = !storage.recovery().created;
     let last_index = storage.last_index();
-    let recovered = storage.hard_state();
-    // The hard state as recovered, before the node steps anything (and before a refusal
-    // below, so that the offline checks see what was recovered): a vote granted before a
-    // crash must be here after it.
-    events.record(Event {
-        last_index: Some(last_index),
-        vote: recovered.vote,
-        ..events::event(if restarted { "restarted" } else { "started" }, recovered.term)
-    })?;
-    if let Some((term, vote)) = durable_vote {
-        let regressed = recovered.term < term
-            || (recovered.term == term && vote.is_some() && recovered.vote != vote);
-        if regressed {
-            bail!(
-                "refusing to start: {} shows term {term} with vote {} was durable, but the hard \
-                 state in {} holds term {} with vote {}: the node could vote twice in a term",
-                dir.join("events.jsonl").display(),
-                vote.map_or("none".to_string(), |v| v.to_string()),
-                storage_dir.display(),
-                recovered.term,
-                recovered.vote.map_or("none".to_string(), |v| v.to_string()),
-            );
-        }
-    }
-    if applied_log.logged() > last_index {
-        // Not a refusal: committed entries are delivered while this node's own write of them
-        // is still in progress (the cluster has them), and a crash then loses the unsynced tail.
-        tracing::warn!(
-            applied = applied_log.logged(),
-            last_index,
-            "the recovered log ends before the last applied entry (a crash during a sync?); \
-             the leader will send the rest"
-        );
-    }
 
     // From here on, SIGTERM and SIGINT mean a clean shutdown.
     let mut term_signal =
@@ -286,6 +266,12 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
         _ = term_signal.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int_signal.recv() => tracing::info!("SIGINT: shutting down"),
         _ = server.node().stopped() => tracing::error!("the Raft node stopped"),
+        _ = async { crash_signal.as_mut().expect("only with a crash disk").recv().await },
+            if crash_signal.is_some() =>
+        {
+            let disk = crash_disk.as_ref().expect("SIGUSR1 is handled with a crash disk only");
+            crash::crash_and_die(disk, dir, server.node().status().persisted_index).await
+        }
     }
 
     accept.abort();
@@ -300,6 +286,69 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     node_result.with_context(|| format!("node {id}"))?;
     tracing::info!(id, "stopped cleanly");
     Ok(())
+}
+
+/// Opens the Raft storage in `dir/raft` on `disk`, records what it recovered in `events`, and
+/// refuses (an error) storage that holds less than the node's own records show was durable.
+fn open_storage(
+    dir: &Path,
+    disk: Arc<dyn Disk>,
+    durable_vote: Option<(raft::Term, Option<NodeId>)>,
+    events: &mut EventLog,
+    applied_log: &AppliedLog,
+) -> anyhow::Result<FileStorage> {
+    let storage_dir = dir.join("raft");
+    // A node applied entries, so it had a log: finding no storage directory means it was lost
+    // (its hard state with it), and starting empty could lose committed entries and votes.
+    // Refused before opening, which would create a new one and hide the loss from a retry.
+    if !storage_dir.exists() && applied_log.logged() > 0 {
+        bail!(
+            "refusing to start: {} records entries applied up to index {}, but {} does not \
+             exist: the node's log and hard state were lost",
+            dir.join("applied.jsonl").display(),
+            applied_log.logged(),
+            storage_dir.display()
+        );
+    }
+    let storage = FileStorage::open_on(disk, &storage_dir, FileStorageOptions::default())
+        .with_context(|| format!("opening the Raft storage in {}", storage_dir.display()))?;
+    let restarted = !storage.recovery().created;
+    let last_index = storage.last_index();
+    let recovered = storage.hard_state();
+    // The hard state as recovered, before the node steps anything (and before a refusal
+    // below, so that the offline checks see what was recovered): a vote granted before a
+    // crash must be here after it.
+    events.record(Event {
+        last_index: Some(last_index),
+        vote: recovered.vote,
+        ..events::event(if restarted { "restarted" } else { "started" }, recovered.term)
+    })?;
+    if let Some((term, vote)) = durable_vote {
+        let regressed = recovered.term < term
+            || (recovered.term == term && vote.is_some() && recovered.vote != vote);
+        if regressed {
+            bail!(
+                "refusing to start: {} shows term {term} with vote {} was durable, but the hard \
+                 state in {} holds term {} with vote {}: the node could vote twice in a term",
+                dir.join("events.jsonl").display(),
+                vote.map_or("none".to_string(), |v| v.to_string()),
+                storage_dir.display(),
+                recovered.term,
+                recovered.vote.map_or("none".to_string(), |v| v.to_string()),
+            );
+        }
+    }
+    if applied_log.logged() > last_index {
+        // Not a refusal: committed entries are delivered while this node's own write of them
+        // is still in progress (the cluster has them), and a crash then loses the unsynced tail.
+        tracing::warn!(
+            applied = applied_log.logged(),
+            last_index,
+            "the recovered log ends before the last applied entry (a crash during a sync?); \
+             the leader will send the rest"
+        );
+    }
+    Ok(storage)
 }
 
 /// A duration option in seconds (see [`crate::exit::seconds`]).
