@@ -213,7 +213,12 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
         Some(disk) => Arc::new(disk.clone()),
         None => Arc::new(OsDisk),
     };
-    let storage = match open_storage(dir, disk, durable_vote, &mut events, &applied_log) {
+    let core_bug = match args.bug {
+        Some(NodeBug::Core(bug)) => Some(bug),
+        _ => None,
+    };
+    let opened = open_storage(dir, disk, core_bug, durable_vote, &mut events, &applied_log);
+    let storage = match opened {
         Ok(storage) => storage,
         Err(e) => {
             // Recorded for the offline checks, which tell an expected refusal (after damage to
@@ -293,6 +298,7 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
 fn open_storage(
     dir: &Path,
     disk: Arc<dyn Disk>,
+    bug: Option<raft::Bug>,
     durable_vote: Option<(raft::Term, Option<NodeId>)>,
     events: &mut EventLog,
     applied_log: &AppliedLog,
@@ -312,6 +318,12 @@ fn open_storage(
     }
     let storage = FileStorage::open_on(disk, &storage_dir, FileStorageOptions::default())
         .with_context(|| format!("opening the Raft storage in {}", storage_dir.display()))?;
+    // Only a durability bug changes the storage; the check that the build has the catalogue
+    // was made with the options.
+    #[cfg(feature = "bugs")]
+    let storage = storage.with_bug(bug);
+    #[cfg(not(feature = "bugs"))]
+    let _ = bug;
     let restarted = !storage.recovery().created;
     let last_index = storage.last_index();
     let recovered = storage.hard_state();

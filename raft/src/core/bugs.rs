@@ -26,17 +26,32 @@ pub enum Bug {
     IgnoreHigherTermReply,
     /// Entries are handed to the service before they are committed.
     ApplyUncommitted,
+    /// (Durability, in [`FileStorage`](crate::storage::FileStorage)) the log is never
+    /// `fdatasync`ed: a sync returns with the entries in the page cache only. A process kill
+    /// keeps them; a power failure does not.
+    SkipLogSync,
+    /// (Durability, in [`FileStorage`](crate::storage::FileStorage)) the hard state file is
+    /// renamed into place without a sync of its directory: a power failure can bring the old
+    /// term and vote back.
+    HardStateWithoutDirSync,
+    /// (Durability, in the [`Node`](crate::node::Node) driver) every message goes out before
+    /// the sync of its ready, acknowledgements and vote grants included: a peer acknowledges
+    /// entries and votes it has not made durable.
+    AckBeforeSync,
 }
 
 impl Bug {
     /// Every variant of the catalogue.
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 9] = [
         Bug::VoteWithoutLogCheck,
         Bug::CommitOldTerm,
         Bug::ForgetVote,
         Bug::TruncateWithoutConflict,
         Bug::IgnoreHigherTermReply,
         Bug::ApplyUncommitted,
+        Bug::SkipLogSync,
+        Bug::HardStateWithoutDirSync,
+        Bug::AckBeforeSync,
     ];
 
     /// The variant's name on command lines and in `RAFT_BUG`.
@@ -48,6 +63,9 @@ impl Bug {
             Bug::TruncateWithoutConflict => "truncate-without-conflict",
             Bug::IgnoreHigherTermReply => "ignore-higher-term-reply",
             Bug::ApplyUncommitted => "apply-uncommitted",
+            Bug::SkipLogSync => "skip-log-sync",
+            Bug::HardStateWithoutDirSync => "hard-state-without-dir-sync",
+            Bug::AckBeforeSync => "ack-before-sync",
         }
     }
 
@@ -60,6 +78,11 @@ impl Bug {
             Bug::TruncateWithoutConflict => "cuts the log on every AppendEntries, conflict or not",
             Bug::IgnoreHigherTermReply => "a leader ignores a higher term in a reply",
             Bug::ApplyUncommitted => "applies entries before they are committed",
+            Bug::SkipLogSync => "(durability) never fdatasyncs the log",
+            Bug::HardStateWithoutDirSync => {
+                "(durability) renames the hard state into place without syncing its directory"
+            }
+            Bug::AckBeforeSync => "(durability) acknowledges appends and votes before the sync",
         }
     }
 }
@@ -72,7 +95,7 @@ impl fmt::Display for Bug {
 
 /// The error for a name that is not in the catalogue.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown bug {0:?}; the catalogue has: vote-without-log-check, commit-old-term, forget-vote, truncate-without-conflict, ignore-higher-term-reply, apply-uncommitted")]
+#[error("unknown bug {0:?}; the catalogue has: vote-without-log-check, commit-old-term, forget-vote, truncate-without-conflict, ignore-higher-term-reply, apply-uncommitted, skip-log-sync, hard-state-without-dir-sync, ack-before-sync")]
 pub struct UnknownBug(pub String);
 
 impl FromStr for Bug {

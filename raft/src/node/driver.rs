@@ -38,6 +38,8 @@ pub(super) struct Driver {
     /// The highest index handed to the service (or skipped, for a no-op not delivered).
     pub(super) delivered: Index,
     pub(super) tracer: Tracer,
+    /// The catalogue's `ack-before-sync`: every message goes before the sync.
+    pub(super) ack_before_sync: bool,
 }
 
 /// A ready's write: nothing to write, or in progress on the storage thread.
@@ -147,7 +149,7 @@ impl Driver {
         // states something about this peer's durable state and goes only after the sync.
         let (early, late): (Vec<Message>, Vec<Message>) = std::mem::take(&mut ready.messages)
             .into_iter()
-            .partition(|m| is_leader_append(m, id, leader_term));
+            .partition(|m| self.ack_before_sync || is_leader_append(m, id, leader_term));
         for msg in early {
             self.transport.send(msg);
         }

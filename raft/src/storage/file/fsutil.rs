@@ -20,12 +20,14 @@ pub(crate) fn sync_dir(disk: &dyn Disk, path: &Path) -> Result<(), StorageError>
 }
 
 /// Replaces `path` with `contents` so that a crash leaves either the old file or the new one,
-/// whole: write a temporary file, fsync it, rename it over `path`, fsync the directory.
+/// whole: write a temporary file, fsync it, rename it over `path`, fsync the directory (unless
+/// not `then_sync_dir`: then a crash may still leave the old file).
 pub(crate) fn write_atomically(
     disk: &dyn Disk,
     dir: &Path,
     path: &Path,
     contents: &[u8],
+    then_sync_dir: bool,
 ) -> Result<(), StorageError> {
     let temp = temp_path(path);
     let file = disk.create(&temp).map_err(|e| StorageError::io("create", &temp, e))?;
@@ -33,5 +35,8 @@ pub(crate) fn write_atomically(
     file.sync_all().map_err(|e| StorageError::io("fsync", &temp, e))?;
     drop(file);
     disk.rename(&temp, path).map_err(|e| StorageError::io("rename into place", path, e))?;
-    sync_dir(disk, dir)
+    match then_sync_dir {
+        true => sync_dir(disk, dir),
+        false => Ok(()),
+    }
 }

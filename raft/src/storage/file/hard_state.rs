@@ -57,14 +57,16 @@ pub(crate) fn load(disk: &dyn Disk, path: &Path) -> Result<Option<HardState>, St
     decode(&bytes).map(Some).map_err(|(offset, kind)| StorageError::corrupt(path, offset, kind))
 }
 
-/// Replaces the hard state file at `path` atomically and durably.
+/// Replaces the hard state file at `path` atomically, and durably when `sync_dir` (only the
+/// catalogue's `hard-state-without-dir-sync` leaves the directory unsynced).
 pub(crate) fn store(
     disk: &dyn Disk,
     dir: &Path,
     path: &Path,
     hard_state: &HardState,
+    sync_dir: bool,
 ) -> Result<(), StorageError> {
-    write_atomically(disk, dir, path, &encode(hard_state))
+    write_atomically(disk, dir, path, &encode(hard_state), sync_dir)
 }
 
 #[cfg(test)]

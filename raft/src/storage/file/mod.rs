@@ -196,6 +196,9 @@ pub struct FileStorage {
     /// Why the storage is unusable, after a failed write or sync.
     poisoned: Option<String>,
     recovery: Recovery,
+    /// A durability bug of the catalogue, switched on by [`FileStorage::with_bug`].
+    #[cfg(feature = "bugs")]
+    bug: Option<crate::Bug>,
 }
 
 impl FileStorage {
@@ -242,7 +245,29 @@ impl FileStorage {
             pending_offsets: Vec::new(),
             poisoned: None,
             recovery,
+            #[cfg(feature = "bugs")]
+            bug: None,
         })
+    }
+
+    /// Switches on a durability bug of the catalogue: `skip-log-sync` or
+    /// `hard-state-without-dir-sync` (any other bug changes nothing here).
+    #[cfg(feature = "bugs")]
+    pub fn with_bug(mut self, bug: Option<crate::Bug>) -> FileStorage {
+        self.bug = bug;
+        self
+    }
+
+    #[allow(unused_variables)]
+    fn has_bug(&self, bug: crate::Bug) -> bool {
+        #[cfg(feature = "bugs")]
+        {
+            self.bug == Some(bug)
+        }
+        #[cfg(not(feature = "bugs"))]
+        {
+            false
+        }
     }
 
     /// The storage's directory.
@@ -338,6 +363,9 @@ impl FileStorage {
     }
 
     fn fdatasync_tail(&self) -> Result<(), StorageError> {
+        if self.has_bug(crate::Bug::SkipLogSync) {
+            return Ok(());
+        }
         let seg = self.segments.last().expect("at least one segment");
         seg.file.sync_data().map_err(|e| StorageError::io("fdatasync", &seg.path, e))
     }
@@ -550,8 +578,14 @@ impl Storage for FileStorage {
         self.check_usable()?;
         if self.hard_state != self.durable_hard_state {
             let hard_state = self.hard_state;
-            let result =
-                hard_state::store(&*self.disk, &self.dir, &self.hard_state_path, &hard_state);
+            let sync_dir = !self.has_bug(crate::Bug::HardStateWithoutDirSync);
+            let result = hard_state::store(
+                &*self.disk,
+                &self.dir,
+                &self.hard_state_path,
+                &hard_state,
+                sync_dir,
+            );
             self.poison_on_error(result)?;
             self.durable_hard_state = hard_state;
         }

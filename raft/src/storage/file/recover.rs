@@ -35,7 +35,7 @@ pub(super) fn recover(disk: &dyn Disk, dir: &Path) -> Result<Recovered, StorageE
             // The hard state is created before the first segment, so this is a new directory.
             recovery.created = true;
             let hard_state = HardState::default();
-            hard_state::store(disk, dir, &hard_state_path, &hard_state)?;
+            hard_state::store(disk, dir, &hard_state_path, &hard_state, true)?;
             hard_state
         }
         None => return Err(StorageError::MissingHardState { path: hard_state_path }),

@@ -55,7 +55,7 @@ pub(crate) fn create(
     first_index: Index,
 ) -> Result<(PathBuf, Box<dyn DiskFile>), StorageError> {
     let path = dir.join(file_name(first_index));
-    write_atomically(disk, dir, &path, &header(first_index))?;
+    write_atomically(disk, dir, &path, &header(first_index), true)?;
     let file = open(disk, &path)?;
     Ok((path, file))
 }

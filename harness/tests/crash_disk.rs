@@ -1,0 +1,164 @@
+//! A one-node cluster on a crash disk: acknowledged puts, a simulated power failure at the
+//! node's next sync (SIGUSR1 with a request), and a restart. A correct node keeps every
+//! acknowledged put and the `crash-recovery` check holds; with `skip-log-sync` the log
+//! vanishes with the page cache, and `crash-recovery` names the gap. A plain SIGKILL finds
+//! nothing wrong with either.
+//!
+//! Deadlines only keep a broken build from hanging the suite.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::node::crash::{self, CrashRequest};
+use raft::storage::CrashFamily;
+use serde_json::{json, Value};
+
+const GUARD: Duration = Duration::from_secs(60);
+
+struct Node {
+    child: Option<Child>,
+    peer: SocketAddr,
+    client: SocketAddr,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+impl Node {
+    fn new() -> Node {
+        Node { child: None, peer: free_addr(), client: free_addr() }
+    }
+
+    fn start(&mut self, dir: &Path, bug: Option<&str>) {
+        std::fs::create_dir_all(dir).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("node.log"))
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gauntlet"));
+        cmd.args(["node", "--id", "1", "--crash-disk"])
+            .args(["--listen", &self.peer.to_string(), "--client", &self.client.to_string()])
+            .arg("--data-dir")
+            .arg(dir);
+        if let Some(bug) = bug {
+            cmd.args(["--bug", bug]);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        self.child = Some(cmd.spawn().expect("gauntlet node starts"));
+    }
+
+    /// Sends `request` until the node answers it as the leader.
+    fn call(&self, request: &Value) -> Value {
+        let deadline = Instant::now() + GUARD;
+        loop {
+            assert!(Instant::now() < deadline, "no answer to {request}");
+            if let Ok(stream) = TcpStream::connect(self.client) {
+                stream.set_read_timeout(Some(GUARD)).unwrap();
+                let mut writer = stream.try_clone().unwrap();
+                let mut line = String::new();
+                if writeln!(writer, "{request}").is_ok()
+                    && BufReader::new(stream).read_line(&mut line).is_ok()
+                {
+                    let answer: Value = serde_json::from_str(&line).expect("answers are JSON");
+                    if answer["type"] == "ok" {
+                        return answer;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the node to die, and how.
+    fn wait(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + GUARD;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the node did not die");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Puts k0..k9, crashes (or kills) the node, restarts it, and returns the values read back
+/// and the crash-recovery check.
+fn put_crash_restart(
+    bug: Option<&str>,
+    crash_it: bool,
+) -> (Vec<Value>, checker::safety::SafetyCheck) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("n1");
+    let mut node = Node::new();
+    node.start(&data, bug);
+    for i in 0..10 {
+        node.call(&json!({"id": i, "op": "put", "key": format!("k{i}"), "value": format!("v{i}")}));
+    }
+    if crash_it {
+        let request = CrashRequest { family: CrashFamily::LoseUnsynced, seed: 7 };
+        crash::write_request(&data, request).unwrap();
+        let pid = nix::unistd::Pid::from_raw(node.child.as_ref().unwrap().id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
+    } else {
+        node.child.as_mut().unwrap().kill().unwrap();
+    }
+    assert_eq!(node.wait().signal(), Some(9), "the node dies as if killed");
+    let records = crash::records(&data).unwrap();
+    assert_eq!(records.len(), usize::from(crash_it), "{records:?}");
+    if let Some(record) = records.first() {
+        assert_eq!(record.request.family, CrashFamily::LoseUnsynced);
+        assert!(record.persisted_index >= 10, "{record:?}");
+    }
+
+    node.start(&data, bug);
+    let values = (0..10)
+        .map(|i| {
+            node.call(&json!({"id": 100 + i, "op": "get", "key": format!("k{i}")}))["value"].clone()
+        })
+        .collect();
+    let check = crash::check_recovery(&[(1, data.as_path())]).unwrap();
+    (values, check)
+}
+
+#[test]
+fn a_correct_node_keeps_every_acknowledged_put_through_a_power_failure() {
+    let (values, check) = put_crash_restart(None, true);
+    assert_eq!(values, (0..10).map(|i| json!(format!("v{i}"))).collect::<Vec<_>>());
+    assert!(check.valid, "{check:?}");
+}
+
+#[test]
+fn skip_log_sync_loses_acknowledged_puts_in_a_power_failure_and_crash_recovery_says_so() {
+    let (values, check) = put_crash_restart(Some("skip-log-sync"), true);
+    // A key never written reads as "".
+    assert!(values.iter().all(|v| v == ""), "the log was never synced: {values:?}");
+    assert!(!check.valid);
+    let violation = &check.violations[0];
+    assert!(violation.starts_with("node 1 after its crash at"), "{violation}");
+    assert!(violation.contains("lose-unsynced, seed 7"), "{violation}");
+    assert!(violation.contains("was durable before the crash"), "{violation}");
+}
+
+#[test]
+fn a_kill_keeps_the_page_cache_so_skip_log_sync_survives_it() {
+    let (values, check) = put_crash_restart(Some("skip-log-sync"), false);
+    assert_eq!(values, (0..10).map(|i| json!(format!("v{i}"))).collect::<Vec<_>>());
+    assert!(check.valid, "no crash, nothing to violate: {check:?}");
+}
