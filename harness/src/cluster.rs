@@ -313,29 +313,43 @@ impl Cluster {
         node.paused = false;
     }
 
-    /// A simulated power failure of a node run on a crash disk: asks it for `request` and
-    /// waits until it died. Returns what the node recorded, or `None` when it did not record
-    /// the crash in time (it is then killed).
-    pub fn crash(&mut self, id: u64, request: CrashRequest) -> anyhow::Result<Option<CrashRecord>> {
-        let dir = self.info(id).dir.clone();
-        let before = crash::records(&dir)?.len();
-        crash::write_request(&dir, request)?;
-        self.signal(id, Signal::SIGUSR1);
-        let deadline = std::time::Instant::now() + crash::WAIT_FOR_SYNC + Duration::from_secs(2);
-        let node = self.node_mut(id);
-        if let Some(mut child) = node.child.take() {
-            while matches!(child.try_wait(), Ok(None)) {
-                if std::time::Instant::now() >= deadline {
-                    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
+    /// A simulated power failure of nodes run on crash disks, all at once (as a rack losing
+    /// power): asks each for its request, signals them all, then waits until all died. Returns
+    /// what each node recorded, or `None` for one that did not record its crash in time (it
+    /// is then killed).
+    pub fn crash(
+        &mut self,
+        requests: &[(u64, CrashRequest)],
+    ) -> anyhow::Result<Vec<Option<CrashRecord>>> {
+        let mut before = Vec::new();
+        for &(id, request) in requests {
+            let dir = &self.info(id).dir;
+            before.push(crash::records(dir)?.len());
+            crash::write_request(dir, request)?;
         }
-        node.paused = false;
-        let _ = std::fs::remove_file(dir.join(crash::REQUEST_FILE));
-        Ok(crash::records(&dir)?.into_iter().nth(before))
+        for &(id, _) in requests {
+            self.signal(id, Signal::SIGUSR1);
+        }
+        let deadline = std::time::Instant::now() + crash::WAIT_FOR_SYNC + Duration::from_secs(2);
+        let mut records = Vec::new();
+        for (&(id, _), before) in requests.iter().zip(before) {
+            let node = self.node_mut(id);
+            if let Some(mut child) = node.child.take() {
+                while matches!(child.try_wait(), Ok(None)) {
+                    if std::time::Instant::now() >= deadline {
+                        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+                        let _ = child.wait();
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            node.paused = false;
+            let dir = node.info.dir.clone();
+            let _ = std::fs::remove_file(dir.join(crash::REQUEST_FILE));
+            records.push(crash::records(&dir)?.into_iter().nth(before));
+        }
+        Ok(records)
     }
 
     /// SIGSTOP: the node freezes with its connections open.

@@ -199,13 +199,19 @@ impl Nemesis {
                     .into_iter()
                     .filter(|&id| cluster.state(id) == ProcessState::Running)
                     .collect();
-                let mut crashes = Vec::new();
-                for &id in &nodes {
-                    let family = *CrashFamily::ALL.choose(&mut self.rng).expect("families");
-                    let request = CrashRequest { family, seed: self.rng.gen() };
-                    let record = cluster.crash(id, request)?;
-                    crashes.push(crash_json(id, request, record.as_ref()));
-                }
+                let requests: Vec<(u64, CrashRequest)> = nodes
+                    .iter()
+                    .map(|&id| {
+                        let family = *CrashFamily::ALL.choose(&mut self.rng).expect("families");
+                        (id, CrashRequest { family, seed: self.rng.gen() })
+                    })
+                    .collect();
+                let records = cluster.crash(&requests)?;
+                let crashes: Vec<Value> = requests
+                    .iter()
+                    .zip(&records)
+                    .map(|(&(id, request), record)| crash_json(id, request, record.as_ref()))
+                    .collect();
                 rec.nemesis(
                     "start-crash",
                     json!({"target": target, "nodes": nodes, "crashes": crashes}),

@@ -114,6 +114,9 @@ impl Op {
 pub enum FaultKind {
     /// Processes killed (SIGKILL), restarted at the end of the period.
     Kill,
+    /// Processes crashed in a simulated power failure (unsynced writes lost or torn),
+    /// restarted at the end of the period.
+    Crash,
     /// Processes paused (SIGSTOP), resumed at the end.
     Pause,
     /// Links cut.
@@ -126,12 +129,19 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind, in the order of the fault lanes.
-    pub const ALL: [FaultKind; 5] =
-        [FaultKind::Kill, FaultKind::Pause, FaultKind::Partition, FaultKind::Net, FaultKind::Other];
+    pub const ALL: [FaultKind; 6] = [
+        FaultKind::Kill,
+        FaultKind::Crash,
+        FaultKind::Pause,
+        FaultKind::Partition,
+        FaultKind::Net,
+        FaultKind::Other,
+    ];
 
     fn parse(name: &str) -> FaultKind {
         match name {
             "kill" => FaultKind::Kill,
+            "crash" => FaultKind::Crash,
             "pause" => FaultKind::Pause,
             "partition" => FaultKind::Partition,
             "net" => FaultKind::Net,
@@ -143,6 +153,7 @@ impl FaultKind {
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::Kill => "kill",
+            FaultKind::Crash => "crash",
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
             FaultKind::Net => "net",
@@ -473,6 +484,34 @@ pub fn key_text(key: &Value) -> String {
     }
 }
 
+/// One node's crash state and what it destroyed, from a `start-crash` event.
+fn describe_crash(crash: &Value) -> String {
+    let node = crash.get("node").and_then(Value::as_u64).unwrap_or(0);
+    let family = crash.get("family").and_then(Value::as_str).unwrap_or("?");
+    if crash.get("recorded").and_then(Value::as_bool) != Some(true) {
+        return format!("n{node} {family}: not recorded by the node (killed instead)");
+    }
+    let n = |key: &str| crash.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let torn = crash
+        .get("files")
+        .and_then(Value::as_array)
+        .is_some_and(|files| files.iter().any(|f| f.get("torn_at").is_some_and(|t| !t.is_null())));
+    let lost_dir_ops = crash.get("lost_dir_ops").and_then(Value::as_array).map_or(0, Vec::len);
+    format!(
+        "n{node} {family}: kept {} of {} unsynced bytes, {} of {} unsynced operations{}{}",
+        n("kept_bytes"),
+        n("unsynced_bytes"),
+        n("kept_ops"),
+        n("unsynced_ops"),
+        if torn { ", a torn write" } else { "" },
+        if lost_dir_ops > 0 {
+            format!(", {lost_dir_ops} directory change(s) lost")
+        } else {
+            String::new()
+        },
+    )
+}
+
 fn node_list(nodes: &[u64]) -> String {
     nodes.iter().map(|n| format!("n{n}")).collect::<Vec<_>>().join(" ")
 }
@@ -491,16 +530,20 @@ fn describe_fault(
             .unwrap_or_default()
     };
     match name {
-        "kill" | "pause" => {
+        "kill" | "pause" | "crash" => {
             let nodes = ids(value.get("nodes"));
             let target = value.get("target").and_then(Value::as_str).unwrap_or("");
             let what = if nodes.is_empty() { "no node".to_string() } else { node_list(&nodes) };
             let label = format!("{name} {what}");
-            let detail = if target.is_empty() {
+            let mut detail = if target.is_empty() {
                 label.clone()
             } else {
                 format!("{label} (target: {target})")
             };
+            if let Some(crashes) = value.get("crashes").and_then(Value::as_array) {
+                let states: Vec<String> = crashes.iter().map(describe_crash).collect();
+                detail = format!("{detail}: {}", states.join("; "));
+            }
             (label, detail, nodes, Vec::new())
         }
         "partition" => {
@@ -650,10 +693,11 @@ fn node_data(
     let to_ns = |ms: Option<u64>| -> Option<u64> {
         Some(ms?.saturating_sub(base_ms?).saturating_mul(1_000_000))
     };
-    // A kill ends the leadership of the nodes it kills.
+    // A kill or a crash ends the leadership of the nodes it stops.
     let kills: Vec<u64> = faults
         .iter()
-        .filter(|f| f.kind == FaultKind::Kill && f.nodes.contains(&record.node))
+        .filter(|f| matches!(f.kind, FaultKind::Kill | FaultKind::Crash))
+        .filter(|f| f.nodes.contains(&record.node))
         .map(|f| f.start)
         .collect();
     let mut current: Option<Leadership> = None;
@@ -795,6 +839,28 @@ mod tests {
         ));
         assert_eq!(nodes, vec![1, 2, 3, 4, 5]);
         assert_eq!(isolated, vec![4]);
+    }
+
+    #[test]
+    fn a_crash_says_what_each_node_lost_and_kept() {
+        let value = serde_json::json!({"target": "minority", "nodes": [2, 4], "crashes": [
+            {"node": 2, "family": "torn-prefix", "recorded": true, "unsynced_bytes": 395,
+             "kept_bytes": 322, "unsynced_ops": 1, "kept_ops": 1,
+             "files": [{"file": "wal.log", "torn_at": 322}], "lost_dir_ops": []},
+            {"node": 4, "family": "lose-unsynced", "recorded": true, "unsynced_bytes": 58,
+             "kept_bytes": 0, "unsynced_ops": 2, "kept_ops": 0,
+             "files": [{"file": "wal.log", "torn_at": null}], "lost_dir_ops": ["rename a -> b"]},
+        ]});
+        let (label, detail, nodes, _) = describe_fault("crash", &value, Some(5));
+        assert_eq!(label, "crash n2 n4");
+        assert_eq!(nodes, vec![2, 4]);
+        assert_eq!(
+            detail,
+            "crash n2 n4 (target: minority): n2 torn-prefix: kept 322 of 395 unsynced bytes, 1 of \
+             1 unsynced operations, a torn write; n4 lose-unsynced: kept 0 of 58 unsynced bytes, 0 \
+             of 2 unsynced operations, 1 directory change(s) lost"
+        );
+        assert_eq!(FaultKind::parse("crash"), FaultKind::Crash);
     }
 
     #[test]

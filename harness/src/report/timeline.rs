@@ -341,6 +341,7 @@ fn nodes(out: &mut String, run: &RunData, scale: &TimeScale, y: f64) -> f64 {
         for f in run.faults.iter().filter(|f| f.nodes.contains(&node.id)) {
             let (class, what, band) = match f.kind {
                 FaultKind::Kill => ("down", "down (killed)", (ly + 3.0, lh - 6.0)),
+                FaultKind::Crash => ("down", "down (crashed)", (ly + 3.0, lh - 6.0)),
                 FaultKind::Pause => ("paused", "paused", (ly + 3.0, lh - 6.0)),
                 FaultKind::Partition if f.isolated.contains(&node.id) => {
                     ("isolated", "without a quorum", (ly + 3.0, lh - 6.0))

@@ -151,6 +151,9 @@ impl Driver {
             .into_iter()
             .partition(|m| self.ack_before_sync || is_leader_append(m, id, leader_term));
         for msg in early {
+            // A vote grant is early only with the catalogue's `ack-before-sync`; traced all the
+            // same, so that the checks see the promise it made.
+            self.tracer.sending(&msg);
             self.transport.send(msg);
         }
 
