@@ -14,7 +14,7 @@ use anyhow::Context;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
-use crate::node::crash::{self, CrashRecord, CrashRequest};
+use crate::node::crash::{self, CrashRecord, CrashRequest, DiskErrorRecord, DiskErrorRequest};
 
 /// Where one node listens and keeps its files.
 #[derive(Clone, Debug)]
@@ -350,6 +350,60 @@ impl Cluster {
             records.push(crash::records(&dir)?.into_iter().nth(before));
         }
         Ok(records)
+    }
+
+    /// Disk errors injected into nodes run on crash disks: asks each for its request, signals
+    /// them all, and waits for each node's record of it. A node whose error was injected is
+    /// then given a moment to exit, as a correct node does once its storage failed. Returns
+    /// each node's record (`None` if it recorded nothing in time) and whether it exited.
+    pub fn disk_error(
+        &mut self,
+        requests: &[(u64, DiskErrorRequest)],
+    ) -> anyhow::Result<Vec<(Option<DiskErrorRecord>, bool)>> {
+        let mut before = Vec::new();
+        for &(id, request) in requests {
+            let dir = &self.info(id).dir;
+            before.push(crash::error_records(dir)?.len());
+            crash::write_error_request(dir, request)?;
+        }
+        for &(id, _) in requests {
+            self.signal(id, Signal::SIGUSR2);
+        }
+        let deadline = std::time::Instant::now() + crash::ERROR_WINDOW + Duration::from_secs(2);
+        let mut outcomes = Vec::new();
+        for (&(id, _), before) in requests.iter().zip(before) {
+            let dir = self.info(id).dir.clone();
+            let record = loop {
+                if let Some(record) = crash::error_records(&dir)?.into_iter().nth(before) {
+                    break Some(record);
+                }
+                if std::time::Instant::now() >= deadline || self.state(id) != ProcessState::Running
+                {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            let injected = record.as_ref().is_some_and(|r| r.injected.is_some());
+            let exit_deadline = std::time::Instant::now() + Duration::from_secs(3);
+            let node = self.node_mut(id);
+            let mut exited = false;
+            if let Some(child) = &mut node.child {
+                while injected && std::time::Instant::now() < exit_deadline {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        exited = true;
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            if exited {
+                node.child = None;
+                node.paused = false;
+            }
+            let _ = std::fs::remove_file(dir.join(crash::ERROR_REQUEST_FILE));
+            outcomes.push((record, exited));
+        }
+        Ok(outcomes)
     }
 
     /// SIGSTOP: the node freezes with its connections open.

@@ -5,6 +5,9 @@
 //! - `crash`: a simulated power failure (the node runs on a crash disk): what the node had
 //!   not synced is lost, kept in part, or torn, in one crash state drawn from the seed; later a
 //!   restart.
+//! - `disk-error`: the node's next log write fails with ENOSPC or its next sync with EIO
+//!   (losing the unsynced writes, as a failed writeback does); a correct node stops, and is
+//!   restarted later. One that carries on is killed and restarted at the fault's end.
 //! - `pause`: SIGSTOP, and later SIGCONT; a paused leader comes back stale (see
 //!   [`Nemesis::hold_stale_leader`]).
 //! - `partition`: links cut at the proxy, in one of Jepsen's shapes.
@@ -20,10 +23,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
-use raft::storage::CrashFamily;
+use raft::storage::{CrashFamily, DiskError};
 
 use crate::cluster::{Cluster, ProcessState};
-use crate::node::crash::{CrashRecord, CrashRequest};
+use crate::node::crash::{CrashRecord, CrashRequest, DiskErrorRequest};
 use crate::proxy::{Link, LinkFaults, Proxy};
 use crate::recorder::Recorder;
 
@@ -32,27 +35,35 @@ use crate::recorder::Recorder;
 pub enum FaultKind {
     Kill,
     Crash,
+    DiskError,
     Pause,
     Partition,
     Net,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 5] =
-        [FaultKind::Kill, FaultKind::Crash, FaultKind::Pause, FaultKind::Partition, FaultKind::Net];
+    pub const ALL: [FaultKind; 6] = [
+        FaultKind::Kill,
+        FaultKind::Crash,
+        FaultKind::DiskError,
+        FaultKind::Pause,
+        FaultKind::Partition,
+        FaultKind::Net,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::Kill => "kill",
             FaultKind::Crash => "crash",
+            FaultKind::DiskError => "disk-error",
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
             FaultKind::Net => "net",
         }
     }
 
-    /// Parses a comma-separated list such as `kill,crash,pause,partition,net`, or `all` /
-    /// `none`.
+    /// Parses a comma-separated list such as `kill,crash,disk-error,pause,partition,net`, or
+    /// `all` / `none`.
     pub fn parse_list(s: &str) -> Result<Vec<FaultKind>, String> {
         match s {
             "all" => return Ok(FaultKind::ALL.to_vec()),
@@ -64,7 +75,7 @@ impl FaultKind {
             let kind = FaultKind::ALL
                 .into_iter()
                 .find(|k| k.name() == part.trim())
-                .ok_or_else(|| format!("unknown nemesis {part:?}: expected kill, crash, pause, partition, net, all or none"))?;
+                .ok_or_else(|| format!("unknown nemesis {part:?}: expected kill, crash, disk-error, pause, partition, net, all or none"))?;
             kinds.insert(kind);
         }
         Ok(kinds.into_iter().collect())
@@ -76,6 +87,8 @@ impl FaultKind {
 enum Active {
     Killed(Vec<u64>),
     Crashed(Vec<u64>),
+    /// Nodes given a disk error, and those of them that carried on (to be killed).
+    DiskErrored(Vec<u64>, Vec<u64>),
     Paused(Vec<u64>),
     Partition(&'static str, Vec<Link>),
     Net,
@@ -85,7 +98,7 @@ impl FaultKind {
     /// Faults of one class act on the same thing (processes, or links), so at most one of each
     /// class is in force at a time; one of each may overlap.
     fn is_process_fault(self) -> bool {
-        matches!(self, FaultKind::Kill | FaultKind::Crash | FaultKind::Pause)
+        matches!(self, FaultKind::Kill | FaultKind::Crash | FaultKind::DiskError | FaultKind::Pause)
     }
 }
 
@@ -123,6 +136,7 @@ impl Nemesis {
         let one = |(_, a): &(FaultKind, Active)| match a {
             Active::Killed(ids) => format!("kill {ids:?}"),
             Active::Crashed(ids) => format!("crash {ids:?}"),
+            Active::DiskErrored(ids, _) => format!("disk-error {ids:?}"),
             Active::Paused(ids) => format!("pause {ids:?}"),
             Active::Partition(shape, _) => format!("partition {shape}"),
             Active::Net => "net".to_string(),
@@ -217,6 +231,40 @@ impl Nemesis {
                     json!({"target": target, "nodes": nodes, "crashes": crashes}),
                 )?;
                 Active::Crashed(nodes)
+            }
+            FaultKind::DiskError => {
+                let (target, nodes) = self.pick_targets(&ids, leader);
+                let nodes: Vec<u64> = nodes
+                    .into_iter()
+                    .filter(|&id| cluster.state(id) == ProcessState::Running)
+                    .collect();
+                let requests: Vec<(u64, DiskErrorRequest)> = nodes
+                    .iter()
+                    .map(|&id| {
+                        let error = *DiskError::ALL.choose(&mut self.rng).expect("errors");
+                        (id, DiskErrorRequest { error })
+                    })
+                    .collect();
+                let outcomes = cluster.disk_error(&requests)?;
+                let mut carried_on = Vec::new();
+                let mut errors = Vec::new();
+                for (&(id, request), (record, exited)) in requests.iter().zip(&outcomes) {
+                    let injected = record.as_ref().and_then(|r| r.injected.as_ref());
+                    if injected.is_some() && !exited {
+                        carried_on.push(id);
+                    }
+                    let file = injected
+                        .and_then(|i| i.path.file_name())
+                        .map(|n| n.to_string_lossy().into_owned());
+                    errors.push(json!({"node": id, "error": request.error.name(),
+                        "injected": injected.is_some(), "file": file,
+                        "lost_bytes": injected.map(|i| i.lost_bytes), "exited": exited}));
+                }
+                rec.nemesis(
+                    "start-disk-error",
+                    json!({"target": target, "nodes": nodes, "errors": errors}),
+                )?;
+                Active::DiskErrored(nodes, carried_on)
             }
             FaultKind::Partition => {
                 let (shape, cut) = self.pick_partition(&ids, leader);
@@ -337,6 +385,17 @@ impl Nemesis {
                     cluster.start(id)?;
                 }
                 rec.nemesis("stop-crash", json!({"nodes": ids}))?;
+            }
+            Active::DiskErrored(ids, carried_on) => {
+                // A node that carried on after its error runs on storage that lost data: it is
+                // killed and restarted (the check crash-recovery names it).
+                for &id in &carried_on {
+                    cluster.kill(id);
+                }
+                for &id in &ids {
+                    cluster.start(id)?;
+                }
+                rec.nemesis("stop-disk-error", json!({"nodes": ids, "killed": carried_on}))?;
             }
             Active::Paused(ids) => {
                 self.release_stale_leader(&ids, cluster, proxy);

@@ -175,7 +175,7 @@ async fn run_async(
     println!("run: {}", dir.display());
     write_test_json(&dir, &args, seed)?;
 
-    let crash_disk = kinds.contains(&FaultKind::Crash);
+    let crash_disk = kinds.iter().any(|k| matches!(k, FaultKind::Crash | FaultKind::DiskError));
     let mut run = Run::start(&args, seed, &dir, crash_disk).await?;
     let outcome = tokio::select! {
         r = run.drive(&args, seed, workload, kinds) => r.map(Some),

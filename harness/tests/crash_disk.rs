@@ -153,7 +153,7 @@ fn skip_log_sync_loses_acknowledged_puts_in_a_power_failure_and_crash_recovery_s
     let violation = &check.violations[0];
     assert!(violation.starts_with("node 1 after its crash at"), "{violation}");
     assert!(violation.contains("lose-unsynced, seed 7"), "{violation}");
-    assert!(violation.contains("was durable before the crash"), "{violation}");
+    assert!(violation.contains("was durable before it"), "{violation}");
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use raft::storage::{CrashDisk, CrashFamily, Disk};
+use raft::storage::{CrashDisk, CrashFamily, Disk, DiskError};
 
 /// A directory with synced files `a` = "aaaa", `b` = "bbbb", `h` = "old" and `r` = "rrrr",
 /// and a crash disk whose trash lies beside it.
@@ -214,4 +214,37 @@ fn a_crashed_disk_refuses_every_operation() {
     assert!(disk.create(&dir.join("n")).is_err());
     assert!(disk.crash(CrashFamily::LoseUnsynced, 0).is_err());
     assert!(!dir.join("n").exists());
+}
+
+#[test]
+fn an_injected_eio_fails_the_sync_and_loses_the_files_unsynced_writes() {
+    let (_root, dir, disk) = synced_dir();
+    let a = disk.open(&dir.join("a")).unwrap();
+    a.write_all_at(b"12", 4).unwrap();
+    disk.fail_next(Some(DiskError::EioOnSync)).unwrap();
+    let err = a.sync_data().unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(5), "{err}");
+    assert_eq!(fs::read(dir.join("a")).unwrap(), b"aaaa", "the dirty pages were dropped");
+    let injected = disk.injected().unwrap();
+    assert_eq!((injected.error, injected.lost_bytes), (DiskError::EioOnSync, 2));
+    assert!(injected.path.ends_with("a"));
+    // One error only: the retry succeeds, on data that is gone.
+    a.sync_data().unwrap();
+    assert_eq!(fs::read(dir.join("a")).unwrap(), b"aaaa");
+}
+
+#[test]
+fn an_injected_enospc_fails_the_write_and_writes_nothing() {
+    let (_root, dir, disk) = synced_dir();
+    let a = disk.open(&dir.join("a")).unwrap();
+    disk.fail_next(Some(DiskError::EnospcOnWrite)).unwrap();
+    let err = a.write_all_at(b"12", 4).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(28), "{err}");
+    assert_eq!(fs::read(dir.join("a")).unwrap(), b"aaaa");
+    a.write_all_at(b"12", 4).unwrap();
+    assert_eq!(fs::read(dir.join("a")).unwrap(), b"aaaa12");
+    // Disarmed before it fired: nothing happens.
+    disk.fail_next(Some(DiskError::EioOnSync)).unwrap();
+    disk.fail_next(None).unwrap();
+    a.sync_data().unwrap();
 }

@@ -143,3 +143,27 @@ fn torn_prefix_crashes_keep_every_synced_entry() {
 fn metadata_without_data_crashes_keep_every_synced_entry() {
     check_family(CrashFamily::MetadataWithoutData);
 }
+
+/// A failed fsync poisons the storage: nothing more is written or acknowledged, and a reopen
+/// finds every entry synced before it, and none of the batch whose sync failed.
+#[test]
+fn a_failed_fsync_poisons_the_storage_and_a_reopen_keeps_what_was_synced() {
+    for error in raft::storage::DiskError::ALL {
+        let root = tempfile::tempdir().unwrap();
+        let disk = CrashDisk::new(root.path().join("trash")).unwrap();
+        let dir = root.path().join("raft");
+        let mut storage = FileStorage::open_on(Arc::new(disk.clone()), &dir, options()).unwrap();
+        let entry = |index| Entry { index, term: 1, kind: EntryKind::Normal, data: vec![7; 30] };
+        storage.append(&[entry(1), entry(2)]).unwrap();
+        storage.sync().unwrap();
+        storage.append(&[entry(3)]).unwrap();
+        disk.fail_next(Some(error)).unwrap();
+        let err = storage.sync().unwrap_err();
+        assert!(disk.injected().is_some(), "{error}: {err}");
+        let again = storage.sync().unwrap_err();
+        assert!(matches!(again, raft::storage::StorageError::Poisoned(_)), "{error}: {again}");
+        drop(storage);
+        let storage = FileStorage::open_with(&dir, options()).unwrap();
+        assert_eq!(storage.initial_state().unwrap().entries, vec![entry(1), entry(2)], "{error}");
+    }
+}

@@ -1,10 +1,15 @@
-//! Simulated power failures of a node run with `--crash-disk`.
+//! Simulated power failures and disk errors of a node run with `--crash-disk`.
 //!
 //! The harness writes a [`CrashRequest`] to the node's data directory and sends SIGUSR1. The
 //! node arms its [`CrashDisk`] to crash at its next sync (so the crash finds the writes that
 //! sync was to make durable), waits for it up to [`WAIT_FOR_SYNC`] (an idle node crashes
 //! then, with whatever is unsynced), appends a [`CrashRecord`] to `crashes.jsonl`, and dies by
 //! SIGKILL, as a killed node does.
+//!
+//! A disk error works the same way with a [`DiskErrorRequest`] and SIGUSR2: the node arms its
+//! crash disk to fail the next sync (EIO) or write (ENOSPC), waits up to [`ERROR_WINDOW`] for
+//! it, disarms it if it did not happen, and appends a [`DiskErrorRecord`] to
+//! `disk-errors.jsonl`. A correct node then stops (its storage is poisoned) and exits.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -13,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use checker::safety::{NodeRecord, SafetyCheck};
-use raft::storage::{CrashDisk, CrashFamily, CrashReport};
+use raft::storage::{CrashDisk, CrashFamily, CrashReport, DiskError, InjectedError};
 use raft::Index;
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +30,29 @@ pub const RECORD_FILE: &str = "crashes.jsonl";
 pub const TRASH_DIR: &str = "crash-trash";
 /// How long a crash waits for a sync to crash at.
 pub const WAIT_FOR_SYNC: Duration = Duration::from_millis(300);
+/// The disk error request, and the records of disk errors.
+pub const ERROR_REQUEST_FILE: &str = "disk-error-request.json";
+pub const ERROR_RECORD_FILE: &str = "disk-errors.jsonl";
+/// How long an armed disk error waits for the write or sync it fails.
+pub const ERROR_WINDOW: Duration = Duration::from_secs(1);
+
+/// What disk error to inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskErrorRequest {
+    pub error: DiskError,
+}
+
+/// A disk error, as the node recorded it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskErrorRecord {
+    /// When the error was injected (or the window closed), in ms since the Unix epoch.
+    pub time_ms: u64,
+    pub request: DiskErrorRequest,
+    /// What was injected; `None` when the node did no write or sync in [`ERROR_WINDOW`].
+    pub injected: Option<InjectedError>,
+    /// The last log index the node knew durable when the error was requested.
+    pub persisted_index: Index,
+}
 
 /// What crash to make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,10 +82,25 @@ pub fn write_request(dir: &Path, request: CrashRequest) -> anyhow::Result<()> {
     std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Asks the node in `dir` for a disk error (the caller then sends SIGUSR2).
+pub fn write_error_request(dir: &Path, request: DiskErrorRequest) -> anyhow::Result<()> {
+    let path = dir.join(ERROR_REQUEST_FILE);
+    let json = serde_json::to_vec(&request).expect("a request serializes");
+    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Every crash the node in `dir` recorded, oldest first.
 pub fn records(dir: &Path) -> anyhow::Result<Vec<CrashRecord>> {
-    let path = dir.join(RECORD_FILE);
-    let text = match std::fs::read_to_string(&path) {
+    read_records(&dir.join(RECORD_FILE))
+}
+
+/// Every disk error the node in `dir` recorded, oldest first.
+pub fn error_records(dir: &Path) -> anyhow::Result<Vec<DiskErrorRecord>> {
+    read_records(&dir.join(ERROR_RECORD_FILE))
+}
+
+fn read_records<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<T>> {
+    let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
@@ -66,7 +109,7 @@ pub fn records(dir: &Path) -> anyhow::Result<Vec<CrashRecord>> {
         .enumerate()
         .map(|(i, line)| {
             serde_json::from_str(line)
-                .with_context(|| format!("{} line {}: not a crash record", path.display(), i + 1))
+                .with_context(|| format!("{} line {}: not a record", path.display(), i + 1))
         })
         .collect()
 }
@@ -100,26 +143,62 @@ async fn crash(disk: &CrashDisk, dir: &Path, persisted_index: Index) -> anyhow::
     tracing::warn!(family = %request.family, seed = request.seed, at_sync,
         unsynced_bytes = report.unsynced_bytes(), kept_bytes = report.kept_bytes(),
         "simulated power failure");
-    let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let time_ms = now_ms();
     let record = CrashRecord { time_ms, request, at_sync, persisted_index, report };
-    let mut line = serde_json::to_vec(&record).expect("a record serializes");
+    append_record(&dir.join(RECORD_FILE), &record)
+}
+
+fn append_record(path: &Path, record: &impl Serialize) -> anyhow::Result<()> {
+    let mut line = serde_json::to_vec(record).expect("a record serializes");
     line.push(b'\n');
-    let path = dir.join(RECORD_FILE);
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
     file.write_all(&line).with_context(|| format!("writing {}", path.display()))
 }
 
-/// The check `crash-recovery`: after every crash the node started again, without refusing,
-/// with at least the log it knew durable when the crash was requested. `nodes` are the nodes'
-/// ids and data directories.
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Injects the disk error the request in `dir` asks for, and records it.
+pub async fn inject_error(
+    disk: &CrashDisk,
+    dir: &Path,
+    persisted_index: Index,
+) -> anyhow::Result<()> {
+    let path = dir.join(ERROR_REQUEST_FILE);
+    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let request: DiskErrorRequest = serde_json::from_slice(&text)
+        .with_context(|| format!("{}: not a disk error request", path.display()))?;
+    let before = disk.injected();
+    disk.fail_next(Some(request.error)).context("arming the disk error")?;
+    let deadline = tokio::time::Instant::now() + ERROR_WINDOW;
+    while disk.injected() == before && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let _ = disk.fail_next(None);
+    let injected = disk.injected().filter(|now| Some(now) != before.as_ref());
+    match &injected {
+        Some(injected) => tracing::warn!(error = %injected.error, path = %injected.path.display(),
+            lost_bytes = injected.lost_bytes, "injected disk error"),
+        None => tracing::info!(error = %request.error, "no write or sync to fail in the window"),
+    }
+    let record = DiskErrorRecord { time_ms: now_ms(), request, injected, persisted_index };
+    append_record(&dir.join(ERROR_RECORD_FILE), &record)
+}
+
+/// The check `crash-recovery`: after every crash and every injected disk error the node
+/// started again, without refusing, with at least the log it knew durable when the fault was
+/// requested; and after a disk error it stopped (recorded `failed`) instead of carrying on.
+/// `nodes` are the nodes' ids and data directories.
 pub fn check_recovery(nodes: &[(u64, &Path)]) -> anyhow::Result<SafetyCheck> {
     let mut violations = Vec::new();
     for &(node, dir) in nodes {
         let events = NodeRecord::read_dir(node, dir)?.events;
+        let mut incidents: Vec<(u64, String, Index, bool)> = Vec::new();
         for crash in records(dir)? {
             let CrashRecord { time_ms, request, persisted_index, .. } = &crash;
             let what = format!(
@@ -128,23 +207,54 @@ pub fn check_recovery(nodes: &[(u64, &Path)]) -> anyhow::Result<SafetyCheck> {
                 request.seed,
                 crash_state(&crash)
             );
-            let start = events.iter().find(|e| {
-                e.time_ms.is_some_and(|t| t >= *time_ms)
-                    && matches!(e.event.as_str(), "started" | "restarted" | "refused")
+            incidents.push((*time_ms, what, *persisted_index, false));
+        }
+        for error in error_records(dir)? {
+            let Some(injected) = &error.injected else { continue };
+            let file = injected.path.file_name().unwrap_or(injected.path.as_os_str());
+            let what = format!(
+                "node {node} after its disk error at {} ms ({} on {}, {} unsynced bytes lost)",
+                error.time_ms,
+                injected.error,
+                file.to_string_lossy(),
+                injected.lost_bytes
+            );
+            incidents.push((error.time_ms, what, error.persisted_index, true));
+        }
+        for (time_ms, what, persisted_index, must_fail) in incidents {
+            let mut after = events.iter().filter(|e| {
+                e.time_ms.is_some_and(|t| t >= time_ms)
+                    && matches!(e.event.as_str(), "started" | "restarted" | "refused" | "failed")
             });
-            match start {
+            let mut next = after.next();
+            if must_fail {
+                match next {
+                    Some(e) if e.event == "failed" => next = after.next(),
+                    _ => violations.push(format!(
+                        "{what}: carried on instead of stopping (it may acknowledge what it \
+                         could not sync)"
+                    )),
+                }
+            }
+            // A start that records what it recovered and then refuses writes both.
+            if next.is_some_and(|e| e.event != "refused") {
+                let refused = after.clone().next().filter(|e| e.event == "refused");
+                next = refused.or(next);
+            }
+            match next {
                 None => violations.push(format!("{what}: never started again")),
                 Some(e) if e.event == "refused" => violations.push(format!(
                     "{what}: refused to start: {}",
                     e.reason.as_deref().unwrap_or("(no reason recorded)")
                 )),
-                Some(e) if e.event == "started" && *persisted_index > 0 => violations.push(
-                    format!("{what}: started on a new, empty storage, but index {persisted_index} was durable before the crash"),
-                ),
+                Some(e) if e.event == "started" && persisted_index > 0 => violations.push(format!(
+                    "{what}: started on a new, empty storage, but index {persisted_index} was \
+                     durable before it"
+                )),
                 Some(e) => match e.last_index {
-                    Some(last) if last < *persisted_index => violations.push(format!(
+                    Some(last) if last < persisted_index => violations.push(format!(
                         "{what}: recovered its log up to index {last}, but index \
-                         {persisted_index} was durable before the crash"
+                         {persisted_index} was durable before it"
                     )),
                     _ => {}
                 },
@@ -178,4 +288,87 @@ fn crash_state(crash: &CrashRecord) -> String {
         return "nothing was unsynced".into();
     }
     parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::storage::DiskError;
+
+    fn crash_at(time_ms: u64, persisted_index: Index) -> CrashRecord {
+        let request = CrashRequest { family: CrashFamily::LoseUnsynced, seed: 3 };
+        let report = CrashReport { family: request.family, seed: 3, files: vec![], dirs: vec![] };
+        CrashRecord { time_ms, request, at_sync: true, persisted_index, report }
+    }
+
+    fn event(time_ms: u64, name: &str, last_index: Option<Index>) -> String {
+        let reason = (name == "refused").then(|| "bad storage".to_string());
+        let e = serde_json::json!({"time_ms": time_ms, "node": 1, "event": name, "term": 1,
+                                   "last_index": last_index, "reason": reason});
+        e.to_string() + "\n"
+    }
+
+    /// The check over one node whose records are `crashes`, `errors` and `events`.
+    fn check(
+        crashes: &[CrashRecord],
+        errors: &[DiskErrorRecord],
+        events: &[String],
+    ) -> SafetyCheck {
+        let dir = tempfile::tempdir().unwrap();
+        for c in crashes {
+            append_record(&dir.path().join(RECORD_FILE), c).unwrap();
+        }
+        for e in errors {
+            append_record(&dir.path().join(ERROR_RECORD_FILE), e).unwrap();
+        }
+        std::fs::write(dir.path().join("events.jsonl"), events.concat()).unwrap();
+        std::fs::write(dir.path().join("applied.jsonl"), "").unwrap();
+        check_recovery(&[(1, dir.path())]).unwrap()
+    }
+
+    #[test]
+    fn a_restart_with_the_durable_log_is_a_recovery() {
+        let c = check(
+            &[crash_at(100, 5)],
+            &[],
+            &[event(50, "started", Some(0)), event(120, "restarted", Some(5))],
+        );
+        assert!(c.valid, "{c:?}");
+    }
+
+    #[test]
+    fn a_shorter_log_a_refusal_or_no_restart_after_a_crash_is_a_violation() {
+        let c = check(&[crash_at(100, 5)], &[], &[event(120, "restarted", Some(4))]);
+        assert!(c.violations[0].contains("recovered its log up to index 4, but index 5"), "{c:?}");
+        let c = check(
+            &[crash_at(100, 5)],
+            &[],
+            &[event(120, "restarted", Some(5)), event(121, "refused", None)],
+        );
+        assert!(c.violations[0].ends_with("refused to start: bad storage"), "{c:?}");
+        let c = check(&[crash_at(100, 5)], &[], &[event(50, "started", Some(0))]);
+        assert!(c.violations[0].ends_with("never started again"), "{c:?}");
+    }
+
+    #[test]
+    fn a_node_must_stop_after_an_injected_disk_error() {
+        let injected =
+            InjectedError { error: DiskError::EioOnSync, path: "wal.log".into(), lost_bytes: 9 };
+        let error = DiskErrorRecord {
+            time_ms: 100,
+            request: DiskErrorRequest { error: DiskError::EioOnSync },
+            injected: Some(injected),
+            persisted_index: 5,
+        };
+        let stopped = [event(101, "failed", None), event(200, "restarted", Some(5))];
+        assert!(check(&[], std::slice::from_ref(&error), &stopped).valid);
+        let c = check(&[], std::slice::from_ref(&error), &[event(200, "restarted", Some(5))]);
+        assert!(
+            c.violations[0].contains("(eio-on-sync on wal.log, 9 unsynced bytes lost): carried on"),
+            "{c:?}"
+        );
+        // An error that found nothing to fail asks nothing of the node.
+        let idle = DiskErrorRecord { injected: None, ..error };
+        assert!(check(&[], &[idle], &[]).valid);
+    }
 }

@@ -200,6 +200,10 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
         true => Some(signal(SignalKind::user_defined1()).context("installing a SIGUSR1 handler")?),
         false => None,
     };
+    let error_signal = match args.crash_disk {
+        true => Some(signal(SignalKind::user_defined2()).context("installing a SIGUSR2 handler")?),
+        false => None,
+    };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let durable_vote = events::durable_vote(dir, id)?;
     let mut events = EventLog::open(dir, id)?;
@@ -266,6 +270,21 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let accept = tokio::spawn(server.clone().accept(clients));
     let sweep = tokio::spawn(server.clone().sweep());
     let recorder = tokio::spawn(record_events(events, traced));
+    // Held while a disk error is injected and recorded: the error stops the node, and the
+    // process must not exit before the record is written.
+    let injecting = Arc::new(tokio::sync::Mutex::new(()));
+    if let (Some(disk), Some(mut error_signal)) = (crash_disk.clone(), error_signal) {
+        let (server, dir, injecting) = (server.clone(), dir.clone(), injecting.clone());
+        tokio::spawn(async move {
+            while error_signal.recv().await.is_some() {
+                let _held = injecting.lock().await;
+                let persisted_index = server.node().status().persisted_index;
+                if let Err(e) = crash::inject_error(&disk, &dir, persisted_index).await {
+                    tracing::error!(error = format!("{e:#}"), "the requested disk error failed");
+                }
+            }
+        });
+    }
 
     tokio::select! {
         _ = term_signal.recv() => tracing::info!("SIGTERM: shutting down"),
@@ -288,7 +307,16 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let node_result = server.node().shutdown().await;
     let _ = applier.await;
     let _ = recorder.await;
-    node_result.with_context(|| format!("node {id}"))?;
+    let _ = injecting.lock().await;
+    let node_result = node_result.with_context(|| format!("node {id}"));
+    if let Err(e) = &node_result {
+        // For the offline checks: the node stopped on an error (a failed sync, say) instead
+        // of carrying on.
+        let reason = Some(format!("{e:#}"));
+        let failed = Event { reason, ..events::event("failed", server.node().status().term) };
+        let _ = EventLog::open(dir, id).and_then(|mut log| Ok(log.record(failed)?));
+    }
+    node_result?;
     tracing::info!(id, "stopped cleanly");
     Ok(())
 }

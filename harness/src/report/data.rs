@@ -117,6 +117,9 @@ pub enum FaultKind {
     /// Processes crashed in a simulated power failure (unsynced writes lost or torn),
     /// restarted at the end of the period.
     Crash,
+    /// A write or sync of the processes' storage failed (ENOSPC, EIO); they stop, and are
+    /// restarted at the end of the period.
+    DiskError,
     /// Processes paused (SIGSTOP), resumed at the end.
     Pause,
     /// Links cut.
@@ -129,9 +132,10 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind, in the order of the fault lanes.
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 7] = [
         FaultKind::Kill,
         FaultKind::Crash,
+        FaultKind::DiskError,
         FaultKind::Pause,
         FaultKind::Partition,
         FaultKind::Net,
@@ -142,6 +146,7 @@ impl FaultKind {
         match name {
             "kill" => FaultKind::Kill,
             "crash" => FaultKind::Crash,
+            "disk-error" => FaultKind::DiskError,
             "pause" => FaultKind::Pause,
             "partition" => FaultKind::Partition,
             "net" => FaultKind::Net,
@@ -154,6 +159,7 @@ impl FaultKind {
         match self {
             FaultKind::Kill => "kill",
             FaultKind::Crash => "crash",
+            FaultKind::DiskError => "disk-error",
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
             FaultKind::Net => "net",
@@ -484,6 +490,22 @@ pub fn key_text(key: &Value) -> String {
     }
 }
 
+/// One node's injected disk error and what the node did, from a `start-disk-error` event.
+fn describe_disk_error(error: &Value) -> String {
+    let node = error.get("node").and_then(Value::as_u64).unwrap_or(0);
+    let name = error.get("error").and_then(Value::as_str).unwrap_or("?");
+    if error.get("injected").and_then(Value::as_bool) != Some(true) {
+        return format!("n{node} {name}: no write or sync to fail");
+    }
+    let file = error.get("file").and_then(Value::as_str).unwrap_or("?");
+    let lost = error.get("lost_bytes").and_then(Value::as_u64).unwrap_or(0);
+    let exited = error.get("exited").and_then(Value::as_bool) == Some(true);
+    format!(
+        "n{node} {name} on {file} ({lost} unsynced bytes lost): {}",
+        if exited { "stopped" } else { "carried on" }
+    )
+}
+
 /// One node's crash state and what it destroyed, from a `start-crash` event.
 fn describe_crash(crash: &Value) -> String {
     let node = crash.get("node").and_then(Value::as_u64).unwrap_or(0);
@@ -530,7 +552,7 @@ fn describe_fault(
             .unwrap_or_default()
     };
     match name {
-        "kill" | "pause" | "crash" => {
+        "kill" | "pause" | "crash" | "disk-error" => {
             let nodes = ids(value.get("nodes"));
             let target = value.get("target").and_then(Value::as_str).unwrap_or("");
             let what = if nodes.is_empty() { "no node".to_string() } else { node_list(&nodes) };
@@ -543,6 +565,10 @@ fn describe_fault(
             if let Some(crashes) = value.get("crashes").and_then(Value::as_array) {
                 let states: Vec<String> = crashes.iter().map(describe_crash).collect();
                 detail = format!("{detail}: {}", states.join("; "));
+            }
+            if let Some(errors) = value.get("errors").and_then(Value::as_array) {
+                let errors: Vec<String> = errors.iter().map(describe_disk_error).collect();
+                detail = format!("{detail}: {}", errors.join("; "));
             }
             (label, detail, nodes, Vec::new())
         }
@@ -696,7 +722,7 @@ fn node_data(
     // A kill or a crash ends the leadership of the nodes it stops.
     let kills: Vec<u64> = faults
         .iter()
-        .filter(|f| matches!(f.kind, FaultKind::Kill | FaultKind::Crash))
+        .filter(|f| matches!(f.kind, FaultKind::Kill | FaultKind::Crash | FaultKind::DiskError))
         .filter(|f| f.nodes.contains(&record.node))
         .map(|f| f.start)
         .collect();

@@ -38,11 +38,15 @@ pub enum Bug {
     /// the sync of its ready, acknowledgements and vote grants included: a peer acknowledges
     /// entries and votes it has not made durable.
     AckBeforeSync,
+    /// (Durability, in [`FileStorage`](crate::storage::FileStorage)) a failed `fdatasync` of
+    /// the log is logged and taken for a success: the entries the kernel dropped are
+    /// acknowledged all the same.
+    IgnoreFailedFsync,
 }
 
 impl Bug {
     /// Every variant of the catalogue.
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 10] = [
         Bug::VoteWithoutLogCheck,
         Bug::CommitOldTerm,
         Bug::ForgetVote,
@@ -52,6 +56,7 @@ impl Bug {
         Bug::SkipLogSync,
         Bug::HardStateWithoutDirSync,
         Bug::AckBeforeSync,
+        Bug::IgnoreFailedFsync,
     ];
 
     /// The variant's name on command lines and in `RAFT_BUG`.
@@ -66,6 +71,7 @@ impl Bug {
             Bug::SkipLogSync => "skip-log-sync",
             Bug::HardStateWithoutDirSync => "hard-state-without-dir-sync",
             Bug::AckBeforeSync => "ack-before-sync",
+            Bug::IgnoreFailedFsync => "ignore-failed-fsync",
         }
     }
 
@@ -83,6 +89,9 @@ impl Bug {
                 "(durability) renames the hard state into place without syncing its directory"
             }
             Bug::AckBeforeSync => "(durability) acknowledges appends and votes before the sync",
+            Bug::IgnoreFailedFsync => {
+                "(durability) takes a failed fdatasync of the log for a success"
+            }
         }
     }
 }
@@ -95,7 +104,7 @@ impl fmt::Display for Bug {
 
 /// The error for a name that is not in the catalogue.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown bug {0:?}; the catalogue has: vote-without-log-check, commit-old-term, forget-vote, truncate-without-conflict, ignore-higher-term-reply, apply-uncommitted, skip-log-sync, hard-state-without-dir-sync, ack-before-sync")]
+#[error("unknown bug {0:?}; the catalogue has: vote-without-log-check, commit-old-term, forget-vote, truncate-without-conflict, ignore-higher-term-reply, apply-uncommitted, skip-log-sync, hard-state-without-dir-sync, ack-before-sync, ignore-failed-fsync")]
 pub struct UnknownBug(pub String);
 
 impl FromStr for Bug {

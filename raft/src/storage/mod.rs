@@ -43,7 +43,10 @@ mod memory;
 
 use std::ops::Range;
 
-pub use disk::{CrashDisk, CrashFamily, CrashReport, DirCrash, Disk, DiskFile, FileCrash, OsDisk};
+pub use disk::{
+    CrashDisk, CrashFamily, CrashReport, DirCrash, Disk, DiskError, DiskFile, FileCrash,
+    InjectedError, OsDisk,
+};
 pub use error::{Corruption, StorageError};
 pub use file::{FileStorage, FileStorageOptions, Recovery, TornTail};
 pub use memory::MemStorage;

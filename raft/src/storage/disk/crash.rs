@@ -72,6 +72,57 @@ impl FromStr for CrashFamily {
     }
 }
 
+/// An I/O error [`CrashDisk::fail_next`] injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiskError {
+    /// The next file sync fails with EIO, and the file's unsynced writes are lost (the
+    /// kernel drops the dirty pages of a failed writeback), so a retried sync would succeed
+    /// on data that is gone.
+    EioOnSync,
+    /// The next write fails with ENOSPC and writes nothing.
+    EnospcOnWrite,
+}
+
+impl DiskError {
+    /// Every error.
+    pub const ALL: [DiskError; 2] = [DiskError::EioOnSync, DiskError::EnospcOnWrite];
+
+    /// The error's name, as in command lines and records.
+    pub fn name(self) -> &'static str {
+        match self {
+            DiskError::EioOnSync => "eio-on-sync",
+            DiskError::EnospcOnWrite => "enospc-on-write",
+        }
+    }
+
+    fn to_io(self) -> io::Error {
+        // Linux's errno values.
+        const EIO: i32 = 5;
+        const ENOSPC: i32 = 28;
+        match self {
+            DiskError::EioOnSync => io::Error::from_raw_os_error(EIO),
+            DiskError::EnospcOnWrite => io::Error::from_raw_os_error(ENOSPC),
+        }
+    }
+}
+
+impl fmt::Display for DiskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An error [`CrashDisk`] injected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InjectedError {
+    pub error: DiskError,
+    /// The file whose write or sync failed.
+    pub path: PathBuf,
+    /// Unsynced bytes the failure lost.
+    pub lost_bytes: u64,
+}
+
 /// The crash state [`CrashDisk::crash`] chose, and what it destroyed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CrashReport {
@@ -187,6 +238,9 @@ struct State {
     armed: Option<Armed>,
     /// The crash, once it happened.
     report: Option<CrashReport>,
+    /// An error to inject at the next operation it applies to, and the last one injected.
+    fail: Option<DiskError>,
+    injected: Option<InjectedError>,
     crashed: bool,
 }
 
@@ -323,6 +377,18 @@ impl CrashDisk {
         let mut state = self.lock()?;
         state.armed = Some(Armed { family, seed, syncs_before });
         Ok(())
+    }
+
+    /// Makes the next file sync (for [`DiskError::EioOnSync`]) or the next write (for
+    /// [`DiskError::EnospcOnWrite`]) fail; `None` disarms an error not injected yet.
+    pub fn fail_next(&self, error: Option<DiskError>) -> io::Result<()> {
+        self.lock()?.fail = error;
+        Ok(())
+    }
+
+    /// The last error injected.
+    pub fn injected(&self) -> Option<InjectedError> {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).injected.clone()
     }
 
     /// The crash's report, once the disk crashed.
@@ -608,6 +674,30 @@ fn set_len_tracked(inode: &mut Inode, file: &File, len: u64) -> io::Result<()> {
     Ok(())
 }
 
+impl CrashFile {
+    /// An armed crash or an injected EIO happens here, instead of the sync.
+    fn before_file_sync(&self, state: &mut State) -> io::Result<()> {
+        before_sync(state)?;
+        if state.fail != Some(DiskError::EioOnSync) {
+            return Ok(());
+        }
+        state.fail = None;
+        let inode = &mut state.inodes[self.inode];
+        let mut lost_bytes = 0;
+        if !inode.ops.is_empty() {
+            // The failed writeback's pages are dropped: the file is as last synced.
+            let unused = &mut ChaCha8Rng::seed_from_u64(0);
+            let lost = crash_file(inode, CrashFamily::LoseUnsynced, unused)?;
+            inode.ops.clear();
+            inode.len = lost.len_after;
+            lost_bytes = lost.unsynced_bytes;
+        }
+        let error = DiskError::EioOnSync;
+        state.injected = Some(InjectedError { error, path: inode.path.clone(), lost_bytes });
+        Err(error.to_io())
+    }
+}
+
 impl DiskFile for CrashFile {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         let _state = self.disk.lock()?;
@@ -616,6 +706,13 @@ impl DiskFile for CrashFile {
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut state = self.disk.lock()?;
+        if state.fail == Some(DiskError::EnospcOnWrite) {
+            state.fail = None;
+            let path = state.inodes[self.inode].path.clone();
+            let error = DiskError::EnospcOnWrite;
+            state.injected = Some(InjectedError { error, path, lost_bytes: 0 });
+            return Err(error.to_io());
+        }
         let inode = &mut state.inodes[self.inode];
         let old_len = inode.len;
         let end = offset + buf.len() as u64;
@@ -636,7 +733,7 @@ impl DiskFile for CrashFile {
 
     fn sync_data(&self) -> io::Result<()> {
         let mut state = self.disk.lock()?;
-        before_sync(&mut state)?;
+        self.before_file_sync(&mut state)?;
         self.file.sync_data()?;
         state.inodes[self.inode].ops.clear();
         Ok(())
@@ -644,7 +741,7 @@ impl DiskFile for CrashFile {
 
     fn sync_all(&self) -> io::Result<()> {
         let mut state = self.disk.lock()?;
-        before_sync(&mut state)?;
+        self.before_file_sync(&mut state)?;
         self.file.sync_all()?;
         state.inodes[self.inode].ops.clear();
         Ok(())

@@ -18,7 +18,9 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-pub use crash::{CrashDisk, CrashFamily, CrashReport, DirCrash, FileCrash};
+pub use crash::{
+    CrashDisk, CrashFamily, CrashReport, DirCrash, DiskError, FileCrash, InjectedError,
+};
 
 /// A file system, as far as a [`FileStorage`](super::FileStorage) uses one.
 ///

@@ -250,8 +250,9 @@ impl FileStorage {
         })
     }
 
-    /// Switches on a durability bug of the catalogue: `skip-log-sync` or
-    /// `hard-state-without-dir-sync` (any other bug changes nothing here).
+    /// Switches on a durability bug of the catalogue: `skip-log-sync`,
+    /// `hard-state-without-dir-sync` or `ignore-failed-fsync` (any other bug changes nothing
+    /// here).
     #[cfg(feature = "bugs")]
     pub fn with_bug(mut self, bug: Option<crate::Bug>) -> FileStorage {
         self.bug = bug;
@@ -367,7 +368,13 @@ impl FileStorage {
             return Ok(());
         }
         let seg = self.segments.last().expect("at least one segment");
-        seg.file.sync_data().map_err(|e| StorageError::io("fdatasync", &seg.path, e))
+        match seg.file.sync_data() {
+            Err(e) if self.has_bug(crate::Bug::IgnoreFailedFsync) => {
+                tracing::warn!(path = %seg.path.display(), error = %e, "fdatasync failed; carrying on");
+                Ok(())
+            }
+            result => result.map_err(|e| StorageError::io("fdatasync", &seg.path, e)),
+        }
     }
 
     /// Seals the last segment (sync marker, fdatasync) and starts the next one, when the last
