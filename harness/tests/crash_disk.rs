@@ -162,3 +162,66 @@ fn a_kill_keeps_the_page_cache_so_skip_log_sync_survives_it() {
     assert_eq!(values, (0..10).map(|i| json!(format!("v{i}"))).collect::<Vec<_>>());
     assert!(check.valid, "no crash, nothing to violate: {check:?}");
 }
+
+/// Puts k0..k4, injects EIO at the node's next sync and puts once more; returns the node's
+/// exit (None if it kept running) and the crash-recovery check after a restart.
+fn put_with_a_failed_sync(
+    bug: Option<&str>,
+) -> (Option<std::process::ExitStatus>, checker::safety::SafetyCheck) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("n1");
+    let mut node = Node::new();
+    node.start(&data, bug);
+    for i in 0..5 {
+        node.call(&json!({"id": i, "op": "put", "key": format!("k{i}"), "value": format!("v{i}")}));
+    }
+    let request = crash::DiskErrorRequest { error: raft::storage::DiskError::EioOnSync };
+    crash::write_error_request(&data, request).unwrap();
+    let pid = nix::unistd::Pid::from_raw(node.child.as_ref().unwrap().id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR2).unwrap();
+    // The put that meets the failed sync gets no ok from a correct node; give it a moment.
+    let put = json!({"id": 9, "op": "put", "key": "k9", "value": "v9"});
+    let client = node.client;
+    std::thread::spawn(move || {
+        if let Ok(stream) = TcpStream::connect(client) {
+            let _ = writeln!(&stream, "{put}");
+            let _ = BufReader::new(stream).read_line(&mut String::new());
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let exit = loop {
+        if let Some(status) = node.child.as_mut().unwrap().try_wait().unwrap() {
+            node.child = None;
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            node.child.as_mut().unwrap().kill().unwrap();
+            node.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let records = crash::error_records(&data).unwrap();
+    assert!(records[0].injected.is_some(), "the put's sync failed: {records:?}");
+    node.start(&data, bug);
+    for i in 0..5 {
+        let answer = node.call(&json!({"id": 100 + i, "op": "get", "key": format!("k{i}")}));
+        assert_eq!(answer["value"], format!("v{i}"), "acknowledged before the error");
+    }
+    (exit, crash::check_recovery(&[(1, data.as_path())]).unwrap())
+}
+
+#[test]
+fn a_failed_sync_stops_a_correct_node_and_it_recovers_on_restart() {
+    let (exit, check) = put_with_a_failed_sync(None);
+    assert_eq!(exit.and_then(|e| e.code()), Some(255), "the node exits on its storage error");
+    assert!(check.valid, "{check:?}");
+}
+
+#[test]
+fn ignore_failed_fsync_carries_on_and_crash_recovery_says_so() {
+    let (exit, check) = put_with_a_failed_sync(Some("ignore-failed-fsync"));
+    assert_eq!(exit, None, "the node carried on");
+    assert!(!check.valid);
+    assert!(check.violations[0].contains("carried on instead of stopping"), "{check:?}");
+}
