@@ -406,6 +406,24 @@ impl Cluster {
         Ok(outcomes)
     }
 
+    /// Waits up to `bound` for node `id` to exit by itself; whether it did (it is then reaped).
+    pub fn wait_for_exit(&mut self, id: u64, bound: Duration) -> bool {
+        let deadline = std::time::Instant::now() + bound;
+        let node = self.node_mut(id);
+        let Some(child) = &mut node.child else { return true };
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => {
+                    node.child = None;
+                    node.paused = false;
+                    return true;
+                }
+                Ok(None) if std::time::Instant::now() >= deadline => return false,
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
     /// SIGSTOP: the node freezes with its connections open.
     pub fn pause(&mut self, id: u64) {
         if self.state(id) == ProcessState::Running {

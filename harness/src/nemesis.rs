@@ -8,6 +8,12 @@
 //! - `disk-error`: the node's next log write fails with ENOSPC or its next sync with EIO
 //!   (losing the unsynced writes, as a failed writeback does); a correct node stops, and is
 //!   restarted later. One that carries on is killed and restarted at the fault's end.
+//! - `disk-damage`: the node is killed and the last record of its log (a sync marker) torn or
+//!   given a flipped byte; a correct node cuts it off on restart and keeps every entry.
+//! - `disk-corrupt` (not in `all`): the node is killed and a synced entry of its log given a
+//!   flipped byte or a zeroed block; a correct node refuses to start on it, and the nemesis
+//!   then restores the log from a copy made before the damage (an operator's backup) and
+//!   starts it again.
 //! - `pause`: SIGSTOP, and later SIGCONT; a paused leader comes back stale (see
 //!   [`Nemesis::hold_stale_leader`]).
 //! - `partition`: links cut at the proxy, in one of Jepsen's shapes.
@@ -16,7 +22,10 @@
 //! Process faults aim at one node, a minority, a majority, all of them, or the current leader.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -27,6 +36,7 @@ use raft::storage::{CrashFamily, DiskError};
 
 use crate::cluster::{Cluster, ProcessState};
 use crate::node::crash::{CrashRecord, CrashRequest, DiskErrorRequest};
+use crate::node::damage::{self, Damage};
 use crate::proxy::{Link, LinkFaults, Proxy};
 use crate::recorder::Recorder;
 
@@ -36,16 +46,33 @@ pub enum FaultKind {
     Kill,
     Crash,
     DiskError,
+    DiskDamage,
+    DiskCorrupt,
     Pause,
     Partition,
     Net,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 6] = [
+    /// What `all` means: every kind but `disk-corrupt`, which damages data a node had made
+    /// durable (a fault of the disk, not of the node) and is asked for by name.
+    pub const ALL: [FaultKind; 7] = [
         FaultKind::Kill,
         FaultKind::Crash,
         FaultKind::DiskError,
+        FaultKind::DiskDamage,
+        FaultKind::Pause,
+        FaultKind::Partition,
+        FaultKind::Net,
+    ];
+
+    /// Every kind.
+    pub const EVERY: [FaultKind; 8] = [
+        FaultKind::Kill,
+        FaultKind::Crash,
+        FaultKind::DiskError,
+        FaultKind::DiskDamage,
+        FaultKind::DiskCorrupt,
         FaultKind::Pause,
         FaultKind::Partition,
         FaultKind::Net,
@@ -56,6 +83,8 @@ impl FaultKind {
             FaultKind::Kill => "kill",
             FaultKind::Crash => "crash",
             FaultKind::DiskError => "disk-error",
+            FaultKind::DiskDamage => "disk-damage",
+            FaultKind::DiskCorrupt => "disk-corrupt",
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
             FaultKind::Net => "net",
@@ -63,7 +92,7 @@ impl FaultKind {
     }
 
     /// Parses a comma-separated list such as `kill,crash,disk-error,pause,partition,net`, or
-    /// `all` / `none`.
+    /// `all` (every kind but `disk-corrupt`) / `none`.
     pub fn parse_list(s: &str) -> Result<Vec<FaultKind>, String> {
         match s {
             "all" => return Ok(FaultKind::ALL.to_vec()),
@@ -72,10 +101,10 @@ impl FaultKind {
         }
         let mut kinds = BTreeSet::new();
         for part in s.split(',') {
-            let kind = FaultKind::ALL
+            let kind = FaultKind::EVERY
                 .into_iter()
                 .find(|k| k.name() == part.trim())
-                .ok_or_else(|| format!("unknown nemesis {part:?}: expected kill, crash, disk-error, pause, partition, net, all or none"))?;
+                .ok_or_else(|| format!("unknown nemesis {part:?}: expected kill, crash, disk-error, disk-damage, disk-corrupt, pause, partition, net, all or none"))?;
             kinds.insert(kind);
         }
         Ok(kinds.into_iter().collect())
@@ -89,16 +118,38 @@ enum Active {
     Crashed(Vec<u64>),
     /// Nodes given a disk error, and those of them that carried on (to be killed).
     DiskErrored(Vec<u64>, Vec<u64>),
+    /// A node whose log was damaged while it was down, and the copy of its log made before
+    /// (for damage a correct node refuses).
+    Damaged(Vec<u64>, Option<PathBuf>),
     Paused(Vec<u64>),
     Partition(&'static str, Vec<Link>),
     Net,
 }
 
 impl FaultKind {
+    /// Whether the fault reaches the nodes' storage (the check crash-recovery covers it).
+    pub fn is_storage_fault(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Crash
+                | FaultKind::DiskError
+                | FaultKind::DiskDamage
+                | FaultKind::DiskCorrupt
+        )
+    }
+
     /// Faults of one class act on the same thing (processes, or links), so at most one of each
     /// class is in force at a time; one of each may overlap.
     fn is_process_fault(self) -> bool {
-        matches!(self, FaultKind::Kill | FaultKind::Crash | FaultKind::DiskError | FaultKind::Pause)
+        matches!(
+            self,
+            FaultKind::Kill
+                | FaultKind::Crash
+                | FaultKind::DiskError
+                | FaultKind::DiskDamage
+                | FaultKind::DiskCorrupt
+                | FaultKind::Pause
+        )
     }
 }
 
@@ -137,6 +188,7 @@ impl Nemesis {
             Active::Killed(ids) => format!("kill {ids:?}"),
             Active::Crashed(ids) => format!("crash {ids:?}"),
             Active::DiskErrored(ids, _) => format!("disk-error {ids:?}"),
+            Active::Damaged(ids, _) => format!("disk damage {ids:?}"),
             Active::Paused(ids) => format!("pause {ids:?}"),
             Active::Partition(shape, _) => format!("partition {shape}"),
             Active::Net => "net".to_string(),
@@ -266,6 +318,38 @@ impl Nemesis {
                 )?;
                 Active::DiskErrored(nodes, carried_on)
             }
+            FaultKind::DiskDamage | FaultKind::DiskCorrupt => {
+                let (target, nodes) = self.pick_targets(&ids, leader);
+                let node = nodes.into_iter().find(|&id| cluster.state(id) == ProcessState::Running);
+                let kinds = match kind {
+                    FaultKind::DiskCorrupt => Damage::SYNCED,
+                    _ => Damage::TAIL,
+                };
+                let damage = *kinds.choose(&mut self.rng).expect("damages");
+                let mut rng = ChaCha8Rng::seed_from_u64(self.rng.gen());
+                let mut value = json!({"target": target, "nodes": Vec::from_iter(node),
+                                       "damage": damage.name()});
+                let mut backup = None;
+                if let Some(id) = node {
+                    cluster.kill(id);
+                    let dir = cluster.info(id).dir.clone();
+                    if damage.expects_refusal() {
+                        backup = Some(copy_log(&dir)?);
+                    }
+                    match damage::damage(&dir, damage, &mut rng)? {
+                        Some(done) => {
+                            value["file"] =
+                                json!(done.file.file_name().map(|n| n.to_string_lossy()));
+                            value["offset"] = json!(done.offset);
+                            value["bytes"] = json!(done.bytes);
+                            value["last_index"] = json!(done.last_index);
+                        }
+                        None => value["applied"] = json!(false),
+                    }
+                }
+                rec.nemesis(&format!("start-{}", kind.name()), value)?;
+                Active::Damaged(Vec::from_iter(node), backup)
+            }
             FaultKind::Partition => {
                 let (shape, cut) = self.pick_partition(&ids, leader);
                 proxy.update_all(|link, f| f.cut |= cut.contains(&link));
@@ -385,6 +469,28 @@ impl Nemesis {
                     cluster.start(id)?;
                 }
                 rec.nemesis("stop-crash", json!({"nodes": ids}))?;
+            }
+            Active::Damaged(ids, None) => {
+                for &id in &ids {
+                    cluster.start(id)?;
+                }
+                rec.nemesis("stop-disk-damage", json!({"nodes": ids}))?;
+            }
+            Active::Damaged(ids, Some(backup)) => {
+                // A correct node refuses to start on damaged synced data; then the operator's
+                // remedy: the log restored from a copy, and a start.
+                let mut refused = Vec::new();
+                for &id in &ids {
+                    cluster.start(id)?;
+                    if cluster.wait_for_exit(id, Duration::from_secs(5)) {
+                        refused.push(id);
+                    } else {
+                        cluster.kill(id);
+                    }
+                    restore_log(&cluster.info(id).dir, &backup)?;
+                    cluster.start(id)?;
+                }
+                rec.nemesis("stop-disk-corrupt", json!({"nodes": ids, "refused": refused}))?;
             }
             Active::DiskErrored(ids, carried_on) => {
                 // A node that carried on after its error runs on storage that lost data: it is
@@ -513,6 +619,26 @@ impl Nemesis {
         };
         (shape, cut)
     }
+}
+
+/// Copies the stopped node's log (`dir/raft`, a flat directory) to `dir/raft-backup`.
+fn copy_log(dir: &Path) -> anyhow::Result<PathBuf> {
+    let (from, to) = (dir.join("raft"), dir.join("raft-backup"));
+    let _ = std::fs::remove_dir_all(&to);
+    std::fs::create_dir(&to).with_context(|| format!("creating {}", to.display()))?;
+    for item in std::fs::read_dir(&from).with_context(|| format!("listing {}", from.display()))? {
+        let item = item?;
+        std::fs::copy(item.path(), to.join(item.file_name()))
+            .with_context(|| format!("copying {}", item.path().display()))?;
+    }
+    Ok(to)
+}
+
+/// Puts the copy `backup` of a stopped node's log back in place of `dir/raft`.
+fn restore_log(dir: &Path, backup: &Path) -> anyhow::Result<()> {
+    let log = dir.join("raft");
+    std::fs::remove_dir_all(&log).with_context(|| format!("removing {}", log.display()))?;
+    std::fs::rename(backup, &log).with_context(|| format!("restoring {}", log.display()))
 }
 
 /// What one crash did, for the history: the crash state chosen, and how many unsynced bytes

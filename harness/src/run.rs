@@ -90,6 +90,8 @@ pub struct RunVerdict {
     pub safety: Vec<SafetyCheck>,
     pub liveness: Liveness,
     pub node_crashes: Vec<String>,
+    /// Refusals to start on damaged synced data (`disk-corrupt`), as a correct node must.
+    pub expected_refusals: Vec<String>,
     pub stats: Value,
 }
 
@@ -177,6 +179,7 @@ async fn run_async(
 
     let crash_disk = kinds.iter().any(|k| matches!(k, FaultKind::Crash | FaultKind::DiskError));
     let mut run = Run::start(&args, seed, &dir, crash_disk).await?;
+    run.storage_faults = kinds.iter().any(|k| k.is_storage_fault());
     let outcome = tokio::select! {
         r = run.drive(&args, seed, workload, kinds) => r.map(Some),
         _ = interrupted() => Ok(None),
@@ -221,8 +224,9 @@ struct Run {
     healed_at: Option<Instant>,
     liveness: Option<Liveness>,
     crashes: Vec<String>,
-    /// Whether the nodes run on crash disks (the nemesis may crash them).
-    crash_disk: bool,
+    /// Whether the nemesis may crash nodes, fail their disks or damage their logs (then the
+    /// check crash-recovery runs).
+    storage_faults: bool,
     /// Messages the proxy forwarded, dropped and duplicated, over all links.
     proxy_totals: Value,
 }
@@ -268,7 +272,7 @@ impl Run {
             healed_at: None,
             liveness: None,
             crashes: Vec::new(),
-            crash_disk,
+            storage_faults: false,
             proxy_totals: Value::Null,
         })
     }
@@ -484,7 +488,12 @@ async fn check_run(
         records.push(NodeRecord::read_dir(id, &run.cluster.info(id).dir)?);
     }
     let mut safety = check_safety(&records, &acknowledged_writes(&history));
-    if run.crash_disk {
+    let mut expected_refusals = Vec::new();
+    for record in &records {
+        let dir = &run.cluster.info(record.node).dir;
+        expected_refusals.extend(crate::node::damage::refusals(record, dir)?);
+    }
+    if run.storage_faults {
         let ids = run.cluster.ids();
         let dirs: Vec<(u64, &Path)> =
             ids.iter().map(|&id| (id, run.cluster.info(id).dir.as_path())).collect();
@@ -539,6 +548,7 @@ async fn check_run(
         safety,
         liveness,
         node_crashes: run.crashes.clone(),
+        expected_refusals,
         stats,
     })
 }
@@ -638,6 +648,9 @@ fn print_summary(v: &RunVerdict, dir: &Path, report: Option<&Path>) {
         for what in &c.violations {
             println!("  {what}");
         }
+    }
+    for refusal in &v.expected_refusals {
+        println!("refused (expected): {refusal}");
     }
     match v.liveness.recovered_after_s {
         Some(s) if v.liveness.valid => println!("liveness: valid (served {s:.2} s after healing)"),

@@ -99,7 +99,7 @@ pub fn error_records(dir: &Path) -> anyhow::Result<Vec<DiskErrorRecord>> {
     read_records(&dir.join(ERROR_RECORD_FILE))
 }
 
-fn read_records<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<T>> {
+pub(super) fn read_records<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<T>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -148,7 +148,7 @@ async fn crash(disk: &CrashDisk, dir: &Path, persisted_index: Index) -> anyhow::
     append_record(&dir.join(RECORD_FILE), &record)
 }
 
-fn append_record(path: &Path, record: &impl Serialize) -> anyhow::Result<()> {
+pub(super) fn append_record(path: &Path, record: &impl Serialize) -> anyhow::Result<()> {
     let mut line = serde_json::to_vec(record).expect("a record serializes");
     line.push(b'\n');
     let mut file = OpenOptions::new()
@@ -190,9 +190,10 @@ pub async fn inject_error(
     append_record(&dir.join(ERROR_RECORD_FILE), &record)
 }
 
-/// The check `crash-recovery`: after every crash and every injected disk error the node
-/// started again, without refusing, with at least the log it knew durable when the fault was
-/// requested; and after a disk error it stopped (recorded `failed`) instead of carrying on.
+/// The check `crash-recovery`: after every crash, injected disk error and damaged log tail the
+/// node started again, without refusing, with at least the log it knew durable when the fault
+/// came; after a disk error it stopped (recorded `failed`) instead of carrying on; and after
+/// damage to synced data it refused to start.
 /// `nodes` are the nodes' ids and data directories.
 pub fn check_recovery(nodes: &[(u64, &Path)]) -> anyhow::Result<SafetyCheck> {
     let mut violations = Vec::new();
@@ -220,6 +221,33 @@ pub fn check_recovery(nodes: &[(u64, &Path)]) -> anyhow::Result<SafetyCheck> {
                 injected.lost_bytes
             );
             incidents.push((error.time_ms, what, error.persisted_index, true));
+        }
+        let mut must_refuse = Vec::new();
+        for damage in super::damage::records(dir)? {
+            let file = damage.file.file_name().unwrap_or(damage.file.as_os_str());
+            let what = format!(
+                "node {node} after {} of {} at byte offset {} ({} bytes)",
+                damage.damage.name(),
+                file.to_string_lossy(),
+                damage.offset,
+                damage.bytes
+            );
+            match damage.damage.expects_refusal() {
+                true => must_refuse.push((damage.time_ms, what)),
+                false => incidents.push((damage.time_ms, what, damage.last_index, false)),
+            }
+        }
+        for (time_ms, what) in must_refuse {
+            let refused = events
+                .iter()
+                .filter(|e| e.time_ms.is_some_and(|t| t >= time_ms))
+                .filter(|e| matches!(e.event.as_str(), "started" | "restarted" | "refused"))
+                .take(2)
+                .any(|e| e.event == "refused");
+            if !refused {
+                violations
+                    .push(format!("{what}: started on damaged synced data instead of refusing"));
+            }
         }
         for (time_ms, what, persisted_index, must_fail) in incidents {
             let mut after = events.iter().filter(|e| {

@@ -2,6 +2,7 @@
 //! clients over JSON Lines (see `docs/node.md` and `docs/protocol.md`).
 
 pub mod crash;
+pub mod damage;
 pub mod events;
 pub mod kv;
 pub mod server;

@@ -120,6 +120,9 @@ pub enum FaultKind {
     /// A write or sync of the processes' storage failed (ENOSPC, EIO); they stop, and are
     /// restarted at the end of the period.
     DiskError,
+    /// Processes killed and their log damaged (a torn or flipped last record, or corrupted
+    /// synced data), restarted at the end.
+    DiskDamage,
     /// Processes paused (SIGSTOP), resumed at the end.
     Pause,
     /// Links cut.
@@ -132,10 +135,11 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind, in the order of the fault lanes.
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::Kill,
         FaultKind::Crash,
         FaultKind::DiskError,
+        FaultKind::DiskDamage,
         FaultKind::Pause,
         FaultKind::Partition,
         FaultKind::Net,
@@ -147,6 +151,7 @@ impl FaultKind {
             "kill" => FaultKind::Kill,
             "crash" => FaultKind::Crash,
             "disk-error" => FaultKind::DiskError,
+            "disk-damage" | "disk-corrupt" => FaultKind::DiskDamage,
             "pause" => FaultKind::Pause,
             "partition" => FaultKind::Partition,
             "net" => FaultKind::Net,
@@ -160,6 +165,7 @@ impl FaultKind {
             FaultKind::Kill => "kill",
             FaultKind::Crash => "crash",
             FaultKind::DiskError => "disk-error",
+            FaultKind::DiskDamage => "disk-damage",
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
             FaultKind::Net => "net",
@@ -552,7 +558,7 @@ fn describe_fault(
             .unwrap_or_default()
     };
     match name {
-        "kill" | "pause" | "crash" | "disk-error" => {
+        "kill" | "pause" | "crash" | "disk-error" | "disk-damage" | "disk-corrupt" => {
             let nodes = ids(value.get("nodes"));
             let target = value.get("target").and_then(Value::as_str).unwrap_or("");
             let what = if nodes.is_empty() { "no node".to_string() } else { node_list(&nodes) };
@@ -565,6 +571,15 @@ fn describe_fault(
             if let Some(crashes) = value.get("crashes").and_then(Value::as_array) {
                 let states: Vec<String> = crashes.iter().map(describe_crash).collect();
                 detail = format!("{detail}: {}", states.join("; "));
+            }
+            if let Some(damage) = value.get("damage").and_then(Value::as_str) {
+                detail = match (value.get("file").and_then(Value::as_str), value.get("offset")) {
+                    (Some(file), Some(offset)) => {
+                        let bytes = value.get("bytes").and_then(Value::as_u64).unwrap_or(0);
+                        format!("{detail}: {damage} of {file} at byte {offset} ({bytes} bytes)")
+                    }
+                    _ => format!("{detail}: {damage}, nothing to damage"),
+                };
             }
             if let Some(errors) = value.get("errors").and_then(Value::as_array) {
                 let errors: Vec<String> = errors.iter().map(describe_disk_error).collect();
@@ -722,7 +737,12 @@ fn node_data(
     // A kill or a crash ends the leadership of the nodes it stops.
     let kills: Vec<u64> = faults
         .iter()
-        .filter(|f| matches!(f.kind, FaultKind::Kill | FaultKind::Crash | FaultKind::DiskError))
+        .filter(|f| {
+            matches!(
+                f.kind,
+                FaultKind::Kill | FaultKind::Crash | FaultKind::DiskError | FaultKind::DiskDamage
+            )
+        })
         .filter(|f| f.nodes.contains(&record.node))
         .map(|f| f.start)
         .collect();

@@ -14,7 +14,7 @@ use super::timeline::overview;
 use super::CampaignRun;
 
 const STYLE: &str = r#"
-:root{--ok:#2ca02c;--refused:#a9d18e;--fail:#d62728;--info:#ff7f0e;--open:#999;--kill:#3a3a3a;--crash:#e6550d;--disk-error:#bcbd22;--pause:#1f77b4;--partition:#9467bd;--net:#17becf;--other:#8c564b;--leader:#1f3b73}
+:root{--ok:#2ca02c;--refused:#a9d18e;--fail:#d62728;--info:#ff7f0e;--open:#999;--kill:#3a3a3a;--crash:#e6550d;--disk-error:#bcbd22;--disk-damage:#7f7f00;--pause:#1f77b4;--partition:#9467bd;--net:#17becf;--other:#8c564b;--leader:#1f3b73}
 *{box-sizing:border-box}
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d1d1f;background:#f6f7f9}
 main{max-width:1320px;margin:0 auto;padding:18px 24px 40px}
@@ -50,11 +50,11 @@ svg .tick{text-anchor:middle;font-size:10px;fill:#555}
 svg .frame{fill:none;stroke:#d0d4da}
 svg .grid{stroke:#eceef1;fill:none}
 svg .shade{opacity:.13}
-svg .shade.kill{fill:var(--kill);opacity:.16}svg .shade.crash{fill:var(--crash);opacity:.16}svg .shade.disk-error{fill:var(--disk-error);opacity:.16}svg .shade.pause{fill:var(--pause)}svg .shade.partition{fill:var(--partition)}svg .shade.net{fill:var(--net);opacity:.16}svg .shade.other{fill:var(--other)}
+svg .shade.kill{fill:var(--kill);opacity:.16}svg .shade.crash{fill:var(--crash);opacity:.16}svg .shade.disk-error{fill:var(--disk-error);opacity:.16}svg .shade.disk-damage{fill:var(--disk-damage);opacity:.16}svg .shade.pause{fill:var(--pause)}svg .shade.partition{fill:var(--partition)}svg .shade.net{fill:var(--net);opacity:.16}svg .shade.other{fill:var(--other)}
 svg .edge{stroke-width:1.2;opacity:.6}
-svg .edge.kill{stroke:var(--kill)}svg .edge.crash{stroke:var(--crash)}svg .edge.disk-error{stroke:var(--disk-error)}svg .edge.pause{stroke:var(--pause)}svg .edge.partition{stroke:var(--partition)}svg .edge.net{stroke:var(--net)}svg .edge.other{stroke:var(--other)}
+svg .edge.kill{stroke:var(--kill)}svg .edge.crash{stroke:var(--crash)}svg .edge.disk-error{stroke:var(--disk-error)}svg .edge.disk-damage{stroke:var(--disk-damage)}svg .edge.pause{stroke:var(--pause)}svg .edge.partition{stroke:var(--partition)}svg .edge.net{stroke:var(--net)}svg .edge.other{stroke:var(--other)}
 svg .fault rect{stroke:none}
-svg .fault.kill rect{fill:var(--kill)}svg .fault.crash rect{fill:var(--crash)}svg .fault.disk-error rect{fill:var(--disk-error)}svg .fault.pause rect{fill:var(--pause)}svg .fault.partition rect{fill:var(--partition)}svg .fault.net rect{fill:var(--net)}svg .fault.other rect{fill:var(--other)}
+svg .fault.kill rect{fill:var(--kill)}svg .fault.crash rect{fill:var(--crash)}svg .fault.disk-error rect{fill:var(--disk-error)}svg .fault.disk-damage rect{fill:var(--disk-damage)}svg .fault.pause rect{fill:var(--pause)}svg .fault.partition rect{fill:var(--partition)}svg .fault.net rect{fill:var(--net)}svg .fault.other rect{fill:var(--other)}
 svg .fault text{fill:#fff;font-weight:600;pointer-events:none}
 svg .area{stroke:none}svg .area.ok{fill:var(--ok);opacity:.85}svg .area.refused{fill:var(--refused)}svg .area.info{fill:var(--info)}svg .area.fail{fill:var(--fail)}
 svg .dots path,svg path.dots{fill:none;stroke-width:3;stroke-linecap:round;opacity:.5}
@@ -199,7 +199,7 @@ pub fn run_page(run: &RunData) -> String {
     page(&format!("{} · {}", run.id, verdict_word(overall)), &b)
 }
 
-const LEGEND: &str = r#"<div class="legend"><span><span class="chip" style="background:var(--ok)"></span>ok</span><span><span class="chip" style="background:var(--refused)"></span>fail: refused by a cas precondition (served)</span><span><span class="chip" style="background:var(--fail)"></span>fail: error</span><span><span class="chip" style="background:var(--info)"></span>info (indeterminate)</span><span><span class="chip" style="background:var(--open)"></span>never completed</span><span>|</span><span><span class="chip" style="background:var(--kill)"></span>kill</span><span><span class="chip" style="background:var(--crash)"></span>crash (power failure)</span><span><span class="chip" style="background:var(--disk-error)"></span>disk error</span><span><span class="chip" style="background:var(--pause)"></span>pause</span><span><span class="chip" style="background:var(--partition)"></span>partition</span><span><span class="chip" style="background:var(--net)"></span>net (loss, delay, duplication, reordering)</span><span>|</span><span><span class="chip" style="background:var(--leader)"></span>leader (term)</span><span><span class="chip" style="background:var(--kill);opacity:.55"></span>down</span><span><span class="chip" style="background:var(--pause);opacity:.45"></span>paused</span><span><span class="chip" style="background:var(--partition);opacity:.5"></span>without quorum</span><span>▲ restart</span></div>"#;
+const LEGEND: &str = r#"<div class="legend"><span><span class="chip" style="background:var(--ok)"></span>ok</span><span><span class="chip" style="background:var(--refused)"></span>fail: refused by a cas precondition (served)</span><span><span class="chip" style="background:var(--fail)"></span>fail: error</span><span><span class="chip" style="background:var(--info)"></span>info (indeterminate)</span><span><span class="chip" style="background:var(--open)"></span>never completed</span><span>|</span><span><span class="chip" style="background:var(--kill)"></span>kill</span><span><span class="chip" style="background:var(--crash)"></span>crash (power failure)</span><span><span class="chip" style="background:var(--disk-error)"></span>disk error</span><span><span class="chip" style="background:var(--disk-damage)"></span>disk damage</span><span><span class="chip" style="background:var(--pause)"></span>pause</span><span><span class="chip" style="background:var(--partition)"></span>partition</span><span><span class="chip" style="background:var(--net)"></span>net (loss, delay, duplication, reordering)</span><span>|</span><span><span class="chip" style="background:var(--leader)"></span>leader (term)</span><span><span class="chip" style="background:var(--kill);opacity:.55"></span>down</span><span><span class="chip" style="background:var(--pause);opacity:.45"></span>paused</span><span><span class="chip" style="background:var(--partition);opacity:.5"></span>without quorum</span><span>▲ restart</span></div>"#;
 
 fn summary(b: &mut String, run: &RunData) {
     let count = |o: Outcome| run.count(o);

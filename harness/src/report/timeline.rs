@@ -343,6 +343,7 @@ fn nodes(out: &mut String, run: &RunData, scale: &TimeScale, y: f64) -> f64 {
                 FaultKind::Kill => ("down", "down (killed)", (ly + 3.0, lh - 6.0)),
                 FaultKind::Crash => ("down", "down (crashed)", (ly + 3.0, lh - 6.0)),
                 FaultKind::DiskError => ("down", "down (disk error)", (ly + 3.0, lh - 6.0)),
+                FaultKind::DiskDamage => ("down", "down (log damaged)", (ly + 3.0, lh - 6.0)),
                 FaultKind::Pause => ("paused", "paused", (ly + 3.0, lh - 6.0)),
                 FaultKind::Partition if f.isolated.contains(&node.id) => {
                     ("isolated", "without a quorum", (ly + 3.0, lh - 6.0))

@@ -48,7 +48,10 @@ pub use disk::{
     InjectedError, OsDisk,
 };
 pub use error::{Corruption, StorageError};
-pub use file::{FileStorage, FileStorageOptions, Recovery, TornTail};
+pub use file::{
+    inspect, FileStorage, FileStorageOptions, RecordKind, RecordSpan, Recovery, SegmentLayout,
+    TornTail,
+};
 pub use memory::MemStorage;
 
 use crate::core::{Entry, HardState, Index};

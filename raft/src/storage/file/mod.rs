@@ -2,6 +2,7 @@
 
 mod fsutil;
 mod hard_state;
+mod inspect;
 mod record;
 mod recover;
 mod segment;
@@ -10,6 +11,8 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+pub use self::inspect::{inspect, RecordKind, RecordSpan, SegmentLayout};
 
 use self::fsutil::sync_dir;
 use self::record::{Frame, Record};

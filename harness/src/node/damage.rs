@@ -1,0 +1,246 @@
+//! Damage to a stopped node's log files, and its record (`disk-damage.jsonl`, written by the
+//! harness into the node's data directory).
+//!
+//! Tail damage hits the log's last record, the sync marker its last sync wrote: a torn write
+//! that a correct node cuts off on restart, keeping every entry. Synced damage hits an entry
+//! that a sync marker after it proves durable: a correct node refuses to start on it, naming
+//! the file and offset.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use checker::safety::NodeRecord;
+use raft::storage::{inspect, RecordKind, RecordSpan};
+use raft::Index;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// The records of damage done to a node's files.
+pub const RECORD_FILE: &str = "disk-damage.jsonl";
+
+/// A kind of damage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Damage {
+    /// The last record cut short at a random byte.
+    TornTail,
+    /// A random byte of the last record flipped.
+    FlipTail,
+    /// A random byte of a synced entry's record flipped.
+    FlipSynced,
+    /// Up to 512 bytes zeroed from the start of a synced entry's record.
+    ZeroBlock,
+}
+
+impl Damage {
+    /// Damage a correct node recovers from.
+    pub const TAIL: [Damage; 2] = [Damage::TornTail, Damage::FlipTail];
+    /// Damage a correct node refuses to start on.
+    pub const SYNCED: [Damage; 2] = [Damage::FlipSynced, Damage::ZeroBlock];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Damage::TornTail => "torn-tail",
+            Damage::FlipTail => "flip-tail",
+            Damage::FlipSynced => "flip-synced",
+            Damage::ZeroBlock => "zero-block",
+        }
+    }
+
+    /// Whether a correct node must refuse to start on it.
+    pub fn expects_refusal(self) -> bool {
+        Damage::SYNCED.contains(&self)
+    }
+}
+
+/// Damage done, as the harness recorded it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamageRecord {
+    /// When, in ms since the Unix epoch (as `events.jsonl`).
+    pub time_ms: u64,
+    pub damage: Damage,
+    pub file: PathBuf,
+    /// Where the damage starts, and how many bytes it cut, flipped or zeroed.
+    pub offset: u64,
+    pub bytes: u64,
+    /// The last entry a sync marker proved durable before the damage: after tail damage the
+    /// node must recover at least this far.
+    pub last_index: Index,
+}
+
+/// Damages the log of the stopped node in `dir` (its storage in `dir/raft`) and records it.
+/// `None` when the log has no record the damage applies to.
+pub fn damage(
+    dir: &Path,
+    damage: Damage,
+    rng: &mut impl Rng,
+) -> anyhow::Result<Option<DamageRecord>> {
+    let storage = dir.join("raft");
+    let segments =
+        inspect(&storage).with_context(|| format!("inspecting {}", storage.display()))?;
+    let durable = |records: &[RecordSpan]| {
+        records.iter().rev().find_map(|r| match r.kind {
+            RecordKind::SyncMarker { last_index } => Some(last_index),
+            RecordKind::Entry { .. } => None,
+        })
+    };
+    let last_index = segments.iter().rev().find_map(|s| durable(&s.records)).unwrap_or(0);
+    let (file, offset, bytes) = if damage.expects_refusal() {
+        // Entries with a sync marker after them in their segment.
+        let mut synced: Vec<(&Path, RecordSpan, u64)> = Vec::new();
+        for s in &segments {
+            let Some(marker) =
+                s.records.iter().rposition(|r| matches!(r.kind, RecordKind::SyncMarker { .. }))
+            else {
+                continue;
+            };
+            let marker_at = s.records[marker].offset;
+            for r in &s.records[..marker] {
+                if matches!(r.kind, RecordKind::Entry { .. }) {
+                    synced.push((&s.path, *r, marker_at));
+                }
+            }
+        }
+        if synced.is_empty() {
+            return Ok(None);
+        }
+        let (path, record, marker_at) = synced[rng.gen_range(0..synced.len())];
+        match damage {
+            Damage::FlipSynced => {
+                let at = record.offset + rng.gen_range(0..record.len);
+                flip(path, at, rng)?;
+                (path.to_path_buf(), at, 1)
+            }
+            _ => {
+                let len = (marker_at - record.offset).min(512);
+                write_at(path, &vec![0; len as usize], record.offset)?;
+                (path.to_path_buf(), record.offset, len)
+            }
+        }
+    } else {
+        let Some(last) = segments.last() else { return Ok(None) };
+        let Some(record) =
+            last.records.last().filter(|r| matches!(r.kind, RecordKind::SyncMarker { .. }))
+        else {
+            // The last record is an entry no sync proved durable yet (a kill during a sync).
+            return Ok(None);
+        };
+        match damage {
+            Damage::TornTail => {
+                let cut = record.offset + rng.gen_range(1..record.len);
+                let file = OpenOptions::new().write(true).open(&last.path)?;
+                file.set_len(cut).with_context(|| format!("cutting {}", last.path.display()))?;
+                (last.path.clone(), cut, last.len - cut)
+            }
+            _ => {
+                let at = record.offset + rng.gen_range(0..record.len);
+                flip(&last.path, at, rng)?;
+                (last.path.clone(), at, 1)
+            }
+        }
+    };
+    let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let record = DamageRecord { time_ms, damage, file, offset, bytes, last_index };
+    super::crash::append_record(&dir.join(RECORD_FILE), &record)?;
+    Ok(Some(record))
+}
+
+/// Every damage recorded for the node in `dir`, oldest first.
+pub fn records(dir: &Path) -> anyhow::Result<Vec<DamageRecord>> {
+    super::crash::read_records(&dir.join(RECORD_FILE))
+}
+
+fn write_at(path: &Path, bytes: &[u8], at: u64) -> anyhow::Result<()> {
+    let file = OpenOptions::new().write(true).open(path)?;
+    file.write_all_at(bytes, at).with_context(|| format!("damaging {}", path.display()))
+}
+
+fn flip(path: &Path, at: u64, rng: &mut impl Rng) -> anyhow::Result<()> {
+    let file = OpenOptions::new().read(true).write(true).open(path)?;
+    let mut byte = [0];
+    file.read_exact_at(&mut byte, at)?;
+    byte[0] ^= rng.gen_range(1..=255u8);
+    file.write_all_at(&byte, at).with_context(|| format!("damaging {}", path.display()))
+}
+
+/// For each damage to synced data in the node's records: the refusal that followed it, in
+/// words ("node 2 refused to start after flip-synced of wal-...log at byte 9448: ...").
+pub fn refusals(record: &NodeRecord, dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for damage in records(dir)?.into_iter().filter(|d| d.damage.expects_refusal()) {
+        let refusal = record
+            .events
+            .iter()
+            .find(|e| e.event == "refused" && e.time_ms.is_some_and(|t| t >= damage.time_ms));
+        if let Some(refusal) = refusal {
+            let file = damage.file.file_name().unwrap_or(damage.file.as_os_str());
+            out.push(format!(
+                "node {} refused to start after {} of {} at byte {}: {}",
+                record.node,
+                damage.damage.name(),
+                file.to_string_lossy(),
+                damage.offset,
+                refusal.reason.as_deref().unwrap_or("(no reason recorded)")
+            ));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::storage::{FileStorage, FileStorageOptions, Storage, StorageError};
+    use raft::{Entry, EntryKind};
+    use rand::SeedableRng;
+
+    /// A node directory whose log holds 30 entries in small segments, synced in batches of 1
+    /// to 3.
+    fn node_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let options = FileStorageOptions { segment_bytes: 600 };
+        let mut storage = FileStorage::open_with(dir.path().join("raft"), options).unwrap();
+        let mut index = 1;
+        while index <= 30 {
+            let batch: Vec<Entry> = (index..index + 1 + index % 3)
+                .map(|i| Entry {
+                    index: i,
+                    term: 1,
+                    kind: EntryKind::Normal,
+                    data: vec![i as u8; 40],
+                })
+                .collect();
+            index += batch.len() as u64;
+            storage.append(&batch).unwrap();
+            storage.sync().unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn tail_damage_is_recovered_from_with_every_entry_and_synced_damage_is_refused() {
+        for seed in 0..40 {
+            for damage in Damage::TAIL.into_iter().chain(Damage::SYNCED) {
+                let dir = node_dir();
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+                let done = super::damage(dir.path(), damage, &mut rng).unwrap().expect("damaged");
+                assert_eq!(records(dir.path()).unwrap(), vec![done.clone()]);
+                let opened = FileStorage::open_with(
+                    dir.path().join("raft"),
+                    FileStorageOptions { segment_bytes: 600 },
+                );
+                match (damage.expects_refusal(), opened) {
+                    (false, Ok(storage)) => {
+                        assert!(storage.last_index() >= done.last_index, "{done:?}");
+                        assert!(storage.recovery().torn_tail.is_some(), "{done:?}");
+                    }
+                    (true, Err(StorageError::Corrupt { path, .. })) => assert_eq!(path, done.file),
+                    (_, other) => panic!("seed {seed}, {done:?}: {other:?}"),
+                }
+            }
+        }
+    }
+}
