@@ -1,10 +1,15 @@
 //! One simulated peer: its protocol core while it runs, the durable image its storage holds
 //! across crashes, and where its applier stands.
 
+use rand::Rng;
+
 use crate::core::{Config, Entry, HardState, Index, RawNode, Ready, Role, Term};
+use crate::storage::CrashFamily;
 
 /// What a peer's storage holds: exactly what every [`Ready`] it processed wrote. Persistence is
-/// instant in the simulator, so a crash keeps all of it.
+/// instant in the simulator, so a crash keeps all of it; a power failure
+/// ([`Sim::power_fail`](super::Sim::power_fail)) strikes during a sync and keeps part of one
+/// ready ([`DurableImage::write_partially`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DurableImage {
     /// The durable term and vote.
@@ -30,6 +35,91 @@ impl DurableImage {
     pub fn last_index(&self) -> Index {
         self.entries.len() as Index
     }
+
+    /// Writes part of a ready, as a power failure during its sync leaves it, in `family`'s
+    /// crash states. The sync's steps are those of
+    /// [`FileStorage`](crate::storage::FileStorage), in its order: the hard state (replaced
+    /// atomically), the cut of a replaced suffix, the appended entries. The crash comes at one
+    /// step, drawn from `rng`: the steps before it are durable; of the step it hits,
+    /// `lose-unsynced` keeps nothing, `torn-prefix` keeps a cut or not and a prefix of the
+    /// entries (a torn last record is cut off on recovery), `metadata-without-data` keeps a
+    /// cut (a size change) but no entry. A hard state is never half written. Returns what
+    /// was kept, or `None` when the ready writes nothing (the crash then waits for one that
+    /// does).
+    pub fn write_partially(
+        &mut self,
+        ready: &Ready,
+        family: CrashFamily,
+        rng: &mut impl Rng,
+    ) -> Option<PartialWrite> {
+        let cuts = ready.entries.first().is_some_and(|e| e.index <= self.last_index());
+        let mut steps = Vec::new();
+        if ready.hard_state.is_some_and(|hs| hs != self.hard_state) {
+            steps.push(Step::HardState);
+        }
+        if cuts {
+            steps.push(Step::Cut);
+        }
+        if !ready.entries.is_empty() {
+            steps.push(Step::Append);
+        }
+        let crash_at = *steps.get(rng.gen_range(0..steps.len().max(1)))?;
+        let mut kept =
+            PartialWrite { crashed_at: crash_at, hard_state: false, cut: false, entries: 0 };
+        for &step in steps.iter().filter(|&&step| step <= crash_at) {
+            let done = step < crash_at;
+            match step {
+                Step::HardState if done => {
+                    self.hard_state = ready.hard_state.expect("a hard state step");
+                    kept.hard_state = true;
+                }
+                Step::HardState => {}
+                Step::Cut => {
+                    let keep = done
+                        || match family {
+                            CrashFamily::LoseUnsynced => false,
+                            CrashFamily::TornPrefix => rng.gen_bool(0.5),
+                            CrashFamily::MetadataWithoutData => true,
+                        };
+                    if keep {
+                        self.entries.truncate((ready.entries[0].index - 1) as usize);
+                        kept.cut = true;
+                    }
+                }
+                Step::Append => {
+                    let n = match family {
+                        CrashFamily::TornPrefix => rng.gen_range(0..=ready.entries.len()),
+                        _ => 0,
+                    };
+                    // The cut was durable before the append's sync began.
+                    self.entries.truncate((ready.entries[0].index - 1) as usize);
+                    self.entries.extend_from_slice(&ready.entries[..n]);
+                    kept.entries = n;
+                }
+            }
+        }
+        Some(kept)
+    }
+}
+
+/// A step of a sync, in [`FileStorage`](crate::storage::FileStorage)'s order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Step {
+    HardState,
+    Cut,
+    Append,
+}
+
+/// What a power failure during a sync left of a ready's writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartialWrite {
+    /// The step whose sync the power failure hit.
+    pub crashed_at: Step,
+    /// Whether the new hard state, the cut of a replaced suffix, and how many of the appended
+    /// entries reached the disk.
+    pub hard_state: bool,
+    pub cut: bool,
+    pub entries: usize,
 }
 
 /// A simulated peer.
@@ -44,6 +134,9 @@ pub struct SimNode {
     pub(crate) next_apply: Index,
     /// The highest index applied by any incarnation.
     pub(crate) applied_ever: Index,
+    /// A power failure to happen at this incarnation's next sync (its crash family, the seed
+    /// of its choices), or when the virtual clock passes the deadline (µs) without one.
+    pub(crate) power_failure: Option<(CrashFamily, u64, u64)>,
     /// Role and term after the last step, to notice changes.
     pub(crate) last_role: Role,
     pub(crate) last_term: Term,
@@ -62,6 +155,7 @@ impl SimNode {
             incarnation: 0,
             next_apply: 1,
             applied_ever: 0,
+            power_failure: None,
             last_role,
             last_term,
         }
@@ -75,6 +169,7 @@ impl SimNode {
     /// Stops the peer; only its durable image survives.
     pub(crate) fn crash(&mut self) {
         self.raw = None;
+        self.power_failure = None;
     }
 
     /// A new incarnation from the durable image; it re-applies from index 1.
@@ -117,6 +212,69 @@ mod tests {
 
     fn e(index: Index, term: Term) -> Entry {
         Entry { index, term, kind: EntryKind::Normal, data: vec![index as u8] }
+    }
+
+    /// An image holding 1..=3 of term 1, and a ready that votes in term 2 and replaces 3 with
+    /// 3..=5 of term 2.
+    fn image_and_ready() -> (DurableImage, Ready) {
+        let mut img = DurableImage::default();
+        img.write(&Ready { entries: vec![e(1, 1), e(2, 1), e(3, 1)], ..Ready::default() });
+        let ready = Ready {
+            hard_state: Some(HardState { term: 2, vote: Some(1) }),
+            entries: vec![e(3, 2), e(4, 2), e(5, 2)],
+            ..Ready::default()
+        };
+        (img, ready)
+    }
+
+    #[test]
+    fn a_power_failure_keeps_the_steps_before_it_and_its_family_of_the_one_it_hits() {
+        use rand::SeedableRng;
+        let mut seen = std::collections::BTreeSet::new();
+        for family in CrashFamily::ALL {
+            for seed in 0..200 {
+                let (mut img, ready) = image_and_ready();
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+                let kept = img.write_partially(&ready, family, &mut rng).expect("a write");
+                // The hard state is whole, old or new, and new once a later step began.
+                assert_eq!(kept.hard_state, kept.crashed_at > Step::HardState);
+                let term = if kept.hard_state { 2 } else { 0 };
+                assert_eq!(img.hard_state.term, term);
+                // The log is the old one, or cut at 3 followed by a prefix of the new entries.
+                let expected: Vec<Entry> = match (kept.cut, kept.entries) {
+                    (false, 0) => vec![e(1, 1), e(2, 1), e(3, 1)],
+                    (true, n) => [vec![e(1, 1), e(2, 1)], ready.entries[..n].to_vec()].concat(),
+                    (false, n) => panic!("{n} entries appended without the cut before them"),
+                };
+                assert_eq!(img.entries, expected, "{family} {kept:?}");
+                match family {
+                    CrashFamily::LoseUnsynced => assert_eq!(kept.entries, 0),
+                    CrashFamily::MetadataWithoutData => {
+                        assert_eq!(kept.entries, 0);
+                        assert_eq!(kept.cut, kept.crashed_at >= Step::Cut);
+                    }
+                    CrashFamily::TornPrefix => {}
+                }
+                seen.insert((family, kept.crashed_at, kept.cut, kept.entries));
+            }
+        }
+        // Every step gets hit, and torn prefixes of every length are kept.
+        for step in [Step::HardState, Step::Cut, Step::Append] {
+            assert!(seen.iter().any(|s| s.1 == step), "{step:?}");
+        }
+        for n in 0..=3 {
+            assert!(seen.contains(&(CrashFamily::TornPrefix, Step::Append, true, n)), "{n}");
+        }
+    }
+
+    #[test]
+    fn a_ready_that_writes_nothing_is_no_place_for_a_power_failure() {
+        use rand::SeedableRng;
+        let (mut img, _) = image_and_ready();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let unchanged = Ready { hard_state: Some(img.hard_state), ..Ready::default() };
+        assert_eq!(img.write_partially(&unchanged, CrashFamily::TornPrefix, &mut rng), None);
+        assert_eq!(img.last_index(), 3);
     }
 
     #[test]

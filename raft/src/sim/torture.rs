@@ -27,6 +27,7 @@ use super::cluster::{num, Cluster};
 use super::invariants::describe;
 use super::world::{derive_seed, SimConfig};
 use crate::core::{Bug, EntryKind, Index, Role};
+use crate::storage::CrashFamily;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -90,6 +91,9 @@ impl Target {
 pub enum Action {
     /// Crashes a peer (`All`: every peer); it keeps only its durable state.
     Crash(Target),
+    /// A power failure of a peer (`All`: every peer) at its next sync: part of the writes in
+    /// progress reach its durable state, in one of the family's crash states.
+    PowerFail(Target, CrashFamily),
     /// Starts a peer again from its durable state, crashing it first if it runs (a reboot);
     /// `All` restarts every crashed peer and leaves running ones alone.
     Restart(Target),
@@ -119,6 +123,7 @@ impl Action {
         let on = |b: bool| if b { "on" } else { "off" };
         match self {
             Action::Crash(t) => format!("crash:{}", t.compact()),
+            Action::PowerFail(t, family) => format!("power:{}:{family}", t.compact()),
             Action::Restart(t) => format!("restart:{}", t.compact()),
             Action::Isolate(t) => format!("isolate:{}", t.compact()),
             Action::Connect(t) => format!("connect:{}", t.compact()),
@@ -145,6 +150,12 @@ impl Action {
         };
         let action = match name {
             "crash" => Action::Crash(target()?),
+            "power" => {
+                let (who, family) =
+                    arg.split_once(':').ok_or_else(|| format!("{s:?}: expected power:T:FAMILY"))?;
+                let family = family.parse::<CrashFamily>().map_err(|e| format!("{s:?}: {e}"))?;
+                Action::PowerFail(Target::parse(who, nodes)?, family)
+            }
             "restart" => Action::Restart(target()?),
             "isolate" => Action::Isolate(target()?),
             "connect" => Action::Connect(target()?),
@@ -193,6 +204,13 @@ impl fmt::Display for Action {
         let on = |b: bool| if b { "on" } else { "off" };
         match self {
             Action::Crash(t) => write!(f, "crash {}", t.describe("every peer")),
+            Action::PowerFail(t, family) => {
+                write!(
+                    f,
+                    "power failure ({family}) of {} at its next sync",
+                    t.describe("every peer")
+                )
+            }
             Action::Restart(Target::All) => write!(f, "restart every crashed peer"),
             Action::Restart(t) => write!(f, "restart {} (a reboot if it runs)", t.describe("")),
             Action::Isolate(t) => write!(f, "disconnect {}", t.describe("every peer")),
@@ -265,7 +283,10 @@ impl Schedule {
         if rng.gen_bool(1.0 / 3.0) {
             Schedule::churn(nodes, &mut rng)
         } else {
-            Schedule::mixed(nodes, &mut rng)
+            // Which crashes are power failures comes from a stream of its own, so that the rest
+            // of a seed's schedule is what it was before power failures existed.
+            let mut power = ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_SCHEDULE, 1));
+            Schedule::mixed(nodes, &mut rng, &mut power)
         }
     }
 
@@ -300,7 +321,7 @@ impl Schedule {
         Schedule { nodes, end_ms, steps }
     }
 
-    fn mixed(nodes: usize, rng: &mut ChaCha8Rng) -> Schedule {
+    fn mixed(nodes: usize, rng: &mut ChaCha8Rng, power: &mut ChaCha8Rng) -> Schedule {
         let end_ms = rng.gen_range(2_000..=4_000u64);
         let mut steps = Vec::new();
         let mut push = |at_ms: u64, action: Action| {
@@ -329,7 +350,12 @@ impl Schedule {
             match rng.gen_range(0..100) {
                 0..=21 => {
                     let who = node_or_leader(rng);
-                    push(t, Action::Crash(who));
+                    // Half of the crashes are power failures.
+                    let crash = match power.gen_bool(0.5) {
+                        true => Action::PowerFail(who, CrashFamily::ALL[power.gen_range(0..3)]),
+                        false => Action::Crash(who),
+                    };
+                    push(t, crash);
                     let back = if let Target::Node(_) = who { who } else { Target::All };
                     push(undo_at, Action::Restart(back));
                 }
@@ -414,7 +440,11 @@ impl Schedule {
             }
             last = s.at_ms;
             let targets: Vec<Target> = match &s.action {
-                Action::Crash(t) | Action::Restart(t) | Action::Isolate(t) | Action::Connect(t) => {
+                Action::Crash(t)
+                | Action::PowerFail(t, _)
+                | Action::Restart(t)
+                | Action::Isolate(t)
+                | Action::Connect(t) => {
                     vec![*t]
                 }
                 Action::Partition(side) => side.clone(),
@@ -698,6 +728,11 @@ impl Driver {
                     self.c.sim().crash(i);
                 }
             }
+            Action::PowerFail(t, family) => {
+                for i in self.resolve(*t) {
+                    self.c.sim().power_fail(i, *family);
+                }
+            }
             Action::Restart(Target::All) => {
                 let mut sim = self.c.sim();
                 for i in 0..self.n {
@@ -815,6 +850,8 @@ impl Driver {
         self.heal_links();
         let mut sim = self.c.sim();
         for i in 0..self.n {
+            // The faults are over: a power failure still waiting for a sync does not strike.
+            sim.cancel_power_failure(i);
             if !sim.is_alive(i) {
                 sim.restart(i);
             }
@@ -970,7 +1007,7 @@ mod tests {
             }
         }
         assert_eq!(sizes, [3, 5].into_iter().collect());
-        assert_eq!(kinds.len(), 11, "every kind of step should occur in 200 schedules");
+        assert_eq!(kinds.len(), 12, "every kind of step should occur in 200 schedules");
     }
 
     #[test]
@@ -1075,6 +1112,18 @@ mod tests {
         ];
         for (msg, kind) in cases {
             assert_eq!(classify(msg), kind, "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_power_failure_step_parses_replays_and_is_recovered_from() {
+        let text = "nodes=3 end=800 300:propose:2 400:power:L:torn-prefix 600:restart:*";
+        let s = Schedule::parse_compact(text).unwrap();
+        assert_eq!(s.steps[1].action, Action::PowerFail(Target::Leader, CrashFamily::TornPrefix));
+        assert_eq!(s.to_compact(), text);
+        assert!(Schedule::parse_compact("nodes=3 end=800 400:power:L:melted").is_err());
+        for seed in 0..20 {
+            run(&RunOptions::new(seed), &s).unwrap_or_else(|e| panic!("seed {seed}: {e:?}"));
         }
     }
 

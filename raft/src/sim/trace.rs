@@ -221,6 +221,15 @@ pub enum TraceKind {
         /// The leader's term.
         term: Term,
     },
+    /// A power failure struck a peer during a sync, keeping part of one ready's writes.
+    PowerFailure {
+        /// The peer.
+        node: NodeId,
+        /// The crash family.
+        family: crate::storage::CrashFamily,
+        /// What of the ready reached the disk.
+        kept: super::node::PartialWrite,
+    },
     /// A peer applied entries `from..=to`.
     Applied {
         /// The peer.
@@ -294,6 +303,11 @@ impl fmt::Display for TraceEvent {
                     write!(f, "n{node} persisted {from}..={to}")
                 }
             }
+            TraceKind::PowerFailure { node, family, kept } => write!(
+                f,
+                "n{node} POWER FAILURE ({family}) at the {:?} step of a sync: kept the hard state: {}, the cut: {}, {} appended entries",
+                kept.crashed_at, kept.hard_state, kept.cut, kept.entries
+            ),
             TraceKind::Crash(n) => write!(f, "n{n} CRASHED"),
             TraceKind::Restart(n) => write!(f, "n{n} restarted from its durable state"),
             TraceKind::Connect(n) => write!(f, "n{n} connected"),

@@ -9,6 +9,7 @@ use super::network::{Fate, Network};
 use super::node::SimNode;
 use super::trace::{DropReason, MsgSummary, Trace, TraceKind};
 use crate::core::{Bug, Config, Index, Message, NodeId, RawNode, Role, Status, Term};
+use crate::storage::CrashFamily;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Ordering;
@@ -246,6 +247,23 @@ impl Sim {
         }
     }
 
+    /// A power failure of peer `i` at its next sync: part of the ready being persisted reaches
+    /// its durable image, in one of `family`'s crash states (see
+    /// [`DurableImage::write_partially`](super::DurableImage::write_partially)), and the peer
+    /// stops before sending, applying or advancing anything of that ready. A peer with nothing
+    /// to sync within 50 ms crashes then, keeping everything. Nothing happens if it is down.
+    pub fn power_fail(&mut self, i: usize, family: CrashFamily) {
+        if self.nodes[i].is_alive() {
+            let seed = self.rng.gen();
+            self.nodes[i].power_failure = Some((family, seed, self.now + 50_000));
+        }
+    }
+
+    /// Calls off a power failure of peer `i` that has not struck yet.
+    pub fn cancel_power_failure(&mut self, i: usize) {
+        self.nodes[i].power_failure = None;
+    }
+
     /// Starts a new incarnation of peer `i` from its durable image (crashing the running one
     /// first, if any). It re-applies its log from index 1 as the commit index becomes known.
     pub fn restart(&mut self, i: usize) {
@@ -414,6 +432,10 @@ impl Sim {
             return;
         }
         let Some(raw) = node.raw.as_mut() else { return };
+        if node.power_failure.is_some_and(|(_, _, deadline)| self.now >= deadline) {
+            self.crash(i);
+            return;
+        }
         raw.tick();
         self.drive(i);
         self.push(self.now + self.tick_us, Event::Tick { node: i, incarnation });
@@ -441,6 +463,10 @@ impl Sim {
         let (msg_term, body) = (msg.term, Invariants::adoption_kind(&msg.body));
         self.nodes[to].raw.as_mut().expect("alive").step(msg);
         self.drive(to);
+        if !self.nodes[to].is_alive() {
+            // A power failure struck while it persisted what the message made it do.
+            return;
+        }
         if let Some(kind) = body {
             let term_after = self.nodes[to].last_term;
             if let Err(e) =
@@ -472,6 +498,28 @@ impl Sim {
             ) {
                 self.violation(e);
             }
+            if let Some((family, seed, _)) = node.power_failure {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                if let Some(kept) = node.image.write_partially(&ready, family, &mut rng) {
+                    self.trace.record(
+                        self.now,
+                        TraceKind::PowerFailure { node: i as NodeId, family, kept },
+                    );
+                    self.crash(i);
+                    return;
+                }
+            }
+            #[cfg(feature = "bugs")]
+            let ack_before_sync = self.nodes[i].config.bug == Some(crate::Bug::AckBeforeSync);
+            #[cfg(not(feature = "bugs"))]
+            let ack_before_sync = false;
+            if ack_before_sync {
+                // The catalogue's ack-before-sync: every message goes before the write.
+                for msg in &ready.messages {
+                    self.send(i, msg);
+                }
+            }
+            let node = &mut self.nodes[i];
             node.image.write(&ready);
             if let Some(first) = ready.entries.first() {
                 let to = first.index + ready.entries.len() as Index - 1;
@@ -482,7 +530,7 @@ impl Sim {
             }
             // 2. Send.
             let messages = std::mem::take(&mut ready.messages);
-            for msg in &messages {
+            for msg in messages.iter().filter(|_| !ack_before_sync) {
                 self.send(i, msg);
             }
             ready.messages = messages;
@@ -577,6 +625,32 @@ impl Sim {
                 self.push(self.now + d1, Event::Deliver { msg: msg.clone(), incarnation });
                 self.push(self.now + d2, Event::Deliver { msg: msg.clone(), incarnation });
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_power_failure_strikes_at_the_next_sync_and_loses_its_writes() {
+        for seed in 0..10 {
+            let mut sim = Sim::new(SimConfig::new(3, seed));
+            sim.run_for_ms(2_000);
+            let leader = (0..3)
+                .find(|&i| sim.status(i).is_some_and(|s| s.role == Role::Leader))
+                .expect("a leader within 2 s");
+            let before = sim.node(leader).image().clone();
+            sim.power_fail(leader, CrashFamily::LoseUnsynced);
+            assert!(sim.is_alive(leader), "it strikes at a sync, not at once");
+            let (index, _) = sim.propose(leader, vec![7]).expect("the leader accepts");
+            assert!(!sim.is_alive(leader), "the proposal's sync met the power failure");
+            assert_eq!(sim.node(leader).image(), &before, "nothing of the ready was kept");
+            assert!(sim.node(leader).image().last_index() < index);
+            sim.restart(leader);
+            sim.run_for_ms(2_000);
+            assert!((0..3).all(|i| sim.status(i).is_some()), "everyone runs again");
         }
     }
 }

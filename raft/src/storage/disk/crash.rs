@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::{Disk, DiskFile};
 
 /// Which kind of crash state [`CrashDisk::crash`] picks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CrashFamily {
     /// Everything unsynced is lost: every file as of its last sync, every directory as of its
