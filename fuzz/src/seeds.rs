@@ -188,9 +188,9 @@ pub fn node_records() -> Seeds {
 
     let dir = files::scratch_dir();
     let mut applied = AppliedLog::open(dir.path()).expect("a new applied.jsonl");
-    applied.push(1, 1, true, b"", None);
-    applied.push(2, 1, false, b"write k 1", Some((4, 1)));
-    applied.push(3, 2, false, b"write k 2", Some((4, 2)));
+    applied.push(1, 1, true, b"", None, true);
+    applied.push(2, 1, false, b"write k 1", Some((4, 1)), true);
+    applied.push(3, 2, false, b"write k 2", Some((4, 2)), false);
     applied.flush().unwrap();
     let mut events = EventLog::open(dir.path(), 1).expect("a new events.jsonl");
     let restarted = harness::node::events::Event { vote: Some(1), ..event("restarted", 1) };

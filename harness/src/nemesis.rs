@@ -714,7 +714,10 @@ mod tests {
 
     #[test]
     fn fault_lists_parse_and_reject_unknown_names() {
-        assert_eq!(FaultKind::parse_list("all").unwrap().len(), 4);
+        let all = FaultKind::parse_list("all").unwrap();
+        assert_eq!(all, FaultKind::ALL.to_vec());
+        assert!(!all.contains(&FaultKind::DiskCorrupt), "disk-corrupt is asked for by name");
+        assert_eq!(FaultKind::parse_list("disk-corrupt").unwrap(), vec![FaultKind::DiskCorrupt]);
         assert_eq!(
             FaultKind::parse_list("net,kill").unwrap(),
             vec![FaultKind::Kill, FaultKind::Net]

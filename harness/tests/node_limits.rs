@@ -338,17 +338,7 @@ fn a_node_whose_log_lost_applied_entries_refuses_to_start() {
     let raft = dir.path().join("data/raft");
     // The whole Raft directory lost (its hard state with it): storage alone would start empty.
     std::fs::remove_dir_all(&raft).unwrap();
-    let mut node = Node::start_in(dir, &[], &[]);
-    let deadline = Instant::now() + GUARD;
-    let status = loop {
-        if let Some(status) = node.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the node started on a lost log:\n{}", node.log());
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(255), "a refusal is the tool failing, not bad input");
-    let log = node.log();
+    let log = refusal(Node::start_in(dir, &[], &[]), "a lost log");
     assert!(log.contains("refusing to start") && log.contains("applied.jsonl"), "{log}");
     assert!(log.contains("log and hard state were lost"), "{log}");
     assert!(!raft.exists(), "the refusal made no new storage, so a retry refuses too");
@@ -367,21 +357,58 @@ fn a_node_whose_hard_state_went_back_refuses_to_start() {
     drop(raft::storage::FileStorage::open(blank.path()).unwrap());
     let hard_state = dir.path().join("data/raft/hardstate");
     std::fs::copy(blank.path().join("hardstate"), &hard_state).unwrap();
-    let mut node = Node::start_in(dir, &[], &[]);
+    let log = refusal(Node::start_in(dir, &[], &[]), "an old hard state");
+    assert!(log.contains("refusing to start") && log.contains("could vote twice"), "{log}");
+    assert!(log.contains("holds term 0 with vote none"), "{log}");
+}
+
+/// Waits for `node` to refuse to start (exit 255) on `what`, and returns its log.
+fn refusal(mut node: Node, what: &str) -> String {
     let deadline = Instant::now() + GUARD;
     let status = loop {
         if let Some(status) = node.child.try_wait().unwrap() {
             break status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the node started on an old hard state:\n{}",
-            node.log()
-        );
+        assert!(Instant::now() < deadline, "the node started on {what}:\n{}", node.log());
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(255), "a refusal is the tool failing, not bad input");
-    let log = node.log();
-    assert!(log.contains("refusing to start") && log.contains("could vote twice"), "{log}");
-    assert!(log.contains("holds term 0 with vote none"), "{log}");
+    node.log()
+}
+
+/// A log cut at a record boundary (after its first entry) or to its header looks whole to
+/// the storage; the node's applied.jsonl shows which entries it had made durable.
+#[test]
+fn a_node_whose_log_was_cut_short_refuses_to_start() {
+    for keep_first_entry in [true, false] {
+        let node = Node::start(&[], &[]);
+        node.until_serving(None);
+        let mut conn = node.connect();
+        for i in 0..5 {
+            assert_eq!(conn.call(&json!({"op": "write", "key": "k", "value": i}))["type"], "ok");
+        }
+        drop(conn);
+        let dir = node.kill();
+        let raft = dir.path().join("data/raft");
+        let segments = raft::storage::inspect(&raft).unwrap();
+        let last = segments.last().unwrap();
+        let cut = match keep_first_entry {
+            // Just after the first sync's marker: a record boundary.
+            true => {
+                let marker = last
+                    .records
+                    .iter()
+                    .position(|r| matches!(r.kind, raft::storage::RecordKind::SyncMarker { .. }));
+                let marker = &last.records[marker.unwrap()];
+                marker.offset + marker.len
+            }
+            false => 20,
+        };
+        let file = std::fs::OpenOptions::new().write(true).open(&last.path).unwrap();
+        file.set_len(cut).unwrap();
+        drop(file);
+        let log = refusal(Node::start_in(dir, &[], &[]), "a log cut short");
+        assert!(log.contains("refusing to start"), "{log}");
+        assert!(log.contains("entries that were synced are gone"), "{log}");
+    }
 }

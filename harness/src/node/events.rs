@@ -139,6 +139,11 @@ pub struct AppliedLine {
     /// `noop` for a leader's no-op entry; absent for commands.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub kind: Option<String>,
+    /// Whether the entry was in the node's own durable log when it was applied (the node's
+    /// persisted index had reached it). A committed entry is never removed from a log, so a
+    /// restart must recover at least the last such entry.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub durable: bool,
 }
 
 /// `applied.jsonl`: one gap-free, in-order sequence of entries across restarts.
@@ -146,6 +151,8 @@ pub struct AppliedLog {
     file: File,
     /// The last index in the file.
     logged: Index,
+    /// The last index marked durable in the file.
+    durable: Index,
     buf: Vec<u8>,
 }
 
@@ -175,6 +182,7 @@ impl AppliedLog {
             file.seek(SeekFrom::End(0))?;
         }
         let mut logged = 0;
+        let mut durable = 0;
         for (n, line) in text[..complete].split(|&b| b == b'\n').enumerate() {
             if line.is_empty() {
                 continue;
@@ -191,13 +199,21 @@ impl AppliedLog {
                 );
             }
             logged = entry.index;
+            if entry.durable {
+                durable = entry.index;
+            }
         }
-        Ok(AppliedLog { file, logged, buf: Vec::with_capacity(64 << 10) })
+        Ok(AppliedLog { file, logged, durable, buf: Vec::with_capacity(64 << 10) })
     }
 
     /// The last index in the file.
     pub fn logged(&self) -> Index {
         self.logged
+    }
+
+    /// The last index the file shows was in the node's own durable log when applied.
+    pub fn durable(&self) -> Index {
+        self.durable
     }
 
     /// Adds the entry at `index` if the file does not hold it yet (it does after a restart,
@@ -211,6 +227,7 @@ impl AppliedLog {
         noop: bool,
         command: &[u8],
         session: Option<(u64, u64)>,
+        durable: bool,
     ) {
         if index <= self.logged {
             return;
@@ -231,6 +248,9 @@ impl AppliedLog {
         }
         if noop {
             line.push_str(",\"kind\":\"noop\"");
+        }
+        if durable {
+            line.push_str(",\"durable\":true");
         }
         line.push_str("}\n");
         self.buf.extend_from_slice(line.as_bytes());
@@ -266,8 +286,8 @@ mod tests {
     fn applied_lines_are_logged_once_across_restarts_and_a_torn_line_is_cut() {
         let dir = temp_dir("applied");
         let mut log = AppliedLog::open(&dir).unwrap();
-        log.push(1, 1, true, b"", None);
-        log.push(2, 1, false, b"cmd", Some((4, 9)));
+        log.push(1, 1, true, b"", None, true);
+        log.push(2, 1, false, b"cmd", Some((4, 9)), false);
         log.flush().unwrap();
         drop(log);
 
@@ -278,12 +298,13 @@ mod tests {
         drop(f);
 
         let mut log = AppliedLog::open(&dir).unwrap();
-        assert_eq!(log.logged(), 2);
+        assert_eq!((log.logged(), log.durable()), (2, 1));
         // The restarted node applies from index 1 again.
-        log.push(1, 1, true, b"", None);
-        log.push(2, 1, false, b"cmd", Some((4, 9)));
-        log.push(3, 2, false, b"next", None);
+        log.push(1, 1, true, b"", None, true);
+        log.push(2, 1, false, b"cmd", Some((4, 9)), true);
+        log.push(3, 2, false, b"next", None, true);
         log.flush().unwrap();
+        assert_eq!(AppliedLog::open(&dir).unwrap().durable(), 3);
 
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<AppliedLine> =
@@ -294,6 +315,8 @@ mod tests {
         assert_eq!((lines[1].client, lines[1].seq), (Some(4), Some(9)));
         assert_eq!(lines[1].digest, format!("{:016x}", digest(b"cmd")));
         assert_eq!(lines[1].kind, None);
+        // Lines already in the file are not written again, with their flags.
+        assert_eq!(lines.iter().map(|l| l.durable).collect::<Vec<_>>(), vec![true, false, true]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -379,6 +379,17 @@ fn open_storage(
             );
         }
     }
+    if applied_log.durable() > last_index {
+        bail!(
+            "refusing to start: {} shows entry {} was applied from this node's own durable log, \
+             but the log recovered in {} ends at index {last_index}: entries that were synced \
+             are gone (a log cut short, or restored from an older copy), and committed entries \
+             are never removed from a log",
+            dir.join("applied.jsonl").display(),
+            applied_log.durable(),
+            storage_dir.display(),
+        );
+    }
     if applied_log.logged() > last_index {
         // Not a refusal: committed entries are delivered while this node's own write of them
         // is still in progress (the cluster has them), and a crash then loses the unsynced tail.

@@ -334,6 +334,9 @@ impl Server {
         let mut batch = Vec::with_capacity(256);
         let mut answers: Vec<(Index, Term, Outcome)> = Vec::with_capacity(256);
         while rx.recv_many(&mut batch, MAX_APPLY_BATCH).await > 0 {
+            // Entries up to here are in this node's own durable log (the others were delivered
+            // while its write of them was in progress); applied.jsonl says which.
+            let persisted = self.node.status().persisted_index;
             {
                 let mut kv = lock(&self.kv);
                 for msg in batch.drain(..) {
@@ -352,7 +355,8 @@ impl Server {
                             }
                         }
                     };
-                    log.push(msg.index, msg.term, noop, &msg.command, session);
+                    let durable = msg.index <= persisted;
+                    log.push(msg.index, msg.term, noop, &msg.command, session, durable);
                     answers.push((msg.index, msg.term, outcome));
                 }
             }
