@@ -357,7 +357,9 @@ fn check_votes_durable(nodes: &[NodeRecord]) -> SafetyCheck {
                         }
                     }
                 }
-                "restarted" => {
+                // A refused start records the hard state it recovered too: it lost the vote
+                // all the same, even though the node did not run on it.
+                "restarted" | "refused" => {
                     if let Some(&voted_term) = granted.keys().next_back() {
                         if voted_term > term {
                             violations.push(format!(

@@ -321,31 +321,16 @@ impl Cluster {
         &mut self,
         requests: &[(u64, CrashRequest)],
     ) -> anyhow::Result<Vec<Option<CrashRecord>>> {
-        let mut before = Vec::new();
-        for &(id, request) in requests {
-            let dir = &self.info(id).dir;
-            before.push(crash::records(dir)?.len());
-            crash::write_request(dir, request)?;
-        }
-        for &(id, _) in requests {
-            self.signal(id, Signal::SIGUSR1);
-        }
+        let before =
+            self.request_all(requests, Signal::SIGUSR1, crash::records, crash::write_request)?;
         let deadline = std::time::Instant::now() + crash::WAIT_FOR_SYNC + Duration::from_secs(2);
         let mut records = Vec::new();
         for (&(id, _), before) in requests.iter().zip(before) {
-            let node = self.node_mut(id);
-            if let Some(mut child) = node.child.take() {
-                while matches!(child.try_wait(), Ok(None)) {
-                    if std::time::Instant::now() >= deadline {
-                        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-                        let _ = child.wait();
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if !self.wait_for_exit(id, left) {
+                self.kill(id);
             }
-            node.paused = false;
-            let dir = node.info.dir.clone();
+            let dir = self.info(id).dir.clone();
             let _ = std::fs::remove_file(dir.join(crash::REQUEST_FILE));
             records.push(crash::records(&dir)?.into_iter().nth(before));
         }
@@ -360,15 +345,12 @@ impl Cluster {
         &mut self,
         requests: &[(u64, DiskErrorRequest)],
     ) -> anyhow::Result<Vec<(Option<DiskErrorRecord>, bool)>> {
-        let mut before = Vec::new();
-        for &(id, request) in requests {
-            let dir = &self.info(id).dir;
-            before.push(crash::error_records(dir)?.len());
-            crash::write_error_request(dir, request)?;
-        }
-        for &(id, _) in requests {
-            self.signal(id, Signal::SIGUSR2);
-        }
+        let before = self.request_all(
+            requests,
+            Signal::SIGUSR2,
+            crash::error_records,
+            crash::write_error_request,
+        )?;
         let deadline = std::time::Instant::now() + crash::ERROR_WINDOW + Duration::from_secs(2);
         let mut outcomes = Vec::new();
         for (&(id, _), before) in requests.iter().zip(before) {
@@ -377,33 +359,38 @@ impl Cluster {
                 if let Some(record) = crash::error_records(&dir)?.into_iter().nth(before) {
                     break Some(record);
                 }
-                if std::time::Instant::now() >= deadline || self.state(id) != ProcessState::Running
-                {
+                if std::time::Instant::now() >= deadline {
                     break None;
                 }
                 std::thread::sleep(Duration::from_millis(5));
             };
             let injected = record.as_ref().is_some_and(|r| r.injected.is_some());
-            let exit_deadline = std::time::Instant::now() + Duration::from_secs(3);
-            let node = self.node_mut(id);
-            let mut exited = false;
-            if let Some(child) = &mut node.child {
-                while injected && std::time::Instant::now() < exit_deadline {
-                    if let Ok(Some(_)) = child.try_wait() {
-                        exited = true;
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-            if exited {
-                node.child = None;
-                node.paused = false;
-            }
+            let exited = injected && self.wait_for_exit(id, Duration::from_secs(3));
             let _ = std::fs::remove_file(dir.join(crash::ERROR_REQUEST_FILE));
             outcomes.push((record, exited));
         }
         Ok(outcomes)
+    }
+
+    /// Leaves each node its request (`write`) and then signals them all at once; returns how
+    /// many records (`count`) each node had before.
+    fn request_all<R: Copy, T>(
+        &self,
+        requests: &[(u64, R)],
+        signal: Signal,
+        count: impl Fn(&Path) -> anyhow::Result<Vec<T>>,
+        write: impl Fn(&Path, R) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Vec<usize>> {
+        let mut before = Vec::new();
+        for &(id, request) in requests {
+            let dir = &self.info(id).dir;
+            before.push(count(dir)?.len());
+            write(dir, request)?;
+        }
+        for &(id, _) in requests {
+            self.signal(id, signal);
+        }
+        Ok(before)
     }
 
     /// Waits up to `bound` for node `id` to exit by itself; whether it did (it is then reaped).

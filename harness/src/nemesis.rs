@@ -237,11 +237,7 @@ impl Nemesis {
         let leader = current_leader(cluster);
         let active = match kind {
             FaultKind::Kill | FaultKind::Pause => {
-                let (target, nodes) = self.pick_targets(&ids, leader);
-                let nodes: Vec<u64> = nodes
-                    .into_iter()
-                    .filter(|&id| cluster.state(id) == ProcessState::Running)
-                    .collect();
+                let (target, nodes) = self.pick_running_targets(&ids, leader, cluster);
                 for &id in &nodes {
                     if kind == FaultKind::Kill {
                         cluster.kill(id);
@@ -260,11 +256,7 @@ impl Nemesis {
                 }
             }
             FaultKind::Crash => {
-                let (target, nodes) = self.pick_targets(&ids, leader);
-                let nodes: Vec<u64> = nodes
-                    .into_iter()
-                    .filter(|&id| cluster.state(id) == ProcessState::Running)
-                    .collect();
+                let (target, nodes) = self.pick_running_targets(&ids, leader, cluster);
                 let requests: Vec<(u64, CrashRequest)> = nodes
                     .iter()
                     .map(|&id| {
@@ -285,11 +277,7 @@ impl Nemesis {
                 Active::Crashed(nodes)
             }
             FaultKind::DiskError => {
-                let (target, nodes) = self.pick_targets(&ids, leader);
-                let nodes: Vec<u64> = nodes
-                    .into_iter()
-                    .filter(|&id| cluster.state(id) == ProcessState::Running)
-                    .collect();
+                let (target, nodes) = self.pick_running_targets(&ids, leader, cluster);
                 let requests: Vec<(u64, DiskErrorRequest)> = nodes
                     .iter()
                     .map(|&id| {
@@ -319,8 +307,8 @@ impl Nemesis {
                 Active::DiskErrored(nodes, carried_on)
             }
             FaultKind::DiskDamage | FaultKind::DiskCorrupt => {
-                let (target, nodes) = self.pick_targets(&ids, leader);
-                let node = nodes.into_iter().find(|&id| cluster.state(id) == ProcessState::Running);
+                let (target, nodes) = self.pick_running_targets(&ids, leader, cluster);
+                let node = nodes.first().copied();
                 let kinds = match kind {
                     FaultKind::DiskCorrupt => Damage::SYNCED,
                     _ => Damage::TAIL,
@@ -542,6 +530,18 @@ impl Nemesis {
             }
         }
         Ok(())
+    }
+
+    /// Picks the nodes a process fault aims at, and keeps those that run.
+    fn pick_running_targets(
+        &mut self,
+        ids: &[u64],
+        leader: Option<u64>,
+        cluster: &Cluster,
+    ) -> (&'static str, Vec<u64>) {
+        let (target, mut nodes) = self.pick_targets(ids, leader);
+        nodes.retain(|&id| cluster.state(id) == ProcessState::Running);
+        (target, nodes)
     }
 
     /// Picks the nodes a process fault aims at.

@@ -14,7 +14,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use clap::builder::TypedValueParser;
 use clap::Args;
 use raft::node::{Node, NodeConfig, TraceEvent};
@@ -222,16 +222,32 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
         Some(NodeBug::Core(bug)) => Some(bug),
         _ => None,
     };
-    let opened = open_storage(dir, disk, core_bug, durable_vote, &mut events, &applied_log);
-    let storage = match opened {
-        Ok(storage) => storage,
-        Err(e) => {
-            // Recorded for the offline checks, which tell an expected refusal (after damage to
-            // synced data) from one a crash alone caused.
-            let reason = format!("{e:#}");
-            let _ = events.record(Event { reason: Some(reason), ..events::event("refused", 0) });
-            return Err(e);
-        }
+    // Each start records one of started, restarted or refused, with what it recovered: a
+    // vote granted before a crash must be here after it.
+    let (storage, refusal) = open_storage(dir, disk, core_bug, durable_vote, &applied_log);
+    let recovered = storage.as_ref().map(|s| (s.hard_state(), s.last_index()));
+    let mut event = match (&storage, &refusal) {
+        (Some(s), None) if s.recovery().created => events::event("started", 0),
+        (Some(_), None) => events::event("restarted", 0),
+        (_, _) => Event {
+            // For the offline checks, which tell an expected refusal (after damage to synced
+            // data) from one a crash alone caused. Without a term when nothing was recovered.
+            reason: refusal.as_ref().map(|e| format!("{e:#}")),
+            term: None,
+            event: "refused".into(),
+            ..Event::default()
+        },
+    };
+    if let Some((hard_state, last_index)) = recovered {
+        event.term = Some(hard_state.term);
+        event.vote = hard_state.vote;
+        event.last_index = Some(last_index);
+    }
+    events.record(event)?;
+    let storage = match (storage, refusal) {
+        (Some(storage), None) => storage,
+        (_, Some(refusal)) => return Err(refusal),
+        (None, None) => unreachable!("open_storage returns a storage or a refusal"),
     };
     let restarted = !storage.recovery().created;
     let last_index = storage.last_index();
@@ -322,48 +338,56 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the Raft storage in `dir/raft` on `disk`, records what it recovered in `events`, and
-/// refuses (an error) storage that holds less than the node's own records show was durable.
+/// Opens the Raft storage in `dir/raft` on `disk`, and refuses (the error) storage that holds
+/// less than the node's own records show was durable. Returns the storage when it could be
+/// opened (to record what it recovered, also when it is refused) and the refusal, if any.
 fn open_storage(
     dir: &Path,
     disk: Arc<dyn Disk>,
     bug: Option<raft::Bug>,
     durable_vote: Option<(raft::Term, Option<NodeId>)>,
-    events: &mut EventLog,
     applied_log: &AppliedLog,
-) -> anyhow::Result<FileStorage> {
+) -> (Option<FileStorage>, Option<anyhow::Error>) {
     let storage_dir = dir.join("raft");
     // A node applied entries, so it had a log: finding no storage directory means it was lost
     // (its hard state with it), and starting empty could lose committed entries and votes.
     // Refused before opening, which would create a new one and hide the loss from a retry.
     if !storage_dir.exists() && applied_log.logged() > 0 {
-        bail!(
+        let refusal = anyhow!(
             "refusing to start: {} records entries applied up to index {}, but {} does not \
              exist: the node's log and hard state were lost",
             dir.join("applied.jsonl").display(),
             applied_log.logged(),
             storage_dir.display()
         );
+        return (None, Some(refusal));
     }
-    let storage = FileStorage::open_on(disk, &storage_dir, FileStorageOptions::default())
-        .with_context(|| format!("opening the Raft storage in {}", storage_dir.display()))?;
+    let opened = FileStorage::open_on(disk, &storage_dir, FileStorageOptions::default())
+        .with_context(|| format!("opening the Raft storage in {}", storage_dir.display()));
+    let storage = match opened {
+        Ok(storage) => storage,
+        Err(e) => return (None, Some(e)),
+    };
     // Only a durability bug changes the storage; the check that the build has the catalogue
     // was made with the options.
     #[cfg(feature = "bugs")]
     let storage = storage.with_bug(bug);
     #[cfg(not(feature = "bugs"))]
     let _ = bug;
-    let restarted = !storage.recovery().created;
+    let refusal = check_recovered(dir, &storage, durable_vote, applied_log).err();
+    (Some(storage), refusal)
+}
+
+/// Refuses a recovered storage that holds less than the node's records show was durable.
+fn check_recovered(
+    dir: &Path,
+    storage: &FileStorage,
+    durable_vote: Option<(raft::Term, Option<NodeId>)>,
+    applied_log: &AppliedLog,
+) -> anyhow::Result<()> {
+    let storage_dir = storage.dir();
     let last_index = storage.last_index();
     let recovered = storage.hard_state();
-    // The hard state as recovered, before the node steps anything (and before a refusal
-    // below, so that the offline checks see what was recovered): a vote granted before a
-    // crash must be here after it.
-    events.record(Event {
-        last_index: Some(last_index),
-        vote: recovered.vote,
-        ..events::event(if restarted { "restarted" } else { "started" }, recovered.term)
-    })?;
     if let Some((term, vote)) = durable_vote {
         let regressed = recovered.term < term
             || (recovered.term == term && vote.is_some() && recovered.vote != vote);
@@ -400,7 +424,7 @@ fn open_storage(
              the leader will send the rest"
         );
     }
-    Ok(storage)
+    Ok(())
 }
 
 /// A duration option in seconds (see [`crate::exit::seconds`]).
