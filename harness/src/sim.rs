@@ -97,7 +97,16 @@ fn parse_range(text: &str) -> Result<(u64, u64), String> {
 fn check(args: &SimArgs) -> Result<Checked, String> {
     let bug = match &args.bug {
         None => None,
-        Some(name) => Some(name.parse::<Bug>().map_err(|e| format!("--bug: {e}"))?),
+        Some(name) => match name.parse::<Bug>().map_err(|e| format!("--bug: {e}"))? {
+            bug if bug.in_file_storage() => {
+                return Err(format!(
+                    "--bug {bug}: a bug of FileStorage, which the simulator does not run (its \
+                     peers' storage is a model); run it on real processes with a crash disk: \
+                     gauntlet run --bug {bug} --nemesis crash,disk-error"
+                ))
+            }
+            bug => Some(bug),
+        },
     };
     if args.shrink && args.no_shrink {
         return Err("--shrink and --no-shrink contradict each other".to_string());

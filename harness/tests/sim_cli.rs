@@ -99,6 +99,11 @@ fn bad_options_are_refused_by_name() {
         (vec!["sim", "--seed", "1", "--steps", "nodes=3 end=10 5:explode"], "explode"),
         (vec!["sim", "--seed", "1", "--schedule", "/nonexistent/s.json"], "/nonexistent/s.json"),
         (vec!["sim", "--seeds", "0..10", "--jobs", "0"], "--jobs"),
+        // A bug of FileStorage, which the simulator does not run.
+        (
+            vec!["sim", "--seeds", "0..10", "--bug", "skip-log-sync"],
+            "gauntlet run --bug skip-log-sync",
+        ),
     ] {
         let out = gauntlet(&args);
         assert_eq!(out.status.code(), Some(3), "{args:?}: {}", explain(&out));

@@ -75,6 +75,13 @@ impl Bug {
         }
     }
 
+    /// Whether the variant lives in [`FileStorage`](crate::storage::FileStorage), which the
+    /// simulator does not run (its peers' storage is a model of FileStorage's sync order):
+    /// only real processes on a crash disk find these.
+    pub fn in_file_storage(self) -> bool {
+        matches!(self, Bug::SkipLogSync | Bug::HardStateWithoutDirSync | Bug::IgnoreFailedFsync)
+    }
+
     /// What the variant breaks, in one line (for `--help`).
     pub fn summary(self) -> &'static str {
         match self {
