@@ -34,10 +34,13 @@ pub enum Bug {
     /// renamed into place without a sync of its directory: a power failure can bring the old
     /// term and vote back.
     HardStateWithoutDirSync,
-    /// (Durability, in the [`Node`](crate::node::Node) driver) every message goes out before
-    /// the sync of its ready, acknowledgements and vote grants included: a peer acknowledges
-    /// entries and votes it has not made durable.
+    /// (Durability, in the [`Node`](crate::node::Node) driver and the simulator's) append
+    /// acknowledgements go out before the sync of their ready: a peer acknowledges entries it
+    /// has not made durable.
     AckBeforeSync,
+    /// (Durability, in the [`Node`](crate::node::Node) driver and the simulator's) vote
+    /// grants go out before the sync of their ready: the vote is persisted after answering.
+    VoteBeforeSync,
     /// (Durability, in [`FileStorage`](crate::storage::FileStorage)) a failed `fdatasync` of
     /// the log is logged and taken for a success: the entries the kernel dropped are
     /// acknowledged all the same.
@@ -46,7 +49,7 @@ pub enum Bug {
 
 impl Bug {
     /// Every variant of the catalogue.
-    pub const ALL: [Bug; 10] = [
+    pub const ALL: [Bug; 11] = [
         Bug::VoteWithoutLogCheck,
         Bug::CommitOldTerm,
         Bug::ForgetVote,
@@ -56,6 +59,7 @@ impl Bug {
         Bug::SkipLogSync,
         Bug::HardStateWithoutDirSync,
         Bug::AckBeforeSync,
+        Bug::VoteBeforeSync,
         Bug::IgnoreFailedFsync,
     ];
 
@@ -71,7 +75,19 @@ impl Bug {
             Bug::SkipLogSync => "skip-log-sync",
             Bug::HardStateWithoutDirSync => "hard-state-without-dir-sync",
             Bug::AckBeforeSync => "ack-before-sync",
+            Bug::VoteBeforeSync => "vote-before-sync",
             Bug::IgnoreFailedFsync => "ignore-failed-fsync",
+        }
+    }
+
+    /// Whether the variant sends `msg` before the sync of its ready (the catalogue's
+    /// `ack-before-sync` and `vote-before-sync`).
+    pub fn sends_before_sync(self, msg: &crate::Message) -> bool {
+        use crate::MessageBody::{AppendEntriesResponse, HeartbeatResponse, RequestVoteResponse};
+        match (self, &msg.body) {
+            (Bug::AckBeforeSync, AppendEntriesResponse { .. } | HeartbeatResponse) => true,
+            (Bug::VoteBeforeSync, RequestVoteResponse { pre_vote: false, granted: true }) => true,
+            _ => false,
         }
     }
 
@@ -95,7 +111,8 @@ impl Bug {
             Bug::HardStateWithoutDirSync => {
                 "(durability) renames the hard state into place without syncing its directory"
             }
-            Bug::AckBeforeSync => "(durability) acknowledges appends and votes before the sync",
+            Bug::AckBeforeSync => "(durability) acknowledges appended entries before their sync",
+            Bug::VoteBeforeSync => "(durability) grants a vote before the vote's sync",
             Bug::IgnoreFailedFsync => {
                 "(durability) takes a failed fdatasync of the log for a success"
             }
@@ -111,7 +128,7 @@ impl fmt::Display for Bug {
 
 /// The error for a name that is not in the catalogue.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown bug {0:?}; the catalogue has: vote-without-log-check, commit-old-term, forget-vote, truncate-without-conflict, ignore-higher-term-reply, apply-uncommitted, skip-log-sync, hard-state-without-dir-sync, ack-before-sync, ignore-failed-fsync")]
+#[error("unknown bug {0:?}; the catalogue has: vote-without-log-check, commit-old-term, forget-vote, truncate-without-conflict, ignore-higher-term-reply, apply-uncommitted, skip-log-sync, hard-state-without-dir-sync, ack-before-sync, vote-before-sync, ignore-failed-fsync")]
 pub struct UnknownBug(pub String);
 
 impl FromStr for Bug {

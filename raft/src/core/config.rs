@@ -96,6 +96,20 @@ impl Config {
         Ok(())
     }
 
+    /// The bug of the catalogue switched on, if `matches` it.
+    #[inline]
+    #[allow(unused_variables)]
+    pub(crate) fn bug_of_kind(&self, matches: impl Fn(super::Bug) -> bool) -> Option<super::Bug> {
+        #[cfg(feature = "bugs")]
+        {
+            self.bug.filter(|&bug| matches(bug))
+        }
+        #[cfg(not(feature = "bugs"))]
+        {
+            None
+        }
+    }
+
     /// Whether the given bug of the catalogue is switched on.
     #[inline]
     #[allow(unused_variables)]

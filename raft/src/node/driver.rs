@@ -38,8 +38,9 @@ pub(super) struct Driver {
     /// The highest index handed to the service (or skipped, for a no-op not delivered).
     pub(super) delivered: Index,
     pub(super) tracer: Tracer,
-    /// The catalogue's `ack-before-sync`: every message goes before the sync.
-    pub(super) ack_before_sync: bool,
+    /// The catalogue's `ack-before-sync` or `vote-before-sync`: some answers go before the
+    /// sync.
+    pub(super) early_bug: Option<crate::Bug>,
 }
 
 /// A ready's write: nothing to write, or in progress on the storage thread.
@@ -147,11 +148,13 @@ impl Driver {
         // (`RawNode::advance`), and its term and vote were durable before it could win the
         // election. Every other message (vote grants, append and heartbeat acknowledgements)
         // states something about this peer's durable state and goes only after the sync.
-        let (early, late): (Vec<Message>, Vec<Message>) = std::mem::take(&mut ready.messages)
-            .into_iter()
-            .partition(|m| self.ack_before_sync || is_leader_append(m, id, leader_term));
+        let (early, late): (Vec<Message>, Vec<Message>) =
+            std::mem::take(&mut ready.messages).into_iter().partition(|m| {
+                is_leader_append(m, id, leader_term)
+                    || self.early_bug.is_some_and(|bug| bug.sends_before_sync(m))
+            });
         for msg in early {
-            // A vote grant is early only with the catalogue's `ack-before-sync`; traced all the
+            // A vote grant is early only with the catalogue's `vote-before-sync`; traced all the
             // same, so that the checks see the promise it made.
             self.tracer.sending(&msg);
             self.transport.send(msg);

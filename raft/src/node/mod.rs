@@ -319,7 +319,9 @@ impl Node {
             return Err(NodeError::UnsupportedFirstIndex(initial.first_index));
         }
         let seed = config.seed.unwrap_or_else(|| rand::random::<u64>() ^ id);
-        let ack_before_sync = config.raft.has_bug(crate::Bug::AckBeforeSync);
+        let early_bug = config.raft.bug_of_kind(|bug| {
+            matches!(bug, crate::Bug::AckBeforeSync | crate::Bug::VoteBeforeSync)
+        });
         let raw = RawNode::new(config.raft, initial.hard_state, initial.entries, seed)?;
         let status = raw.status();
         tracing::info!(id, term = status.term, last_index = status.last_index, "starting the node");
@@ -350,7 +352,7 @@ impl Node {
             next_tick: tokio::time::Instant::now() + tick,
             delivered: 0,
             tracer: Tracer::new(config.trace),
-            ack_before_sync,
+            early_bug,
         };
         let guard = DoneGuard(shared.clone());
         let driver = tokio::spawn(async move {

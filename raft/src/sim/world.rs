@@ -498,6 +498,16 @@ impl Sim {
             ) {
                 self.violation(e);
             }
+            // The catalogue's ack-before-sync and vote-before-sync: some answers go before the
+            // write.
+            let early_bug = self.nodes[i]
+                .config
+                .bug_of_kind(|bug| matches!(bug, Bug::AckBeforeSync | Bug::VoteBeforeSync));
+            let early = |msg: &Message| early_bug.is_some_and(|bug| bug.sends_before_sync(msg));
+            for msg in ready.messages.iter().filter(|m| early(m)) {
+                self.send(i, msg);
+            }
+            let node = &mut self.nodes[i];
             if let Some((family, seed, _)) = node.power_failure {
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);
                 if let Some(kept) = node.image.write_partially(&ready, family, &mut rng) {
@@ -507,16 +517,6 @@ impl Sim {
                     );
                     self.crash(i);
                     return;
-                }
-            }
-            #[cfg(feature = "bugs")]
-            let ack_before_sync = self.nodes[i].config.bug == Some(crate::Bug::AckBeforeSync);
-            #[cfg(not(feature = "bugs"))]
-            let ack_before_sync = false;
-            if ack_before_sync {
-                // The catalogue's ack-before-sync: every message goes before the write.
-                for msg in &ready.messages {
-                    self.send(i, msg);
                 }
             }
             let node = &mut self.nodes[i];
@@ -530,7 +530,7 @@ impl Sim {
             }
             // 2. Send.
             let messages = std::mem::take(&mut ready.messages);
-            for msg in messages.iter().filter(|_| !ack_before_sync) {
+            for msg in messages.iter().filter(|m| !early(m)) {
                 self.send(i, msg);
             }
             ready.messages = messages;
