@@ -84,11 +84,11 @@ impl Bug {
     /// `ack-before-sync` and `vote-before-sync`).
     pub fn sends_before_sync(self, msg: &crate::Message) -> bool {
         use crate::MessageBody::{AppendEntriesResponse, HeartbeatResponse, RequestVoteResponse};
-        match (self, &msg.body) {
-            (Bug::AckBeforeSync, AppendEntriesResponse { .. } | HeartbeatResponse) => true,
-            (Bug::VoteBeforeSync, RequestVoteResponse { pre_vote: false, granted: true }) => true,
-            _ => false,
-        }
+        matches!(
+            (self, &msg.body),
+            (Bug::AckBeforeSync, AppendEntriesResponse { .. } | HeartbeatResponse)
+                | (Bug::VoteBeforeSync, RequestVoteResponse { pre_vote: false, granted: true })
+        )
     }
 
     /// Whether the variant lives in [`FileStorage`](crate::storage::FileStorage), which the
