@@ -248,3 +248,16 @@ fn an_injected_enospc_fails_the_write_and_writes_nothing() {
     disk.fail_next(None).unwrap();
     a.sync_data().unwrap();
 }
+
+#[test]
+fn a_removed_file_with_unsynced_writes_is_gone_for_good_once_its_directory_is_synced() {
+    let (root, dir, disk) = synced_dir();
+    let a = disk.open(&dir.join("a")).unwrap();
+    a.write_all_at(b"unsynced", 4).unwrap();
+    disk.remove_file(&dir.join("a")).unwrap();
+    disk.sync_dir(&dir).unwrap();
+    let report = disk.crash(CrashFamily::LoseUnsynced, 1).unwrap();
+    assert!(!dir.join("a").exists());
+    assert_eq!(report.ops(), (0, 0), "{report:?}");
+    assert_eq!(fs::read_dir(root.path().join("trash")).unwrap().count(), 0);
+}

@@ -649,6 +649,10 @@ impl Disk for CrashDisk {
         for (_, op) in state.dir_ops.remove(path).unwrap_or_default() {
             if let Some(trash) = op.trash() {
                 fs::remove_file(trash)?;
+                // Gone for good: nothing of it is left for a crash to put back.
+                for inode in state.inodes.iter_mut().filter(|i| i.path == trash) {
+                    inode.ops.clear();
+                }
             }
         }
         Ok(())
