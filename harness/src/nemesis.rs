@@ -656,8 +656,8 @@ fn crash_json(node: u64, request: CrashRequest, record: Option<&CrashRecord>) ->
         .map(|f| {
             let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned());
             json!({"file": name, "unsynced_ops": f.unsynced_ops, "kept_ops": f.kept_ops,
-                   "torn_at": f.torn_at, "unsynced_bytes": f.unsynced_bytes,
-                   "kept_bytes": f.kept_bytes})
+                   "torn_at": f.torn_at, "torn_pages": f.torn_pages,
+                   "unsynced_bytes": f.unsynced_bytes, "kept_bytes": f.kept_bytes})
         })
         .collect();
     let lost_dir_ops: Vec<&String> = report.dirs.iter().flat_map(|d| &d.lost).collect();

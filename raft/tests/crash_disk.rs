@@ -261,3 +261,29 @@ fn a_removed_file_with_unsynced_writes_is_gone_for_good_once_its_directory_is_sy
     assert_eq!(report.ops(), (0, 0), "{report:?}");
     assert_eq!(fs::read_dir(root.path().join("trash")).unwrap().count(), 0);
 }
+
+#[test]
+fn torn_prefix_can_keep_any_pages_of_a_write_with_the_files_new_length() {
+    let data: Vec<u8> = (0..3 * 4096).map(|i| 1 + (i / 4096) as u8).collect();
+    let mut later_page_without_earlier = false;
+    for seed in 0..300 {
+        let root = tempfile::tempdir().unwrap();
+        let disk = CrashDisk::new(root.path().join("trash")).unwrap();
+        let path = root.path().join("f");
+        let file = disk.create(&path).unwrap();
+        file.sync_all().unwrap();
+        disk.sync_dir(root.path()).unwrap();
+        file.write_all_at(&data, 0).unwrap();
+        let report = disk.crash(CrashFamily::TornPrefix, seed).unwrap();
+        let Some(pages) = &report.files[0].torn_pages else { continue };
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), data.len(), "seed {seed}: the new length reached the disk");
+        for (i, page) in bytes.chunks(4096).enumerate() {
+            let kept = pages.contains(&(i as u64 * 4096));
+            let expected = if kept { 1 + i as u8 } else { 0 };
+            assert!(page.iter().all(|&b| b == expected), "seed {seed}: page {i}, {pages:?}");
+        }
+        later_page_without_earlier |= pages.contains(&8192) && !pages.contains(&0);
+    }
+    assert!(later_page_without_earlier, "a later page survives an earlier one's loss");
+}

@@ -67,7 +67,13 @@ fn crash_run(
         let term = written.hard_state.term.max(1);
         let entries: Vec<Entry> = (from..from + count)
             .map(|index| {
-                let data = (0..rng.gen_range(0..120)).map(|_| rng.gen()).collect();
+                // Now and then an entry of a few pages, so that torn writes tear by pages too.
+                let len = if rng.gen_bool(0.1) {
+                    rng.gen_range(0..10_000)
+                } else {
+                    rng.gen_range(0..120)
+                };
+                let data = (0..len).map(|_| rng.gen()).collect();
                 Entry { index, term, kind: EntryKind::Normal, data }
             })
             .collect();
@@ -90,7 +96,7 @@ fn crash_run(
 }
 
 fn check_family(family: CrashFamily) {
-    let mut recovered_unsynced = 0;
+    let (mut recovered_unsynced, mut torn_by_pages) = (0, 0);
     for seed in 0..SEEDS {
         let root = tempfile::tempdir().unwrap();
         let (synced, written, changed_from, report) = crash_run(family, seed, root.path());
@@ -123,9 +129,13 @@ fn check_family(family: CrashFamily) {
         if log.len() > synced.log.len() {
             recovered_unsynced += 1;
         }
+        if report.contains("torn_pages: Some([") {
+            torn_by_pages += 1;
+        }
     }
     if family == CrashFamily::TornPrefix {
         assert!(recovered_unsynced > 0, "some crash kept unsynced entries");
+        assert!(torn_by_pages > 0, "some crash kept only some pages of a write");
     }
 }
 

@@ -302,7 +302,11 @@ fn crash_state(crash: &CrashRecord) -> String {
         .iter()
         .map(|f| {
             let name = f.path.file_name().unwrap_or(f.path.as_os_str()).to_string_lossy();
-            let torn = f.torn_at.map_or(String::new(), |t| format!(", the last torn at byte {t}"));
+            let torn = match (f.torn_at, &f.torn_pages) {
+                (Some(t), _) => format!(", the last torn at byte {t}"),
+                (None, Some(pages)) => format!(", the last torn: pages {pages:?} kept"),
+                (None, None) => String::new(),
+            };
             format!("{name}: {} of {} unsynced writes kept{torn}", f.kept_ops, f.unsynced_ops)
         })
         .collect();

@@ -520,10 +520,10 @@ fn describe_crash(crash: &Value) -> String {
         return format!("n{node} {family}: not recorded by the node (killed instead)");
     }
     let n = |key: &str| crash.get(key).and_then(Value::as_u64).unwrap_or(0);
-    let torn = crash
-        .get("files")
-        .and_then(Value::as_array)
-        .is_some_and(|files| files.iter().any(|f| f.get("torn_at").is_some_and(|t| !t.is_null())));
+    let torn = crash.get("files").and_then(Value::as_array).is_some_and(|files| {
+        let torn = |f: &Value, key: &str| f.get(key).is_some_and(|t| !t.is_null());
+        files.iter().any(|f| torn(f, "torn_at") || torn(f, "torn_pages"))
+    });
     let lost_dir_ops = crash.get("lost_dir_ops").and_then(Value::as_array).map_or(0, Vec::len);
     format!(
         "n{node} {family}: kept {} of {} unsynced bytes, {} of {} unsynced operations{}{}",

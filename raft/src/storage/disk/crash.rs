@@ -33,8 +33,9 @@ pub enum CrashFamily {
     /// last sync.
     LoseUnsynced,
     /// For each file independently, a prefix of its unsynced writes reached the disk, the last
-    /// of them possibly torn at any byte; for each directory, a prefix of its unsynced changes.
-    /// So a later write to one file may survive while an earlier write to another is lost.
+    /// of them possibly torn: at any byte, or by pages (any subset of its 4 KiB pages, the
+    /// file with its new length); for each directory, a prefix of its unsynced changes. So a
+    /// later write to one file may survive while an earlier write to another is lost.
     TornPrefix,
     /// Metadata without data: every file has the length its unsynced writes and truncations
     /// gave it, but none of their bytes (it holds zeros, or its old bytes, there); every
@@ -163,8 +164,14 @@ pub struct FileCrash {
     pub unsynced_ops: usize,
     /// How many of them reached the disk (a prefix).
     pub kept_ops: usize,
-    /// When the last kept operation is a torn write: how many of its bytes reached the disk.
+    /// When the last kept operation is a write torn at a byte: how many of its bytes reached
+    /// the disk.
     pub torn_at: Option<u64>,
+    /// When the last kept operation is a write torn by pages: the file offsets of its 4 KiB
+    /// pages that reached the disk (any subset, in any order, as a disk may write them; the
+    /// others hold their old bytes or zeros, the file its new length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torn_pages: Option<Vec<u64>>,
     /// Bytes the unsynced writes carried, and how many of them reached the disk.
     pub unsynced_bytes: u64,
     pub kept_bytes: u64,
@@ -478,20 +485,45 @@ fn crash_now(state: &mut State, family: CrashFamily, seed: u64) -> io::Result<Cr
     Ok(report)
 }
 
+/// The page size of the disk model.
+const PAGE: u64 = 4096;
+
+/// The file offsets of the pages that a write of `len` bytes at `offset` touches.
+fn pages(offset: u64, len: usize) -> Vec<u64> {
+    let end = offset + len as u64;
+    (offset / PAGE * PAGE..end).step_by(PAGE as usize).collect()
+}
+
+/// How the last kept write of a file was torn.
+enum Tear {
+    /// Its first bytes reached the disk.
+    Prefix(usize),
+    /// These of its pages (file offsets) reached the disk.
+    Pages(Vec<u64>),
+}
+
 /// Puts one file into its crash state; `inode.ops` is not empty.
 fn crash_file(inode: &Inode, family: CrashFamily, rng: &mut ChaCha8Rng) -> io::Result<FileCrash> {
     let ops = &inode.ops;
-    let (kept, torn_at) = match family {
+    let (kept, tear) = match family {
         CrashFamily::LoseUnsynced | CrashFamily::MetadataWithoutData => (0, None),
         CrashFamily::TornPrefix => {
             let kept = rng.gen_range(0..=ops.len());
-            let torn = match ops[..kept].last() {
-                Some(FileOp::Write { data, .. }) if !data.is_empty() && rng.gen_bool(0.5) => {
-                    Some(rng.gen_range(0..data.len()) as u64)
+            let tear = match ops[..kept].last() {
+                Some(FileOp::Write { offset, data, .. })
+                    if !data.is_empty() && rng.gen_bool(0.5) =>
+                {
+                    let pages = pages(*offset, data.len());
+                    Some(match pages.len() > 1 && rng.gen_bool(0.5) {
+                        true => {
+                            Tear::Pages(pages.into_iter().filter(|_| rng.gen_bool(0.5)).collect())
+                        }
+                        false => Tear::Prefix(rng.gen_range(0..data.len())),
+                    })
                 }
                 _ => None,
             };
-            (kept, torn)
+            (kept, tear)
         }
     };
     let file = open_rw(&inode.path)?;
@@ -508,17 +540,31 @@ fn crash_file(inode: &Inode, family: CrashFamily, rng: &mut ChaCha8Rng) -> io::R
     };
     let mut kept_bytes = 0;
     for (i, op) in ops[..kept].iter().enumerate() {
-        match op {
-            FileOp::Write { offset, data, .. } => {
-                let cut = if i + 1 == kept {
-                    torn_at.map_or(data.len(), |t| t as usize)
-                } else {
-                    data.len()
-                };
-                file.write_all_at(&data[..cut], *offset)?;
-                kept_bytes += cut as u64;
+        let tear = if i + 1 == kept { tear.as_ref() } else { None };
+        match (op, tear) {
+            (FileOp::Write { offset, data, .. }, None) => {
+                file.write_all_at(data, *offset)?;
+                kept_bytes += data.len() as u64;
             }
-            FileOp::SetLen { len, .. } => file.set_len(*len)?,
+            (FileOp::Write { offset, data, .. }, Some(Tear::Prefix(cut))) => {
+                file.write_all_at(&data[..*cut], *offset)?;
+                kept_bytes += *cut as u64;
+            }
+            (FileOp::Write { offset, data, .. }, Some(Tear::Pages(kept_pages))) => {
+                // The new length reached the disk; of the data, only the kept pages.
+                let end = offset + data.len() as u64;
+                if file.metadata()?.len() < end {
+                    file.set_len(end)?;
+                }
+                for &page in kept_pages {
+                    let from = page.max(*offset);
+                    let to = (page + PAGE).min(end);
+                    let slice = &data[(from - offset) as usize..(to - offset) as usize];
+                    file.write_all_at(slice, from)?;
+                    kept_bytes += slice.len() as u64;
+                }
+            }
+            (FileOp::SetLen { len, .. }, _) => file.set_len(*len)?,
         }
     }
     if family == CrashFamily::MetadataWithoutData {
@@ -528,7 +574,14 @@ fn crash_file(inode: &Inode, family: CrashFamily, rng: &mut ChaCha8Rng) -> io::R
         path: inode.path.clone(),
         unsynced_ops: ops.len(),
         kept_ops: kept,
-        torn_at,
+        torn_at: match &tear {
+            Some(Tear::Prefix(cut)) => Some(*cut as u64),
+            _ => None,
+        },
+        torn_pages: match tear {
+            Some(Tear::Pages(pages)) => Some(pages),
+            _ => None,
+        },
         unsynced_bytes: ops.iter().map(written).sum(),
         kept_bytes,
         len_before: inode.len,
