@@ -50,7 +50,8 @@ pub struct RunArgs {
     /// Seconds of client load and faults, before the final phase.
     #[arg(long, default_value_t = 40)]
     pub time_limit: u64,
-    /// Fault kinds, comma separated: kill, pause, partition, net; or all, or none.
+    /// Fault kinds, comma separated: kill, crash, disk-error, disk-damage, disk-corrupt, pause,
+    /// partition, net; or all (every kind but disk-corrupt), or none.
     #[arg(long, default_value = "all")]
     pub nemesis: String,
     /// Seconds between a fault's start and its end, and between one fault and the next.
