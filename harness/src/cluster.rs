@@ -323,7 +323,9 @@ impl Cluster {
     ) -> anyhow::Result<Vec<Option<CrashRecord>>> {
         let before =
             self.request_all(requests, Signal::SIGUSR1, crash::records, crash::write_request)?;
-        let deadline = std::time::Instant::now() + crash::WAIT_FOR_SYNC + Duration::from_secs(2);
+        let longest = requests.iter().map(|(_, r)| r.wait_ms).max().unwrap_or(0);
+        let deadline =
+            std::time::Instant::now() + Duration::from_millis(longest) + Duration::from_secs(2);
         let mut records = Vec::new();
         for (&(id, _), before) in requests.iter().zip(before) {
             let left = deadline.saturating_duration_since(std::time::Instant::now());

@@ -257,14 +257,32 @@ impl Nemesis {
             }
             FaultKind::Crash => {
                 let (target, nodes) = self.pick_running_targets(&ids, leader, cluster);
-                let requests: Vec<(u64, CrashRequest)> = nodes
-                    .iter()
-                    .map(|&id| {
-                        let family = *CrashFamily::ALL.choose(&mut self.rng).expect("families");
-                        (id, CrashRequest { family, seed: self.rng.gen() })
-                    })
-                    .collect();
-                let records = cluster.crash(&requests)?;
+                let request = |rng: &mut ChaCha8Rng| {
+                    let family = *CrashFamily::ALL.choose(rng).expect("families");
+                    CrashRequest::new(family, rng.gen())
+                };
+                let mut requests: Vec<(u64, CrashRequest)> =
+                    nodes.iter().map(|&id| (id, request(&mut self.rng))).collect();
+                let mut records = cluster.crash(&requests)?;
+                // Half of the leader's crashes are followed by one of a follower at its next
+                // sync within 1.5 s: with no leader to append, that sync is most likely the
+                // term and vote of the election that follows (where a vote answered before
+                // its sync shows).
+                let mut nodes = nodes;
+                if target == "leader" && self.rng.gen_bool(0.5) {
+                    let others: Vec<u64> = ids
+                        .iter()
+                        .copied()
+                        .filter(|id| !nodes.contains(id))
+                        .filter(|&id| cluster.state(id) == ProcessState::Running)
+                        .collect();
+                    if let Some(&voter) = others.choose(&mut self.rng) {
+                        let then = CrashRequest { wait_ms: 1_500, ..request(&mut self.rng) };
+                        records.extend(cluster.crash(&[(voter, then)])?);
+                        requests.push((voter, then));
+                        nodes.push(voter);
+                    }
+                }
                 let crashes: Vec<Value> = requests
                     .iter()
                     .zip(&records)

@@ -131,7 +131,7 @@ fn put_crash_restart(
         node.call(&json!({"id": i, "op": "put", "key": format!("k{i}"), "value": format!("v{i}")}));
     }
     if crash_it {
-        let request = CrashRequest { family: CrashFamily::LoseUnsynced, seed: 7 };
+        let request = CrashRequest::new(CrashFamily::LoseUnsynced, 7);
         crash::write_request(&data, request).unwrap();
         let pid = nix::unistd::Pid::from_raw(node.child.as_ref().unwrap().id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();

@@ -2,7 +2,7 @@
 //!
 //! The harness writes a [`CrashRequest`] to the node's data directory and sends SIGUSR1. The
 //! node arms its [`CrashDisk`] to crash at its next sync (so the crash finds the writes that
-//! sync was to make durable), waits for it up to [`WAIT_FOR_SYNC`] (an idle node crashes
+//! sync was to make durable), waits for it up to the request's `wait_ms` (an idle node crashes
 //! then, with whatever is unsynced), appends a [`CrashRecord`] to `crashes.jsonl`, and dies by
 //! SIGKILL, as a killed node does.
 //!
@@ -28,7 +28,7 @@ pub const REQUEST_FILE: &str = "crash-request.json";
 pub const RECORD_FILE: &str = "crashes.jsonl";
 /// Where the crash disk keeps removed and replaced files until their directory is synced.
 pub const TRASH_DIR: &str = "crash-trash";
-/// How long a crash waits for a sync to crash at.
+/// How long a crash waits for a sync to crash at, unless the request says otherwise.
 pub const WAIT_FOR_SYNC: Duration = Duration::from_millis(300);
 /// The disk error request, and the records of disk errors.
 pub const ERROR_REQUEST_FILE: &str = "disk-error-request.json";
@@ -59,6 +59,21 @@ pub struct DiskErrorRecord {
 pub struct CrashRequest {
     pub family: CrashFamily,
     pub seed: u64,
+    /// Milliseconds to wait for a sync to crash at; then the crash comes with nothing in
+    /// progress.
+    #[serde(default = "default_wait_ms")]
+    pub wait_ms: u64,
+}
+
+fn default_wait_ms() -> u64 {
+    WAIT_FOR_SYNC.as_millis() as u64
+}
+
+impl CrashRequest {
+    /// A crash of `family` drawn from `seed`, waiting the usual [`WAIT_FOR_SYNC`].
+    pub fn new(family: CrashFamily, seed: u64) -> CrashRequest {
+        CrashRequest { family, seed, wait_ms: default_wait_ms() }
+    }
 }
 
 /// What a crash did, as the node recorded it.
@@ -67,7 +82,7 @@ pub struct CrashRecord {
     /// When the disk crashed, in milliseconds since the Unix epoch (as `events.jsonl`).
     pub time_ms: u64,
     pub request: CrashRequest,
-    /// Whether the crash happened at a sync (rather than after [`WAIT_FOR_SYNC`] without one).
+    /// Whether the crash happened at a sync (rather than after `wait_ms` without one).
     pub at_sync: bool,
     /// The last log index the node knew durable when the crash was requested: its restart
     /// must recover at least this much.
@@ -131,7 +146,7 @@ async fn crash(disk: &CrashDisk, dir: &Path, persisted_index: Index) -> anyhow::
     let request: CrashRequest = serde_json::from_slice(&text)
         .with_context(|| format!("{}: not a crash request", path.display()))?;
     disk.crash_at_sync(request.family, request.seed, 0).context("arming the crash")?;
-    let deadline = tokio::time::Instant::now() + WAIT_FOR_SYNC;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(request.wait_ms);
     while !disk.has_crashed() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -266,10 +281,11 @@ pub fn check_recovery(nodes: &[(u64, &Path)]) -> anyhow::Result<SafetyCheck> {
             }
             match next {
                 None => violations.push(format!("{what}: never started again")),
-                Some(e) if e.event == "refused" => violations.push(format!(
-                    "{what}: refused to start: {}",
-                    e.reason.as_deref().unwrap_or("(no reason recorded)")
-                )),
+                Some(e) if e.event == "refused" => {
+                    let reason = e.reason.as_deref().unwrap_or("(no reason recorded)");
+                    let reason = reason.strip_prefix("refusing to start: ").unwrap_or(reason);
+                    violations.push(format!("{what}: refused to start: {reason}"))
+                }
                 Some(e) if e.event == "started" && persisted_index > 0 => violations.push(format!(
                     "{what}: started on a new, empty storage, but index {persisted_index} was \
                      durable before it"
@@ -323,7 +339,7 @@ mod tests {
     use raft::storage::DiskError;
 
     fn crash_at(time_ms: u64, persisted_index: Index) -> CrashRecord {
-        let request = CrashRequest { family: CrashFamily::LoseUnsynced, seed: 3 };
+        let request = CrashRequest::new(CrashFamily::LoseUnsynced, 3);
         let report = CrashReport { family: request.family, seed: 3, files: vec![], dirs: vec![] };
         CrashRecord { time_ms, request, at_sync: true, persisted_index, report }
     }
