@@ -224,30 +224,19 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     };
     // Each start records one of started, restarted or refused, with what it recovered: a
     // vote granted before a crash must be here after it.
-    let (storage, refusal) = open_storage(dir, disk, core_bug, durable_vote, &applied_log);
-    let recovered = storage.as_ref().map(|s| (s.hard_state(), s.last_index()));
-    let mut event = match (&storage, &refusal) {
-        (Some(s), None) if s.recovery().created => events::event("started", 0),
-        (Some(_), None) => events::event("restarted", 0),
-        (_, _) => Event {
+    let storage = match open_storage(dir, disk, core_bug, durable_vote, &applied_log) {
+        Ok(storage) => {
+            let name = if storage.recovery().created { "started" } else { "restarted" };
+            events.record(lifecycle(name, Some(&storage), None))?;
+            storage
+        }
+        Err(Refusal { error, storage }) => {
             // For the offline checks, which tell an expected refusal (after damage to synced
-            // data) from one a crash alone caused. Without a term when nothing was recovered.
-            reason: refusal.as_ref().map(|e| format!("{e:#}")),
-            term: None,
-            event: "refused".into(),
-            ..Event::default()
-        },
-    };
-    if let Some((hard_state, last_index)) = recovered {
-        event.term = Some(hard_state.term);
-        event.vote = hard_state.vote;
-        event.last_index = Some(last_index);
-    }
-    events.record(event)?;
-    let storage = match (storage, refusal) {
-        (Some(storage), None) => storage,
-        (_, Some(refusal)) => return Err(refusal),
-        (None, None) => unreachable!("open_storage returns a storage or a refusal"),
+            // data) from one a crash alone caused.
+            let reason = Some(format!("{error:#}"));
+            events.record(lifecycle("refused", storage.as_ref(), reason))?;
+            return Err(error);
+        }
     };
     let restarted = !storage.recovery().created;
     let last_index = storage.last_index();
@@ -338,44 +327,61 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the Raft storage in `dir/raft` on `disk`, and refuses (the error) storage that holds
-/// less than the node's own records show was durable. Returns the storage when it could be
-/// opened (to record what it recovered, also when it is refused) and the refusal, if any.
+/// A refusal to start, with the storage it refused when it could be opened.
+struct Refusal {
+    error: anyhow::Error,
+    storage: Option<FileStorage>,
+}
+
+/// A start's event `name` with the hard state and last index `storage` recovered (none when
+/// the storage could not be opened).
+fn lifecycle(name: &str, storage: Option<&FileStorage>, reason: Option<String>) -> Event {
+    let mut event = Event { event: name.into(), reason, ..Event::default() };
+    if let Some(storage) = storage {
+        let hard_state = storage.hard_state();
+        event.term = Some(hard_state.term);
+        event.vote = hard_state.vote;
+        event.last_index = Some(storage.last_index());
+    }
+    event
+}
+
+/// Opens the Raft storage in `dir/raft` on `disk`, and refuses storage that holds less than
+/// the node's own records show was durable.
 fn open_storage(
     dir: &Path,
     disk: Arc<dyn Disk>,
     bug: Option<raft::Bug>,
     durable_vote: Option<(raft::Term, Option<NodeId>)>,
     applied_log: &AppliedLog,
-) -> (Option<FileStorage>, Option<anyhow::Error>) {
+) -> Result<FileStorage, Refusal> {
     let storage_dir = dir.join("raft");
     // A node applied entries, so it had a log: finding no storage directory means it was lost
     // (its hard state with it), and starting empty could lose committed entries and votes.
     // Refused before opening, which would create a new one and hide the loss from a retry.
     if !storage_dir.exists() && applied_log.logged() > 0 {
-        let refusal = anyhow!(
+        let error = anyhow!(
             "refusing to start: {} records entries applied up to index {}, but {} does not \
              exist: the node's log and hard state were lost",
             dir.join("applied.jsonl").display(),
             applied_log.logged(),
             storage_dir.display()
         );
-        return (None, Some(refusal));
+        return Err(Refusal { error, storage: None });
     }
-    let opened = FileStorage::open_on(disk, &storage_dir, FileStorageOptions::default())
-        .with_context(|| format!("opening the Raft storage in {}", storage_dir.display()));
-    let storage = match opened {
-        Ok(storage) => storage,
-        Err(e) => return (None, Some(e)),
-    };
+    let storage = FileStorage::open_on(disk, &storage_dir, FileStorageOptions::default())
+        .with_context(|| format!("opening the Raft storage in {}", storage_dir.display()))
+        .map_err(|error| Refusal { error, storage: None })?;
     // Only a durability bug changes the storage; the check that the build has the catalogue
     // was made with the options.
     #[cfg(feature = "bugs")]
     let storage = storage.with_bug(bug);
     #[cfg(not(feature = "bugs"))]
     let _ = bug;
-    let refusal = check_recovered(dir, &storage, durable_vote, applied_log).err();
-    (Some(storage), refusal)
+    match check_recovered(dir, &storage, durable_vote, applied_log) {
+        Ok(()) => Ok(storage),
+        Err(error) => Err(Refusal { error, storage: Some(storage) }),
+    }
 }
 
 /// Refuses a recovered storage that holds less than the node's records show was durable.
