@@ -234,7 +234,7 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
             // For the offline checks, which tell an expected refusal (after damage to synced
             // data) from one a crash alone caused.
             let reason = Some(format!("{error:#}"));
-            events.record(lifecycle("refused", storage.as_ref(), reason))?;
+            events.record(lifecycle("refused", storage.as_deref(), reason))?;
             return Err(error);
         }
     };
@@ -330,7 +330,7 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
 /// A refusal to start, with the storage it refused when it could be opened.
 struct Refusal {
     error: anyhow::Error,
-    storage: Option<FileStorage>,
+    storage: Option<Box<FileStorage>>,
 }
 
 /// A start's event `name` with the hard state and last index `storage` recovered (none when
@@ -380,7 +380,7 @@ fn open_storage(
     let _ = bug;
     match check_recovered(dir, &storage, durable_vote, applied_log) {
         Ok(()) => Ok(storage),
-        Err(error) => Err(Refusal { error, storage: Some(storage) }),
+        Err(error) => Err(Refusal { error, storage: Some(Box::new(storage)) }),
     }
 }
 
