@@ -15,7 +15,7 @@
 //!   then restores the log from a copy made before the damage (an operator's backup) and
 //!   starts it again.
 //! - `pause`: SIGSTOP, and later SIGCONT; a paused leader comes back stale (see
-//!   [`Nemesis::hold_stale_leader`]).
+//!   `Nemesis::hold_stale_leader`).
 //! - `partition`: links cut at the proxy, in one of Jepsen's shapes.
 //! - `net`: message loss, delay, duplication and reordering at the proxy.
 //!

@@ -249,7 +249,7 @@ impl Sim {
 
     /// A power failure of peer `i` at its next sync: part of the ready being persisted reaches
     /// its durable image, in one of `family`'s crash states (see
-    /// [`DurableImage::write_partially`](super::DurableImage::write_partially)), and the peer
+    /// [`DurableImage::write_partially`](super::node::DurableImage::write_partially)), and the peer
     /// stops before sending, applying or advancing anything of that ready. A peer with nothing
     /// to sync within 50 ms crashes then, keeping everything. Nothing happens if it is down.
     pub fn power_fail(&mut self, i: usize, family: CrashFamily) {
