@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::history::{EventType, History, Process};
 
-/// One line of `applied.jsonl`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One line of `applied.jsonl`: the type its writer (the gauntlet node) and its readers share.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedEntry {
     /// The log index.
     pub index: u64,
@@ -46,6 +46,14 @@ pub struct AppliedEntry {
     /// The client's sequence number of the command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// `noop` for a leader's no-op entry; absent for commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Whether the entry was in the node's own durable log when it was applied (the node's
+    /// persisted index had reached it). A committed entry is never removed from a log, so a
+    /// restart must recover at least the last such entry.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub durable: bool,
 }
 
 /// One line of `events.jsonl`. Which optional fields are present depends on `event`.
@@ -468,6 +476,7 @@ mod tests {
             digest: digest.into(),
             client: cs.map(|c| c.0),
             seq: cs.map(|c| c.1),
+            ..AppliedEntry::default()
         }
     }
 

@@ -13,7 +13,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use raft::node::TraceEvent;
 use raft::{Index, NodeId, Term};
-use serde::{Deserialize, Serialize};
 
 use super::kv::digest;
 
@@ -125,26 +124,8 @@ impl EventLog {
     }
 }
 
-/// One line of `applied.jsonl`.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AppliedLine {
-    pub index: Index,
-    pub term: Term,
-    /// 16 hex digits: the FNV-1a 64 hash of the entry's command bytes (empty for a no-op).
-    pub digest: String,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub client: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub seq: Option<u64>,
-    /// `noop` for a leader's no-op entry; absent for commands.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub kind: Option<String>,
-    /// Whether the entry was in the node's own durable log when it was applied (the node's
-    /// persisted index had reached it). A committed entry is never removed from a log, so a
-    /// restart must recover at least the last such entry.
-    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
-    pub durable: bool,
-}
+/// One line of `applied.jsonl`: the checker's type, so that writer and readers agree.
+pub use checker::safety::AppliedEntry;
 
 /// `applied.jsonl`: one gap-free, in-order sequence of entries across restarts.
 pub struct AppliedLog {
@@ -187,7 +168,7 @@ impl AppliedLog {
             if line.is_empty() {
                 continue;
             }
-            let entry: AppliedLine = serde_json::from_slice(line).with_context(|| {
+            let entry: AppliedEntry = serde_json::from_slice(line).with_context(|| {
                 format!("{} line {}: not an applied entry", path.display(), n + 1)
             })?;
             if entry.index != logged + 1 {
@@ -236,24 +217,17 @@ impl AppliedLog {
             // The runtime delivers every index in order; a gap here would be a bug in it.
             tracing::error!(index, logged = self.logged, "applied.jsonl would get a gap");
         }
-        use std::fmt::Write as _;
-        let mut line = String::with_capacity(96);
-        let _ = write!(
-            line,
-            "{{\"index\":{index},\"term\":{term},\"digest\":\"{:016x}\"",
-            digest(command)
-        );
-        if let Some((client, seq)) = session {
-            let _ = write!(line, ",\"client\":{client},\"seq\":{seq}");
-        }
-        if noop {
-            line.push_str(",\"kind\":\"noop\"");
-        }
-        if durable {
-            line.push_str(",\"durable\":true");
-        }
-        line.push_str("}\n");
-        self.buf.extend_from_slice(line.as_bytes());
+        let entry = AppliedEntry {
+            index,
+            term,
+            digest: format!("{:016x}", digest(command)),
+            client: session.map(|s| s.0),
+            seq: session.map(|s| s.1),
+            kind: noop.then(|| "noop".to_string()),
+            durable,
+        };
+        serde_json::to_writer(&mut self.buf, &entry).expect("an applied entry serializes");
+        self.buf.push(b'\n');
         self.logged = index;
     }
 
@@ -307,7 +281,7 @@ mod tests {
         assert_eq!(AppliedLog::open(&dir).unwrap().durable(), 3);
 
         let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<AppliedLine> =
+        let lines: Vec<AppliedEntry> =
             text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.iter().map(|l| l.index).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(lines[0].kind.as_deref(), Some("noop"));
