@@ -340,8 +340,14 @@ impl CrashDisk {
         Ok(CrashDisk { shared: Arc::new(shared) })
     }
 
+    /// The state, crashed or not.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The state, for an operation: an error once the disk crashed.
     fn lock(&self) -> io::Result<MutexGuard<'_, State>> {
-        let state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = self.state();
         if state.crashed {
             return Err(crashed());
         }
@@ -350,14 +356,7 @@ impl CrashDisk {
 
     /// Whether [`crash`](CrashDisk::crash) was called.
     pub fn has_crashed(&self) -> bool {
-        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).crashed
-    }
-
-    /// Unsynced operations now (file writes and truncations, directory changes).
-    pub fn unsynced_ops(&self) -> usize {
-        let state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.inodes.iter().map(|i| i.ops.len()).sum::<usize>()
-            + state.dir_ops.values().map(Vec::len).sum::<usize>()
+        self.state().crashed
     }
 
     /// Rewrites the real files into one crash state of `family`, drawn from `seed`, and makes
@@ -395,12 +394,12 @@ impl CrashDisk {
 
     /// The last error injected.
     pub fn injected(&self) -> Option<InjectedError> {
-        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).injected.clone()
+        self.state().injected.clone()
     }
 
     /// The crash's report, once the disk crashed.
     pub fn report(&self) -> Option<CrashReport> {
-        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).report.clone()
+        self.state().report.clone()
     }
 
     /// The inode of the file `path`, which exists: one the disk made or saw before, or a new
@@ -410,10 +409,15 @@ impl CrashDisk {
             return Ok(inode);
         }
         let len = fs::metadata(path)?.len();
+        Ok(CrashDisk::new_inode(state, path, len))
+    }
+
+    /// A new inode named `path`, `len` bytes long and durable as it is.
+    fn new_inode(state: &mut State, path: &Path, len: u64) -> usize {
         state.inodes.push(Inode { path: path.to_path_buf(), len, ops: Vec::new() });
         let inode = state.inodes.len() - 1;
         state.names.insert(path.to_path_buf(), inode);
-        Ok(inode)
+        inode
     }
 
     fn push_dir_op(state: &mut State, dir: PathBuf, op: DirOp) {
@@ -502,6 +506,28 @@ enum Tear {
     Pages(Vec<u64>),
 }
 
+/// Puts the file of `inode` back as it was at its last sync, and returns it open.
+fn revert(inode: &Inode) -> io::Result<File> {
+    let file = open_rw(&inode.path)?;
+    for op in inode.ops.iter().rev() {
+        let undo = match op {
+            FileOp::Write { undo, .. } | FileOp::SetLen { undo, .. } => undo,
+        };
+        file.set_len(undo.old_len)?;
+        file.write_all_at(&undo.old, undo.at)?;
+    }
+    Ok(file)
+}
+
+/// The bytes the unsynced writes of `inode` carried.
+fn unsynced_bytes(inode: &Inode) -> u64 {
+    let written = |op: &FileOp| match op {
+        FileOp::Write { data, .. } => data.len() as u64,
+        FileOp::SetLen { .. } => 0,
+    };
+    inode.ops.iter().map(written).sum()
+}
+
 /// Puts one file into its crash state; `inode.ops` is not empty.
 fn crash_file(inode: &Inode, family: CrashFamily, rng: &mut ChaCha8Rng) -> io::Result<FileCrash> {
     let ops = &inode.ops;
@@ -526,18 +552,7 @@ fn crash_file(inode: &Inode, family: CrashFamily, rng: &mut ChaCha8Rng) -> io::R
             (kept, tear)
         }
     };
-    let file = open_rw(&inode.path)?;
-    for op in ops.iter().rev() {
-        let undo = match op {
-            FileOp::Write { undo, .. } | FileOp::SetLen { undo, .. } => undo,
-        };
-        file.set_len(undo.old_len)?;
-        file.write_all_at(&undo.old, undo.at)?;
-    }
-    let written = |op: &FileOp| match op {
-        FileOp::Write { data, .. } => data.len() as u64,
-        FileOp::SetLen { .. } => 0,
-    };
+    let file = revert(inode)?;
     let mut kept_bytes = 0;
     for (i, op) in ops[..kept].iter().enumerate() {
         let tear = if i + 1 == kept { tear.as_ref() } else { None };
@@ -582,7 +597,7 @@ fn crash_file(inode: &Inode, family: CrashFamily, rng: &mut ChaCha8Rng) -> io::R
             Some(Tear::Pages(pages)) => Some(pages),
             _ => None,
         },
-        unsynced_bytes: ops.iter().map(written).sum(),
+        unsynced_bytes: unsynced_bytes(inode),
         kept_bytes,
         len_before: inode.len,
         len_after: file.metadata()?.len(),
@@ -644,9 +659,7 @@ impl Disk for CrashDisk {
             return Ok(self.handle(inode, file));
         }
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
-        state.inodes.push(Inode { path: path.into(), len: 0, ops: Vec::new() });
-        let inode = state.inodes.len() - 1;
-        state.names.insert(path.into(), inode);
+        let inode = CrashDisk::new_inode(&mut state, path, 0);
         CrashDisk::push_dir_op(&mut state, parent(path), DirOp::Create { path: path.into() });
         Ok(self.handle(inode, file))
     }
@@ -732,6 +745,16 @@ fn set_len_tracked(inode: &mut Inode, file: &File, len: u64) -> io::Result<()> {
 }
 
 impl CrashFile {
+    /// Syncs the file with `sync` (after which nothing of it is unsynced), unless an armed
+    /// crash or an injected EIO happens instead.
+    fn sync(&self, sync: fn(&File) -> io::Result<()>) -> io::Result<()> {
+        let mut state = self.disk.lock()?;
+        self.before_file_sync(&mut state)?;
+        sync(&self.file)?;
+        state.inodes[self.inode].ops.clear();
+        Ok(())
+    }
+
     /// An armed crash or an injected EIO happens here, instead of the sync.
     fn before_file_sync(&self, state: &mut State) -> io::Result<()> {
         before_sync(state)?;
@@ -739,16 +762,11 @@ impl CrashFile {
             return Ok(());
         }
         state.fail = None;
+        // The failed writeback's pages are dropped: the file is as last synced.
         let inode = &mut state.inodes[self.inode];
-        let mut lost_bytes = 0;
-        if !inode.ops.is_empty() {
-            // The failed writeback's pages are dropped: the file is as last synced.
-            let unused = &mut ChaCha8Rng::seed_from_u64(0);
-            let lost = crash_file(inode, CrashFamily::LoseUnsynced, unused)?;
-            inode.ops.clear();
-            inode.len = lost.len_after;
-            lost_bytes = lost.unsynced_bytes;
-        }
+        let lost_bytes = unsynced_bytes(inode);
+        inode.len = revert(inode)?.metadata()?.len();
+        inode.ops.clear();
         let error = DiskError::EioOnSync;
         state.injected = Some(InjectedError { error, path: inode.path.clone(), lost_bytes });
         Err(error.to_io())
@@ -789,18 +807,10 @@ impl DiskFile for CrashFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        let mut state = self.disk.lock()?;
-        self.before_file_sync(&mut state)?;
-        self.file.sync_data()?;
-        state.inodes[self.inode].ops.clear();
-        Ok(())
+        self.sync(File::sync_data)
     }
 
     fn sync_all(&self) -> io::Result<()> {
-        let mut state = self.disk.lock()?;
-        self.before_file_sync(&mut state)?;
-        self.file.sync_all()?;
-        state.inodes[self.inode].ops.clear();
-        Ok(())
+        self.sync(File::sync_all)
     }
 }
