@@ -255,106 +255,10 @@ impl Nemesis {
                     Active::Paused(nodes)
                 }
             }
-            FaultKind::Crash => {
-                let (target, nodes) = self.pick_running_targets(&ids, leader, cluster);
-                let request = |rng: &mut ChaCha8Rng| {
-                    let family = *CrashFamily::ALL.choose(rng).expect("families");
-                    CrashRequest::new(family, rng.gen())
-                };
-                let mut requests: Vec<(u64, CrashRequest)> =
-                    nodes.iter().map(|&id| (id, request(&mut self.rng))).collect();
-                let mut records = cluster.crash(&requests)?;
-                // Half of the leader's crashes are followed by one of a follower at its next
-                // sync within 1.5 s: with no leader to append, that sync is most likely the
-                // term and vote of the election that follows (where a vote answered before
-                // its sync shows).
-                let mut nodes = nodes;
-                if target == "leader" && self.rng.gen_bool(0.5) {
-                    let others: Vec<u64> = ids
-                        .iter()
-                        .copied()
-                        .filter(|id| !nodes.contains(id))
-                        .filter(|&id| cluster.state(id) == ProcessState::Running)
-                        .collect();
-                    if let Some(&voter) = others.choose(&mut self.rng) {
-                        let then = CrashRequest { wait_ms: 1_500, ..request(&mut self.rng) };
-                        records.extend(cluster.crash(&[(voter, then)])?);
-                        requests.push((voter, then));
-                        nodes.push(voter);
-                    }
-                }
-                let crashes: Vec<Value> = requests
-                    .iter()
-                    .zip(&records)
-                    .map(|(&(id, request), record)| crash_json(id, request, record.as_ref()))
-                    .collect();
-                rec.nemesis(
-                    "start-crash",
-                    json!({"target": target, "nodes": nodes, "crashes": crashes}),
-                )?;
-                Active::Crashed(nodes)
-            }
-            FaultKind::DiskError => {
-                let (target, nodes) = self.pick_running_targets(&ids, leader, cluster);
-                let requests: Vec<(u64, DiskErrorRequest)> = nodes
-                    .iter()
-                    .map(|&id| {
-                        let error = *DiskError::ALL.choose(&mut self.rng).expect("errors");
-                        (id, DiskErrorRequest { error })
-                    })
-                    .collect();
-                let outcomes = cluster.disk_error(&requests)?;
-                let mut carried_on = Vec::new();
-                let mut errors = Vec::new();
-                for (&(id, request), (record, exited)) in requests.iter().zip(&outcomes) {
-                    let injected = record.as_ref().and_then(|r| r.injected.as_ref());
-                    if injected.is_some() && !exited {
-                        carried_on.push(id);
-                    }
-                    let file = injected
-                        .and_then(|i| i.path.file_name())
-                        .map(|n| n.to_string_lossy().into_owned());
-                    errors.push(json!({"node": id, "error": request.error.name(),
-                        "injected": injected.is_some(), "file": file,
-                        "lost_bytes": injected.map(|i| i.lost_bytes), "exited": exited}));
-                }
-                rec.nemesis(
-                    "start-disk-error",
-                    json!({"target": target, "nodes": nodes, "errors": errors}),
-                )?;
-                Active::DiskErrored(nodes, carried_on)
-            }
+            FaultKind::Crash => self.start_crash(&ids, leader, cluster, rec)?,
+            FaultKind::DiskError => self.start_disk_error(&ids, leader, cluster, rec)?,
             FaultKind::DiskDamage | FaultKind::DiskCorrupt => {
-                let (target, nodes) = self.pick_running_targets(&ids, leader, cluster);
-                let node = nodes.first().copied();
-                let kinds = match kind {
-                    FaultKind::DiskCorrupt => Damage::SYNCED,
-                    _ => Damage::TAIL,
-                };
-                let damage = *kinds.choose(&mut self.rng).expect("damages");
-                let mut rng = ChaCha8Rng::seed_from_u64(self.rng.gen());
-                let mut value = json!({"target": target, "nodes": Vec::from_iter(node),
-                                       "damage": damage.name()});
-                let mut backup = None;
-                if let Some(id) = node {
-                    cluster.kill(id);
-                    let dir = cluster.info(id).dir.clone();
-                    if damage.expects_refusal() {
-                        backup = Some(copy_log(&dir)?);
-                    }
-                    match damage::damage(&dir, damage, &mut rng)? {
-                        Some(done) => {
-                            value["file"] =
-                                json!(done.file.file_name().map(|n| n.to_string_lossy()));
-                            value["offset"] = json!(done.offset);
-                            value["bytes"] = json!(done.bytes);
-                            value["last_index"] = json!(done.last_index);
-                        }
-                        None => value["applied"] = json!(false),
-                    }
-                }
-                rec.nemesis(&format!("start-{}", kind.name()), value)?;
-                Active::Damaged(Vec::from_iter(node), backup)
+                self.start_damage(kind, &ids, leader, cluster, rec)?
             }
             FaultKind::Partition => {
                 let (shape, cut) = self.pick_partition(&ids, leader);
@@ -395,6 +299,127 @@ impl Nemesis {
             self.hold_stale_leader(leader, &ids, proxy, rec)?;
         }
         Ok(())
+    }
+
+    /// Starts a `crash`: see the module's documentation.
+    fn start_crash(
+        &mut self,
+        ids: &[u64],
+        leader: Option<u64>,
+        cluster: &mut Cluster,
+        rec: &Recorder,
+    ) -> anyhow::Result<Active> {
+        let (target, nodes) = self.pick_running_targets(ids, leader, cluster);
+        let request = |rng: &mut ChaCha8Rng| {
+            let family = *CrashFamily::ALL.choose(rng).expect("families");
+            CrashRequest::new(family, rng.gen())
+        };
+        let mut requests: Vec<(u64, CrashRequest)> =
+            nodes.iter().map(|&id| (id, request(&mut self.rng))).collect();
+        let mut records = cluster.crash(&requests)?;
+        // Half of the leader's crashes are followed by one of a follower at its next
+        // sync within 1.5 s: with no leader to append, that sync is most likely the
+        // term and vote of the election that follows (where a vote answered before
+        // its sync shows).
+        let mut nodes = nodes;
+        if target == "leader" && self.rng.gen_bool(0.5) {
+            let others: Vec<u64> = ids
+                .iter()
+                .copied()
+                .filter(|id| !nodes.contains(id))
+                .filter(|&id| cluster.state(id) == ProcessState::Running)
+                .collect();
+            if let Some(&voter) = others.choose(&mut self.rng) {
+                let then = CrashRequest { wait_ms: 1_500, ..request(&mut self.rng) };
+                records.extend(cluster.crash(&[(voter, then)])?);
+                requests.push((voter, then));
+                nodes.push(voter);
+            }
+        }
+        let crashes: Vec<Value> = requests
+            .iter()
+            .zip(&records)
+            .map(|(&(id, request), record)| crash_json(id, request, record.as_ref()))
+            .collect();
+        rec.nemesis("start-crash", json!({"target": target, "nodes": nodes, "crashes": crashes}))?;
+        Ok(Active::Crashed(nodes))
+    }
+
+    /// Starts a `disk-error`.
+    fn start_disk_error(
+        &mut self,
+        ids: &[u64],
+        leader: Option<u64>,
+        cluster: &mut Cluster,
+        rec: &Recorder,
+    ) -> anyhow::Result<Active> {
+        let (target, nodes) = self.pick_running_targets(ids, leader, cluster);
+        let requests: Vec<(u64, DiskErrorRequest)> = nodes
+            .iter()
+            .map(|&id| {
+                let error = *DiskError::ALL.choose(&mut self.rng).expect("errors");
+                (id, DiskErrorRequest { error })
+            })
+            .collect();
+        let outcomes = cluster.disk_error(&requests)?;
+        let mut carried_on = Vec::new();
+        let mut errors = Vec::new();
+        for (&(id, request), (record, exited)) in requests.iter().zip(&outcomes) {
+            let injected = record.as_ref().and_then(|r| r.injected.as_ref());
+            if injected.is_some() && !exited {
+                carried_on.push(id);
+            }
+            let file =
+                injected.and_then(|i| i.path.file_name()).map(|n| n.to_string_lossy().into_owned());
+            errors.push(json!({"node": id, "error": request.error.name(),
+                    "injected": injected.is_some(), "file": file,
+                    "lost_bytes": injected.map(|i| i.lost_bytes), "exited": exited}));
+        }
+        rec.nemesis(
+            "start-disk-error",
+            json!({"target": target, "nodes": nodes, "errors": errors}),
+        )?;
+        Ok(Active::DiskErrored(nodes, carried_on))
+    }
+
+    /// Starts a `disk-damage` or a `disk-corrupt` (`kind`).
+    fn start_damage(
+        &mut self,
+        kind: FaultKind,
+        ids: &[u64],
+        leader: Option<u64>,
+        cluster: &mut Cluster,
+        rec: &Recorder,
+    ) -> anyhow::Result<Active> {
+        let (target, nodes) = self.pick_running_targets(ids, leader, cluster);
+        let node = nodes.first().copied();
+        let kinds = match kind {
+            FaultKind::DiskCorrupt => Damage::SYNCED,
+            _ => Damage::TAIL,
+        };
+        let damage = *kinds.choose(&mut self.rng).expect("damages");
+        let mut rng = ChaCha8Rng::seed_from_u64(self.rng.gen());
+        let mut value = json!({"target": target, "nodes": Vec::from_iter(node),
+                                   "damage": damage.name()});
+        let mut backup = None;
+        if let Some(id) = node {
+            cluster.kill(id);
+            let dir = cluster.info(id).dir.clone();
+            if damage.expects_refusal() {
+                backup = Some(copy_log(&dir)?);
+            }
+            match damage::damage(&dir, damage, &mut rng)? {
+                Some(done) => {
+                    value["file"] = json!(done.file.file_name().map(|n| n.to_string_lossy()));
+                    value["offset"] = json!(done.offset);
+                    value["bytes"] = json!(done.bytes);
+                    value["last_index"] = json!(done.last_index);
+                }
+                None => value["applied"] = json!(false),
+            }
+        }
+        rec.nemesis(&format!("start-{}", kind.name()), value)?;
+        Ok(Active::Damaged(Vec::from_iter(node), backup))
     }
 
     /// Composes a stale leader (a "zombie") when the leader alone is paused and partitions are
@@ -462,25 +487,13 @@ impl Nemesis {
         if self.active.is_empty() {
             return Ok(());
         }
-        let (_, active) = self.active.remove(0);
+        let (kind, active) = self.active.remove(0);
         match active {
-            Active::Killed(ids) => {
+            Active::Killed(ids) | Active::Crashed(ids) | Active::Damaged(ids, None) => {
                 for &id in &ids {
                     cluster.start(id)?;
                 }
-                rec.nemesis("stop-kill", json!({"nodes": ids}))?;
-            }
-            Active::Crashed(ids) => {
-                for &id in &ids {
-                    cluster.start(id)?;
-                }
-                rec.nemesis("stop-crash", json!({"nodes": ids}))?;
-            }
-            Active::Damaged(ids, None) => {
-                for &id in &ids {
-                    cluster.start(id)?;
-                }
-                rec.nemesis("stop-disk-damage", json!({"nodes": ids}))?;
+                rec.nemesis(&format!("stop-{}", kind.name()), json!({"nodes": ids}))?;
             }
             Active::Damaged(ids, Some(backup)) => {
                 // A correct node refuses to start on damaged synced data; then the operator's

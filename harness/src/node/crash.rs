@@ -14,13 +14,15 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use checker::safety::{NodeRecord, SafetyCheck};
 use raft::storage::{CrashDisk, CrashFamily, CrashReport, DiskError, InjectedError};
 use raft::Index;
 use serde::{Deserialize, Serialize};
+
+use super::events::now_ms;
 
 /// The request the harness leaves before its SIGUSR1.
 pub const REQUEST_FILE: &str = "crash-request.json";
@@ -92,16 +94,23 @@ pub struct CrashRecord {
 
 /// Asks the node in `dir` for `request` (the caller then sends SIGUSR1).
 pub fn write_request(dir: &Path, request: CrashRequest) -> anyhow::Result<()> {
-    let path = dir.join(REQUEST_FILE);
-    let json = serde_json::to_vec(&request).expect("a request serializes");
-    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))
+    write_json(&dir.join(REQUEST_FILE), &request)
 }
 
 /// Asks the node in `dir` for a disk error (the caller then sends SIGUSR2).
 pub fn write_error_request(dir: &Path, request: DiskErrorRequest) -> anyhow::Result<()> {
-    let path = dir.join(ERROR_REQUEST_FILE);
-    let json = serde_json::to_vec(&request).expect("a request serializes");
-    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))
+    write_json(&dir.join(ERROR_REQUEST_FILE), &request)
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
+    let json = serde_json::to_vec(value).expect("a request serializes");
+    std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The request the harness left at `path`.
+fn read_request<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&text).with_context(|| format!("{}: not a request", path.display()))
 }
 
 /// Every crash the node in `dir` recorded, oldest first.
@@ -141,10 +150,7 @@ pub async fn crash_and_die(disk: &CrashDisk, dir: &Path, persisted_index: Index)
 }
 
 async fn crash(disk: &CrashDisk, dir: &Path, persisted_index: Index) -> anyhow::Result<()> {
-    let path = dir.join(REQUEST_FILE);
-    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let request: CrashRequest = serde_json::from_slice(&text)
-        .with_context(|| format!("{}: not a crash request", path.display()))?;
+    let request: CrashRequest = read_request(&dir.join(REQUEST_FILE))?;
     disk.crash_at_sync(request.family, request.seed, 0).context("arming the crash")?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(request.wait_ms);
     while !disk.has_crashed() && tokio::time::Instant::now() < deadline {
@@ -158,8 +164,7 @@ async fn crash(disk: &CrashDisk, dir: &Path, persisted_index: Index) -> anyhow::
     tracing::warn!(family = %request.family, seed = request.seed, at_sync,
         unsynced_bytes = report.unsynced_bytes(), kept_bytes = report.kept_bytes(),
         "simulated power failure");
-    let time_ms = now_ms();
-    let record = CrashRecord { time_ms, request, at_sync, persisted_index, report };
+    let record = CrashRecord { time_ms: now_ms(), request, at_sync, persisted_index, report };
     append_record(&dir.join(RECORD_FILE), &record)
 }
 
@@ -174,20 +179,13 @@ pub(super) fn append_record(path: &Path, record: &impl Serialize) -> anyhow::Res
     file.write_all(&line).with_context(|| format!("writing {}", path.display()))
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Injects the disk error the request in `dir` asks for, and records it.
 pub async fn inject_error(
     disk: &CrashDisk,
     dir: &Path,
     persisted_index: Index,
 ) -> anyhow::Result<()> {
-    let path = dir.join(ERROR_REQUEST_FILE);
-    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let request: DiskErrorRequest = serde_json::from_slice(&text)
-        .with_context(|| format!("{}: not a disk error request", path.display()))?;
+    let request: DiskErrorRequest = read_request(&dir.join(ERROR_REQUEST_FILE))?;
     let before = disk.injected();
     disk.fail_next(Some(request.error)).context("arming the disk error")?;
     let deadline = tokio::time::Instant::now() + ERROR_WINDOW;

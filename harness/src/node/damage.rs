@@ -9,7 +9,6 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use checker::safety::NodeRecord;
@@ -17,6 +16,8 @@ use raft::storage::{inspect, RecordKind, RecordSpan};
 use raft::Index;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+
+use super::events::now_ms;
 
 /// The records of damage done to a node's files.
 pub const RECORD_FILE: &str = "disk-damage.jsonl";
@@ -142,8 +143,7 @@ pub fn damage(
             }
         }
     };
-    let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let record = DamageRecord { time_ms, damage, file, offset, bytes, last_index };
+    let record = DamageRecord { time_ms: now_ms(), damage, file, offset, bytes, last_index };
     super::crash::append_record(&dir.join(RECORD_FILE), &record)?;
     Ok(Some(record))
 }

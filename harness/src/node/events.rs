@@ -95,6 +95,12 @@ pub fn durable_vote(dir: &Path, node: NodeId) -> anyhow::Result<Option<(Term, Op
     Ok(newest)
 }
 
+/// Now, in milliseconds since the Unix epoch: the clock of every record a node directory
+/// holds (`events.jsonl`, crashes, disk errors, damage).
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 /// `events.jsonl`.
 pub struct EventLog {
     file: File,
@@ -115,8 +121,7 @@ impl EventLog {
 
     /// Appends one event, stamped with this node and the time.
     pub fn record(&mut self, mut event: Event) -> io::Result<()> {
-        let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        event.time_ms = Some(time_ms as u64);
+        event.time_ms = Some(now_ms());
         event.node = self.node;
         let mut line = serde_json::to_vec(&event).map_err(io::Error::other)?;
         line.push(b'\n');
