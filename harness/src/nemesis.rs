@@ -127,6 +127,11 @@ enum Active {
 }
 
 impl FaultKind {
+    /// Whether the fault needs the nodes to run on crash disks (`--crash-disk`).
+    pub fn needs_crash_disk(self) -> bool {
+        matches!(self, FaultKind::Crash | FaultKind::DiskError)
+    }
+
     /// Whether the fault reaches the nodes' storage (the check crash-recovery covers it).
     pub fn is_storage_fault(self) -> bool {
         matches!(

@@ -178,9 +178,7 @@ async fn run_async(
     println!("run: {}", dir.display());
     write_test_json(&dir, &args, seed)?;
 
-    let crash_disk = kinds.iter().any(|k| matches!(k, FaultKind::Crash | FaultKind::DiskError));
-    let mut run = Run::start(&args, seed, &dir, crash_disk).await?;
-    run.storage_faults = kinds.iter().any(|k| k.is_storage_fault());
+    let mut run = Run::start(&args, seed, &dir, &kinds).await?;
     let outcome = tokio::select! {
         r = run.drive(&args, seed, workload, kinds) => r.map(Some),
         _ = interrupted() => Ok(None),
@@ -233,7 +231,12 @@ struct Run {
 }
 
 impl Run {
-    async fn start(args: &RunArgs, seed: u64, dir: &Path, crash_disk: bool) -> anyhow::Result<Run> {
+    async fn start(
+        args: &RunArgs,
+        seed: u64,
+        dir: &Path,
+        kinds: &[FaultKind],
+    ) -> anyhow::Result<Run> {
         let ids: Vec<u64> = (1..=args.nodes).collect();
         let mut ports = PortAllocator::new(seed ^ std::process::id() as u64);
         let mut addrs = Vec::new();
@@ -256,7 +259,7 @@ impl Run {
         let exe = std::env::current_exe().context("finding the gauntlet binary")?;
         let mut cluster = Cluster::new(exe, infos, args.tick_ms, args.bug.clone())
             .with_credentials(Credentials::create(dir)?)
-            .with_crash_disk(crash_disk);
+            .with_crash_disk(kinds.iter().any(|k| k.needs_crash_disk()));
         let started = Instant::now();
         let rec = Recorder::create(&dir.join("history.jsonl"), started.into_std())?;
         cluster.start_all()?;
@@ -273,7 +276,7 @@ impl Run {
             healed_at: None,
             liveness: None,
             crashes: Vec::new(),
-            storage_faults: false,
+            storage_faults: kinds.iter().any(|k| k.is_storage_fault()),
             proxy_totals: Value::Null,
         })
     }
