@@ -395,10 +395,7 @@ fn a_node_whose_log_was_cut_short_refuses_to_start() {
         let cut = match keep_first_entry {
             // Just after the first sync's marker: a record boundary.
             true => {
-                let marker = last
-                    .records
-                    .iter()
-                    .position(|r| matches!(r.kind, raft::storage::RecordKind::SyncMarker { .. }));
+                let marker = last.records.iter().position(|r| r.kind.synced_up_to().is_some());
                 let marker = &last.records[marker.unwrap()];
                 marker.offset + marker.len
             }

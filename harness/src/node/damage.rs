@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use checker::safety::NodeRecord;
-use raft::storage::{inspect, RecordKind, RecordSpan};
+use raft::storage::{inspect, RecordSpan, SegmentLayout};
 use raft::Index;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -82,70 +82,73 @@ pub fn damage(
     let storage = dir.join("raft");
     let segments =
         inspect(&storage).with_context(|| format!("inspecting {}", storage.display()))?;
-    let durable = |records: &[RecordSpan]| {
-        records.iter().rev().find_map(|r| match r.kind {
-            RecordKind::SyncMarker { last_index } => Some(last_index),
-            RecordKind::Entry { .. } => None,
-        })
+    let last_index = segments
+        .iter()
+        .rev()
+        .find_map(|s| s.records.iter().rev().find_map(|r| r.kind.synced_up_to()))
+        .unwrap_or(0);
+    let done = match damage.expects_refusal() {
+        true => damage_synced(&segments, damage, rng)?,
+        false => damage_tail(&segments, damage, rng)?,
     };
-    let last_index = segments.iter().rev().find_map(|s| durable(&s.records)).unwrap_or(0);
-    let (file, offset, bytes) = if damage.expects_refusal() {
-        // Entries with a sync marker after them in their segment.
-        let mut synced: Vec<(&Path, RecordSpan, u64)> = Vec::new();
-        for s in &segments {
-            let Some(marker) =
-                s.records.iter().rposition(|r| matches!(r.kind, RecordKind::SyncMarker { .. }))
-            else {
-                continue;
-            };
-            let marker_at = s.records[marker].offset;
-            for r in &s.records[..marker] {
-                if matches!(r.kind, RecordKind::Entry { .. }) {
-                    synced.push((&s.path, *r, marker_at));
-                }
-            }
-        }
-        if synced.is_empty() {
-            return Ok(None);
-        }
-        let (path, record, marker_at) = synced[rng.gen_range(0..synced.len())];
-        match damage {
-            Damage::FlipSynced => {
-                let at = record.offset + rng.gen_range(0..record.len);
-                flip(path, at, rng)?;
-                (path.to_path_buf(), at, 1)
-            }
-            _ => {
-                let len = (marker_at - record.offset).min(512);
-                write_at(path, &vec![0; len as usize], record.offset)?;
-                (path.to_path_buf(), record.offset, len)
-            }
-        }
-    } else {
-        let Some(last) = segments.last() else { return Ok(None) };
-        let Some(record) =
-            last.records.last().filter(|r| matches!(r.kind, RecordKind::SyncMarker { .. }))
-        else {
-            // The last record is an entry no sync proved durable yet (a kill during a sync).
-            return Ok(None);
-        };
-        match damage {
-            Damage::TornTail => {
-                let cut = record.offset + rng.gen_range(1..record.len);
-                let file = OpenOptions::new().write(true).open(&last.path)?;
-                file.set_len(cut).with_context(|| format!("cutting {}", last.path.display()))?;
-                (last.path.clone(), cut, last.len - cut)
-            }
-            _ => {
-                let at = record.offset + rng.gen_range(0..record.len);
-                flip(&last.path, at, rng)?;
-                (last.path.clone(), at, 1)
-            }
-        }
-    };
+    let Some((file, offset, bytes)) = done else { return Ok(None) };
     let record = DamageRecord { time_ms: now_ms(), damage, file, offset, bytes, last_index };
     super::crash::append_record(&dir.join(RECORD_FILE), &record)?;
     Ok(Some(record))
+}
+
+/// Damages a synced entry, one a sync marker follows in its segment: its file, the offset and
+/// the bytes damaged; `None` when there is none.
+fn damage_synced(
+    segments: &[SegmentLayout],
+    damage: Damage,
+    rng: &mut impl Rng,
+) -> anyhow::Result<Option<(PathBuf, u64, u64)>> {
+    let mut synced: Vec<(&Path, RecordSpan, u64)> = Vec::new();
+    for s in segments {
+        let Some(marker) = s.records.iter().rposition(|r| r.kind.synced_up_to().is_some()) else {
+            continue;
+        };
+        let marker_at = s.records[marker].offset;
+        for r in s.records[..marker].iter().filter(|r| r.kind.synced_up_to().is_none()) {
+            synced.push((&s.path, *r, marker_at));
+        }
+    }
+    if synced.is_empty() {
+        return Ok(None);
+    }
+    let (path, record, marker_at) = synced[rng.gen_range(0..synced.len())];
+    if damage == Damage::FlipSynced {
+        let at = record.offset + rng.gen_range(0..record.len);
+        flip(path, at, rng)?;
+        return Ok(Some((path.to_path_buf(), at, 1)));
+    }
+    // A zeroed block that stops short of the marker, which must stay whole.
+    let len = (marker_at - record.offset).min(512);
+    write_at(path, &vec![0; len as usize], record.offset)?;
+    Ok(Some((path.to_path_buf(), record.offset, len)))
+}
+
+/// Tears or flips the log's last record, if it is a sync marker (after a kill during a sync
+/// it may be an entry no sync proved durable yet): its file, the offset and the bytes damaged.
+fn damage_tail(
+    segments: &[SegmentLayout],
+    damage: Damage,
+    rng: &mut impl Rng,
+) -> anyhow::Result<Option<(PathBuf, u64, u64)>> {
+    let Some(last) = segments.last() else { return Ok(None) };
+    let Some(record) = last.records.last().filter(|r| r.kind.synced_up_to().is_some()) else {
+        return Ok(None);
+    };
+    if damage == Damage::TornTail {
+        let cut = record.offset + rng.gen_range(1..record.len);
+        let file = OpenOptions::new().write(true).open(&last.path)?;
+        file.set_len(cut).with_context(|| format!("cutting {}", last.path.display()))?;
+        return Ok(Some((last.path.clone(), cut, last.len - cut)));
+    }
+    let at = record.offset + rng.gen_range(0..record.len);
+    flip(&last.path, at, rng)?;
+    Ok(Some((last.path.clone(), at, 1)))
 }
 
 /// Every damage recorded for the node in `dir`, oldest first.

@@ -519,7 +519,6 @@ impl Sim {
                     return;
                 }
             }
-            let node = &mut self.nodes[i];
             node.image.write(&ready);
             if let Some(first) = ready.entries.first() {
                 let to = first.index + ready.entries.len() as Index - 1;

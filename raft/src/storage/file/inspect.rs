@@ -43,6 +43,16 @@ pub enum RecordKind {
     },
 }
 
+impl RecordKind {
+    /// The last index a sync marker names; `None` for an entry.
+    pub fn synced_up_to(self) -> Option<Index> {
+        match self {
+            RecordKind::SyncMarker { last_index } => Some(last_index),
+            RecordKind::Entry { .. } => None,
+        }
+    }
+}
+
 /// The segments of the storage in `dir`, in index order, without changing anything (no lock is
 /// taken: inspect a directory no storage has open).
 pub fn inspect(dir: impl AsRef<Path>) -> Result<Vec<SegmentLayout>, StorageError> {
