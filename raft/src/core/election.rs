@@ -1,6 +1,7 @@
 //! Leader election (§5.2, §5.4.1), with pre-vote (thesis §9.6) and check-quorum's leader lease
 //! (thesis §6.2): the role transitions and the vote handling.
 
+use super::coverage::Decision;
 use super::progress::Progress;
 use super::raw_node::RawNode;
 use super::types::*;
@@ -11,6 +12,7 @@ impl RawNode {
     pub(super) fn tick_election(&mut self) {
         self.election_elapsed += 1;
         if self.election_elapsed >= self.randomized_election_timeout {
+            self.coverage.hit(Decision::ElectionTimeout);
             self.campaign();
         }
     }
@@ -54,6 +56,7 @@ impl RawNode {
     /// Polls the peers for the next term without raising this peer's own term: a peer that
     /// cannot win (a stale log, or cut off from a majority) never disturbs the cluster's term.
     fn become_pre_candidate(&mut self) {
+        self.coverage.hit(Decision::PreVoteStarted);
         self.role = Role::PreCandidate;
         self.leader = None;
         self.votes.clear();
@@ -63,6 +66,7 @@ impl RawNode {
     }
 
     fn become_candidate(&mut self) {
+        self.coverage.hit(Decision::ElectionStarted);
         self.term += 1;
         self.vote = Some(self.id);
         self.role = Role::Candidate;
@@ -97,12 +101,15 @@ impl RawNode {
         let rejected = self.votes.len() - granted;
         if granted >= self.quorum() {
             if pre_vote {
+                self.coverage.hit(Decision::PreVoteWon);
                 self.become_candidate();
             } else {
+                self.coverage.hit(Decision::ElectionWon);
                 self.become_leader();
             }
             true
         } else if rejected >= self.quorum() {
+            self.coverage.hit(Decision::ElectionLost);
             self.become_follower(self.term, None);
             true
         } else {
@@ -141,13 +148,21 @@ impl RawNode {
             MessageBody::RequestVoteResponse { pre_vote, granted } => {
                 let polling = self.role == Role::PreCandidate;
                 if pre_vote != polling {
-                    return; // an answer to an earlier stage of this election
+                    // An answer to an earlier stage of this election.
+                    self.coverage.hit(Decision::VoteReplyOtherStage);
+                    return;
                 }
-                self.votes.entry(msg.from).or_insert(granted);
+                if self.votes.contains_key(&msg.from) {
+                    // A duplicate: a peer's first answer is the one that counts.
+                    self.coverage.hit(Decision::VoteReplyDuplicate);
+                    return;
+                }
+                self.votes.insert(msg.from, granted);
                 self.tally_votes(pre_vote);
             }
             // Another peer won this term (§5.2): follow it.
             MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+                self.coverage.hit(Decision::CandidateFollowsLeader);
                 self.become_follower(msg.term, Some(msg.from));
                 self.step_follower(msg);
             }
@@ -174,7 +189,17 @@ impl RawNode {
         // §5.4.1: only a candidate whose log is at least as up-to-date can win.
         let log_ok = self.log.is_up_to_date(last_log_index, last_log_term)
             || self.config.has_bug(Bug::VoteWithoutLogCheck);
-        let granted = can_vote && log_ok && !(pre_vote && self.in_leader_lease());
+        let lease = pre_vote && self.in_leader_lease();
+        let granted = can_vote && log_ok && !lease;
+        self.coverage.hit(match (pre_vote, granted) {
+            (false, true) => Decision::VoteGranted,
+            (false, false) if !can_vote => Decision::VoteRefusedVoted,
+            (false, false) => Decision::VoteRefusedLog,
+            (true, true) => Decision::PreVoteGranted,
+            (true, false) if lease => Decision::PreVoteRefusedLease,
+            (true, false) if !can_vote => Decision::PreVoteRefusedFollowing,
+            (true, false) => Decision::PreVoteRefusedLog,
+        });
         if granted && !pre_vote {
             self.vote = Some(from);
             self.reset_election_timer();

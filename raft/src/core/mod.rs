@@ -17,6 +17,7 @@
 
 mod bugs;
 mod config;
+mod coverage;
 mod election;
 mod log;
 mod progress;
@@ -26,6 +27,7 @@ mod types;
 
 pub use bugs::{Bug, UnknownBug};
 pub use config::{Config, ConfigError};
+pub use coverage::{Coverage, Decision};
 pub use raw_node::{NotLeader, RawNode, Ready, Status};
 pub use types::{Entry, EntryKind, HardState, Index, Message, MessageBody, NodeId, Role, Term};
 

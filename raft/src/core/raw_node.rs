@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::bugs::Bug;
 use super::config::{Config, ConfigError};
+use super::coverage::{Coverage, Decision};
 use super::log::RaftLog;
 use super::progress::Progress;
 use super::types::*;
@@ -115,6 +116,8 @@ pub struct RawNode {
     pub(super) outbox: Vec<Message>,
     /// The hard state the driver was last told to persist.
     pub(super) reported_hard_state: HardState,
+    /// Which decisions this peer took, for the simulator's coverage reports.
+    pub(super) coverage: Coverage,
 }
 
 impl RawNode {
@@ -150,6 +153,7 @@ impl RawNode {
             rng: ChaCha8Rng::seed_from_u64(seed),
             outbox: Vec::new(),
             reported_hard_state: hard_state,
+            coverage: Coverage::default(),
         };
         node.reset_election_timer();
         Ok(node)
@@ -190,6 +194,7 @@ impl RawNode {
                 // Check-quorum's lease (thesis §6.2): while this peer hears from a leader, it
                 // ignores candidates, so a partitioned peer cannot depose a healthy leader.
                 if self.in_leader_lease() {
+                    self.coverage.hit(Decision::VoteIgnoredLease);
                     tracing::debug!(
                         id = self.id,
                         from = msg.from,
@@ -212,9 +217,13 @@ impl RawNode {
                     return;
                 }
                 MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+                    self.coverage.hit(Decision::HigherTermAdopted);
                     self.become_follower(msg.term, Some(msg.from));
                 }
-                _ => self.become_follower(msg.term, None),
+                _ => {
+                    self.coverage.hit(Decision::HigherTermAdopted);
+                    self.become_follower(msg.term, None)
+                }
             }
         } else if msg.term < self.term {
             self.step_stale(msg);
@@ -239,6 +248,7 @@ impl RawNode {
             // answer and steps down; without it, pre-vote and check-quorum could leave it
             // leading alone forever.
             MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+                self.coverage.hit(Decision::StaleAppendAnswered);
                 self.send(
                     msg.from,
                     MessageBody::AppendEntriesResponse {
@@ -251,12 +261,13 @@ impl RawNode {
             }
             // A stale pre-candidate learns the newer term and stops polling.
             MessageBody::RequestVote { pre_vote: true, .. } => {
+                self.coverage.hit(Decision::StalePreVoteRefused);
                 self.send(
                     msg.from,
                     MessageBody::RequestVoteResponse { pre_vote: true, granted: false },
                 );
             }
-            _ => {}
+            _ => self.coverage.hit(Decision::StaleMessageDropped),
         }
     }
 
@@ -284,8 +295,10 @@ impl RawNode {
     /// Appends a command to the leader's log; returns where it will commit if it does.
     pub fn propose(&mut self, data: Vec<u8>) -> Result<(Index, Term), NotLeader> {
         if self.role != Role::Leader {
+            self.coverage.hit(Decision::ProposalRefused);
             return Err(NotLeader { leader: self.leader });
         }
+        self.coverage.hit(Decision::ProposalAccepted);
         let index = self.append_to_own_log(EntryKind::Normal, data);
         self.broadcast_append();
         Ok((index, self.term))
@@ -361,6 +374,11 @@ impl RawNode {
     /// The entry at `index`, if this peer holds it.
     pub fn entry(&self, index: Index) -> Option<&Entry> {
         self.log.entry(index)
+    }
+
+    /// How often this peer took each protocol decision since it started.
+    pub fn coverage(&self) -> &Coverage {
+        &self.coverage
     }
 
     /// The configuration.

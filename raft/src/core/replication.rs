@@ -1,6 +1,7 @@
 //! Log replication (§5.3): the leader's side (appends, heartbeats, progress, commit) and the
 //! follower's (the AppendEntries consistency check and conflict handling).
 
+use super::coverage::Decision;
 use super::progress::ReplicationState;
 use super::raw_node::RawNode;
 use super::types::*;
@@ -16,6 +17,7 @@ impl RawNode {
             if self.config.check_quorum && !self.quorum_recently_active() {
                 // Thesis §6.2: a leader cut off from a majority steps down, so that clients
                 // look for the leader that the majority may have elected meanwhile.
+                self.coverage.hit(Decision::CheckQuorumStepDown);
                 tracing::info!(id = self.id, term = self.term, "lost contact with a majority");
                 self.become_follower(self.term, None);
                 return;
@@ -68,6 +70,7 @@ impl RawNode {
                 && !pr.inflight.is_empty()
                 && pr.match_index == pr.match_at_last_heartbeat
             {
+                self.coverage.hit(Decision::PipelineStalled);
                 pr.become_probe();
             }
             pr.match_at_last_heartbeat = pr.match_index;
@@ -83,6 +86,7 @@ impl RawNode {
     pub(super) fn send_append(&mut self, peer: NodeId, even_if_empty: bool) {
         let Some(pr) = self.progress.get(&peer) else { return };
         if pr.is_paused(self.config.max_inflight) {
+            self.coverage.hit(Decision::AppendPaused);
             return;
         }
         let prev_log_index = pr.next_index - 1;
@@ -97,9 +101,12 @@ impl RawNode {
         let mut entries = Vec::new();
         let mut bytes = 0;
         for e in self.log.slice(pr.next_index, self.log.last_index()) {
-            if entries.len() >= self.config.max_append_entries
-                || (!entries.is_empty() && bytes + e.payload_size() > self.config.max_append_bytes)
-            {
+            if entries.len() >= self.config.max_append_entries {
+                self.coverage.hit(Decision::BatchCutByCount);
+                break;
+            }
+            if !entries.is_empty() && bytes + e.payload_size() > self.config.max_append_bytes {
+                self.coverage.hit(Decision::BatchCutByBytes);
                 break;
             }
             bytes += e.payload_size();
@@ -134,10 +141,14 @@ impl RawNode {
                 pr.recent_active = true;
                 if success {
                     if index > last_index {
-                        return; // claims entries this leader never had: ignore it
+                        // Claims entries this leader never had: ignore it.
+                        self.coverage.hit(Decision::AckBeyondLog);
+                        return;
                     }
+                    self.coverage.hit(Decision::AckAccepted);
                     let news = pr.acknowledge(index);
                     if pr.state == ReplicationState::Probe {
+                        self.coverage.hit(Decision::ProbeToReplicate);
                         pr.become_replicate();
                     }
                     if news {
@@ -152,17 +163,21 @@ impl RawNode {
                         ReplicationState::Replicate => index <= pr.match_index,
                     };
                     if stale || index == 0 {
+                        self.coverage.hit(Decision::RejectionStale);
                         return;
                     }
                     // §5.3, fast backtracking: skip the follower's whole conflicting term. If the
                     // leader has entries of that term, the logs may match up to its last one.
-                    let next = match conflict_term {
+                    let (next, decision) = match conflict_term {
                         Some(term) => match self.log.last_index_of_term(term) {
-                            Some(last_of_term) => last_of_term + 1,
-                            None => conflict_index,
+                            Some(last_of_term) => {
+                                (last_of_term + 1, Decision::RejectionSkippedTerm)
+                            }
+                            None => (conflict_index, Decision::RejectionUnknownTerm),
                         },
-                        None => conflict_index,
+                        None => (conflict_index, Decision::RejectionShortLog),
                     };
+                    self.coverage.hit(decision);
                     pr.become_probe();
                     pr.next_index = next.clamp(pr.match_index + 1, index.max(pr.match_index + 1));
                     self.send_append(from, true);
@@ -177,9 +192,11 @@ impl RawNode {
                 // oldest slot, so a lost append is noticed by the next one's rejection.
                 pr.probe_sent = false;
                 if pr.state == ReplicationState::Replicate && pr.inflight.len() >= max_inflight {
+                    self.coverage.hit(Decision::HeartbeatFreedSlot);
                     pr.inflight.pop_front();
                 }
                 if pr.match_index < last_index {
+                    self.coverage.hit(Decision::HeartbeatResumedAppend);
                     self.send_append(from, pr_is_probe(self, from));
                 }
             }
@@ -202,8 +219,10 @@ impl RawNode {
         if self.log.term_at(candidate) != Some(self.term)
             && !self.config.has_bug(Bug::CommitOldTerm)
         {
+            self.coverage.hit(Decision::CommitWithheldOldTerm);
             return;
         }
+        self.coverage.hit(Decision::CommitAdvanced);
         self.log.committed = candidate;
         self.commit_to_announce = true;
     }
@@ -226,6 +245,10 @@ impl RawNode {
                 Some(_) => self.log.first_index_of_term_at(prev_log_index),
                 None => self.log.last_index() + 1,
             };
+            self.coverage.hit(match conflict_term {
+                Some(_) => Decision::AppendTermMismatch,
+                None => Decision::AppendMissingPrev,
+            });
             self.send(
                 leader,
                 MessageBody::AppendEntriesResponse {
@@ -237,6 +260,7 @@ impl RawNode {
             );
             return;
         }
+        self.coverage.hit(Decision::AppendAccepted);
         let last_new = prev_log_index + entries.len() as Index;
         if self.config.has_bug(Bug::TruncateWithoutConflict) {
             self.log.truncate_from(prev_log_index + 1);
@@ -261,8 +285,13 @@ impl RawNode {
                     );
                     return;
                 }
+                if from <= self.log.last_index() {
+                    self.coverage.hit(Decision::AppendTruncated);
+                }
                 self.log.truncate_from(from);
                 entries.into_iter().skip(first_new).for_each(|e| self.log.push(e));
+            } else if !entries.is_empty() {
+                self.coverage.hit(Decision::AppendAlreadyHeld);
             }
         }
         // Figure 2: commit up to the leader's commit, but no further than what is known to match.
@@ -286,6 +315,7 @@ impl RawNode {
     fn commit_to(&mut self, index: Index) {
         let index = index.min(self.log.last_index());
         if index > self.log.committed {
+            self.coverage.hit(Decision::FollowerCommitAdvanced);
             self.log.committed = index;
         }
     }

@@ -34,6 +34,11 @@ pub struct Network {
     reliable: bool,
     long_reordering: bool,
     duplicate_per_mille: u32,
+    /// A swarm's noise ([`Network::set_noise`]): long-tail delays and duplicates that last the
+    /// whole fault phase.
+    tail_per_mille: u32,
+    tail_us: u64,
+    noise_duplicate_per_mille: u32,
     rng: ChaCha8Rng,
 }
 
@@ -47,6 +52,9 @@ impl Network {
             reliable: true,
             long_reordering: false,
             duplicate_per_mille: 0,
+            tail_per_mille: 0,
+            tail_us: 0,
+            noise_duplicate_per_mille: 0,
             rng,
         }
     }
@@ -97,13 +105,23 @@ impl Network {
         self.duplicate_per_mille = per_mille.min(1000);
     }
 
+    /// A swarm's noise under every mode: `tail_per_mille` messages per thousand are delayed a
+    /// further 0 to `tail_ms` (skewed towards short delays), and at least `dup_per_mille` per
+    /// thousand are duplicated. All zero by default.
+    pub fn set_noise(&mut self, tail_per_mille: u32, tail_ms: u64, dup_per_mille: u32) {
+        self.tail_per_mille = tail_per_mille.min(1000);
+        self.tail_us = tail_ms * 1000;
+        self.noise_duplicate_per_mille = dup_per_mille.min(1000);
+    }
+
     /// Draws the fate of one message, a request (vote, pre-vote, append) or a reply.
     pub fn fate(&mut self, is_request: bool) -> Fate {
         let first = match self.delay(is_request) {
             Some(d) => d,
             None => return Fate::Drop,
         };
-        if self.duplicate_per_mille > 0 && self.rng.gen_range(0..1000) < self.duplicate_per_mille {
+        let duplicate = self.duplicate_per_mille.max(self.noise_duplicate_per_mille);
+        if duplicate > 0 && self.rng.gen_range(0..1000) < duplicate {
             if let Some(second) = self.delay(is_request) {
                 return Fate::Duplicate(first, second);
             }
@@ -125,6 +143,10 @@ impl Network {
             // As the labs do it: 200 ms plus a delay skewed towards the short end, up to 2 s.
             let upper = self.rng.gen_range(0..=2_000u64);
             delay += 200_000 + self.rng.gen_range(0..=upper) * 1_000;
+        }
+        if self.tail_per_mille > 0 && self.rng.gen_range(0..1000) < self.tail_per_mille {
+            let upper = self.rng.gen_range(0..=self.tail_us);
+            delay += self.rng.gen_range(0..=upper);
         }
         Some(delay)
     }
@@ -191,6 +213,28 @@ mod tests {
             assert!(matches!(n.fate(true), Fate::Deliver(d) if d <= 1_000));
         }
         assert!((5_600..6_400).contains(&long), "{long} of 9000 replies delayed");
+    }
+
+    #[test]
+    fn noise_delays_its_share_of_messages_and_duplicates_under_every_mode() {
+        let mut n = net();
+        n.set_noise(200, 500, 100);
+        let (mut late, mut dup) = (0, 0);
+        for _ in 0..10_000 {
+            match n.fate(true) {
+                Fate::Deliver(d) => late += usize::from(d > 1_000),
+                Fate::Duplicate(a, b) => {
+                    dup += 1;
+                    late += usize::from(a > 1_000) + usize::from(b > 1_000);
+                }
+                Fate::Drop => panic!("the reliable network loses nothing"),
+            }
+            n.set_duplicate_per_mille(0);
+        }
+        assert!((1_500..2_600).contains(&late), "{late} of about 11000 deliveries late");
+        assert!((800..1_200).contains(&dup), "{dup} of 10000 duplicated");
+        n.set_noise(0, 0, 0);
+        assert!(matches!(n.fate(true), Fate::Deliver(d) if d <= 1_000));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use rand::Rng;
 
-use crate::core::{Config, Entry, HardState, Index, RawNode, Ready, Role, Term};
+use crate::core::{Config, Coverage, Entry, HardState, Index, RawNode, Ready, Role, Term};
 use crate::storage::CrashFamily;
 
 /// What a peer's storage holds: exactly what every [`Ready`] it processed wrote. Persistence is
@@ -140,6 +140,8 @@ pub struct SimNode {
     /// Role and term after the last step, to notice changes.
     pub(crate) last_role: Role,
     pub(crate) last_term: Term,
+    /// The protocol decisions of the earlier incarnations.
+    pub(crate) coverage_before: Coverage,
 }
 
 impl SimNode {
@@ -158,6 +160,7 @@ impl SimNode {
             power_failure: None,
             last_role,
             last_term,
+            coverage_before: Coverage::default(),
         }
     }
 
@@ -168,7 +171,9 @@ impl SimNode {
 
     /// Stops the peer; only its durable image survives.
     pub(crate) fn crash(&mut self) {
-        self.raw = None;
+        if let Some(raw) = self.raw.take() {
+            self.coverage_before.merge(raw.coverage());
+        }
         self.power_failure = None;
     }
 
@@ -197,6 +202,15 @@ impl SimNode {
     /// The running core, if any.
     pub fn raw(&self) -> Option<&RawNode> {
         self.raw.as_ref()
+    }
+
+    /// The protocol decisions this peer took, over all its incarnations.
+    pub fn coverage(&self) -> Coverage {
+        let mut all = self.coverage_before.clone();
+        if let Some(raw) = &self.raw {
+            all.merge(raw.coverage());
+        }
+        all
     }
 
     /// The highest index this peer applied, in this or an earlier incarnation.

@@ -226,6 +226,7 @@ mod tests {
         let shrunk = shrink(&s, None, 10_000, crash_then_restart);
         let minimal = Schedule {
             nodes: 5,
+            swarm: s.swarm,
             end_ms: 100,
             steps: vec![
                 at(0, Action::Crash(Target::Node(1))),

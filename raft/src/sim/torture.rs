@@ -25,8 +25,9 @@
 
 use super::cluster::{num, Cluster};
 use super::invariants::describe;
+use super::swarm::Swarm;
 use super::world::{derive_seed, SimConfig};
-use crate::core::{Bug, EntryKind, Index, Role};
+use crate::core::{Bug, Coverage, EntryKind, Index, Role};
 use crate::storage::CrashFamily;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -245,16 +246,79 @@ pub struct Step {
     pub action: Action,
 }
 
-/// A run's cluster size, fault phase and steps.
+/// A run's cluster size, configuration, fault phase and steps.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Schedule {
-    /// How many peers (3 or 5 when generated; 1 to 10 allowed).
+    /// How many peers (3 to 7 when generated; 1 to 10 allowed).
     pub nodes: usize,
+    /// The protocol settings and network noise of the run (the lab profile when left out).
+    #[serde(default)]
+    pub swarm: Swarm,
     /// When the fault phase ends and the final phase (heal, then checks) begins, in virtual
     /// milliseconds.
     pub end_ms: u64,
     /// The steps, in time order, none after `end_ms`. Steps at the same time run in list order.
     pub steps: Vec<Step>,
+}
+
+/// The family of fault schedules a generated seed belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    /// Every kind of fault, at random.
+    Mixed,
+    /// The labs' Figure 8 test: leaders cut off or crashed before they replicate.
+    Churn,
+    /// Many candidates at once, their replies late, duplicated and delivered into later terms.
+    Storm,
+    /// Leaders that append many entries alone, repaired by a new leader in small batches.
+    Tails,
+    /// Crashes and reboots in the middle of elections.
+    ElectionCrash,
+    /// Figure 8 composed: a leader that reaches one follower only, then crashes.
+    Figure8,
+}
+
+impl Family {
+    /// Every family.
+    pub const ALL: [Family; 6] = [
+        Family::Mixed,
+        Family::Churn,
+        Family::Storm,
+        Family::Tails,
+        Family::ElectionCrash,
+        Family::Figure8,
+    ];
+
+    /// The family's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Mixed => "mixed",
+            Family::Churn => "churn",
+            Family::Storm => "storm",
+            Family::Tails => "tails",
+            Family::ElectionCrash => "election-crash",
+            Family::Figure8 => "figure-8",
+        }
+    }
+
+    /// The family of `seed`'s generated schedule.
+    pub fn of_seed(seed: u64) -> Family {
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_SCHEDULE, 2));
+        match rng.gen_range(0..100) {
+            0..=39 => Family::Mixed,
+            40..=54 => Family::Churn,
+            55..=69 => Family::Storm,
+            70..=81 => Family::Tails,
+            82..=91 => Family::ElectionCrash,
+            _ => Family::Figure8,
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A bounded random duration in milliseconds, skewed towards short ones.
@@ -263,48 +327,116 @@ fn duration(rng: &mut ChaCha8Rng, lo: u64, hi: u64) -> u64 {
     rng.gen_range(lo..=upper)
 }
 
-impl Schedule {
-    /// The schedule of `seed`: a cluster of 3 or 5 peers and one of two fault mixes.
-    ///
-    /// - Mixed (2 seeds in 3): a fault phase of 2 to 4 virtual seconds, clients proposing 1 to 3
-    ///   commands every 5-150 ms, and fault episodes every 30-500 ms, each undone after
-    ///   50-1500 ms (a crash by a restart, a disconnection by a reconnection, a partition or
-    ///   cut by a heal, a network mode by switching it off): crashes and reboots,
-    ///   disconnections, partitions and one-way cuts (half of them aimed at the leader),
-    ///   spells of loss, long reordering and duplication.
-    /// - Leader churn (1 seed in 3), the pattern of the paper's Figure 8 as the labs test it: a
-    ///   fault phase of 3 to 6 seconds on the unreliable network, in rounds mostly a few
-    ///   milliseconds apart; each round offers a command, half of the rounds then cut off (or,
-    ///   in a quarter of the seeds, crash) the leader before it could replicate it, and a tenth
-    ///   bring one peer back.
-    pub fn generate(seed: u64) -> Schedule {
-        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_SCHEDULE, 0));
-        let nodes: usize = if rng.gen_bool(0.5) { 3 } else { 5 };
-        if rng.gen_bool(1.0 / 3.0) {
-            Schedule::churn(nodes, &mut rng)
-        } else {
-            // Which crashes are power failures comes from a stream of its own, so that the rest
-            // of a seed's schedule is what it was before power failures existed.
-            let mut power = ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_SCHEDULE, 1));
-            Schedule::mixed(nodes, &mut rng, &mut power)
+/// Steps being laid out for a fault phase that ends at `end_ms`: steps after the end are left
+/// out, and [`Steps::done`] sorts the rest by time.
+struct Steps {
+    end_ms: u64,
+    steps: Vec<Step>,
+}
+
+impl Steps {
+    fn new(end_ms: u64) -> Steps {
+        Steps { end_ms, steps: Vec::new() }
+    }
+
+    fn push(&mut self, at_ms: u64, action: Action) {
+        if at_ms <= self.end_ms {
+            self.steps.push(Step { at_ms, action });
         }
     }
 
-    fn churn(nodes: usize, rng: &mut ChaCha8Rng) -> Schedule {
-        let end_ms = rng.gen_range(3_000..=6_000u64);
-        let crash = rng.gen_bool(0.25);
-        let mut steps = vec![Step { at_ms: 0, action: Action::Unreliable(true) }];
-        let mut push = |at_ms: u64, action: Action| {
-            if at_ms <= end_ms {
-                steps.push(Step { at_ms, action });
+    /// Clients offering 1 to `most` commands every `lo`-`hi` ms, from a time before 200 ms.
+    fn clients(&mut self, rng: &mut ChaCha8Rng, most: u8, lo: u64, hi: u64) {
+        let mut t = rng.gen_range(0..200);
+        while t < self.end_ms {
+            self.push(t, Action::Propose(rng.gen_range(1..=most)));
+            t += rng.gen_range(lo..=hi);
+        }
+    }
+
+    fn done(mut self, nodes: usize, swarm: Swarm) -> Schedule {
+        // A stable sort: steps at the same time keep the order they were laid out in.
+        self.steps.sort_by_key(|s| s.at_ms);
+        Schedule { nodes, swarm, end_ms: self.end_ms, steps: self.steps }
+    }
+}
+
+/// A crash of `who`, or (half of the time) a power failure of one of the three families.
+fn crash_or_power_failure(who: Target, power: &mut ChaCha8Rng) -> Action {
+    match power.gen_bool(0.5) {
+        true => Action::PowerFail(who, CrashFamily::ALL[power.gen_range(0..3)]),
+        false => Action::Crash(who),
+    }
+}
+
+fn random_node(rng: &mut ChaCha8Rng, nodes: usize) -> Target {
+    Target::Node(rng.gen_range(0..nodes) as u8)
+}
+
+impl Schedule {
+    /// The schedule of `seed`: a cluster of 3 to 7 peers (even sizes too), a [`Swarm`]
+    /// configuration (the lab profile in a quarter of the seeds), and the steps of one
+    /// [`Family`]:
+    ///
+    /// - Mixed (40%): a fault phase of 2 to 4 virtual seconds, clients proposing 1 to 3
+    ///   commands every 5-150 ms, and fault episodes every 30-500 ms, each undone after
+    ///   50-1500 ms (a crash by a restart, a disconnection by a reconnection, a partition or
+    ///   cut by a heal, a network mode by switching it off): crashes, power failures and
+    ///   reboots, disconnections, partitions and one-way cuts (half of them aimed at the
+    ///   leader), spells of loss, long reordering and duplication.
+    /// - Churn (15%), the pattern of the paper's Figure 8 as the labs test it: 3 to 6 seconds on
+    ///   the unreliable network, in rounds mostly a few milliseconds apart; each round offers a
+    ///   command, half of the rounds then cut off (or, in a quarter of the seeds, crash) the
+    ///   leader before it could replicate it, and a tenth bring one peer back.
+    /// - Storm (15%): tight election timeouts (pre-vote off in half), replies delayed for
+    ///   seconds and duplicated so that they arrive in later terms, and rounds that cut every
+    ///   peer off at once and bring them back together (every timer runs out at once), depose
+    ///   or reboot the leader.
+    /// - Tails (12%): one entry per append or a pipeline of one or two; rounds in which the
+    ///   leader, alone or with one follower, accepts hundreds of commands it cannot commit, the
+    ///   others elect a leader that commits its own, and the two sides meet again.
+    /// - Election crash (10%): the leader crashes, and peers crash, lose power or reboot around
+    ///   the time the election that follows runs.
+    /// - Figure 8 (8%): the leader is cut off with one follower, offered commands that reach
+    ///   that follower only, then crashes or loses power; the rest elect a leader while the
+    ///   follower holds the only copies of an earlier term's entries.
+    pub fn generate(seed: u64) -> Schedule {
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_SCHEDULE, 0));
+        let mut swarm_rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_SCHEDULE, 3));
+        let nodes = [3, 3, 4, 5, 5, 6, 7][swarm_rng.gen_range(0..7)];
+        let mut swarm =
+            if swarm_rng.gen_bool(0.25) { Swarm::LAB } else { Swarm::draw(&mut swarm_rng) };
+        // Which crashes are power failures comes from a stream of its own.
+        let mut power = ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_SCHEDULE, 1));
+        match Family::of_seed(seed) {
+            Family::Mixed => Schedule::mixed(nodes, swarm, &mut rng, &mut power),
+            Family::Churn => Schedule::churn(nodes, swarm, &mut rng),
+            Family::Storm => {
+                swarm.election_tick = [5, 10, 20][swarm_rng.gen_range(0..3)];
+                swarm.heartbeat_tick = swarm.heartbeat_tick.clamp(1, swarm.election_tick / 3);
+                swarm.pre_vote = swarm_rng.gen_bool(0.5);
+                Schedule::storm(nodes, swarm, &mut rng)
             }
-        };
+            Family::Tails => {
+                swarm.max_append_entries = [1, 1, 2, 4][swarm_rng.gen_range(0..4)];
+                swarm.max_inflight = [1, 2, 16][swarm_rng.gen_range(0..3)];
+                Schedule::tails(nodes, swarm, &mut rng)
+            }
+            Family::ElectionCrash => Schedule::election_crash(nodes, swarm, &mut rng, &mut power),
+            Family::Figure8 => Schedule::figure8(nodes, swarm, &mut rng, &mut power),
+        }
+    }
+
+    fn churn(nodes: usize, swarm: Swarm, rng: &mut ChaCha8Rng) -> Schedule {
+        let mut s = Steps::new(rng.gen_range(3_000..=6_000u64));
+        let crash = rng.gen_bool(0.25);
+        s.push(0, Action::Unreliable(true));
         let mut t = 0;
-        while t < end_ms {
-            push(t, Action::Propose(1));
+        while t < s.end_ms {
+            s.push(t, Action::Propose(1));
             t += if rng.gen_bool(0.1) { rng.gen_range(0..500) } else { rng.gen_range(0..13) };
             if rng.gen_bool(0.5) {
-                push(
+                s.push(
                     t,
                     if crash {
                         Action::Crash(Target::Leader)
@@ -314,57 +446,42 @@ impl Schedule {
                 );
             }
             if rng.gen_bool(0.1) {
-                let who = Target::Node(rng.gen_range(0..nodes) as u8);
-                push(t, if crash { Action::Restart(who) } else { Action::Connect(who) });
+                let who = random_node(rng, nodes);
+                s.push(t, if crash { Action::Restart(who) } else { Action::Connect(who) });
             }
         }
-        Schedule { nodes, end_ms, steps }
+        s.done(nodes, swarm)
     }
 
-    fn mixed(nodes: usize, rng: &mut ChaCha8Rng, power: &mut ChaCha8Rng) -> Schedule {
-        let end_ms = rng.gen_range(2_000..=4_000u64);
-        let mut steps = Vec::new();
-        let mut push = |at_ms: u64, action: Action| {
-            if at_ms <= end_ms {
-                steps.push(Step { at_ms, action });
+    fn mixed(nodes: usize, swarm: Swarm, rng: &mut ChaCha8Rng, power: &mut ChaCha8Rng) -> Schedule {
+        let mut s = Steps::new(rng.gen_range(2_000..=4_000u64));
+        if rng.gen_bool(0.25) {
+            s.push(0, Action::Unreliable(true));
+        }
+        s.clients(rng, 3, 5, 150);
+        let node_or_leader = |rng: &mut ChaCha8Rng| {
+            if rng.gen_bool(0.5) {
+                Target::Leader
+            } else {
+                random_node(rng, nodes)
             }
         };
-        if rng.gen_bool(0.25) {
-            push(0, Action::Unreliable(true));
-        }
-
-        // The clients.
-        let mut t = rng.gen_range(0..200);
-        while t < end_ms {
-            push(t, Action::Propose(rng.gen_range(1..=3)));
-            t += rng.gen_range(5..=150);
-        }
-
-        // The faults.
-        let node = |rng: &mut ChaCha8Rng| Target::Node(rng.gen_range(0..nodes) as u8);
-        let node_or_leader =
-            |rng: &mut ChaCha8Rng| if rng.gen_bool(0.5) { Target::Leader } else { node(rng) };
         let mut t = rng.gen_range(100..600);
-        while t < end_ms {
+        while t < s.end_ms {
             let undo_at = t + duration(rng, 50, 1_500);
             match rng.gen_range(0..100) {
                 0..=21 => {
                     let who = node_or_leader(rng);
-                    // Half of the crashes are power failures.
-                    let crash = match power.gen_bool(0.5) {
-                        true => Action::PowerFail(who, CrashFamily::ALL[power.gen_range(0..3)]),
-                        false => Action::Crash(who),
-                    };
-                    push(t, crash);
+                    s.push(t, crash_or_power_failure(who, power));
                     let back = if let Target::Node(_) = who { who } else { Target::All };
-                    push(undo_at, Action::Restart(back));
+                    s.push(undo_at, Action::Restart(back));
                 }
-                22..=33 => push(t, Action::Restart(node_or_leader(rng))),
+                22..=33 => s.push(t, Action::Restart(node_or_leader(rng))),
                 34..=51 => {
                     let who = node_or_leader(rng);
-                    push(t, Action::Isolate(who));
+                    s.push(t, Action::Isolate(who));
                     let back = if let Target::Node(_) = who { who } else { Target::All };
-                    push(undo_at, Action::Connect(back));
+                    s.push(undo_at, Action::Connect(back));
                 }
                 52..=67 => {
                     let mut side = Vec::new();
@@ -373,41 +490,160 @@ impl Schedule {
                     }
                     let size = rng.gen_range(1..=nodes / 2);
                     while side.len() < size {
-                        let n = node(rng);
+                        let n = random_node(rng, nodes);
                         if !side.contains(&n) {
                             side.push(n);
                         }
                     }
-                    push(t, Action::Partition(side));
-                    push(undo_at, Action::Heal);
+                    s.push(t, Action::Partition(side));
+                    s.push(undo_at, Action::Heal);
                 }
                 68..=79 => {
                     for _ in 0..rng.gen_range(1..=3) {
                         let from = node_or_leader(rng);
                         let to = node_or_leader(rng);
                         if from != to {
-                            push(t, Action::Cut(from, to));
+                            s.push(t, Action::Cut(from, to));
                         }
                     }
-                    push(undo_at, Action::Heal);
+                    s.push(undo_at, Action::Heal);
                 }
                 80..=87 => {
-                    push(t, Action::Unreliable(true));
-                    push(undo_at, Action::Unreliable(false));
+                    s.push(t, Action::Unreliable(true));
+                    s.push(undo_at, Action::Unreliable(false));
                 }
                 88..=94 => {
-                    push(t, Action::LongReordering(true));
-                    push(undo_at, Action::LongReordering(false));
+                    s.push(t, Action::LongReordering(true));
+                    s.push(undo_at, Action::LongReordering(false));
                 }
                 _ => {
-                    push(t, Action::Duplicate(rng.gen_range(1..=5) * 50));
-                    push(undo_at, Action::Duplicate(0));
+                    s.push(t, Action::Duplicate(rng.gen_range(1..=5) * 50));
+                    s.push(undo_at, Action::Duplicate(0));
                 }
             }
             t += duration(rng, 30, 500);
         }
-        steps.sort_by_key(|s| s.at_ms);
-        Schedule { nodes, end_ms, steps }
+        s.done(nodes, swarm)
+    }
+
+    fn storm(nodes: usize, swarm: Swarm, rng: &mut ChaCha8Rng) -> Schedule {
+        let mut s = Steps::new(rng.gen_range(2_000..=4_000u64));
+        s.push(0, Action::LongReordering(true));
+        s.push(0, Action::Duplicate(rng.gen_range(1..=6) * 50));
+        if rng.gen_bool(0.5) {
+            s.push(0, Action::Unreliable(true));
+        }
+        s.clients(rng, 2, 10, 150);
+        let timeout_ms = swarm.election_tick as u64 * 10;
+        let mut t = rng.gen_range(100..400);
+        while t < s.end_ms {
+            match rng.gen_range(0..4) {
+                // Everyone alone for longer than a timeout, then back at once: every timer has
+                // run out, and each peer campaigns in the same instant.
+                0 | 1 => {
+                    s.push(t, Action::Isolate(Target::All));
+                    s.push(t + timeout_ms * rng.gen_range(1..=3), Action::Connect(Target::All));
+                }
+                2 => {
+                    s.push(t, Action::Isolate(Target::Leader));
+                    s.push(
+                        t + duration(rng, timeout_ms, 4 * timeout_ms),
+                        Action::Connect(Target::All),
+                    );
+                }
+                _ => s.push(t, Action::Restart(Target::Leader)),
+            }
+            t += duration(rng, 2 * timeout_ms, 600.max(6 * timeout_ms));
+        }
+        s.done(nodes, swarm)
+    }
+
+    fn tails(nodes: usize, swarm: Swarm, rng: &mut ChaCha8Rng) -> Schedule {
+        let mut s = Steps::new(rng.gen_range(3_000..=5_000u64));
+        let timeout_ms = swarm.election_tick as u64 * 10;
+        s.clients(rng, 2, 20, 200);
+        let mut t = rng.gen_range(200..600);
+        while t < s.end_ms {
+            // The leader is cut off, alone or with one follower, and takes commands that it
+            // cannot commit, until check-quorum (if on) makes it step down.
+            if nodes >= 5 && rng.gen_bool(0.5) {
+                s.push(t, Action::Partition(vec![Target::Leader, random_node(rng, nodes)]));
+            } else {
+                s.push(t, Action::Partition(vec![Target::Leader]));
+            }
+            let mut u = t + 1;
+            while u < t + timeout_ms {
+                s.push(u, Action::Propose(rng.gen_range(20..=120)));
+                u += rng.gen_range(5..=30);
+            }
+            // The majority elects a leader of its own, which commits entries of a newer term.
+            let elected = t + 3 * timeout_ms + 200;
+            s.push(elected, Action::Propose(rng.gen_range(5..=60)));
+            let healed = elected + rng.gen_range(20..=400);
+            s.push(healed, Action::Heal);
+            t = healed + duration(rng, 100, 900);
+        }
+        s.done(nodes, swarm)
+    }
+
+    fn election_crash(
+        nodes: usize,
+        swarm: Swarm,
+        rng: &mut ChaCha8Rng,
+        power: &mut ChaCha8Rng,
+    ) -> Schedule {
+        let mut s = Steps::new(rng.gen_range(2_500..=5_000u64));
+        let timeout_ms = swarm.election_tick as u64 * 10;
+        s.clients(rng, 2, 10, 120);
+        let mut t = rng.gen_range(200..600);
+        while t < s.end_ms {
+            s.push(t, crash_or_power_failure(Target::Leader, power));
+            // The election runs between one and two timeouts later: strike inside it.
+            for _ in 0..rng.gen_range(1..=3) {
+                let at = t + rng.gen_range(timeout_ms..=2 * timeout_ms + 30);
+                let who = random_node(rng, nodes);
+                match rng.gen_range(0..3) {
+                    0 => s.push(at, Action::Restart(who)),
+                    1 => s.push(at, crash_or_power_failure(who, power)),
+                    _ => s.push(at, Action::Restart(Target::Leader)),
+                }
+            }
+            let back = t + 2 * timeout_ms + rng.gen_range(50..=600);
+            s.push(back, Action::Restart(Target::All));
+            t = back + duration(rng, 50, 800);
+        }
+        s.done(nodes, swarm)
+    }
+
+    fn figure8(
+        nodes: usize,
+        swarm: Swarm,
+        rng: &mut ChaCha8Rng,
+        power: &mut ChaCha8Rng,
+    ) -> Schedule {
+        let mut s = Steps::new(rng.gen_range(3_000..=6_000u64));
+        let timeout_ms = swarm.election_tick as u64 * 10;
+        s.clients(rng, 1, 50, 400);
+        let mut t = rng.gen_range(200..600);
+        while t < s.end_ms {
+            let follower = random_node(rng, nodes);
+            s.push(t, Action::Partition(vec![Target::Leader, follower]));
+            s.push(t + 1, Action::Propose(rng.gen_range(1..=3)));
+            let down = t + rng.gen_range(2..=40);
+            s.push(down, crash_or_power_failure(Target::Leader, power));
+            let healed = down + rng.gen_range(timeout_ms..=3 * timeout_ms);
+            s.push(healed, Action::Heal);
+            if rng.gen_bool(0.5) {
+                // The new leader too is cut off before it replicates, as in the figure's (d).
+                s.push(healed + 1, Action::Propose(1));
+                s.push(healed + rng.gen_range(1..=5), Action::Isolate(Target::Leader));
+            }
+            let back = healed + rng.gen_range(0..=timeout_ms);
+            s.push(back, Action::Restart(Target::All));
+            s.push(back + rng.gen_range(0..=2 * timeout_ms), Action::Connect(Target::All));
+            t = back + duration(rng, 2 * timeout_ms, 1_000.max(4 * timeout_ms));
+        }
+        s.done(nodes, swarm)
     }
 
     /// The events a run of this schedule may take before it counts as a runaway: one per peer
@@ -416,9 +652,17 @@ impl Schedule {
     /// millisecond (a tick every few milliseconds, a heartbeat and its answer), so the budget
     /// leaves five times that, and grows with the schedule: a quiet schedule of five virtual
     /// minutes is not a storm.
+    ///
+    /// Commands cost events of their own when appends carry few entries (every command is an
+    /// append and an acknowledgement per follower, and a repaired divergent tail costs as much
+    /// again): four per peer and command proposed; and as many times more as a pipeline holds
+    /// appends, since a network that reorders a pipeline of single entries makes the follower
+    /// reject most of it, and the leader resend it, again and again.
     pub fn event_budget(&self) -> u64 {
         let ms = self.end_ms.saturating_add(10_000);
-        (self.nodes as u64).saturating_mul(ms).saturating_add(10_000)
+        let resends = (self.swarm.max_inflight / self.swarm.max_append_entries).max(1) as u64;
+        let commands = self.proposals().saturating_mul(4 * resends);
+        (self.nodes as u64).saturating_mul(ms.saturating_add(commands)).saturating_add(10_000)
     }
 
     /// Checks the schedule's shape: 1 to 10 peers, steps in time order and within the fault
@@ -427,6 +671,7 @@ impl Schedule {
         if !(1..=10).contains(&self.nodes) {
             return Err(format!("a schedule needs 1 to 10 peers, not {}", self.nodes));
         }
+        self.swarm.validate()?;
         let mut last = 0;
         for s in &self.steps {
             if s.at_ms < last {
@@ -465,12 +710,17 @@ impl Schedule {
         Ok(())
     }
 
-    /// The one-line encoding: `nodes=N end=MS`, then one `MS:ACTION` token per step, separated
+    /// The one-line encoding: `nodes=N`, `swarm=...` unless it is the lab profile (see
+    /// [`Swarm::to_compact`]), `end=MS`, then one `MS:ACTION` token per step, separated
     /// by spaces. Actions: `crash:T`, `restart:T`, `isolate:T`, `connect:T` (T a peer number,
     /// `L` for the leader or `*` for all), `partition:SIDE` (peers and `L`, e.g. `L02`),
     /// `cut:A>B`, `heal`, `unreliable:on|off`, `reorder:on|off`, `dup:N`, `propose:K`.
     pub fn to_compact(&self) -> String {
-        let mut out = format!("nodes={} end={}", self.nodes, self.end_ms);
+        let mut out = format!("nodes={}", self.nodes);
+        if self.swarm != Swarm::LAB {
+            out.push_str(&format!(" swarm={}", self.swarm.to_compact()));
+        }
+        out.push_str(&format!(" end={}", self.end_ms));
         for s in &self.steps {
             out.push_str(&format!(" {}:{}", s.at_ms, s.action.compact()));
         }
@@ -479,16 +729,22 @@ impl Schedule {
 
     /// Parses [`Schedule::to_compact`]'s encoding (and validates the result).
     pub fn parse_compact(text: &str) -> Result<Schedule, String> {
-        let mut tokens = text.split_whitespace();
-        let mut header = |key: &str| -> Result<u64, String> {
+        let mut tokens = text.split_whitespace().peekable();
+        let header = |key: &str,
+                      tokens: &mut std::iter::Peekable<std::str::SplitWhitespace>|
+         -> Result<u64, String> {
             let tok = tokens.next().ok_or_else(|| format!("the schedule lacks {key}=..."))?;
             tok.strip_prefix(key)
                 .and_then(|r| r.strip_prefix('='))
                 .and_then(|v| v.parse::<u64>().ok())
                 .ok_or_else(|| format!("expected {key}=<number>, found {tok:?}"))
         };
-        let nodes = header("nodes")? as usize;
-        let end_ms = header("end")?;
+        let nodes = header("nodes", &mut tokens)? as usize;
+        let swarm = match tokens.next_if(|t| t.starts_with("swarm=")) {
+            Some(tok) => Swarm::parse_compact(&tok["swarm=".len()..])?,
+            None => Swarm::LAB,
+        };
+        let end_ms = header("end", &mut tokens)?;
         if !(1..=10).contains(&nodes) {
             return Err(format!("a schedule needs 1 to 10 peers, not {nodes}"));
         }
@@ -500,7 +756,7 @@ impl Schedule {
                 at.parse::<u64>().map_err(|_| format!("{tok:?}: {at:?} is not a time in ms"))?;
             steps.push(Step { at_ms, action: Action::parse(action, nodes)? });
         }
-        let schedule = Schedule { nodes, end_ms, steps };
+        let schedule = Schedule { nodes, swarm, end_ms, steps };
         schedule.validate()?;
         Ok(schedule)
     }
@@ -508,8 +764,8 @@ impl Schedule {
     /// A readable listing, one step per line, each line starting with `indent`.
     pub fn describe(&self, indent: &str) -> String {
         let mut out = format!(
-            "{indent}{} peers; faults until {} ms, then heal and the final checks\n",
-            self.nodes, self.end_ms
+            "{indent}{} peers, {}; faults until {} ms, then heal and the final checks\n",
+            self.nodes, self.swarm, self.end_ms
         );
         for s in &self.steps {
             out.push_str(&format!("{indent}{:>6} ms  {}\n", s.at_ms, s.action));
@@ -566,6 +822,8 @@ pub struct Passed {
     pub final_index: Index,
     /// The kept trace, when asked for.
     pub trace: Option<String>,
+    /// The protocol decisions every peer took.
+    pub coverage: Coverage,
 }
 
 /// In which phase a run failed.
@@ -589,6 +847,8 @@ pub struct Failure {
     pub at_us: u64,
     /// The phase it failed in.
     pub phase: Phase,
+    /// The protocol decisions every peer took up to the failure.
+    pub coverage: Coverage,
 }
 
 impl Failure {
@@ -859,6 +1119,7 @@ impl Driver {
         sim.set_reliable(true);
         sim.set_long_reordering(false);
         sim.network().set_duplicate_per_mille(0);
+        sim.network().set_noise(0, 0, 0);
     }
 
     /// Every command a client saw committed is at its index in every peer's log, and every
@@ -933,6 +1194,7 @@ pub fn run(opts: &RunOptions, schedule: &Schedule) -> Result<Passed, Failure> {
     let cfg = SimConfig {
         bug: opts.bug,
         trace_len: opts.trace_len,
+        swarm: Some(schedule.swarm),
         ..SimConfig::new(schedule.nodes, opts.seed)
     };
     let n = schedule.nodes;
@@ -966,6 +1228,7 @@ pub fn run(opts: &RunOptions, schedule: &Schedule) -> Result<Passed, Failure> {
                 events: sim.events(),
                 final_index,
                 trace: opts.keep_trace.then(|| sim.trace().to_string()),
+                coverage: sim.coverage(),
             })
         }
         Err(payload) => {
@@ -973,7 +1236,8 @@ pub fn run(opts: &RunOptions, schedule: &Schedule) -> Result<Passed, Failure> {
             // torture run replays from its seed and schedule.
             let hint = format!(" (replay with RAFT_SEED={})", opts.seed);
             let message = super::seeds::panic_message(payload.as_ref()).replacen(&hint, "", 1);
-            Err(Failure { kind: classify(&message), message, at_us, phase: phase.get() })
+            let coverage = d.c.sim().coverage();
+            Err(Failure { kind: classify(&message), message, at_us, phase: phase.get(), coverage })
         }
     }
 }
@@ -994,20 +1258,141 @@ mod tests {
 
     #[test]
     fn generated_schedules_are_valid_and_varied() {
-        let mut sizes = std::collections::HashSet::new();
+        let mut sizes = std::collections::BTreeSet::new();
         let mut kinds = std::collections::HashSet::new();
-        for seed in 0..200 {
+        let mut families = std::collections::BTreeSet::new();
+        let (mut lab, mut single_entry, mut no_pre_vote) = (0, 0, 0);
+        for seed in 0..400 {
             let s = Schedule::generate(seed);
             s.validate().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
             assert!((2_000..=6_000).contains(&s.end_ms));
             assert!(s.proposals() > 0);
             sizes.insert(s.nodes);
+            families.insert(Family::of_seed(seed));
+            lab += usize::from(s.swarm == Swarm::LAB);
+            single_entry += usize::from(s.swarm.max_append_entries == 1);
+            no_pre_vote += usize::from(!s.swarm.pre_vote);
             for step in &s.steps {
                 kinds.insert(std::mem::discriminant(&step.action));
             }
         }
-        assert_eq!(sizes, [3, 5].into_iter().collect());
-        assert_eq!(kinds.len(), 12, "every kind of step should occur in 200 schedules");
+        assert_eq!(sizes, (3..=7).collect());
+        assert_eq!(families.len(), Family::ALL.len(), "every family in 400 seeds");
+        assert!((60..140).contains(&lab), "{lab} of 400 seeds on the lab profile");
+        assert!(single_entry >= 40 && no_pre_vote >= 40, "{single_entry}, {no_pre_vote}");
+        assert_eq!(kinds.len(), 12, "every kind of step should occur in 400 schedules");
+    }
+
+    /// The first seed at or after `from` whose schedule is of `family`.
+    fn seed_of(family: Family, from: u64) -> u64 {
+        (from..).find(|&s| Family::of_seed(s) == family).unwrap()
+    }
+
+    #[test]
+    fn each_family_lays_out_its_pattern() {
+        let s = Schedule::generate(seed_of(Family::Storm, 0));
+        assert!(s.swarm.election_tick <= 20, "storms have tight timeouts");
+        assert!(s.steps.iter().any(|st| st.action == Action::Isolate(Target::All)));
+        assert!(s.steps.iter().any(|st| st.action == Action::LongReordering(true)));
+
+        let s = Schedule::generate(seed_of(Family::Tails, 0));
+        assert!(s.swarm.max_append_entries <= 4, "tails are repaired in small batches");
+        let cut = s
+            .steps
+            .iter()
+            .position(
+                |st| matches!(&st.action, Action::Partition(side) if side[0] == Target::Leader),
+            )
+            .unwrap();
+        let alone: u64 = s.steps[cut..]
+            .iter()
+            .take_while(|st| st.at_ms < s.steps[cut].at_ms + s.swarm.election_tick as u64 * 10)
+            .map(|st| if let Action::Propose(k) = st.action { k as u64 } else { 0 })
+            .sum();
+        assert!(alone >= 20, "a cut-off leader is offered {alone} commands");
+
+        let s = Schedule::generate(seed_of(Family::Figure8, 0));
+        let cut = s.steps.iter().position(|st| matches!(&st.action, Action::Partition(side) if side.len() == 2 && side[0] == Target::Leader)).unwrap();
+        assert!(matches!(s.steps[cut + 1].action, Action::Propose(_)));
+        assert!(s.steps[cut + 2..].iter().take(2).any(|st| matches!(
+            st.action,
+            Action::Crash(Target::Leader) | Action::PowerFail(Target::Leader, _)
+        )));
+
+        let s = Schedule::generate(seed_of(Family::ElectionCrash, 0));
+        assert!(matches!(
+            s.steps.iter().find(|st| !matches!(st.action, Action::Propose(_))).unwrap().action,
+            Action::Crash(Target::Leader) | Action::PowerFail(Target::Leader, _)
+        ));
+    }
+
+    #[test]
+    fn every_family_passes_on_a_correct_core() {
+        silence_run_panics();
+        for family in Family::ALL {
+            for k in 0..5 {
+                let seed = seed_of(family, k * 1_000);
+                if let Err(f) = run(&RunOptions::new(seed), &Schedule::generate(seed)) {
+                    panic!("{family} seed {seed} failed: {}", f.message);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_run_reports_the_decisions_its_peers_took() {
+        use crate::core::Decision;
+        let s = Schedule::parse_compact("nodes=3 end=1500 900:propose:3 1000:propose:2").unwrap();
+        let p = run(&RunOptions::new(1), &s).unwrap();
+        for d in [
+            Decision::ElectionWon,
+            Decision::VoteGranted,
+            Decision::AppendAccepted,
+            Decision::CommitAdvanced,
+            Decision::ProposalAccepted,
+        ] {
+            assert!(p.coverage.count(d) > 0, "{d} not taken: {:?}", p.coverage);
+        }
+        assert_eq!(p.coverage.count(Decision::ElectionWon), 1, "one election on a quiet network");
+        assert_eq!(p.coverage.count(Decision::AppendTruncated), 0);
+        // Over many seeds of the generated families, the rare decisions show up too.
+        let mut all = Coverage::default();
+        for seed in 0..300 {
+            match run(&RunOptions::new(seed), &Schedule::generate(seed)) {
+                Ok(p) => all.merge(&p.coverage),
+                Err(f) => panic!("seed {seed}: {}", f.message),
+            }
+        }
+        for d in [
+            Decision::AppendTruncated,
+            Decision::RejectionSkippedTerm,
+            Decision::CommitWithheldOldTerm,
+            Decision::PreVoteRefusedLease,
+            Decision::VoteReplyDuplicate,
+            Decision::BatchCutByCount,
+            Decision::PipelineStalled,
+        ] {
+            assert!(all.count(d) > 0, "{d} never taken in 300 seeds");
+        }
+    }
+
+    #[test]
+    fn a_swarm_travels_with_its_schedule() {
+        let seed = (0..).find(|&s| Schedule::generate(s).swarm != Swarm::LAB).unwrap();
+        let s = Schedule::generate(seed);
+        let compact = s.to_compact();
+        assert!(compact.contains(" swarm=et"), "{compact}");
+        assert_eq!(Schedule::parse_compact(&compact).unwrap(), s);
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Schedule>(&json).unwrap(), s);
+        // Schedules written before swarms existed are lab schedules.
+        let old = Schedule::parse_compact("nodes=3 end=500 100:propose:1").unwrap();
+        assert_eq!(old.swarm, Swarm::LAB);
+        let json = r#"{"nodes":3,"end_ms":500,"steps":[]}"#;
+        assert_eq!(serde_json::from_str::<Schedule>(json).unwrap().swarm, Swarm::LAB);
+        assert!(Schedule::parse_compact("nodes=3 swarm=et3,hb5 end=500")
+            .unwrap_err()
+            .contains("heartbeat"));
     }
 
     #[test]

@@ -7,8 +7,9 @@
 use super::invariants::{CommittedEntry, Invariants};
 use super::network::{Fate, Network};
 use super::node::SimNode;
+use super::swarm::Swarm;
 use super::trace::{DropReason, MsgSummary, Trace, TraceKind};
-use crate::core::{Bug, Config, Index, Message, NodeId, RawNode, Role, Status, Term};
+use crate::core::{Bug, Config, Coverage, Index, Message, NodeId, RawNode, Role, Status, Term};
 use crate::storage::CrashFamily;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -31,12 +32,23 @@ pub struct SimConfig {
     pub profile: fn(NodeId, Vec<NodeId>) -> Config,
     /// A deliberately broken variant for every peer (only with the cargo feature `bugs`).
     pub bug: Option<Bug>,
+    /// A swarm configuration over the profile: its protocol settings, its tick jitter and its
+    /// network noise (none: the profile as it is, a steady clock, the labs' network).
+    pub swarm: Option<Swarm>,
 }
 
 impl SimConfig {
     /// `nodes` peers with the lab profile, 10 ms ticks and a trace of 100 events.
     pub fn new(nodes: usize, seed: u64) -> SimConfig {
-        SimConfig { nodes, seed, tick_ms: 10, trace_len: 100, profile: Config::lab, bug: None }
+        SimConfig {
+            nodes,
+            seed,
+            tick_ms: 10,
+            trace_len: 100,
+            profile: Config::lab,
+            bug: None,
+            swarm: None,
+        }
     }
 }
 
@@ -101,6 +113,8 @@ pub struct Sim {
     now: u64,
     seq: u64,
     tick_us: u64,
+    /// How far a tick may stray from `tick_us`, in microseconds either way.
+    tick_jitter_us: u64,
     queue: BinaryHeap<Scheduled>,
     nodes: Vec<SimNode>,
     net: Network,
@@ -124,6 +138,9 @@ impl Sim {
         for i in 0..cfg.nodes {
             #[allow(unused_mut)]
             let mut config = (cfg.profile)(i as NodeId, peers.clone());
+            if let Some(swarm) = &cfg.swarm {
+                swarm.configure(&mut config);
+            }
             #[cfg(feature = "bugs")]
             {
                 config.bug = cfg.bug;
@@ -140,6 +157,7 @@ impl Sim {
             now: 0,
             seq: 0,
             tick_us: cfg.tick_ms * 1000,
+            tick_jitter_us: cfg.swarm.map_or(0, |s| cfg.tick_ms * 10 * s.tick_jitter_pct as u64),
             queue: BinaryHeap::new(),
             nodes,
             net: Network::new(
@@ -153,6 +171,9 @@ impl Sim {
             events: 0,
             max_events: u64::MAX,
         };
+        if let Some(s) = cfg.swarm {
+            sim.net.set_noise(s.tail_per_mille as u32, s.tail_ms as u64, s.dup_per_mille as u32);
+        }
         for i in 0..cfg.nodes {
             sim.schedule_first_tick(i);
         }
@@ -346,6 +367,15 @@ impl Sim {
         &self.nodes[i]
     }
 
+    /// The protocol decisions every peer took, over all their incarnations.
+    pub fn coverage(&self) -> Coverage {
+        let mut all = Coverage::default();
+        for n in &self.nodes {
+            all.merge(&n.coverage());
+        }
+        all
+    }
+
     /// The entries known committed (applied by some peer), from index 1.
     pub fn committed(&self) -> &[CommittedEntry] {
         self.inv.committed()
@@ -438,7 +468,11 @@ impl Sim {
         }
         raw.tick();
         self.drive(i);
-        self.push(self.now + self.tick_us, Event::Tick { node: i, incarnation });
+        let tick = match self.tick_jitter_us {
+            0 => self.tick_us,
+            j => self.rng.gen_range(self.tick_us - j..=self.tick_us + j),
+        };
+        self.push(self.now + tick, Event::Tick { node: i, incarnation });
     }
 
     fn on_deliver(&mut self, msg: Message, incarnation: u32) {
