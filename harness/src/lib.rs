@@ -8,6 +8,7 @@ pub mod check;
 pub mod client;
 pub mod cluster;
 pub mod exit;
+pub mod hunt;
 pub mod nemesis;
 pub mod node;
 pub mod proxy;

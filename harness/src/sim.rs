@@ -7,6 +7,12 @@
 //! schedule that still fails the same way, printed step by step and as a replay command:
 //! `gauntlet sim --seed S [--bug B] --steps "<schedule>"`.
 //!
+//! Every run reports the protocol decisions its peers took; the range prints how many of the
+//! core's decisions its runs took, the rarest, and those never taken (`--coverage`: all of
+//! them, by family). After the seeds, `--hunt N` mutants (a tenth of the seeds by default) of
+//! the schedules that reached the rarest decisions run too ([`crate::hunt`]); a failing
+//! mutant replays and shrinks like a seed, from its printed `--steps`.
+//!
 //! Exit codes as [`crate::exit`]: 0 no violation, 1 a violation, 2 no violation but a schedule
 //! that ran out of its event budget, 3 bad options, 255 the tool failed (a violation that
 //! passed when run again, a schedule that cannot be printed).
@@ -17,11 +23,13 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use raft::sim::torture::{run, silence_run_panics, Failure, RunOptions, Schedule};
+use raft::sim::torture::{run, silence_run_panics, Failure, Passed, RunOptions, Schedule};
+use raft::sim::Family;
 use raft::sim::{shrink_failure, Shrunk};
 use raft::Bug;
 
 use crate::exit;
+use crate::hunt::{hunt_rng, next_mutants, Origin, RunRef, Tally};
 
 /// How many events `--trace` keeps: enough for any run of a generated schedule.
 const FULL_TRACE: usize = 500_000;
@@ -63,6 +71,13 @@ pub struct SimArgs {
     /// With `--seed`: print the schedule as JSON and run nothing.
     #[arg(long)]
     pub print_schedule: bool,
+    /// After the seeds, this many mutants of the schedules that reached the rarest protocol
+    /// decisions [default: a tenth of the seeds; 0: none].
+    #[arg(long)]
+    pub hunt: Option<u64>,
+    /// Print every protocol decision with the runs that took it, by family.
+    #[arg(long)]
+    pub coverage: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -123,8 +138,14 @@ fn check(args: &SimArgs) -> Result<Checked, String> {
             if args.seeds.is_some() {
                 return Err("--seed runs one seed: leave out --seeds".to_string());
             }
-            if args.jobs.is_some() {
-                return Err("--jobs is for --seeds ranges".to_string());
+            for (set, flag) in [
+                (args.jobs.is_some(), "--jobs"),
+                (args.hunt.is_some(), "--hunt"),
+                (args.coverage, "--coverage"),
+            ] {
+                if set {
+                    return Err(format!("{flag} is for --seeds ranges"));
+                }
             }
             let (schedule, given) = match (&args.steps, &args.schedule) {
                 (Some(_), Some(_)) => {
@@ -199,8 +220,16 @@ pub fn run_sim(args: SimArgs) -> i32 {
             one(seed, checked.bug, &schedule, args.trace, shrink, args.shrink_budget)
         }
         Plan::Range { from, to, jobs } => {
-            let shrink = checked.shrink.unwrap_or(true);
-            range(from, to, jobs, checked.bug, shrink, args.shrink_budget, args.quiet)
+            let options = RangeOptions {
+                jobs,
+                bug: checked.bug,
+                shrink: checked.shrink.unwrap_or(true),
+                budget: args.shrink_budget,
+                quiet: args.quiet,
+                hunt: args.hunt.unwrap_or((to - from) / 10),
+                coverage_table: args.coverage,
+            };
+            range(from, to, options)
         }
     }
 }
@@ -306,103 +335,174 @@ fn one(
     }
 }
 
-fn range(
-    from: u64,
-    to: u64,
+/// What a seed range is asked to do besides its seeds.
+struct RangeOptions {
     jobs: usize,
     bug: Option<Bug>,
     shrink: bool,
     budget: usize,
     quiet: bool,
-) -> i32 {
-    let count = to - from;
-    println!("gauntlet sim: seeds {from}..{to}, {}, {jobs} jobs", bug_text(bug));
-    let bar = ProgressBar::new(count);
-    if quiet {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed:>4} [{bar:30}] {pos}/{len} seeds {per_sec:>12} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    let shown = |failures: &[(u64, Failure)]| {
-        let undecided = failures.iter().filter(|(_, f)| f.is_runaway()).count();
-        format!("violations: {}, undecided: {undecided}", failures.len() - undecided)
-    };
-    bar.set_message(shown(&[]));
-    let next = AtomicU64::new(from);
-    let virtual_ms = AtomicU64::new(0);
-    let failures: Mutex<Vec<(u64, Failure)>> = Mutex::new(Vec::new());
-    let started = Instant::now();
+    hunt: u64,
+    coverage_table: bool,
+}
+
+/// Runs `runs` on `jobs` threads; returns each one's outcome, in the order of `runs`.
+fn run_all(
+    runs: &[RunRef],
+    bug: Option<Bug>,
+    jobs: usize,
+    bar: &ProgressBar,
+) -> Vec<Result<Passed, Failure>> {
+    let next = AtomicU64::new(0);
+    let results: Mutex<Vec<Option<Result<Passed, Failure>>>> = Mutex::new(vec![None; runs.len()]);
     std::thread::scope(|scope| {
-        for _ in 0..jobs.min(count as usize) {
+        for _ in 0..jobs.min(runs.len()) {
             scope.spawn(|| loop {
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= to {
-                    break;
-                }
-                let opts = RunOptions { bug, trace_len: 0, ..RunOptions::new(seed) };
-                match run(&opts, &Schedule::generate(seed)) {
-                    Ok(p) => {
-                        virtual_ms.fetch_add(p.virtual_ms, Ordering::Relaxed);
-                    }
-                    Err(f) => {
-                        virtual_ms.fetch_add(f.at_us / 1000, Ordering::Relaxed);
-                        let mut all = failures.lock().unwrap_or_else(|e| e.into_inner());
-                        all.push((seed, f));
-                        bar.set_message(shown(&all));
-                    }
-                }
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(r) = runs.get(i) else { break };
+                let opts = RunOptions { bug, trace_len: 0, ..RunOptions::new(r.seed) };
+                let outcome = match &r.schedule {
+                    Some(s) => run(&opts, s),
+                    None => run(&opts, &Schedule::generate(r.seed)),
+                };
+                results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(outcome);
                 bar.inc(1);
             });
         }
     });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|r| r.expect("every run ran"))
+        .collect()
+}
+
+fn range(from: u64, to: u64, o: RangeOptions) -> i32 {
+    let count = to - from;
+    let hunt = if o.hunt > 0 {
+        format!(", then {} mutants hunting rare decisions", o.hunt)
+    } else {
+        String::new()
+    };
+    println!("gauntlet sim: seeds {from}..{to}{hunt}, {}, {} jobs", bug_text(o.bug), o.jobs);
+    let bar = ProgressBar::new(count);
+    if o.quiet {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg} {per_sec:>12}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message("seeds");
+    let started = Instant::now();
+    let mut tally = Tally::new();
+    let mut failures: Vec<(RunRef, Failure)> = Vec::new();
+    let mut virtual_ms = 0;
+    let mut tally_all = |runs: Vec<RunRef>,
+                         origin: &dyn Fn(&RunRef) -> Origin,
+                         tally: &mut Tally,
+                         failures: &mut Vec<(RunRef, Failure)>| {
+        for (r, outcome) in runs.iter().zip(run_all(&runs, o.bug, o.jobs, &bar)) {
+            let coverage = match outcome {
+                Ok(p) => {
+                    virtual_ms += p.virtual_ms;
+                    p.coverage
+                }
+                Err(f) => {
+                    virtual_ms += f.at_us / 1000;
+                    let c = f.coverage.clone();
+                    failures.push((r.clone(), f));
+                    c
+                }
+            };
+            tally.add(r, origin(r), &coverage);
+        }
+    };
+    let seeds: Vec<RunRef> = (from..to).map(|seed| RunRef { seed, schedule: None }).collect();
+    tally_all(seeds, &|r| Origin::Seed(Family::of_seed(r.seed)), &mut tally, &mut failures);
+    let seed_secs = started.elapsed().as_secs_f64();
+    if o.hunt > 0 {
+        bar.set_length(count + o.hunt);
+        bar.set_message("seeds and mutants");
+        let mut rng = hunt_rng(from);
+        let batch = (o.jobs * 16) as u64;
+        let mut done = 0;
+        while done < o.hunt {
+            let mutants = next_mutants(&tally, &mut rng, batch.min(o.hunt - done) as usize);
+            if mutants.is_empty() {
+                break;
+            }
+            done += mutants.len() as u64;
+            tally_all(mutants, &|_| Origin::Mutant, &mut tally, &mut failures);
+        }
+    }
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
-    let mut failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
-    failures.sort_by_key(|(seed, _)| *seed);
+    println!(
+        "seeds run: {count} in {seed_secs:.1} s ({:.0} seeds/s); {} runs in all, {secs:.1} s, {:.0} s of virtual time",
+        count as f64 / seed_secs.max(1e-9),
+        tally.runs,
+        virtual_ms as f64 / 1000.0
+    );
+    print!("{}", tally.summary());
+    if o.hunt > 0 {
+        print!("{}", tally.hunt_summary());
+    }
+    if o.coverage_table {
+        print!("{}", tally.table());
+    }
+    failures.sort_by_key(|(r, _)| (r.schedule.is_some(), r.seed));
     let (runaways, failures): (Vec<_>, Vec<_>) =
         failures.into_iter().partition(|(_, f)| f.is_runaway());
-    println!(
-        "seeds run: {count} in {secs:.1} s ({:.0} seeds/s; {:.0} s of virtual time)",
-        count as f64 / secs.max(1e-9),
-        virtual_ms.load(Ordering::Relaxed) as f64 / 1000.0
-    );
+    let names = |list: &[(RunRef, Failure)]| {
+        let mut names: Vec<String> = list
+            .iter()
+            .take(20)
+            .map(|(r, _)| {
+                if r.schedule.is_some() {
+                    format!("a mutant of {}", r.seed)
+                } else {
+                    r.seed.to_string()
+                }
+            })
+            .collect();
+        if list.len() > 20 {
+            names.push("...".to_string());
+        }
+        names.join(", ")
+    };
     if !runaways.is_empty() {
-        let seeds: Vec<String> = runaways.iter().take(20).map(|(s, _)| s.to_string()).collect();
-        let more = if runaways.len() > 20 { ", ..." } else { "" };
         println!(
-            "undecided: {} of {count} seeds ran out of their event budget ({}{more}): not \
+            "undecided: {} of {} runs ran out of their event budget ({}): not \
              violations; replay one with --seed S --trace to see whether it is a message storm",
             runaways.len(),
-            seeds.join(", ")
+            tally.runs,
+            names(&runaways)
         );
     }
-    let Some((seed, _)) = failures.first() else {
+    let Some((first, _)) = failures.first() else {
         println!("violations: none");
         return if runaways.is_empty() { exit::VALID } else { exit::UNKNOWN };
     };
-    let seed = *seed;
-    let seeds: Vec<String> = failures.iter().take(20).map(|(s, _)| s.to_string()).collect();
-    let more = if failures.len() > 20 { ", ..." } else { "" };
-    println!("violations: {} of {count} seeds ({}{more})", failures.len(), seeds.join(", "));
-    // By kind, with the first seed of each.
-    let mut kinds: Vec<(String, usize, u64)> = Vec::new();
-    for (seed, f) in &failures {
+    let first = first.clone();
+    println!("violations: {} of {} runs ({})", failures.len(), tally.runs, names(&failures));
+    // By kind, with the first run of each.
+    let mut kinds: Vec<(String, usize, String)> = Vec::new();
+    for (r, f) in &failures {
         match kinds.iter_mut().find(|(k, _, _)| *k == f.kind) {
             Some((_, n, _)) => *n += 1,
-            None => kinds.push((f.kind.clone(), 1, *seed)),
+            None => kinds.push((f.kind.clone(), 1, names(&[(r.clone(), f.clone())]))),
         }
     }
     for (kind, n, first) in &kinds {
         println!("  {n:>6} {kind} (first: seed {first})");
     }
     // Replay the first failure with a trace, for its report.
-    let schedule = Schedule::generate(seed);
-    let opts = RunOptions { bug, ..RunOptions::new(seed) };
+    let seed = first.seed;
+    let schedule = first.schedule();
+    let opts = RunOptions { bug: o.bug, ..RunOptions::new(seed) };
     let failure = match run(&opts, &schedule) {
         Err(f) => f,
         Ok(_) => {
@@ -410,8 +510,11 @@ fn range(
             return exit::FAILED;
         }
     };
-    println!("first failing seed: {seed}");
+    match first.schedule {
+        None => println!("first failing seed: {seed}"),
+        Some(_) => println!("first failure: a mutant, under seed {seed}"),
+    }
     println!("  violation ({}): {}", failure.kind, failure.headline());
-    report_failure(seed, bug, &schedule, &failure, shrink, budget);
+    report_failure(seed, o.bug, &schedule, &failure, o.shrink, o.budget);
     exit::INVALID
 }

@@ -111,3 +111,27 @@ fn bad_options_are_refused_by_name() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_range_reports_protocol_coverage_and_hunts_rare_decisions() {
+    let out = gauntlet(&["sim", "--seeds", "0..200", "--hunt", "60", "--coverage", "--quiet"]);
+    assert_eq!(out.status.code(), Some(0), "{}", explain(&out));
+    let text = stdout(&out);
+    assert!(text.contains("then 60 mutants hunting rare decisions"), "{text}");
+    assert!(text.contains("260 runs in all"), "{text}");
+    let taken = line_after(&text, "protocol coverage: ").expect("a coverage line");
+    let (taken, all) = taken.split_once(" of ").unwrap();
+    let all: usize = all.split_whitespace().next().unwrap().parse().unwrap();
+    assert_eq!(all, raft::Decision::ALL.len());
+    assert!(taken.parse::<usize>().unwrap() >= all - 3, "{text}");
+    assert!(line_after(&text, "rarest (runs): ").is_some(), "{text}");
+    assert!(text.contains("seeds -> mutants:"), "{text}");
+    // The table: a row for every decision, a column for the mutants.
+    for d in raft::Decision::ALL {
+        assert!(text.lines().any(|l| l.starts_with(d.name())), "no row for {d}: {text}");
+    }
+    assert!(text.lines().any(|l| l.starts_with("decision") && l.contains("mutants")), "{text}");
+    let refused = gauntlet(&["sim", "--seed", "3", "--hunt", "5"]);
+    assert_eq!(refused.status.code(), Some(3), "{}", explain(&refused));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--hunt is for --seeds"));
+}

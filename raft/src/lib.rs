@@ -15,7 +15,7 @@ pub mod storage;
 pub mod transport;
 
 pub use crate::core::{
-    Bug, Config, ConfigError, Entry, EntryKind, HardState, Index, Message, MessageBody, NodeId,
-    NotLeader, RawNode, Ready, Role, Status, Term,
+    Bug, Config, ConfigError, Coverage, Decision, Entry, EntryKind, HardState, Index, Message,
+    MessageBody, NodeId, NotLeader, RawNode, Ready, Role, Status, Term,
 };
 pub use crate::node::{ApplyMsg, Node, NodeConfig, NodeError};

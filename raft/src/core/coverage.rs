@@ -27,6 +27,12 @@ macro_rules! decisions {
                 }
             }
 
+            /// Whether only a broken or forged peer makes the core take this decision: a
+            /// defence, which a correct cluster never reaches.
+            pub fn is_defensive(self) -> bool {
+                matches!(self, Decision::AckBeyondLog)
+            }
+
             /// What the decision is, in one line.
             pub fn what(self) -> &'static str {
                 match self {

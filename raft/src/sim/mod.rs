@@ -31,6 +31,7 @@
 pub mod cluster;
 mod executor;
 pub mod invariants;
+pub mod mutate;
 pub mod network;
 pub mod node;
 pub mod seeds;
@@ -42,6 +43,7 @@ pub mod world;
 
 pub use cluster::{num, Cluster, Cmd, Sleep, ELECTION_TIMEOUT_MS};
 pub use executor::JoinHandle;
+pub use mutate::mutate;
 pub use seeds::{run_scenario, scenario, Plan, Trial, DEFAULT_SEED};
 pub use shrink::{shrink, shrink_failure, Shrunk};
 pub use swarm::Swarm;

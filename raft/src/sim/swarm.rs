@@ -28,6 +28,10 @@ pub struct Swarm {
     pub noop: bool,
     /// [`Config::max_append_entries`]: 1 sends every entry alone.
     pub max_append_entries: usize,
+    /// [`Config::max_append_bytes`]: below a command's size, every append carries one entry
+    /// by the byte limit.
+    #[serde(default = "default_max_append_bytes")]
+    pub max_append_bytes: usize,
     /// [`Config::max_inflight`]: 1 turns pipelining off.
     pub max_inflight: usize,
     /// Each tick lasts 10 ms give or take this percentage, drawn per tick: peers whose clocks
@@ -40,6 +44,10 @@ pub struct Swarm {
     /// Per thousand messages duplicated throughout the fault phase (a duplication step raises
     /// it for a while, never lowers it).
     pub dup_per_mille: u16,
+}
+
+fn default_max_append_bytes() -> usize {
+    Swarm::LAB.max_append_bytes
 }
 
 impl Default for Swarm {
@@ -58,6 +66,7 @@ impl Swarm {
         check_quorum: true,
         noop: false,
         max_append_entries: 64,
+        max_append_bytes: 1 << 20,
         max_inflight: 16,
         tick_jitter_pct: 0,
         tail_per_mille: 0,
@@ -86,6 +95,7 @@ impl Swarm {
             check_quorum: rng.gen_bool(0.75),
             noop: rng.gen_bool(0.5),
             max_append_entries: [1, 2, 4, 64, 64][rng.gen_range(0..5)],
+            max_append_bytes: [1 << 20, 1 << 20, 1 << 20, 80, 40][rng.gen_range(0..5)],
             max_inflight: [1, 2, 16, 16][rng.gen_range(0..4)],
             tick_jitter_pct: [0, 0, 10, 30, 60][rng.gen_range(0..5)],
             tail_per_mille: if tail { [10, 50, 200][rng.gen_range(0..3)] } else { 0 },
@@ -102,6 +112,7 @@ impl Swarm {
         config.check_quorum = self.check_quorum;
         config.noop_on_election = self.noop;
         config.max_append_entries = self.max_append_entries;
+        config.max_append_bytes = self.max_append_bytes;
         config.max_inflight = self.max_inflight;
     }
 
@@ -116,8 +127,8 @@ impl Swarm {
         if self.election_tick > 1_000 {
             return Err(format!("swarm: election tick {} is over 1000", self.election_tick));
         }
-        if self.max_append_entries == 0 || self.max_inflight == 0 {
-            return Err("swarm: ae and if must be at least 1".to_string());
+        if self.max_append_entries == 0 || self.max_inflight == 0 || self.max_append_bytes == 0 {
+            return Err("swarm: ae, ab and if must be at least 1".to_string());
         }
         if self.tick_jitter_pct > 90 {
             return Err(format!("swarm: jitter {}% is over 90%", self.tick_jitter_pct));
@@ -132,17 +143,18 @@ impl Swarm {
     }
 
     /// The one-token encoding of [`Schedule::to_compact`](super::Schedule::to_compact):
-    /// `et30,hb10,pv1,cq1,noop0,ae64,if16,jit0,tail0/0,dup0`.
+    /// `et30,hb10,pv1,cq1,noop0,ae64,ab1048576,if16,jit0,tail0/0,dup0`.
     pub fn to_compact(&self) -> String {
         let b = |on: bool| u8::from(on);
         format!(
-            "et{},hb{},pv{},cq{},noop{},ae{},if{},jit{},tail{}/{},dup{}",
+            "et{},hb{},pv{},cq{},noop{},ae{},ab{},if{},jit{},tail{}/{},dup{}",
             self.election_tick,
             self.heartbeat_tick,
             b(self.pre_vote),
             b(self.check_quorum),
             b(self.noop),
             self.max_append_entries,
+            self.max_append_bytes,
             self.max_inflight,
             self.tick_jitter_pct,
             self.tail_per_mille,
@@ -180,6 +192,7 @@ impl Swarm {
                 "cq" => s.check_quorum = flag()?,
                 "noop" => s.noop = flag()?,
                 "ae" => s.max_append_entries = number()? as usize,
+                "ab" => s.max_append_bytes = number()? as usize,
                 "if" => s.max_inflight = number()? as usize,
                 "jit" => s.tick_jitter_pct = small(90)? as u8,
                 "tail" => {
@@ -192,7 +205,7 @@ impl Swarm {
                 "dup" => s.dup_per_mille = small(1000)? as u16,
                 _ => {
                     return Err(format!(
-                        "swarm {item:?}: unknown setting {key:?} (et, hb, pv, cq, noop, ae, if, jit, tail, dup)"
+                        "swarm {item:?}: unknown setting {key:?} (et, hb, pv, cq, noop, ae, ab, if, jit, tail, dup)"
                     ))
                 }
             }
@@ -211,7 +224,7 @@ impl fmt::Display for Swarm {
         write!(
             f,
             "election timeouts {}-{} ms, heartbeats every {} ms, pre-vote {}, check-quorum {}, no-op {}, \
-             {} entries per append, {} in flight",
+             {} entries or {} bytes per append, {} in flight",
             self.election_tick * 10,
             self.election_tick * 20,
             self.heartbeat_tick * 10,
@@ -219,6 +232,7 @@ impl fmt::Display for Swarm {
             on(self.check_quorum),
             on(self.noop),
             self.max_append_entries,
+            self.max_append_bytes,
             self.max_inflight,
         )?;
         if self.tick_jitter_pct > 0 {
