@@ -33,6 +33,7 @@ pub struct Network {
     cut: Vec<bool>,
     reliable: bool,
     long_reordering: bool,
+    slow_replies: bool,
     duplicate_per_mille: u32,
     /// A swarm's noise ([`Network::set_noise`]): long-tail delays and duplicates that last the
     /// whole fault phase.
@@ -51,6 +52,7 @@ impl Network {
             cut: vec![false; n * n],
             reliable: true,
             long_reordering: false,
+            slow_replies: false,
             duplicate_per_mille: 0,
             tail_per_mille: 0,
             tail_us: 0,
@@ -100,6 +102,12 @@ impl Network {
         self.long_reordering = on;
     }
 
+    /// Delays every reply a further 30-400 ms (or not): with tight election timeouts, the
+    /// answers to one round of votes arrive in the rounds after it.
+    pub fn set_slow_replies(&mut self, on: bool) {
+        self.slow_replies = on;
+    }
+
     /// Duplicates this many messages per thousand (0 by default; the labs never duplicate).
     pub fn set_duplicate_per_mille(&mut self, per_mille: u32) {
         self.duplicate_per_mille = per_mille.min(1000);
@@ -143,6 +151,9 @@ impl Network {
             // As the labs do it: 200 ms plus a delay skewed towards the short end, up to 2 s.
             let upper = self.rng.gen_range(0..=2_000u64);
             delay += 200_000 + self.rng.gen_range(0..=upper) * 1_000;
+        }
+        if self.slow_replies && !is_request {
+            delay += self.rng.gen_range(30_000..=400_000);
         }
         if self.tail_per_mille > 0 && self.rng.gen_range(0..1000) < self.tail_per_mille {
             let upper = self.rng.gen_range(0..=self.tail_us);

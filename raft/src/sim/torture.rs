@@ -112,6 +112,8 @@ pub enum Action {
     Unreliable(bool),
     /// Switches long reordering (2/3 of replies delayed 200-2200 ms) on or off.
     LongReordering(bool),
+    /// Switches slow replies (every reply delayed 30-400 ms more) on or off.
+    SlowReplies(bool),
     /// Duplicates this many messages per thousand (0: none).
     Duplicate(u16),
     /// Offers this many fresh commands to every running peer, as clients that look for the
@@ -136,6 +138,7 @@ impl Action {
             Action::Heal => "heal".to_string(),
             Action::Unreliable(b) => format!("unreliable:{}", on(*b)),
             Action::LongReordering(b) => format!("reorder:{}", on(*b)),
+            Action::SlowReplies(b) => format!("slow:{}", on(*b)),
             Action::Duplicate(p) => format!("dup:{p}"),
             Action::Propose(k) => format!("propose:{k}"),
         }
@@ -186,6 +189,7 @@ impl Action {
             "heal" if arg.is_empty() => Action::Heal,
             "unreliable" => Action::Unreliable(switch()?),
             "reorder" => Action::LongReordering(switch()?),
+            "slow" => Action::SlowReplies(switch()?),
             "dup" => match arg.parse::<u16>() {
                 Ok(p) if p <= 1000 => Action::Duplicate(p),
                 _ => return Err(format!("{s:?}: expected dup:N with N per thousand, 0-1000")),
@@ -230,6 +234,7 @@ impl fmt::Display for Action {
             Action::LongReordering(b) => {
                 write!(f, "long reordering (replies delayed 200-2200 ms) {}", on(*b))
             }
+            Action::SlowReplies(b) => write!(f, "slow replies (30-400 ms late) {}", on(*b)),
             Action::Duplicate(p) => write!(f, "duplicate {p} messages per thousand"),
             Action::Propose(1) => write!(f, "offer 1 command to whoever leads"),
             Action::Propose(k) => write!(f, "offer {k} commands to whoever leads"),
@@ -528,7 +533,11 @@ impl Schedule {
 
     fn storm(nodes: usize, swarm: Swarm, rng: &mut ChaCha8Rng) -> Schedule {
         let mut s = Steps::new(rng.gen_range(2_000..=4_000u64));
-        s.push(0, Action::LongReordering(true));
+        if rng.gen_bool(0.5) {
+            s.push(0, Action::LongReordering(true));
+        } else {
+            s.push(0, Action::SlowReplies(true));
+        }
         s.push(0, Action::Duplicate(rng.gen_range(1..=6) * 50));
         if rng.gen_bool(0.5) {
             s.push(0, Action::Unreliable(true));
@@ -714,7 +723,7 @@ impl Schedule {
     /// [`Swarm::to_compact`]), `end=MS`, then one `MS:ACTION` token per step, separated
     /// by spaces. Actions: `crash:T`, `restart:T`, `isolate:T`, `connect:T` (T a peer number,
     /// `L` for the leader or `*` for all), `partition:SIDE` (peers and `L`, e.g. `L02`),
-    /// `cut:A>B`, `heal`, `unreliable:on|off`, `reorder:on|off`, `dup:N`, `propose:K`.
+    /// `cut:A>B`, `heal`, `unreliable:on|off`, `reorder:on|off`, `slow:on|off`, `dup:N`, `propose:K`.
     pub fn to_compact(&self) -> String {
         let mut out = format!("nodes={}", self.nodes);
         if self.swarm != Swarm::LAB {
@@ -1041,6 +1050,10 @@ impl Driver {
             Action::Heal => self.heal_links(),
             Action::Unreliable(on) => self.c.sim().set_reliable(!on),
             Action::LongReordering(on) => self.c.sim().set_long_reordering(*on),
+            Action::SlowReplies(on) => {
+                self.c.sim().note(format!("slow replies {}", if *on { "on" } else { "off" }));
+                self.c.sim().network().set_slow_replies(*on)
+            }
             Action::Duplicate(p) => self.c.sim().network().set_duplicate_per_mille(*p as u32),
             Action::Propose(k) => {
                 for _ in 0..*k {
@@ -1120,6 +1133,7 @@ impl Driver {
         sim.set_long_reordering(false);
         sim.network().set_duplicate_per_mille(0);
         sim.network().set_noise(0, 0, 0);
+        sim.network().set_slow_replies(false);
     }
 
     /// Every command a client saw committed is at its index in every peer's log, and every
@@ -1280,7 +1294,7 @@ mod tests {
         assert_eq!(families.len(), Family::ALL.len(), "every family in 400 seeds");
         assert!((60..140).contains(&lab), "{lab} of 400 seeds on the lab profile");
         assert!(single_entry >= 40 && no_pre_vote >= 40, "{single_entry}, {no_pre_vote}");
-        assert_eq!(kinds.len(), 12, "every kind of step should occur in 400 schedules");
+        assert_eq!(kinds.len(), 13, "every kind of step should occur in 400 schedules");
     }
 
     /// The first seed at or after `from` whose schedule is of `family`.
@@ -1293,7 +1307,10 @@ mod tests {
         let s = Schedule::generate(seed_of(Family::Storm, 0));
         assert!(s.swarm.election_tick <= 20, "storms have tight timeouts");
         assert!(s.steps.iter().any(|st| st.action == Action::Isolate(Target::All)));
-        assert!(s.steps.iter().any(|st| st.action == Action::LongReordering(true)));
+        assert!(s.steps.iter().any(|st| matches!(
+            st.action,
+            Action::LongReordering(true) | Action::SlowReplies(true)
+        )));
 
         let s = Schedule::generate(seed_of(Family::Tails, 0));
         assert!(s.swarm.max_append_entries <= 4, "tails are repaired in small batches");
