@@ -80,6 +80,9 @@ pub struct Mix {
     pub concurrency: u64,
     pub keys: usize,
     pub rate: f64,
+    /// `--client-retries`: how often the retrying workers resend a request whose answer was
+    /// lost.
+    pub client_retries: u32,
 }
 
 /// One planned run.
@@ -121,7 +124,8 @@ pub fn derive_seed(master: u64, index: u64) -> u64 {
 pub fn plan_run(args: &CampaignArgs, master: u64, index: u64) -> PlannedRun {
     let seed = derive_seed(master, index);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let nodes = args.nodes.unwrap_or(*[3, 5, 5, 7].choose(&mut rng).unwrap());
+    // Even sizes too: a quorum of 3 of 4 or 4 of 6 is where off-by-one majorities show.
+    let nodes = args.nodes.unwrap_or(*[3, 4, 5, 5, 6, 7].choose(&mut rng).unwrap());
     let workload = args
         .workload
         .clone()
@@ -155,6 +159,7 @@ pub fn plan_run(args: &CampaignArgs, master: u64, index: u64) -> PlannedRun {
             k => k,
         },
         rate: [100.0, 200.0, 400.0][rng.gen_range(0..3)],
+        client_retries: [0, 2, 2][rng.gen_range(0..3)],
     };
     let mut cmd: Vec<String> = vec![
         "run".into(),
@@ -176,6 +181,8 @@ pub fn plan_run(args: &CampaignArgs, master: u64, index: u64) -> PlannedRun {
         mix.keys.to_string(),
         "--rate".into(),
         mix.rate.to_string(),
+        "--client-retries".into(),
+        mix.client_retries.to_string(),
     ];
     if let Some(bug) = &args.bug {
         cmd.extend(["--bug".into(), bug.clone()]);

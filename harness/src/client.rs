@@ -11,6 +11,17 @@
 //! A process numbers its operations 1, 2, 3, ... and sends (process, number) as the request's
 //! client id and sequence number, so that the node applies a retried write once and the safety
 //! checks can find each acknowledged write in the nodes' logs.
+//!
+//! Jepsen's clients never resend; real client libraries do. A *retrying* worker (odd-numbered
+//! workers, when `--client-retries` is above 0) resends a request whose answer was lost, with
+//! the same client id and sequence number, to the same node or the next one, up to that many
+//! times within the operation's budget, as etcd's and most Raft services' clients do: this is
+//! what exercises the node's sessions (exactly-once application). The history still holds one
+//! invocation and one completion for the operation: with sessions, every copy that takes
+//! effect is the same single effect, somewhere between the invocation and the completion, so
+//! the linearizability checker reasons about it as one operation. If the node applied a
+//! resent copy twice, the history shows it (a register written back to an older value, an
+//! element appended twice).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -87,6 +98,9 @@ pub struct Client {
     home: u64,
     workers: u64,
     seq: u64,
+    /// How many times a request whose answer was lost is resent (0: never, as Jepsen's
+    /// clients).
+    resends: u32,
     next_request_id: u64,
     conns: BTreeMap<u64, Conn>,
     dir: Arc<Directory>,
@@ -101,11 +115,17 @@ impl Client {
             home: dir.home(worker),
             workers,
             seq: 0,
+            resends: 0,
             next_request_id: 0,
             conns: BTreeMap::new(),
             dir,
             rec,
         }
+    }
+
+    /// The same worker, resending a request whose answer was lost up to `resends` times.
+    pub fn resending(self, resends: u32) -> Client {
+        Client { resends, ..self }
     }
 
     /// Invokes `op`, records its invocation and completion, and returns the outcome.
@@ -138,10 +158,27 @@ impl Client {
         let deadline = Instant::now() + budget;
         let mut node = self.home;
         let mut last_error = String::from("no node reachable");
+        let mut resends_left = self.resends;
+        let mut lost: Option<String> = None;
         while Instant::now() < deadline {
             match self.request(node, op).await {
                 Attempt::Answer(reply) => match classify(&reply, op) {
-                    Reply::Done(outcome) => return outcome,
+                    Reply::Done(outcome) => {
+                        let Some(e) = &lost else { return outcome };
+                        self.rec.resent_then_answered();
+                        return match outcome {
+                            // A refusal of this copy says nothing of the copy whose answer
+                            // was lost; only an outcome of applying the request does (once a
+                            // copy is applied, the session makes every other copy a no-op).
+                            Outcome::Fail(f) if f != "cas-mismatch" => Outcome::Info(e.clone()),
+                            outcome => outcome,
+                        };
+                    }
+                    // After a lost answer, a refusal does not make the operation a certain
+                    // failure: an earlier copy may still be in some node's log.
+                    Reply::Redirect(_) if lost.is_some() && resends_left == 0 => {
+                        return Outcome::Info(lost.unwrap_or_default());
+                    }
                     Reply::Redirect(hint) => {
                         last_error = "not-leader".into();
                         let next = hint
@@ -160,11 +197,25 @@ impl Client {
                     node = self.dir.next_after(node);
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
+                Attempt::Lost(e) if resends_left > 0 => {
+                    // Resend the same request (same client id and sequence number): to the
+                    // same node first, then to the next.
+                    resends_left -= 1;
+                    self.rec.resent();
+                    if lost.is_some() {
+                        node = self.dir.next_after(node);
+                    }
+                    lost = Some(e);
+                }
                 Attempt::Lost(e) => return Outcome::Info(e),
             }
         }
-        // Every attempt was refused before anything was proposed.
-        Outcome::Fail(last_error)
+        match lost {
+            // A copy was sent and its answer lost: it may take effect.
+            Some(e) => Outcome::Info(e),
+            // Every attempt was refused before anything was proposed.
+            None => Outcome::Fail(last_error),
+        }
     }
 
     async fn request(&mut self, node: u64, op: &Op) -> Attempt {

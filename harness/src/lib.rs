@@ -7,6 +7,7 @@ pub mod campaign;
 pub mod check;
 pub mod client;
 pub mod cluster;
+pub mod depose;
 pub mod exit;
 pub mod hunt;
 pub mod nemesis;

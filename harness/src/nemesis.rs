@@ -51,12 +51,15 @@ pub enum FaultKind {
     Pause,
     Partition,
     Net,
+    /// Leaders paused right after a burst of client writes, on a clock of its own
+    /// ([`crate::depose`]).
+    Depose,
 }
 
 impl FaultKind {
     /// What `all` means: every kind but `disk-corrupt`, which damages data a node had made
     /// durable (a fault of the disk, not of the node) and is asked for by name.
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::Kill,
         FaultKind::Crash,
         FaultKind::DiskError,
@@ -64,10 +67,11 @@ impl FaultKind {
         FaultKind::Pause,
         FaultKind::Partition,
         FaultKind::Net,
+        FaultKind::Depose,
     ];
 
     /// Every kind.
-    pub const EVERY: [FaultKind; 8] = [
+    pub const EVERY: [FaultKind; 9] = [
         FaultKind::Kill,
         FaultKind::Crash,
         FaultKind::DiskError,
@@ -76,6 +80,7 @@ impl FaultKind {
         FaultKind::Pause,
         FaultKind::Partition,
         FaultKind::Net,
+        FaultKind::Depose,
     ];
 
     pub fn name(self) -> &'static str {
@@ -88,6 +93,7 @@ impl FaultKind {
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
             FaultKind::Net => "net",
+            FaultKind::Depose => "depose",
         }
     }
 
@@ -104,7 +110,7 @@ impl FaultKind {
             let kind = FaultKind::EVERY
                 .into_iter()
                 .find(|k| k.name() == part.trim())
-                .ok_or_else(|| format!("unknown nemesis {part:?}: expected kill, crash, disk-error, disk-damage, disk-corrupt, pause, partition, net, all or none"))?;
+                .ok_or_else(|| format!("unknown nemesis {part:?}: expected kill, crash, disk-error, disk-damage, disk-corrupt, pause, partition, net, depose, all or none"))?;
             kinds.insert(kind);
         }
         Ok(kinds.into_iter().collect())
@@ -222,6 +228,8 @@ impl Nemesis {
             .kinds
             .iter()
             .copied()
+            // A depose runs on its own clock (crate::depose), not in these steps.
+            .filter(|&k| k != FaultKind::Depose)
             .filter(|k| active.iter().all(|a| a.is_process_fault() != k.is_process_fault()))
             .collect();
         let overlap = self.rng.gen_bool(0.5);
@@ -272,6 +280,8 @@ impl Nemesis {
                 rec.nemesis("start-partition", json!({"kind": shape, "cut": cut_json}))?;
                 Active::Partition(shape, cut)
             }
+            // Started by its own clock (crate::depose), never by a step.
+            FaultKind::Depose => return Ok(()),
             FaultKind::Net => {
                 let mut faults = LinkFaults {
                     cut: false,

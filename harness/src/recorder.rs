@@ -25,6 +25,10 @@ pub struct OutcomeCounts {
     pub fail: u64,
     pub info: u64,
     pub faults: u64,
+    /// Requests resent after their answer was lost (same session and sequence number).
+    pub resent: u64,
+    /// Operations that were resent at least once and then answered.
+    pub resent_then_answered: u64,
 }
 
 /// Writes `history.jsonl`; cheap to clone and share between tasks.
@@ -86,6 +90,16 @@ impl Recorder {
         }
         inner.writer.write(&event).context("writing the history")?;
         Ok(())
+    }
+
+    /// Counts a request resent after its answer was lost.
+    pub fn resent(&self) {
+        self.inner.lock().unwrap().counts.resent += 1;
+    }
+
+    /// Counts an operation that was resent and then answered.
+    pub fn resent_then_answered(&self) {
+        self.inner.lock().unwrap().counts.resent_then_answered += 1;
     }
 
     /// Records a nemesis event.

@@ -25,6 +25,7 @@ use workloads::{CasRegister, Kv};
 use crate::client::{Client, Directory, Outcome};
 use crate::cluster::{Cluster, Credentials, NodeInfo, PortAllocator};
 use crate::exit;
+use crate::depose::Deposer;
 use crate::nemesis::{current_leader, FaultKind, Nemesis};
 use crate::proxy::Proxy;
 use crate::recorder::Recorder;
@@ -51,9 +52,15 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 40)]
     pub time_limit: u64,
     /// Fault kinds, comma separated: kill, crash, disk-error, disk-damage, disk-corrupt, pause,
-    /// partition, net; or all (every kind but disk-corrupt), or none.
+    /// partition, net, depose (leaders paused right after a burst of writes, every few
+    /// seconds, beside the other faults); or all (every kind but disk-corrupt), or none.
     #[arg(long, default_value = "all")]
     pub nemesis: String,
+    /// How many times the odd-numbered client workers resend a request whose answer was lost,
+    /// with the same client id and sequence number, as real client libraries do (the
+    /// even-numbered ones never resend, as Jepsen's clients); 0: no worker resends.
+    #[arg(long, default_value_t = 2)]
+    pub client_retries: u32,
     /// Seconds between a fault's start and its end, and between one fault and the next.
     #[arg(long, default_value_t = 3.0)]
     pub nemesis_interval: f64,
@@ -228,6 +235,8 @@ struct Run {
     storage_faults: bool,
     /// Messages the proxy forwarded, dropped and duplicated, over all links.
     proxy_totals: Value,
+    /// Leaders the depose fault paused.
+    deposed: u64,
 }
 
 impl Run {
@@ -272,6 +281,7 @@ impl Run {
             rec,
             dir: directory,
             nemesis: Nemesis::new(Vec::new(), seed),
+            deposed: 0,
             started,
             healed_at: None,
             liveness: None,
@@ -290,22 +300,30 @@ impl Run {
         kinds: Vec<FaultKind>,
     ) -> anyhow::Result<()> {
         self.wait_for_leader(Duration::from_secs(args.recovery_timeout)).await?;
+        let mut deposer = kinds.contains(&FaultKind::Depose).then(|| Deposer::new(seed));
         self.nemesis = Nemesis::new(kinds, seed);
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut workers = tokio::task::JoinSet::new();
         let per_worker = Duration::from_secs_f64(args.concurrency as f64 / args.rate);
+        let burst = deposer.as_ref().map(|d| d.burst.clone()).unwrap_or_default();
         for w in 0..args.concurrency {
-            let mut client = Client::new(w, args.concurrency, self.dir.clone(), self.rec.clone());
+            let resends = if w % 2 == 1 { args.client_retries } else { 0 };
+            let mut client = Client::new(w, args.concurrency, self.dir.clone(), self.rec.clone())
+                .resending(resends);
+            let burst = burst.clone();
             let mut gen = Generator::new(workload, args.keys, seed, w);
             let mut stop = stop_rx.clone();
             workers.spawn(async move {
                 let mut pace = tokio::time::interval(per_worker);
                 pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
-                    tokio::select! {
-                        _ = stop.changed() => break,
-                        _ = pace.tick() => {}
+                    // In a burst (the depose fault's), operations go back to back.
+                    if !burst.load(std::sync::atomic::Ordering::Relaxed) {
+                        tokio::select! {
+                            _ = stop.changed() => break,
+                            _ = pace.tick() => {}
+                        }
                     }
                     if *stop.borrow() {
                         break;
@@ -324,10 +342,13 @@ impl Run {
         let interval = Duration::from_secs_f64(args.nemesis_interval);
         let mut jitter = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED);
         let mut next_fault = Instant::now() + interval.mul_f64(jitter.gen_range(0.5..1.5));
-        let mut ticker = tokio::time::interval(Duration::from_millis(200));
+        let mut ticker = tokio::time::interval(Duration::from_millis(50));
         while Instant::now() < end {
             ticker.tick().await;
             self.note_crashes();
+            if let Some(d) = &mut deposer {
+                d.tick(&mut self.cluster, &self.rec)?;
+            }
             if Instant::now() >= next_fault {
                 self.nemesis.step(
                     &mut self.cluster,
@@ -348,6 +369,11 @@ impl Run {
             ));
         }
         let _ = stop_tx.send(true);
+        if let Some(d) = &mut deposer {
+            d.stop(&mut self.cluster, &self.rec)?;
+            self.deposed = d.deposed;
+            self.nemesis.started.insert(FaultKind::Depose.name(), d.deposed);
+        }
         bar.set_message("waiting for clients to finish their operations");
         while let Some(joined) = workers.join_next().await {
             joined.context("a client worker panicked")??;
@@ -537,6 +563,8 @@ async fn check_run(
     let stats = json!({
         "duration_s": run.started.elapsed().as_secs_f64(),
         "operations": {"invoked": counts.invoked, "ok": counts.ok, "fail": counts.fail, "info": counts.info},
+        "client_resends": {"sent": counts.resent, "then_answered": counts.resent_then_answered},
+        "leaders_deposed": run.deposed,
         "faults": run.nemesis.started,
         "nemesis_events": counts.faults,
         "leaders_elected": leaders,

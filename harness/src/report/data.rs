@@ -152,7 +152,7 @@ impl FaultKind {
             "crash" => FaultKind::Crash,
             "disk-error" => FaultKind::DiskError,
             "disk-damage" | "disk-corrupt" => FaultKind::DiskDamage,
-            "pause" => FaultKind::Pause,
+            "pause" | "depose" => FaultKind::Pause,
             "partition" => FaultKind::Partition,
             "net" => FaultKind::Net,
             _ => FaultKind::Other,
@@ -558,7 +558,7 @@ fn describe_fault(
             .unwrap_or_default()
     };
     match name {
-        "kill" | "pause" | "crash" | "disk-error" | "disk-damage" | "disk-corrupt" => {
+        "kill" | "pause" | "depose" | "crash" | "disk-error" | "disk-damage" | "disk-corrupt" => {
             let nodes = ids(value.get("nodes"));
             let target = value.get("target").and_then(Value::as_str).unwrap_or("");
             let what = if nodes.is_empty() { "no node".to_string() } else { node_list(&nodes) };
