@@ -13,7 +13,8 @@
 //! checks can find each acknowledged write in the nodes' logs.
 //!
 //! Jepsen's clients never resend; real client libraries do. A *retrying* worker (odd-numbered
-//! workers, when `--client-retries` is above 0) resends a request whose answer was lost, with
+//! workers, when `--client-retries` is above 0) resends a request whose answer was lost or late
+//! (150 ms: a client library's deadline), with
 //! the same client id and sequence number, to the same node or the next one, up to that many
 //! times within the operation's budget, as etcd's and most Raft services' clients do: this is
 //! what exercises the node's sessions (exactly-once application). The history still holds one
@@ -40,6 +41,10 @@ use crate::recorder::Recorder;
 /// How long a client waits for an answer after sending a request. Longer than the node's own
 /// request timeout, so that the node's `timeout` answer usually arrives first.
 pub const REPLY_TIMEOUT: Duration = Duration::from_millis(2500);
+/// How long a resending worker waits for an answer before it resends: a client library's
+/// deadline, far shorter than a commit under faults, so that copies of one request are often in
+/// the log together and the node's sessions must make all but one of them no-ops.
+pub const RESEND_AFTER: Duration = Duration::from_millis(150);
 /// How long connecting to a node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -123,9 +128,19 @@ impl Client {
         }
     }
 
-    /// The same worker, resending a request whose answer was lost up to `resends` times.
+    /// The same worker, resending a request whose answer was lost, or did not come within
+    /// [`RESEND_AFTER`], up to `resends` times.
     pub fn resending(self, resends: u32) -> Client {
         Client { resends, ..self }
+    }
+
+    /// How long to wait for the answer to one copy of a request.
+    fn reply_timeout(&self, resends_left: u32) -> Duration {
+        if resends_left > 0 {
+            RESEND_AFTER
+        } else {
+            REPLY_TIMEOUT
+        }
     }
 
     /// Invokes `op`, records its invocation and completion, and returns the outcome.
@@ -161,8 +176,14 @@ impl Client {
         let mut resends_left = self.resends;
         let mut lost: Option<String> = None;
         while Instant::now() < deadline {
-            match self.request(node, op).await {
+            match self.request(node, op, self.reply_timeout(resends_left)).await {
                 Attempt::Answer(reply) => match classify(&reply, op) {
+                    // The node could not tell the outcome (its own timeout, a lost
+                    // leadership): as lost as a lost answer.
+                    Reply::Done(Outcome::Info(e)) if resends_left > 0 => {
+                        resends_left -= 1;
+                        node = self.resend(node, &mut lost, e);
+                    }
                     Reply::Done(outcome) => {
                         let Some(e) = &lost else { return outcome };
                         self.rec.resent_then_answered();
@@ -198,14 +219,8 @@ impl Client {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 Attempt::Lost(e) if resends_left > 0 => {
-                    // Resend the same request (same client id and sequence number): to the
-                    // same node first, then to the next.
                     resends_left -= 1;
-                    self.rec.resent();
-                    if lost.is_some() {
-                        node = self.dir.next_after(node);
-                    }
-                    lost = Some(e);
+                    node = self.resend(node, &mut lost, e);
                 }
                 Attempt::Lost(e) => return Outcome::Info(e),
             }
@@ -218,7 +233,17 @@ impl Client {
         }
     }
 
-    async fn request(&mut self, node: u64, op: &Op) -> Attempt {
+    /// Notes that the answer to the copy sent to `node` was lost (`e`); returns where the same
+    /// request (same client id and sequence number) goes next: the same node the first time,
+    /// then the next one.
+    fn resend(&mut self, node: u64, lost: &mut Option<String>, e: String) -> u64 {
+        self.rec.resent();
+        let next = if lost.is_some() { self.dir.next_after(node) } else { node };
+        *lost = Some(e);
+        next
+    }
+
+    async fn request(&mut self, node: u64, op: &Op, reply_timeout: Duration) -> Attempt {
         self.next_request_id += 1;
         let id = self.next_request_id;
         let mut req =
@@ -246,7 +271,7 @@ impl Client {
         let mut answer = String::new();
         loop {
             answer.clear();
-            match timeout(REPLY_TIMEOUT, conn.reader.read_line(&mut answer)).await {
+            match timeout(reply_timeout, conn.reader.read_line(&mut answer)).await {
                 Err(_) => return Attempt::Lost("timeout".into()),
                 Ok(Ok(0)) | Ok(Err(_)) => return Attempt::Lost("connection lost".into()),
                 Ok(Ok(_)) => {}

@@ -24,8 +24,8 @@ use workloads::{CasRegister, Kv};
 
 use crate::client::{Client, Directory, Outcome};
 use crate::cluster::{Cluster, Credentials, NodeInfo, PortAllocator};
-use crate::exit;
 use crate::depose::Deposer;
+use crate::exit;
 use crate::nemesis::{current_leader, FaultKind, Nemesis};
 use crate::proxy::Proxy;
 use crate::recorder::Recorder;

@@ -638,3 +638,141 @@ fn a_service_leader_commits_its_noop_at_once() {
     assert_eq!(leader.status().commit_index, 1);
     assert_eq!(leader.entry(1).unwrap().kind, EntryKind::Noop);
 }
+
+// ---- Figure 2, the rules the handler tests above leave unpinned ----
+
+/// Peer `id` of {1, 2, 3} without pre-vote, so that a timeout starts a real election.
+fn voter(id: NodeId, term: Term, terms: &[Term]) -> RawNode {
+    let config = Config { pre_vote: false, ..Config::lab(id, vec![1, 2, 3]) };
+    RawNode::new(config, HardState { term, vote: None }, log_of(terms), id).unwrap()
+}
+
+fn vote_request(from: NodeId, to: NodeId, term: Term, last: (Index, Term)) -> Message {
+    msg(
+        from,
+        to,
+        term,
+        MessageBody::RequestVote { pre_vote: false, last_log_index: last.0, last_log_term: last.1 },
+    )
+}
+
+#[test]
+fn request_vote_1_a_stale_candidate_gets_no_vote() {
+    let mut f = voter(2, 5, &[1]);
+    f.step(vote_request(3, 2, 4, (9, 4)));
+    let out = flush(&mut f);
+    assert!(
+        !out.iter()
+            .any(|m| matches!(m.body, MessageBody::RequestVoteResponse { granted: true, .. })),
+        "{out:?}"
+    );
+    assert_eq!((f.status().term, f.status().vote), (5, None));
+}
+
+#[test]
+fn request_vote_2_the_same_candidate_is_granted_again() {
+    let mut f = voter(2, 2, &[1]);
+    f.step(vote_request(3, 2, 3, (1, 1)));
+    assert_eq!(
+        only_reply(&mut f).body,
+        MessageBody::RequestVoteResponse { pre_vote: false, granted: true }
+    );
+    // A duplicated or resent request: votedFor is the candidate, so it is granted again.
+    f.step(vote_request(3, 2, 3, (1, 1)));
+    assert_eq!(
+        only_reply(&mut f).body,
+        MessageBody::RequestVoteResponse { pre_vote: false, granted: true }
+    );
+    assert_eq!(f.status().vote, Some(3));
+}
+
+#[test]
+fn append_entries_5_commit_is_capped_by_the_last_new_entry() {
+    // The follower holds entries beyond what this append vouches for (of the same term, from a
+    // leader that did not commit them): the leader's commit index may cover them, but only the
+    // entries up to the last one this append matched are known to be the leader's.
+    let mut f = peer(2, 1, &[1, 1, 1, 1]);
+    f.step(msg(1, 2, 2, append((1, 1), vec![], 4)));
+    flush(&mut f);
+    assert_eq!(f.status().commit_index, 1, "min(leaderCommit, index of last new entry)");
+    f.step(msg(1, 2, 2, append((1, 1), vec![entry(2, 2)], 4)));
+    flush(&mut f);
+    assert_eq!(f.status().commit_index, 2);
+    assert_eq!(terms(&f), vec![1, 2], "the conflicting tail is gone");
+}
+
+#[test]
+fn all_servers_a_higher_term_in_a_reply_makes_a_candidate_a_follower() {
+    let mut c = voter(1, 2, &[1]);
+    while c.status().role != Role::Candidate {
+        c.tick();
+    }
+    flush(&mut c);
+    assert_eq!(c.status().term, 3);
+    c.step(msg(2, 1, 7, MessageBody::RequestVoteResponse { pre_vote: false, granted: false }));
+    let s = c.status();
+    assert_eq!((s.role, s.term, s.vote), (Role::Follower, 7, None));
+}
+
+#[test]
+fn followers_granting_a_vote_or_hearing_a_leader_resets_the_election_timer() {
+    let timeout_ticks = |f: &mut RawNode| {
+        (1..)
+            .find(|_| {
+                f.tick();
+                flush(f);
+                f.status().role != Role::Follower
+            })
+            .unwrap()
+    };
+    // Without any message, a follower campaigns within 2 * election_tick.
+    let mut quiet = voter(2, 2, &[1]);
+    assert!(timeout_ticks(&mut quiet) < 60);
+    for reset in [vote_request(3, 2, 3, (1, 1)), msg(1, 2, 2, MessageBody::Heartbeat { commit: 0 })]
+    {
+        let mut f = voter(2, 2, &[1]);
+        for _ in 0..29 {
+            f.tick();
+        }
+        flush(&mut f);
+        f.step(reset.clone());
+        flush(&mut f);
+        // The timer restarted: a full timeout (at least election_tick) passes before a campaign.
+        assert!(timeout_ticks(&mut f) >= 30, "after {reset:?}");
+    }
+}
+
+#[test]
+fn candidates_vote_for_themselves_ask_everyone_and_try_again_on_timeout() {
+    let mut c = voter(1, 4, &[1, 4]);
+    while c.status().role != Role::Candidate {
+        c.tick();
+    }
+    let s = c.status();
+    assert_eq!((s.term, s.vote), (5, Some(1)), "term incremented, vote for self");
+    let asks = flush(&mut c);
+    let mut to: Vec<NodeId> = asks.iter().map(|m| m.to).collect();
+    to.sort();
+    assert_eq!(to, vec![2, 3]);
+    assert!(asks.iter().all(|m| m.term == 5
+        && m.body
+            == MessageBody::RequestVote { pre_vote: false, last_log_index: 2, last_log_term: 4 }));
+    // No answer: a new election in the next term.
+    while c.status().term == 5 {
+        c.tick();
+    }
+    assert_eq!((c.status().role, c.status().term), (Role::Candidate, 6));
+}
+
+#[test]
+fn candidates_follow_a_leader_of_their_own_term() {
+    let mut c = voter(1, 2, &[1]);
+    while c.status().role != Role::Candidate {
+        c.tick();
+    }
+    flush(&mut c);
+    c.step(msg(3, 1, 3, append((1, 1), vec![entry(2, 3)], 0)));
+    let s = c.status();
+    assert_eq!((s.role, s.term, s.leader), (Role::Follower, 3, Some(3)));
+    assert_eq!(terms(&c), vec![1, 3], "and takes the leader's entries");
+}

@@ -1493,7 +1493,10 @@ mod tests {
     #[test]
     fn a_correct_core_survives_many_seeds() {
         silence_run_panics();
-        for seed in 0..100 {
+        // More for mutation testing (scripts/mutants core).
+        let seeds =
+            std::env::var("RAFT_TORTURE_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(100);
+        for seed in 0..seeds {
             if let Err(f) = run(&RunOptions::new(seed), &Schedule::generate(seed)) {
                 panic!("seed {seed} failed: {}", f.message);
             }
