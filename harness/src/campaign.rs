@@ -624,7 +624,11 @@ mod tests {
         let free = args(&["--runs", "40"]);
         let plans: Vec<PlannedRun> = (0..40).map(|i| plan_run(&free, 1, i)).collect();
         let sizes: std::collections::BTreeSet<u64> = plans.iter().map(|p| p.mix.nodes).collect();
-        assert_eq!(sizes, [3, 5, 7].into());
+        assert_eq!(sizes, [3, 4, 5, 6, 7].into(), "even sizes too");
+        let resends: std::collections::BTreeSet<u32> =
+            plans.iter().map(|p| p.mix.client_retries).collect();
+        assert_eq!(resends, [0, 2].into());
+        assert!(plans[0].args.windows(2).any(|w| w[0] == "--client-retries"));
         assert!(
             plans.iter().any(|p| p.mix.workload == "kv")
                 && plans.iter().any(|p| p.mix.workload == "cas-register")
