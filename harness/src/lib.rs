@@ -17,3 +17,4 @@ pub mod recorder;
 pub mod report;
 pub mod run;
 pub mod sim;
+pub mod storm;

@@ -54,12 +54,15 @@ pub enum FaultKind {
     /// Leaders paused right after a burst of client writes, on a clock of its own
     /// ([`crate::depose`]).
     Depose,
+    /// Nodes killed and restarted in quick succession, on a clock of its own
+    /// ([`crate::storm`]).
+    RestartStorm,
 }
 
 impl FaultKind {
     /// What `all` means: every kind but `disk-corrupt`, which damages data a node had made
     /// durable (a fault of the disk, not of the node) and is asked for by name.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Kill,
         FaultKind::Crash,
         FaultKind::DiskError,
@@ -68,10 +71,11 @@ impl FaultKind {
         FaultKind::Partition,
         FaultKind::Net,
         FaultKind::Depose,
+        FaultKind::RestartStorm,
     ];
 
     /// Every kind.
-    pub const EVERY: [FaultKind; 9] = [
+    pub const EVERY: [FaultKind; 10] = [
         FaultKind::Kill,
         FaultKind::Crash,
         FaultKind::DiskError,
@@ -81,6 +85,7 @@ impl FaultKind {
         FaultKind::Partition,
         FaultKind::Net,
         FaultKind::Depose,
+        FaultKind::RestartStorm,
     ];
 
     pub fn name(self) -> &'static str {
@@ -94,6 +99,7 @@ impl FaultKind {
             FaultKind::Partition => "partition",
             FaultKind::Net => "net",
             FaultKind::Depose => "depose",
+            FaultKind::RestartStorm => "restart-storm",
         }
     }
 
@@ -110,7 +116,7 @@ impl FaultKind {
             let kind = FaultKind::EVERY
                 .into_iter()
                 .find(|k| k.name() == part.trim())
-                .ok_or_else(|| format!("unknown nemesis {part:?}: expected kill, crash, disk-error, disk-damage, disk-corrupt, pause, partition, net, depose, all or none"))?;
+                .ok_or_else(|| format!("unknown nemesis {part:?}: expected kill, crash, disk-error, disk-damage, disk-corrupt, pause, partition, net, depose, restart-storm, all or none"))?;
             kinds.insert(kind);
         }
         Ok(kinds.into_iter().collect())
@@ -133,6 +139,11 @@ enum Active {
 }
 
 impl FaultKind {
+    /// Whether the fault runs on a clock of its own, beside the nemesis's steps.
+    pub fn is_clocked(self) -> bool {
+        matches!(self, FaultKind::Depose | FaultKind::RestartStorm)
+    }
+
     /// Whether the fault needs the nodes to run on crash disks (`--crash-disk`).
     pub fn needs_crash_disk(self) -> bool {
         matches!(self, FaultKind::Crash | FaultKind::DiskError)
@@ -228,8 +239,8 @@ impl Nemesis {
             .kinds
             .iter()
             .copied()
-            // A depose runs on its own clock (crate::depose), not in these steps.
-            .filter(|&k| k != FaultKind::Depose)
+            // These run on clocks of their own (crate::depose, crate::storm), not in these steps.
+            .filter(|k| !k.is_clocked())
             .filter(|k| active.iter().all(|a| a.is_process_fault() != k.is_process_fault()))
             .collect();
         let overlap = self.rng.gen_bool(0.5);
@@ -280,8 +291,8 @@ impl Nemesis {
                 rec.nemesis("start-partition", json!({"kind": shape, "cut": cut_json}))?;
                 Active::Partition(shape, cut)
             }
-            // Started by its own clock (crate::depose), never by a step.
-            FaultKind::Depose => return Ok(()),
+            // Started by their own clocks, never by a step.
+            FaultKind::Depose | FaultKind::RestartStorm => return Ok(()),
             FaultKind::Net => {
                 let mut faults = LinkFaults {
                     cut: false,

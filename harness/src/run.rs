@@ -29,6 +29,7 @@ use crate::exit;
 use crate::nemesis::{current_leader, FaultKind, Nemesis};
 use crate::proxy::Proxy;
 use crate::recorder::Recorder;
+use crate::storm::RestartStorm;
 
 /// Options of one test run.
 #[derive(clap::Args, Clone, Debug, Serialize)]
@@ -53,7 +54,9 @@ pub struct RunArgs {
     pub time_limit: u64,
     /// Fault kinds, comma separated: kill, crash, disk-error, disk-damage, disk-corrupt, pause,
     /// partition, net, depose (leaders paused right after a burst of writes, every few
-    /// seconds, beside the other faults); or all (every kind but disk-corrupt), or none.
+    /// seconds, beside the other faults), restart-storm (3-6 nodes killed and restarted in
+    /// quick succession, every 5-10 s, beside the other faults); or all (every kind but
+    /// disk-corrupt), or none.
     #[arg(long, default_value = "all")]
     pub nemesis: String,
     /// How many times the odd-numbered client workers resend a request whose answer was lost,
@@ -301,6 +304,7 @@ impl Run {
     ) -> anyhow::Result<()> {
         self.wait_for_leader(Duration::from_secs(args.recovery_timeout)).await?;
         let mut deposer = kinds.contains(&FaultKind::Depose).then(|| Deposer::new(seed));
+        let mut storm = kinds.contains(&FaultKind::RestartStorm).then(|| RestartStorm::new(seed));
         self.nemesis = Nemesis::new(kinds, seed);
 
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -349,6 +353,9 @@ impl Run {
             if let Some(d) = &mut deposer {
                 d.tick(&mut self.cluster, &self.rec)?;
             }
+            if let Some(s) = &mut storm {
+                s.tick(&mut self.cluster, &self.rec)?;
+            }
             if Instant::now() >= next_fault {
                 self.nemesis.step(
                     &mut self.cluster,
@@ -373,6 +380,10 @@ impl Run {
             d.stop(&mut self.cluster, &self.rec)?;
             self.deposed = d.deposed;
             self.nemesis.started.insert(FaultKind::Depose.name(), d.deposed);
+        }
+        if let Some(s) = &mut storm {
+            s.stop(&mut self.cluster, &self.rec)?;
+            self.nemesis.started.insert(FaultKind::RestartStorm.name(), s.restarts);
         }
         bar.set_message("waiting for clients to finish their operations");
         while let Some(joined) = workers.join_next().await {

@@ -148,7 +148,7 @@ impl FaultKind {
 
     fn parse(name: &str) -> FaultKind {
         match name {
-            "kill" => FaultKind::Kill,
+            "kill" | "restart-storm" => FaultKind::Kill,
             "crash" => FaultKind::Crash,
             "disk-error" => FaultKind::DiskError,
             "disk-damage" | "disk-corrupt" => FaultKind::DiskDamage,

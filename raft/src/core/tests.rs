@@ -647,6 +647,16 @@ fn voter(id: NodeId, term: Term, terms: &[Term]) -> RawNode {
     RawNode::new(config, HardState { term, vote: None }, log_of(terms), id).unwrap()
 }
 
+/// Peer 1 of {1, 2, 3} without pre-vote, a candidate of `term + 1` once its timer ran out,
+/// its vote requests sent.
+fn candidate(term: Term, terms: &[Term]) -> RawNode {
+    let mut c = voter(1, term, terms);
+    while c.status().role != Role::Candidate {
+        c.tick();
+    }
+    c
+}
+
 fn vote_request(from: NodeId, to: NodeId, term: Term, last: (Index, Term)) -> Message {
     msg(
         from,
@@ -703,10 +713,7 @@ fn append_entries_5_commit_is_capped_by_the_last_new_entry() {
 
 #[test]
 fn all_servers_a_higher_term_in_a_reply_makes_a_candidate_a_follower() {
-    let mut c = voter(1, 2, &[1]);
-    while c.status().role != Role::Candidate {
-        c.tick();
-    }
+    let mut c = candidate(2, &[1]);
     flush(&mut c);
     assert_eq!(c.status().term, 3);
     c.step(msg(2, 1, 7, MessageBody::RequestVoteResponse { pre_vote: false, granted: false }));
@@ -744,10 +751,7 @@ fn followers_granting_a_vote_or_hearing_a_leader_resets_the_election_timer() {
 
 #[test]
 fn candidates_vote_for_themselves_ask_everyone_and_try_again_on_timeout() {
-    let mut c = voter(1, 4, &[1, 4]);
-    while c.status().role != Role::Candidate {
-        c.tick();
-    }
+    let mut c = candidate(4, &[1, 4]);
     let s = c.status();
     assert_eq!((s.term, s.vote), (5, Some(1)), "term incremented, vote for self");
     let asks = flush(&mut c);
@@ -766,10 +770,7 @@ fn candidates_vote_for_themselves_ask_everyone_and_try_again_on_timeout() {
 
 #[test]
 fn candidates_follow_a_leader_of_their_own_term() {
-    let mut c = voter(1, 2, &[1]);
-    while c.status().role != Role::Candidate {
-        c.tick();
-    }
+    let mut c = candidate(2, &[1]);
     flush(&mut c);
     c.step(msg(3, 1, 3, append((1, 1), vec![entry(2, 3)], 0)));
     let s = c.status();

@@ -104,6 +104,11 @@ impl Swarm {
         }
     }
 
+    /// The shortest election timeout, in milliseconds (ticks of 10 ms).
+    pub fn election_timeout_ms(&self) -> u64 {
+        self.election_tick as u64 * 10
+    }
+
     /// Sets the protocol settings of `config`.
     pub fn configure(&self, config: &mut Config) {
         config.election_tick = self.election_tick;
@@ -225,8 +230,8 @@ impl fmt::Display for Swarm {
             f,
             "election timeouts {}-{} ms, heartbeats every {} ms, pre-vote {}, check-quorum {}, no-op {}, \
              {} entries or {} bytes per append, {} in flight",
-            self.election_tick * 10,
-            self.election_tick * 20,
+            self.election_timeout_ms(),
+            2 * self.election_timeout_ms(),
             self.heartbeat_tick * 10,
             on(self.pre_vote),
             on(self.check_quorum),

@@ -543,7 +543,7 @@ impl Schedule {
             s.push(0, Action::Unreliable(true));
         }
         s.clients(rng, 2, 10, 150);
-        let timeout_ms = swarm.election_tick as u64 * 10;
+        let timeout_ms = swarm.election_timeout_ms();
         let mut t = rng.gen_range(100..400);
         while t < s.end_ms {
             match rng.gen_range(0..4) {
@@ -569,7 +569,7 @@ impl Schedule {
 
     fn tails(nodes: usize, swarm: Swarm, rng: &mut ChaCha8Rng) -> Schedule {
         let mut s = Steps::new(rng.gen_range(3_000..=5_000u64));
-        let timeout_ms = swarm.election_tick as u64 * 10;
+        let timeout_ms = swarm.election_timeout_ms();
         s.clients(rng, 2, 20, 200);
         let mut t = rng.gen_range(200..600);
         while t < s.end_ms {
@@ -602,7 +602,7 @@ impl Schedule {
         power: &mut ChaCha8Rng,
     ) -> Schedule {
         let mut s = Steps::new(rng.gen_range(2_500..=5_000u64));
-        let timeout_ms = swarm.election_tick as u64 * 10;
+        let timeout_ms = swarm.election_timeout_ms();
         s.clients(rng, 2, 10, 120);
         let mut t = rng.gen_range(200..600);
         while t < s.end_ms {
@@ -631,7 +631,7 @@ impl Schedule {
         power: &mut ChaCha8Rng,
     ) -> Schedule {
         let mut s = Steps::new(rng.gen_range(3_000..=6_000u64));
-        let timeout_ms = swarm.election_tick as u64 * 10;
+        let timeout_ms = swarm.election_timeout_ms();
         s.clients(rng, 1, 50, 400);
         let mut t = rng.gen_range(200..600);
         while t < s.end_ms {
@@ -1323,7 +1323,7 @@ mod tests {
             .unwrap();
         let alone: u64 = s.steps[cut..]
             .iter()
-            .take_while(|st| st.at_ms < s.steps[cut].at_ms + s.swarm.election_tick as u64 * 10)
+            .take_while(|st| st.at_ms < s.steps[cut].at_ms + s.swarm.election_timeout_ms())
             .map(|st| if let Action::Propose(k) = st.action { k as u64 } else { 0 })
             .sum();
         assert!(alone >= 20, "a cut-off leader is offered {alone} commands");
