@@ -34,7 +34,12 @@ fn append(prev: (Index, Term), entries: Vec<Entry>, commit: Index) -> MessageBod
 /// Handles everything ready as a driver that persists at once would; returns the messages.
 fn flush(node: &mut RawNode) -> Vec<Message> {
     let mut out = Vec::new();
-    while node.has_ready() {
+    for round in 0.. {
+        if !node.has_ready() {
+            break;
+        }
+        // A core always runs out of work; one that does not must fail, not hang.
+        assert!(round < 1_000, "still ready after 1000 readies: {:?}", node.status());
         let mut rd = node.ready();
         out.append(&mut rd.messages);
         node.advance(rd);
@@ -53,12 +58,23 @@ fn only_reply(node: &mut RawNode) -> Message {
     out.into_iter().next().unwrap()
 }
 
+/// Ticks `node` (leaving its readies for the caller) until `done` holds; returns the ticks it took. Fails,
+/// saying what it waited for, after 1,000 ticks (ten election timeouts of the lab profile), so
+/// that a broken core fails the suite instead of hanging it.
+fn tick_until(node: &mut RawNode, what: &str, done: impl Fn(&RawNode) -> bool) -> u32 {
+    for ticks in 1..=1_000 {
+        node.tick();
+        if done(node) {
+            return ticks;
+        }
+    }
+    panic!("waited 1000 ticks for {what}: {:?}", node.status());
+}
+
 /// Makes peer 1 the leader of `term` (through a real pre-vote and vote with peer 2).
 fn leader(term: Term, terms: &[Term]) -> RawNode {
     let mut node = peer(1, term - 1, terms);
-    while node.status().role != Role::PreCandidate {
-        node.tick();
-    }
+    tick_until(&mut node, "a pre-vote", |n| n.status().role == Role::PreCandidate);
     flush(&mut node);
     node.step(msg(2, 1, term, MessageBody::RequestVoteResponse { pre_vote: true, granted: true }));
     assert_eq!(node.status().role, Role::Candidate);
@@ -445,9 +461,7 @@ fn pre_vote_does_not_raise_terms() {
 
     // A pre-candidate that loses the poll stays in its term.
     let mut c = peer(1, 2, &[1]);
-    while c.status().role != Role::PreCandidate {
-        c.tick();
-    }
+    tick_until(&mut c, "a pre-vote", |n| n.status().role == Role::PreCandidate);
     let polls = flush(&mut c);
     assert_eq!(polls.len(), 2);
     assert!(polls
@@ -574,9 +588,14 @@ fn an_append_that_conflicts_with_a_committed_entry_is_refused() {
 /// Delivers every message at once, in order, until the cluster is quiet.
 fn settle(nodes: &mut [RawNode], applied: &mut [Vec<Entry>]) {
     let mut queue: std::collections::VecDeque<Message> = Default::default();
-    loop {
+    for delivered in 0.. {
+        assert!(delivered < 100_000, "the cluster never settles: a message storm");
         for (i, n) in nodes.iter_mut().enumerate() {
-            while n.has_ready() {
+            for round in 0.. {
+                if !n.has_ready() {
+                    break;
+                }
+                assert!(round < 1_000, "still ready after 1000 readies: {:?}", n.status());
                 let mut rd = n.ready();
                 queue.extend(rd.messages.drain(..));
                 applied[i].extend(rd.committed_entries.iter().cloned());
@@ -630,7 +649,11 @@ fn a_cluster_elects_one_leader_and_replicates_in_order() {
 fn a_service_leader_commits_its_noop_at_once() {
     let mut nodes = cluster(3, Config::service);
     let mut applied = vec![Vec::new(); 3];
-    while !nodes.iter().any(|n| n.status().role == Role::Leader) {
+    for ticks in 0.. {
+        if nodes.iter().any(|n| n.status().role == Role::Leader) {
+            break;
+        }
+        assert!(ticks < 1000, "no leader elected in 1000 ticks");
         nodes.iter_mut().for_each(RawNode::tick);
         settle(&mut nodes, &mut applied);
     }
@@ -651,9 +674,7 @@ fn voter(id: NodeId, term: Term, terms: &[Term]) -> RawNode {
 /// its vote requests sent.
 fn candidate(term: Term, terms: &[Term]) -> RawNode {
     let mut c = voter(1, term, terms);
-    while c.status().role != Role::Candidate {
-        c.tick();
-    }
+    tick_until(&mut c, "an election", |n| n.status().role == Role::Candidate);
     c
 }
 
@@ -723,15 +744,8 @@ fn all_servers_a_higher_term_in_a_reply_makes_a_candidate_a_follower() {
 
 #[test]
 fn followers_granting_a_vote_or_hearing_a_leader_resets_the_election_timer() {
-    let timeout_ticks = |f: &mut RawNode| {
-        (1..)
-            .find(|_| {
-                f.tick();
-                flush(f);
-                f.status().role != Role::Follower
-            })
-            .unwrap()
-    };
+    let timeout_ticks =
+        |f: &mut RawNode| tick_until(f, "a campaign", |n| n.status().role != Role::Follower);
     // Without any message, a follower campaigns within 2 * election_tick.
     let mut quiet = voter(2, 2, &[1]);
     assert!(timeout_ticks(&mut quiet) < 60);
@@ -762,9 +776,7 @@ fn candidates_vote_for_themselves_ask_everyone_and_try_again_on_timeout() {
         && m.body
             == MessageBody::RequestVote { pre_vote: false, last_log_index: 2, last_log_term: 4 }));
     // No answer: a new election in the next term.
-    while c.status().term == 5 {
-        c.tick();
-    }
+    tick_until(&mut c, "a second election", |n| n.status().term != 5);
     assert_eq!((c.status().role, c.status().term), (Role::Candidate, 6));
 }
 
@@ -776,4 +788,24 @@ fn candidates_follow_a_leader_of_their_own_term() {
     let s = c.status();
     assert_eq!((s.role, s.term, s.leader), (Role::Follower, 3, Some(3)));
     assert_eq!(terms(&c), vec![1, 3], "and takes the leader's entries");
+}
+
+#[test]
+fn a_configuration_that_cannot_run_is_refused_setting_by_setting() {
+    let good = Config::lab(1, vec![1, 2, 3]);
+    good.validate().unwrap();
+    let bad = [
+        (Config { id: 4, ..good.clone() }, "not among"),
+        (Config { peers: vec![1, 2, 2], ..good.clone() }, "twice"),
+        (Config { heartbeat_tick: 0, ..good.clone() }, "heartbeat_tick"),
+        (Config { election_tick: 10, heartbeat_tick: 10, ..good.clone() }, "election_tick"),
+        (Config { max_append_entries: 0, ..good.clone() }, "max_append_entries"),
+        (Config { max_inflight: 0, ..good.clone() }, "max_inflight"),
+    ];
+    for (config, reason) in bad {
+        let err = config.validate().expect_err(reason).to_string();
+        assert!(err.contains(reason), "{reason}: {err}");
+        let refused = RawNode::new(config, HardState::default(), vec![], 1);
+        assert!(refused.is_err(), "RawNode::new refuses it too ({reason})");
+    }
 }

@@ -1542,6 +1542,19 @@ mod tests {
 
     #[cfg(feature = "bugs")]
     #[test]
+    fn every_bug_the_simulator_runs_is_found_within_a_few_hundred_seeds() {
+        silence_run_panics();
+        for bug in Bug::ALL.into_iter().filter(|b| !b.in_file_storage()) {
+            let found = (0..300).find(|&seed| {
+                let opts = RunOptions { bug: Some(bug), trace_len: 0, ..RunOptions::new(seed) };
+                run(&opts, &Schedule::generate(seed)).is_err_and(|f| !f.is_runaway())
+            });
+            assert!(found.is_some(), "{bug} survived 300 seeds");
+        }
+    }
+
+    #[cfg(feature = "bugs")]
+    #[test]
     fn a_bug_fails_the_run_with_its_kind_phase_and_report() {
         silence_run_panics();
         let s = Schedule::parse_compact("nodes=3 end=1000 500:propose:1").unwrap();
