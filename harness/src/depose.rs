@@ -20,7 +20,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::cluster::{Cluster, ProcessState};
-use crate::nemesis::current_leader;
+use crate::nemesis::{current_leader, ClockedFault, FaultKind};
 use crate::recorder::Recorder;
 
 enum State {
@@ -39,7 +39,7 @@ pub struct Deposer {
     /// Set while the clients burst; every worker reads it before pacing itself.
     pub burst: Arc<AtomicBool>,
     /// Leaders deposed so far.
-    pub deposed: u64,
+    deposed: u64,
 }
 
 impl Deposer {
@@ -50,8 +50,23 @@ impl Deposer {
         Deposer { rng, state: State::Idle { burst_at }, burst: Arc::default(), deposed: 0 }
     }
 
-    /// Moves the fault on, at least every 50 ms.
-    pub fn tick(&mut self, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<()> {
+    fn end(&mut self, cluster: &mut Cluster, rec: &Recorder, node: u64) -> anyhow::Result<()> {
+        cluster.resume(node);
+        rec.nemesis("stop-depose", json!({"nodes": [node]}))
+    }
+
+    fn idle(&mut self, now: Instant) {
+        let burst_at = now + Duration::from_millis(self.rng.gen_range(1_000..=3_000));
+        self.state = State::Idle { burst_at };
+    }
+}
+
+impl ClockedFault for Deposer {
+    fn kind(&self) -> FaultKind {
+        FaultKind::Depose
+    }
+
+    fn tick(&mut self, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<()> {
         let now = Instant::now();
         match self.state {
             State::Idle { burst_at } if now >= burst_at => {
@@ -87,23 +102,12 @@ impl Deposer {
         Ok(())
     }
 
-    /// Ends a depose in force (before the final phase heals everything).
-    pub fn stop(&mut self, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<()> {
+    fn stop(&mut self, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<u64> {
         self.burst.store(false, Ordering::Relaxed);
         if let State::Deposed { node, .. } = self.state {
             self.end(cluster, rec, node)?;
         }
         self.state = State::Idle { burst_at: Instant::now() + Duration::from_secs(3600) };
-        Ok(())
-    }
-
-    fn end(&mut self, cluster: &mut Cluster, rec: &Recorder, node: u64) -> anyhow::Result<()> {
-        cluster.resume(node);
-        rec.nemesis("stop-depose", json!({"nodes": [node]}))
-    }
-
-    fn idle(&mut self, now: Instant) {
-        let burst_at = now + Duration::from_millis(self.rng.gen_range(1_000..=3_000));
-        self.state = State::Idle { burst_at };
+        Ok(self.deposed)
     }
 }

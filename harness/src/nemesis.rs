@@ -123,6 +123,18 @@ impl FaultKind {
     }
 }
 
+/// A fault that runs on a clock of its own beside the nemesis's steps, so that it strikes many
+/// times a run ([`crate::depose`], [`crate::storm`]).
+pub trait ClockedFault: Send {
+    /// Its kind.
+    fn kind(&self) -> FaultKind;
+    /// Moves the fault on; called at least every 50 ms.
+    fn tick(&mut self, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<()>;
+    /// Ends it before the final phase (undoing what is in force); returns how many times it
+    /// struck.
+    fn stop(&mut self, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<u64>;
+}
+
 /// A fault in force, remembered so that it can be undone.
 #[derive(Clone, Debug)]
 enum Active {
@@ -259,9 +271,11 @@ impl Nemesis {
     ) -> anyhow::Result<()> {
         let ids = cluster.ids();
         let leader = current_leader(cluster);
-        let active = match kind {
-            FaultKind::Kill | FaultKind::Pause => {
-                let (target, nodes) = self.pick_running_targets(&ids, leader, cluster);
+        // A process fault aims at its targets first (in the same order of draws for every kind).
+        let targets =
+            kind.is_process_fault().then(|| self.pick_running_targets(&ids, leader, cluster));
+        let active = match (kind, targets) {
+            (FaultKind::Kill | FaultKind::Pause, Some((target, nodes))) => {
                 for &id in &nodes {
                     if kind == FaultKind::Kill {
                         cluster.kill(id);
@@ -279,21 +293,21 @@ impl Nemesis {
                     Active::Paused(nodes)
                 }
             }
-            FaultKind::Crash => self.start_crash(&ids, leader, cluster, rec)?,
-            FaultKind::DiskError => self.start_disk_error(&ids, leader, cluster, rec)?,
-            FaultKind::DiskDamage | FaultKind::DiskCorrupt => {
-                self.start_damage(kind, &ids, leader, cluster, rec)?
+            (FaultKind::Crash, Some(targets)) => self.start_crash(&ids, targets, cluster, rec)?,
+            (FaultKind::DiskError, Some(targets)) => {
+                self.start_disk_error(targets, cluster, rec)?
             }
-            FaultKind::Partition => {
+            (FaultKind::DiskDamage | FaultKind::DiskCorrupt, Some(targets)) => {
+                self.start_damage(kind, targets, cluster, rec)?
+            }
+            (FaultKind::Partition, _) => {
                 let (shape, cut) = self.pick_partition(&ids, leader);
                 proxy.update_all(|link, f| f.cut |= cut.contains(&link));
                 let cut_json: Vec<Value> = cut.iter().map(|l| json!([l.from, l.to])).collect();
                 rec.nemesis("start-partition", json!({"kind": shape, "cut": cut_json}))?;
                 Active::Partition(shape, cut)
             }
-            // Started by their own clocks, never by a step.
-            FaultKind::Depose | FaultKind::RestartStorm => return Ok(()),
-            FaultKind::Net => {
+            (FaultKind::Net, _) => {
                 let mut faults = LinkFaults {
                     cut: false,
                     loss: [0.0, 0.05, 0.2][self.rng.gen_range(0..3)],
@@ -314,6 +328,8 @@ impl Nemesis {
                 )?;
                 Active::Net
             }
+            // Started by their own clocks, never by a step; every process fault has targets.
+            (FaultKind::Depose | FaultKind::RestartStorm, _) | (_, None) => return Ok(()),
         };
         *self.started.entry(kind.name()).or_default() += 1;
         let paused_leader = match &active {
@@ -331,11 +347,10 @@ impl Nemesis {
     fn start_crash(
         &mut self,
         ids: &[u64],
-        leader: Option<u64>,
+        (target, nodes): (&'static str, Vec<u64>),
         cluster: &mut Cluster,
         rec: &Recorder,
     ) -> anyhow::Result<Active> {
-        let (target, nodes) = self.pick_running_targets(ids, leader, cluster);
         let request = |rng: &mut ChaCha8Rng| {
             let family = *CrashFamily::ALL.choose(rng).expect("families");
             CrashRequest::new(family, rng.gen())
@@ -374,12 +389,10 @@ impl Nemesis {
     /// Starts a `disk-error`.
     fn start_disk_error(
         &mut self,
-        ids: &[u64],
-        leader: Option<u64>,
+        (target, nodes): (&'static str, Vec<u64>),
         cluster: &mut Cluster,
         rec: &Recorder,
     ) -> anyhow::Result<Active> {
-        let (target, nodes) = self.pick_running_targets(ids, leader, cluster);
         let requests: Vec<(u64, DiskErrorRequest)> = nodes
             .iter()
             .map(|&id| {
@@ -412,12 +425,10 @@ impl Nemesis {
     fn start_damage(
         &mut self,
         kind: FaultKind,
-        ids: &[u64],
-        leader: Option<u64>,
+        (target, nodes): (&'static str, Vec<u64>),
         cluster: &mut Cluster,
         rec: &Recorder,
     ) -> anyhow::Result<Active> {
-        let (target, nodes) = self.pick_running_targets(ids, leader, cluster);
         let node = nodes.first().copied();
         let kinds = match kind {
             FaultKind::DiskCorrupt => Damage::SYNCED,

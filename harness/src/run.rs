@@ -26,7 +26,7 @@ use crate::client::{Client, Directory, Outcome};
 use crate::cluster::{Cluster, Credentials, NodeInfo, PortAllocator};
 use crate::depose::Deposer;
 use crate::exit;
-use crate::nemesis::{current_leader, FaultKind, Nemesis};
+use crate::nemesis::{current_leader, ClockedFault, FaultKind, Nemesis};
 use crate::proxy::Proxy;
 use crate::recorder::Recorder;
 use crate::storm::RestartStorm;
@@ -238,8 +238,6 @@ struct Run {
     storage_faults: bool,
     /// Messages the proxy forwarded, dropped and duplicated, over all links.
     proxy_totals: Value,
-    /// Leaders the depose fault paused.
-    deposed: u64,
 }
 
 impl Run {
@@ -284,7 +282,6 @@ impl Run {
             rec,
             dir: directory,
             nemesis: Nemesis::new(Vec::new(), seed),
-            deposed: 0,
             started,
             healed_at: None,
             liveness: None,
@@ -303,14 +300,19 @@ impl Run {
         kinds: Vec<FaultKind>,
     ) -> anyhow::Result<()> {
         self.wait_for_leader(Duration::from_secs(args.recovery_timeout)).await?;
-        let mut deposer = kinds.contains(&FaultKind::Depose).then(|| Deposer::new(seed));
-        let mut storm = kinds.contains(&FaultKind::RestartStorm).then(|| RestartStorm::new(seed));
+        let deposer = kinds.contains(&FaultKind::Depose).then(|| Deposer::new(seed));
+        let burst = deposer.as_ref().map(|d| d.burst.clone()).unwrap_or_default();
+        let storm = kinds.contains(&FaultKind::RestartStorm).then(|| RestartStorm::new(seed));
+        let mut clocked: Vec<Box<dyn ClockedFault>> = deposer
+            .map(|d| Box::new(d) as Box<dyn ClockedFault>)
+            .into_iter()
+            .chain(storm.map(|s| Box::new(s) as Box<dyn ClockedFault>))
+            .collect();
         self.nemesis = Nemesis::new(kinds, seed);
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut workers = tokio::task::JoinSet::new();
         let per_worker = Duration::from_secs_f64(args.concurrency as f64 / args.rate);
-        let burst = deposer.as_ref().map(|d| d.burst.clone()).unwrap_or_default();
         for w in 0..args.concurrency {
             let resends = if w % 2 == 1 { args.client_retries } else { 0 };
             let mut client = Client::new(w, args.concurrency, self.dir.clone(), self.rec.clone())
@@ -350,11 +352,8 @@ impl Run {
         while Instant::now() < end {
             ticker.tick().await;
             self.note_crashes();
-            if let Some(d) = &mut deposer {
-                d.tick(&mut self.cluster, &self.rec)?;
-            }
-            if let Some(s) = &mut storm {
-                s.tick(&mut self.cluster, &self.rec)?;
+            for fault in &mut clocked {
+                fault.tick(&mut self.cluster, &self.rec)?;
             }
             if Instant::now() >= next_fault {
                 self.nemesis.step(
@@ -376,14 +375,9 @@ impl Run {
             ));
         }
         let _ = stop_tx.send(true);
-        if let Some(d) = &mut deposer {
-            d.stop(&mut self.cluster, &self.rec)?;
-            self.deposed = d.deposed;
-            self.nemesis.started.insert(FaultKind::Depose.name(), d.deposed);
-        }
-        if let Some(s) = &mut storm {
-            s.stop(&mut self.cluster, &self.rec)?;
-            self.nemesis.started.insert(FaultKind::RestartStorm.name(), s.restarts);
+        for fault in &mut clocked {
+            let struck = fault.stop(&mut self.cluster, &self.rec)?;
+            self.nemesis.started.insert(fault.kind().name(), struck);
         }
         bar.set_message("waiting for clients to finish their operations");
         while let Some(joined) = workers.join_next().await {
@@ -575,7 +569,7 @@ async fn check_run(
         "duration_s": run.started.elapsed().as_secs_f64(),
         "operations": {"invoked": counts.invoked, "ok": counts.ok, "fail": counts.fail, "info": counts.info},
         "client_resends": {"sent": counts.resent, "then_answered": counts.resent_then_answered},
-        "leaders_deposed": run.deposed,
+        "leaders_deposed": run.nemesis.started.get(FaultKind::Depose.name()).copied().unwrap_or(0),
         "faults": run.nemesis.started,
         "nemesis_events": counts.faults,
         "leaders_elected": leaders,

@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::cluster::{Cluster, ProcessState};
-use crate::nemesis::current_leader;
+use crate::nemesis::{current_leader, ClockedFault, FaultKind};
 use crate::recorder::Recorder;
 
 enum State {
@@ -31,7 +31,7 @@ pub struct RestartStorm {
     rng: ChaCha8Rng,
     state: State,
     /// Nodes restarted so far.
-    pub restarts: u64,
+    restarts: u64,
 }
 
 impl RestartStorm {
@@ -45,9 +45,14 @@ impl RestartStorm {
     fn millis(&mut self, lo: u64, hi: u64) -> Duration {
         Duration::from_millis(self.rng.gen_range(lo..=hi))
     }
+}
 
-    /// Moves the fault on, at least every 50 ms.
-    pub fn tick(&mut self, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<()> {
+impl ClockedFault for RestartStorm {
+    fn kind(&self) -> FaultKind {
+        FaultKind::RestartStorm
+    }
+
+    fn tick(&mut self, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<()> {
         let now = Instant::now();
         match self.state {
             State::Idle { storm_at } if now >= storm_at => {
@@ -102,7 +107,7 @@ impl RestartStorm {
     }
 
     /// Ends a storm in force: the node it killed starts again.
-    pub fn stop(&mut self, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<()> {
+    fn stop(&mut self, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<u64> {
         if let State::Storming { down, .. } = self.state {
             if let Some((id, _)) = down {
                 cluster.start(id)?;
@@ -111,6 +116,6 @@ impl RestartStorm {
             rec.nemesis("stop-restart-storm", json!({}))?;
         }
         self.state = State::Idle { storm_at: Instant::now() + Duration::from_secs(3600) };
-        Ok(())
+        Ok(self.restarts)
     }
 }
