@@ -1,10 +1,6 @@
-//! The frame-aware proxy that sits on every directed link between two nodes.
-//!
-//! Node A reaches peer B at the proxy's port for the link A->B; the proxy forwards A's frames to
-//! B's real peer address. Because it understands the transport's frames (`u32` length + payload),
-//! it drops, delays, duplicates and reorders whole messages, never torn bytes, and it cuts a link
-//! in one direction only when asked: a partition is a set of cut links. A cut link is a black
-//! hole (the TCP connection stays up and frames vanish), as a firewall that drops packets is.
+//! Links that understand the transport's frames (`u32` length + payload): they drop, delay,
+//! duplicate and reorder whole messages, never torn bytes. A cut link is a black hole (the TCP
+//! connection stays up and frames vanish), as a firewall that drops packets is.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -12,137 +8,29 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use raft::transport::{auth, frame_payload, FrameReader, DEFAULT_MAX_FRAME_LEN};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-/// What a link does to the messages that cross it.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct LinkFaults {
-    /// Every message is dropped (a partition, in this direction).
-    pub cut: bool,
-    /// Probability that a message is dropped.
-    pub loss: f64,
-    /// Each message is held for a uniform random time in this range, in milliseconds; different
-    /// delays reorder messages.
-    pub delay_ms: (u64, u64),
-    /// Probability that a message is delivered twice.
-    pub duplicate: f64,
-    /// Probability that a message is held back an extra 5-50 ms, so that later ones overtake it.
-    pub reorder: f64,
-}
+use super::{sleep_until_opt, LinkState};
 
-/// A directed link between two nodes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Link {
-    pub from: u64,
-    pub to: u64,
-}
-
-/// Counters of one link.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
-pub struct LinkCounts {
-    pub forwarded: u64,
-    pub dropped: u64,
-    pub duplicated: u64,
-}
-
-struct LinkState {
-    faults: LinkFaults,
-    counts: LinkCounts,
-    rng: ChaCha8Rng,
-}
-
-/// The proxies of a whole cluster: one listening port per directed link.
-pub struct Proxy {
-    links: BTreeMap<Link, (SocketAddr, Arc<Mutex<LinkState>>)>,
-    stop: watch::Sender<bool>,
-    tasks: JoinSet<()>,
-}
-
-impl Proxy {
-    /// Starts a proxy for every ordered pair of `nodes` (id, real peer address). `seed` seeds
-    /// each link's random choices.
-    pub async fn start(nodes: &[(u64, SocketAddr)], seed: u64) -> anyhow::Result<Proxy> {
-        let (stop, stop_rx) = watch::channel(false);
-        let mut tasks = JoinSet::new();
-        let mut links = BTreeMap::new();
-        for &(from, _) in nodes {
-            for &(to, target) in nodes {
-                if from == to {
-                    continue;
-                }
-                let listener =
-                    TcpListener::bind("127.0.0.1:0").await.context("binding a proxy port")?;
-                let addr = listener.local_addr()?;
-                let link = Link { from, to };
-                let state = Arc::new(Mutex::new(LinkState {
-                    faults: LinkFaults::default(),
-                    counts: LinkCounts::default(),
-                    rng: ChaCha8Rng::seed_from_u64(
-                        seed ^ (from << 32 | to).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                    ),
-                }));
-                tasks.spawn(accept_loop(listener, target, state.clone(), stop_rx.clone()));
-                links.insert(link, (addr, state));
-            }
-        }
-        Ok(Proxy { links, stop, tasks })
-    }
-
-    /// The address node `from` must use to reach peer `to`.
-    pub fn addr(&self, from: u64, to: u64) -> SocketAddr {
-        self.links[&Link { from, to }].0
-    }
-
-    /// Changes the faults of every link with `f`.
-    pub fn update_all(&self, mut f: impl FnMut(Link, &mut LinkFaults)) {
-        for (&link, (_, state)) in &self.links {
-            f(link, &mut state.lock().unwrap().faults);
-        }
-    }
-
-    /// Clears every fault on every link.
-    pub fn heal(&self) {
-        self.update_all(|_, faults| *faults = LinkFaults::default());
-    }
-
-    /// Every link's counters.
-    pub fn counts(&self) -> BTreeMap<Link, LinkCounts> {
-        self.links.iter().map(|(&l, (_, s))| (l, s.lock().unwrap().counts)).collect()
-    }
-
-    /// Stops every proxy task and frees the ports.
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        self.tasks.shutdown().await;
-    }
-}
-
-async fn accept_loop(
+/// Accepts the connections of one link until the proxy stops (dropping the connections with it).
+pub(super) async fn accept_loop(
     listener: TcpListener,
     target: SocketAddr,
     state: Arc<Mutex<LinkState>>,
-    mut stop: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
     loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            accepted = listener.accept() => {
-                let Ok((inbound, _)) = accepted else { continue };
-                conns.spawn(forward(inbound, target, state.clone()));
-            }
-        }
+        let Ok((inbound, _)) = listener.accept().await else { continue };
+        conns.spawn(forward(inbound, target, state.clone()));
+        // Forget the connections that ended.
+        while conns.try_join_next().is_some() {}
     }
-    conns.shutdown().await;
 }
 
 /// Forwards frames from one inbound connection to the target, applying the link's faults, and
@@ -243,16 +131,10 @@ fn schedule(state: &Mutex<LinkState>, now: Instant) -> Vec<Instant> {
         .collect()
 }
 
-async fn sleep_until_opt(due: Option<Instant>) {
-    match due {
-        Some(due) => tokio::time::sleep_until(due).await,
-        None => std::future::pending().await,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::{Link, Proxy};
     use raft::transport::encode_frame;
     use tokio::io::AsyncReadExt;
 
