@@ -21,10 +21,15 @@ use tokio::time::Instant;
 
 use crate::exit;
 use crate::nemesis::FaultKind;
+use crate::system::System;
 
 /// Options of a campaign.
 #[derive(clap::Args, Clone, Debug, Serialize)]
 pub struct CampaignArgs {
+    /// The system under test (as `gauntlet run --system`); the campaign draws its faults from
+    /// those the system supports.
+    #[arg(long, value_enum, default_value_t = System::Gauntlet)]
+    pub system: System,
     /// Number of runs (of the whole campaign, before sharding).
     #[arg(long, conflicts_with = "duration")]
     pub runs: Option<u64>,
@@ -131,14 +136,16 @@ pub fn plan_run(args: &CampaignArgs, master: u64, index: u64) -> PlannedRun {
         .clone()
         .unwrap_or_else(|| ["cas-register", "kv"].choose(&mut rng).unwrap().to_string());
     let nemesis = args.nemesis.clone().unwrap_or_else(|| {
-        // A non-empty subset of the fault kinds; all of them half of the time.
+        // A non-empty subset of the fault kinds the system takes; all of them half of the time.
+        let all: Vec<FaultKind> =
+            FaultKind::ALL.into_iter().filter(|k| args.system.supports(*k)).collect();
         let kinds: Vec<&str> = if rng.gen_bool(0.5) {
-            FaultKind::ALL.iter().map(|k| k.name()).collect()
+            all.iter().map(|k| k.name()).collect()
         } else {
             let picked: Vec<&str> =
-                FaultKind::ALL.iter().filter(|_| rng.gen_bool(0.5)).map(|k| k.name()).collect();
+                all.iter().filter(|_| rng.gen_bool(0.5)).map(|k| k.name()).collect();
             if picked.is_empty() {
-                vec![FaultKind::ALL.choose(&mut rng).unwrap().name()]
+                vec![all.choose(&mut rng).unwrap().name()]
             } else {
                 picked
             }
@@ -161,6 +168,9 @@ pub fn plan_run(args: &CampaignArgs, master: u64, index: u64) -> PlannedRun {
         rate: [100.0, 200.0, 400.0][rng.gen_range(0..3)],
         client_retries: [0, 2, 2][rng.gen_range(0..3)],
     };
+    // A system without client sessions may rightly apply a resent write twice.
+    let mix =
+        Mix { client_retries: mix.client_retries * u32::from(args.system.has_sessions()), ..mix };
     let mut cmd: Vec<String> = vec![
         "run".into(),
         "--seed".into(),
@@ -186,6 +196,9 @@ pub fn plan_run(args: &CampaignArgs, master: u64, index: u64) -> PlannedRun {
     ];
     if let Some(bug) = &args.bug {
         cmd.extend(["--bug".into(), bug.clone()]);
+    }
+    if args.system != System::Gauntlet {
+        cmd.extend(["--system".into(), args.system.name().into()]);
     }
     PlannedRun { index, seed, mix, args: cmd }
 }
@@ -252,9 +265,12 @@ pub fn run(args: CampaignArgs) -> i32 {
             w.parse::<workloads::generator::Workload>()?;
         }
         if let Some(n) = &args.nemesis {
-            FaultKind::parse_list(n)?;
+            args.system.check_faults(n, &mut FaultKind::parse_list(n)?)?;
         }
         if let Some(bug) = &args.bug {
+            if args.system != System::Gauntlet {
+                return Err(format!("--bug: --system {} has no bugs to plant", args.system.name()));
+            }
             if bug != "stale-read" {
                 bug.parse::<raft::Bug>().map_err(|e| e.to_string())?;
             }

@@ -48,22 +48,26 @@ pub const RESEND_AFTER: Duration = Duration::from_millis(150);
 /// How long connecting to a node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Where the clients find the nodes.
+/// How the clients speak to the nodes.
+#[derive(Clone, Debug)]
+pub enum Api {
+    /// The project's client protocol (`docs/protocol.md`): JSON lines over TCP, presenting the
+    /// token first when the nodes require one.
+    Lines { token: Option<String> },
+    /// etcd's v3 JSON gateway over HTTP.
+    Etcd(crate::system::etcd::EtcdApi),
+}
+
+/// Where the clients find the nodes, and how they speak to them.
 pub struct Directory {
     pub nodes: BTreeMap<u64, SocketAddr>,
-    /// The token every connection presents first, when the nodes require one.
-    pub token: Option<String>,
+    pub api: Api,
 }
 
 impl Directory {
-    pub fn new(nodes: BTreeMap<u64, SocketAddr>) -> Directory {
+    pub fn new(nodes: BTreeMap<u64, SocketAddr>, api: Api) -> Directory {
         assert!(!nodes.is_empty(), "a cluster has at least one node");
-        Directory { nodes, token: None }
-    }
-
-    /// The same directory, with the token the nodes require.
-    pub fn with_token(self, token: Option<String>) -> Directory {
-        Directory { token, ..self }
+        Directory { nodes, api }
     }
 
     /// The node a worker sends its operations to first: workers spread evenly over the nodes,
@@ -108,6 +112,8 @@ pub struct Client {
     resends: u32,
     next_request_id: u64,
     conns: BTreeMap<u64, Conn>,
+    /// The HTTP connections of this worker (etcd's gateway), kept apart from other workers'.
+    http: reqwest::Client,
     dir: Arc<Directory>,
     rec: Recorder,
 }
@@ -123,6 +129,7 @@ impl Client {
             resends: 0,
             next_request_id: 0,
             conns: BTreeMap::new(),
+            http: reqwest::Client::new(),
             dir,
             rec,
         }
@@ -244,6 +251,17 @@ impl Client {
     }
 
     async fn request(&mut self, node: u64, op: &Op, reply_timeout: Duration) -> Attempt {
+        match &self.dir.api {
+            Api::Etcd(api) => {
+                let addr = self.dir.nodes[&node];
+                crate::system::etcd::request(&self.http, api, addr, op, reply_timeout).await
+            }
+            Api::Lines { .. } => self.request_line(node, op, reply_timeout).await,
+        }
+    }
+
+    /// One request in the project's client protocol.
+    async fn request_line(&mut self, node: u64, op: &Op, reply_timeout: Duration) -> Attempt {
         self.next_request_id += 1;
         let id = self.next_request_id;
         let mut req =
@@ -301,7 +319,7 @@ impl Client {
         let _ = stream.set_nodelay(true);
         let (r, w) = stream.into_split();
         let mut conn = Conn { reader: BufReader::new(r), writer: w };
-        if let Some(token) = &self.dir.token {
+        if let Api::Lines { token: Some(token) } = &self.dir.api {
             let auth = present_token(&mut conn.reader, &mut conn.writer, token);
             match timeout(CONNECT_TIMEOUT, auth).await {
                 Ok(Ok(())) => {}
@@ -330,9 +348,13 @@ where
     }
 }
 
-enum Attempt {
+/// What became of one copy of a request.
+pub(crate) enum Attempt {
+    /// An answer, in the project's client protocol.
     Answer(Value),
+    /// Nothing reached the node.
     NotSent(String),
+    /// The request may have reached the node, and no answer came.
     Lost(String),
 }
 
@@ -402,7 +424,7 @@ mod tests {
     fn workers_spread_over_home_nodes() {
         let nodes: BTreeMap<u64, SocketAddr> =
             (1..=3).map(|i| (i, SocketAddr::from(([127, 0, 0, 1], 1000 + i as u16)))).collect();
-        let dir = Directory::new(nodes);
+        let dir = Directory::new(nodes, Api::Lines { token: None });
         assert_eq!(dir.next_after(1), 2);
         assert_eq!(dir.next_after(3), 1);
         assert_eq!((0..6).map(|w| dir.home(w)).collect::<Vec<_>>(), vec![1, 2, 3, 1, 2, 3]);

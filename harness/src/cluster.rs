@@ -1,5 +1,5 @@
-//! Cluster control: each node is a `gauntlet node` child process with its own data directory,
-//! log file and process group, so that a fault or the final clean-up reaches the node and
+//! Cluster control: each node is a child process of the system under test (started by its
+//! [`Launch`]) with its own data directory, log file and process group, so that a fault or the final clean-up reaches the node and
 //! anything it started, and nothing is left behind.
 
 use std::collections::BTreeMap;
@@ -7,7 +7,8 @@ use std::fs::{File, OpenOptions};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,6 +16,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 use crate::node::crash::{self, CrashRecord, CrashRequest, DiskErrorRecord, DiskErrorRequest};
+use crate::system::Launch;
 
 /// Where one node listens and keeps its files.
 #[derive(Clone, Debug)]
@@ -91,16 +93,22 @@ struct NodeProcess {
     paused: bool,
 }
 
+/// Where the harness learns which node leads.
+#[derive(Clone, Debug, Default)]
+pub enum LeaderSource {
+    /// The nodes' own `events.jsonl` (`gauntlet node`).
+    #[default]
+    EventFiles,
+    /// What a watcher of the system reports (etcd's status, polled).
+    Reported(Arc<Mutex<Option<u64>>>),
+}
+
 /// The node processes of one run.
 pub struct Cluster {
-    exe: PathBuf,
-    tick_ms: u64,
-    bug: Option<String>,
-    credentials: Option<Credentials>,
-    /// Whether nodes run with `--crash-disk`.
-    crash_disk: bool,
+    launcher: Box<dyn Launch>,
     nodes: Vec<NodeProcess>,
     client_addrs: BTreeMap<u64, SocketAddr>,
+    pub leader_source: LeaderSource,
 }
 
 /// File descriptors the harness process holds at the peak of a run of `nodes` nodes and
@@ -171,32 +179,14 @@ impl PortAllocator {
 }
 
 impl Cluster {
-    /// A cluster of `infos` (not started yet) run by the `gauntlet` binary `exe`.
-    pub fn new(exe: PathBuf, infos: Vec<NodeInfo>, tick_ms: u64, bug: Option<String>) -> Cluster {
+    /// A cluster of `infos` (not started yet), each started by `launcher`.
+    pub fn new(launcher: Box<dyn Launch>, infos: Vec<NodeInfo>) -> Cluster {
         let client_addrs = infos.iter().map(|i| (i.id, i.client_addr)).collect();
         let nodes = infos
             .into_iter()
             .map(|info| NodeProcess { info, child: None, paused: false })
             .collect();
-        Cluster { exe, tick_ms, bug, credentials: None, crash_disk: false, nodes, client_addrs }
-    }
-
-    /// Runs every node (from its next start) on a crash disk, so that [`Cluster::crash`] can
-    /// make it lose what it had not synced.
-    pub fn with_crash_disk(mut self, crash_disk: bool) -> Cluster {
-        self.crash_disk = crash_disk;
-        self
-    }
-
-    /// Gives every node `credentials` (at its next start).
-    pub fn with_credentials(mut self, credentials: Credentials) -> Cluster {
-        self.credentials = Some(credentials);
-        self
-    }
-
-    /// The token clients present, if the nodes require one.
-    pub fn client_token(&self) -> Option<String> {
-        self.credentials.as_ref().map(|c| c.token.clone())
+        Cluster { launcher, nodes, client_addrs, leader_source: LeaderSource::default() }
     }
 
     pub fn ids(&self) -> Vec<u64> {
@@ -238,49 +228,17 @@ impl Cluster {
 
     /// Starts (or restarts, from its data directory) node `id`.
     pub fn start(&mut self, id: u64) -> anyhow::Result<()> {
-        let (exe, tick_ms, bug) = (self.exe.clone(), self.tick_ms, self.bug.clone());
-        let crash_disk = self.crash_disk;
-        let credentials = self.credentials.clone();
-        let client_addrs = self.client_addrs.clone();
-        let node = self.node_mut(id);
+        let infos: Vec<NodeInfo> = self.nodes.iter().map(|n| n.info.clone()).collect();
+        let node = self.nodes.iter().find(|n| n.info.id == id).expect("unknown node id");
         if node.child.is_some() {
             return Ok(());
         }
+        let mut cmd = self.launcher.command(&node.info, &infos);
+        let node = self.node_mut(id);
         std::fs::create_dir_all(&node.info.dir)?;
         let log = open_log(&node.info.dir.join("node.log"))?;
-        let mut cmd = Command::new(&exe);
-        cmd.arg("node")
-            .arg("--id")
-            .arg(id.to_string())
-            .arg("--listen")
-            .arg(node.info.peer_addr.to_string())
-            .arg("--client")
-            .arg(node.info.client_addr.to_string())
-            .arg("--data-dir")
-            .arg(&node.info.dir)
-            .arg("--tick-ms")
-            .arg(tick_ms.to_string());
-        for (peer, addr) in &node.info.peers {
-            cmd.arg("--peer").arg(format!("{peer}={addr}"));
-        }
-        for (peer, addr) in &client_addrs {
-            if *peer != id {
-                cmd.arg("--peer-client").arg(format!("{peer}={addr}"));
-            }
-        }
-        if let Some(bug) = bug {
-            cmd.arg("--bug").arg(bug);
-        }
-        if let Some(credentials) = &credentials {
-            cmd.args(credentials.node_args());
-        }
-        if crash_disk {
-            cmd.arg("--crash-disk");
-        }
+        cmd.current_dir(&node.info.dir);
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
-        }
         // Its own process group, so that signals reach the node and nothing else; and killed by
         // the kernel should the harness itself die without cleaning up.
         cmd.process_group(0);
@@ -290,8 +248,8 @@ impl Cluster {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
             });
         }
-        let child =
-            cmd.spawn().with_context(|| format!("starting node {id} ({})", exe.display()))?;
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let child = cmd.spawn().with_context(|| format!("starting node {id} ({program})"))?;
         node.child = Some(child);
         node.paused = false;
         Ok(())

@@ -18,3 +18,4 @@ pub mod report;
 pub mod run;
 pub mod sim;
 pub mod storm;
+pub mod system;

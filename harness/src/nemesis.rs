@@ -17,7 +17,8 @@
 //! - `pause`: SIGSTOP, and later SIGCONT; a paused leader comes back stale (see
 //!   `Nemesis::hold_stale_leader`).
 //! - `partition`: links cut at the proxy, in one of Jepsen's shapes.
-//! - `net`: message loss, delay, duplication and reordering at the proxy.
+//! - `net`: message loss, delay, duplication and reordering at the proxy (delays only, in order,
+//!   for systems whose links are byte streams).
 //!
 //! Process faults aim at one node, a minority, a majority, all of them, or the current leader.
 
@@ -34,7 +35,7 @@ use serde_json::{json, Value};
 
 use raft::storage::{CrashFamily, DiskError};
 
-use crate::cluster::{Cluster, ProcessState};
+use crate::cluster::{Cluster, LeaderSource, ProcessState};
 use crate::node::crash::{CrashRecord, CrashRequest, DiskErrorRequest};
 use crate::node::damage::{self, Damage};
 use crate::proxy::{Link, LinkFaults, Proxy};
@@ -315,6 +316,14 @@ impl Nemesis {
                     duplicate: [0.0, 0.1][self.rng.gen_range(0..2)],
                     reorder: [0.0, 0.2][self.rng.gen_range(0..2)],
                 };
+                if !proxy.understands_frames() {
+                    // Byte streams can only be delayed: loss, duplication and reordering are
+                    // of messages.
+                    faults = LinkFaults {
+                        delay_ms: [(0, 20), (5, 100), (20, 200)][self.rng.gen_range(0..3)],
+                        ..LinkFaults::default()
+                    };
+                }
                 if faults == LinkFaults::default() {
                     // A draw of all zeros would be no fault at all.
                     faults.loss = 0.05;
@@ -748,9 +757,14 @@ fn isolate(ids: &[u64], group: &[u64]) -> Vec<Link> {
     cut
 }
 
-/// The node that most recently became leader in the highest term and has not stepped down or
-/// been killed since, read from the nodes' `events.jsonl`.
+/// The node that leads, as far as the harness can tell, among the running ones: for systems
+/// that write node records, the one that most recently became leader in the highest term and
+/// has not stepped down or been killed since, read from the nodes' `events.jsonl`.
 pub fn current_leader(cluster: &Cluster) -> Option<u64> {
+    if let LeaderSource::Reported(leader) = &cluster.leader_source {
+        let leader = *leader.lock().unwrap();
+        return leader.filter(|&id| cluster.state(id) == ProcessState::Running);
+    }
     let mut best: Option<(u64, u64)> = None;
     for id in cluster.ids() {
         if cluster.state(id) != ProcessState::Running {

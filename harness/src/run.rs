@@ -5,6 +5,7 @@
 //! every node applied, and liveness.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,18 +23,34 @@ use tokio::time::Instant;
 use workloads::generator::{Generator, Workload};
 use workloads::{CasRegister, Kv};
 
-use crate::client::{Client, Directory, Outcome};
-use crate::cluster::{Cluster, Credentials, NodeInfo, PortAllocator};
+use crate::client::{Api, Client, Directory, Outcome};
+use crate::cluster::{Cluster, Credentials, LeaderSource, NodeInfo, PortAllocator};
 use crate::depose::Deposer;
 use crate::exit;
 use crate::nemesis::{current_leader, ClockedFault, FaultKind, Nemesis};
 use crate::proxy::Proxy;
 use crate::recorder::Recorder;
 use crate::storm::RestartStorm;
+use crate::system::etcd::{EtcdApi, EtcdNode, LeaderWatch};
+use crate::system::gauntlet::GauntletNode;
+use crate::system::{find_program, Launch, System};
 
 /// Options of one test run.
 #[derive(clap::Args, Clone, Debug, Serialize)]
 pub struct RunArgs {
+    /// The system under test: gauntlet (the project's `gauntlet node`: every fault, every
+    /// check) or etcd (etcd 3.4 from Debian's `etcd-server`: kill, pause, partition, net
+    /// (delays only), depose, restart-storm; linearizability checked, the Raft log checks not
+    /// available).
+    #[arg(long, value_enum, default_value_t = System::Gauntlet)]
+    pub system: System,
+    /// The etcd binary (--system etcd).
+    #[arg(long, default_value = "etcd")]
+    pub etcd_binary: String,
+    /// Serve etcd's reads from each member's own state without confirming it is current
+    /// (etcd's documented serializable reads, which may be stale: the check must catch them).
+    #[arg(long)]
+    pub etcd_serializable_reads: bool,
     /// Number of nodes.
     #[arg(long, default_value_t = 5)]
     pub nodes: u64,
@@ -61,9 +78,11 @@ pub struct RunArgs {
     pub nemesis: String,
     /// How many times the odd-numbered client workers resend a request whose answer was lost,
     /// with the same client id and sequence number, as real client libraries do (the
-    /// even-numbered ones never resend, as Jepsen's clients); 0: no worker resends.
-    #[arg(long, default_value_t = 2)]
-    pub client_retries: u32,
+    /// even-numbered ones never resend, as Jepsen's clients); 0: no worker resends. Default: 2
+    /// for systems with client sessions (gauntlet), 0 for the others (etcd), where a resent
+    /// write may rightly apply twice.
+    #[arg(long)]
+    pub client_retries: Option<u32>,
     /// Seconds between a fault's start and its end, and between one fault and the next.
     #[arg(long, default_value_t = 3.0)]
     pub nemesis_interval: f64,
@@ -95,10 +114,16 @@ pub struct RunArgs {
 pub struct RunVerdict {
     pub verdict: Verdict,
     pub seed: u64,
+    /// The system under test.
+    #[serde(default)]
+    pub system: System,
     /// The checks that failed, by name.
     pub failed_checks: Vec<String>,
     pub linearizability: Option<CheckResult>,
     pub safety: Vec<SafetyCheck>,
+    /// Checks the system cannot feed, and why (never counted as valid).
+    #[serde(default)]
+    pub unavailable_checks: Vec<String>,
     pub liveness: Liveness,
     pub node_crashes: Vec<String>,
     /// Refusals to start on damaged synced data (`disk-corrupt`), as a correct node must.
@@ -115,6 +140,13 @@ pub struct Liveness {
     /// Keys whose final read succeeded, of all keys.
     pub final_reads_ok: usize,
     pub keys: usize,
+}
+
+impl RunArgs {
+    /// How many times the resending workers resend.
+    pub fn client_retries(&self) -> u32 {
+        self.client_retries.unwrap_or(if self.system.has_sessions() { 2 } else { 0 })
+    }
 }
 
 /// Runs the test and returns the exit code: 0 valid, 1 invalid, 2 unknown, 3 bad options,
@@ -142,7 +174,9 @@ pub fn run(args: RunArgs) -> i32 {
 
 fn validate(args: &RunArgs) -> Result<(Workload, Vec<FaultKind>), String> {
     let workload: Workload = args.workload.parse()?;
-    let kinds = FaultKind::parse_list(&args.nemesis)?;
+    let mut kinds = FaultKind::parse_list(&args.nemesis)?;
+    args.system.check_faults(&args.nemesis, &mut kinds)?;
+    validate_system(args)?;
     if let Some(bug) = &args.bug {
         if bug != "stale-read" {
             bug.parse::<raft::Bug>()
@@ -175,6 +209,30 @@ fn validate(args: &RunArgs) -> Result<(Workload, Vec<FaultKind>), String> {
     }
     crate::cluster::ensure_descriptors(args.nodes, args.concurrency)?;
     Ok((workload, kinds))
+}
+
+/// The options that belong to one system only.
+fn validate_system(args: &RunArgs) -> Result<(), String> {
+    let system = args.system.name();
+    if args.system != System::Gauntlet && args.bug.is_some() {
+        return Err(format!("--bug plants bugs in gauntlet's nodes; --system {system} has none"));
+    }
+    if args.system != System::Etcd && args.etcd_serializable_reads {
+        return Err(format!("--etcd-serializable-reads is for --system etcd, not {system}"));
+    }
+    if !args.system.has_sessions() && args.client_retries.is_some_and(|r| r > 0) {
+        return Err(format!(
+            "--client-retries: --system {system} has no client sessions, so a resent write may \
+             apply twice and look like a bug of the system; use 0"
+        ));
+    }
+    if args.system == System::Etcd && find_program(&args.etcd_binary).is_none() {
+        return Err(format!(
+            "--etcd-binary {}: not found (install Debian's etcd-server, or give its path)",
+            args.etcd_binary
+        ));
+    }
+    Ok(())
 }
 
 async fn run_async(
@@ -236,8 +294,12 @@ struct Run {
     /// Whether the nemesis may crash nodes, fail their disks or damage their logs (then the
     /// check crash-recovery runs).
     storage_faults: bool,
-    /// Messages the proxy forwarded, dropped and duplicated, over all links.
+    /// Messages (bytes, for byte-stream links) the proxy forwarded, dropped and duplicated,
+    /// over all links.
     proxy_totals: Value,
+    system: System,
+    /// The leader as etcd's members report it (systems without node records).
+    leader_watch: Option<LeaderWatch>,
 }
 
 impl Run {
@@ -253,9 +315,8 @@ impl Run {
         for &id in &ids {
             addrs.push((id, ports.next_addr()?, ports.next_addr()?));
         }
-        let proxy =
-            Proxy::start(&addrs.iter().map(|&(id, peer, _)| (id, peer)).collect::<Vec<_>>(), seed)
-                .await?;
+        let peers: Vec<(u64, SocketAddr)> = addrs.iter().map(|&(id, peer, _)| (id, peer)).collect();
+        let proxy = Proxy::start_mode(&peers, seed, args.system.proxy_mode()).await?;
         let infos = addrs
             .iter()
             .map(|&(id, peer_addr, client_addr)| NodeInfo {
@@ -266,16 +327,41 @@ impl Run {
                 peers: ids.iter().filter(|&&p| p != id).map(|&p| (p, proxy.addr(id, p))).collect(),
             })
             .collect();
-        let exe = std::env::current_exe().context("finding the gauntlet binary")?;
-        let mut cluster = Cluster::new(exe, infos, args.tick_ms, args.bug.clone())
-            .with_credentials(Credentials::create(dir)?)
-            .with_crash_disk(kinds.iter().any(|k| k.needs_crash_disk()));
+        let (launcher, api): (Box<dyn Launch>, Api) = match args.system {
+            System::Gauntlet => {
+                let credentials = Credentials::create(dir)?;
+                let token = Some(credentials.token.clone());
+                let node = GauntletNode {
+                    exe: std::env::current_exe().context("finding the gauntlet binary")?,
+                    tick_ms: args.tick_ms,
+                    bug: args.bug.clone(),
+                    credentials: Some(credentials),
+                    crash_disk: kinds.iter().any(|k| k.needs_crash_disk()),
+                };
+                (Box::new(node), Api::Lines { token })
+            }
+            System::Etcd => {
+                let node = EtcdNode {
+                    binary: find_program(&args.etcd_binary)
+                        .with_context(|| format!("finding {}", args.etcd_binary))?,
+                    token: format!("gauntlet-{seed}-{}", std::process::id()),
+                    heartbeat_ms: 10 * args.tick_ms,
+                    election_ms: 100 * args.tick_ms,
+                };
+                let api = EtcdApi { serializable_reads: args.etcd_serializable_reads };
+                (Box::new(node), Api::Etcd(api))
+            }
+        };
+        let mut cluster = Cluster::new(launcher, infos);
         let started = Instant::now();
         let rec = Recorder::create(&dir.join("history.jsonl"), started.into_std())?;
         cluster.start_all()?;
-        let directory = Arc::new(
-            Directory::new(cluster.client_addrs().clone()).with_token(cluster.client_token()),
-        );
+        let leader_watch = (!args.system.writes_node_records())
+            .then(|| LeaderWatch::start(cluster.client_addrs().clone()));
+        if let Some(watch) = &leader_watch {
+            cluster.leader_source = LeaderSource::Reported(watch.leader.clone());
+        }
+        let directory = Arc::new(Directory::new(cluster.client_addrs().clone(), api));
         Ok(Run {
             cluster,
             proxy: Some(proxy),
@@ -288,6 +374,8 @@ impl Run {
             crashes: Vec::new(),
             storage_faults: kinds.iter().any(|k| k.is_storage_fault()),
             proxy_totals: Value::Null,
+            system: args.system,
+            leader_watch,
         })
     }
 
@@ -314,7 +402,7 @@ impl Run {
         let mut workers = tokio::task::JoinSet::new();
         let per_worker = Duration::from_secs_f64(args.concurrency as f64 / args.rate);
         for w in 0..args.concurrency {
-            let resends = if w % 2 == 1 { args.client_retries } else { 0 };
+            let resends = if w % 2 == 1 { args.client_retries() } else { 0 };
             let mut client = Client::new(w, args.concurrency, self.dir.clone(), self.rec.clone())
                 .resending(resends);
             let burst = burst.clone();
@@ -394,7 +482,9 @@ impl Run {
         self.rec.nemesis("heal", Value::Null)?;
         self.healed_at = Some(Instant::now());
         self.liveness = Some(self.final_reads(args, workload).await?);
-        self.wait_for_convergence(Duration::from_secs(10)).await;
+        if self.system.writes_node_records() {
+            self.wait_for_convergence(Duration::from_secs(10)).await;
+        }
         self.note_crashes();
         self.rec.flush()?;
         Ok(())
@@ -476,6 +566,7 @@ impl Run {
     /// Stops every node and the proxy; safe to call twice.
     async fn stop(&mut self) {
         self.cluster.stop_all(Duration::from_secs(3));
+        self.cluster.leader_source = LeaderSource::EventFiles;
         if let Some(proxy) = self.proxy.take() {
             let counts = proxy.counts();
             let sum = |f: fn(&crate::proxy::LinkCounts) -> u64| counts.values().map(f).sum::<u64>();
@@ -519,10 +610,23 @@ async fn check_run(
     let check_secs = checking.elapsed().as_secs_f64();
 
     let mut records = Vec::new();
-    for id in run.cluster.ids() {
-        records.push(NodeRecord::read_dir(id, &run.cluster.info(id).dir)?);
+    let mut unavailable_checks = Vec::new();
+    if run.system.writes_node_records() {
+        for id in run.cluster.ids() {
+            records.push(NodeRecord::read_dir(id, &run.cluster.info(id).dir)?);
+        }
+    } else {
+        unavailable_checks.push(format!(
+            "raft-safety (election safety, log matching, state machine safety, acknowledged \
+             writes in the logs): {} writes no node records",
+            run.system.name()
+        ));
     }
-    let mut safety = check_safety(&records, &acknowledged_writes(&history));
+    let mut safety = if run.system.writes_node_records() {
+        check_safety(&records, &acknowledged_writes(&history))
+    } else {
+        Vec::new()
+    };
     let mut expected_refusals = Vec::new();
     for record in &records {
         let dir = &run.cluster.info(record.node).dir;
@@ -560,10 +664,14 @@ async fn check_run(
         Verdict::Valid
     };
 
-    let leaders: usize = records
-        .iter()
-        .map(|r| r.events.iter().filter(|e| e.event == "became-leader").count())
-        .sum();
+    let leaders: usize = match &run.leader_watch {
+        // Terms in which a member said it led, as often as the harness asked.
+        Some(watch) => watch.terms.lock().unwrap().len(),
+        None => records
+            .iter()
+            .map(|r| r.events.iter().filter(|e| e.event == "became-leader").count())
+            .sum(),
+    };
     let counts = run.rec.counts();
     let stats = json!({
         "duration_s": run.started.elapsed().as_secs_f64(),
@@ -580,9 +688,11 @@ async fn check_run(
     Ok(RunVerdict {
         verdict,
         seed,
+        system: run.system,
         failed_checks: failed,
         linearizability: Some(linearizability),
         safety,
+        unavailable_checks,
         liveness,
         node_crashes: run.crashes.clone(),
         expected_refusals,
@@ -637,6 +747,15 @@ fn write_test_json(dir: &Path, args: &RunArgs, seed: u64) -> anyhow::Result<()> 
     if let Some(bug) = &args.bug {
         replay.push_str(&format!(" --bug {bug}"));
     }
+    if args.system != System::Gauntlet {
+        replay.push_str(&format!(" --system {}", args.system.name()));
+    }
+    if args.etcd_serializable_reads {
+        replay.push_str(" --etcd-serializable-reads");
+    }
+    if let Some(retries) = args.client_retries {
+        replay.push_str(&format!(" --client-retries {retries}"));
+    }
     let test = json!({
         "seed": seed,
         "options": args,
@@ -685,6 +804,9 @@ fn print_summary(v: &RunVerdict, dir: &Path, report: Option<&Path>) {
         for what in &c.violations {
             println!("  {what}");
         }
+    }
+    for what in &v.unavailable_checks {
+        println!("not available: {what}");
     }
     for refusal in &v.expected_refusals {
         println!("refused (expected): {refusal}");
