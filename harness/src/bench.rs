@@ -1,25 +1,26 @@
-//! `gauntlet bench`: write throughput and latency of a 3-node cluster of real `gauntlet node`
-//! processes on loopback, with durable storage (fdatasync on).
+//! `gauntlet bench`: write throughput and latency of a 3-node cluster of real processes of the
+//! system under test on loopback, with durable storage (`gauntlet node`: fdatasync on; etcd:
+//! its own fdatasync of its WAL), no proxy between the nodes.
 //!
 //! Each client holds one connection to the leader and one request outstanding at a time; the
 //! bench runs 1 client, then 64, each for a warm-up and then the measured duration. It prints a
 //! table and, as its last line, one JSON object with the figures.
 
-use std::net::{SocketAddr, TcpListener as StdListener};
-use std::os::unix::process::CommandExt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::cluster::Credentials;
+use crate::client::{present_token, Api};
+use crate::cluster::{Cluster, Credentials, NodeInfo, PortAllocator};
+use crate::system::etcd::{EtcdApi, EtcdNode};
+use crate::system::gauntlet::GauntletNode;
+use crate::system::{find_program, Launch, System};
 
 /// The options of `gauntlet bench`.
 #[derive(Args, Debug, Clone)]
@@ -36,6 +37,12 @@ pub struct BenchArgs {
     /// Keep the cluster's data directory (its path is printed) instead of removing it.
     #[arg(long)]
     pub keep: bool,
+    /// The system to measure: gauntlet or etcd.
+    #[arg(long, value_enum, default_value_t = System::Gauntlet)]
+    pub system: System,
+    /// The etcd binary (--system etcd).
+    #[arg(long, default_value = "etcd")]
+    pub etcd_binary: String,
 }
 
 /// The figures of one run.
@@ -57,22 +64,22 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.seconds == 0 || args.clients.contains(&0) {
         return Err(crate::exit::bad_input("--seconds and --clients must be at least 1"));
     }
-    let exe = std::env::current_exe().context("finding the gauntlet executable")?;
     let dir = TempDir::new(args.keep)?;
-    let mut cluster = Cluster::start(&exe, dir.path())?;
-    eprintln!("bench: 3 nodes in {}", dir.path().display());
+    let (mut cluster, api) = start_cluster(&args, dir.path())?;
+    eprintln!("bench: 3 {} nodes in {}", args.system.name(), dir.path().display());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
+    let addrs: Vec<SocketAddr> = cluster.client_addrs().values().copied().collect();
     let results = runtime.block_on(async {
         tokio::select! {
-            results = run_all(&args, &cluster.client_addrs) => results,
+            results = run_all(&args, &api, &addrs) => results,
             // Interrupted: the cluster and the directory are cleaned up on the way out.
             _ = crate::run::interrupted() => Err(crate::exit::Interrupted.into()),
         }
     })?;
-    cluster.stop();
+    cluster.stop_all(Duration::from_secs(10));
     drop(dir);
 
     println!(
@@ -87,8 +94,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let summary = serde_json::json!({
         "bench": "write",
+        "system": args.system.name(),
         "nodes": NODES,
-        "storage": "file, fdatasync",
+        "storage": match args.system {
+            System::Gauntlet => "file, fdatasync",
+            System::Etcd => "etcd's WAL, fdatasync",
+        },
         "results": results,
     });
     println!("{summary}");
@@ -96,13 +107,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Finds the leader, then measures each client count in turn.
-async fn run_all(args: &BenchArgs, client_addrs: &[SocketAddr]) -> anyhow::Result<Vec<RunResult>> {
-    let leader = find_leader(client_addrs).await?;
+async fn run_all(
+    args: &BenchArgs,
+    api: &Api,
+    client_addrs: &[SocketAddr],
+) -> anyhow::Result<Vec<RunResult>> {
+    let leader = find_leader(api, client_addrs).await?;
     eprintln!("bench: leader at {leader}");
     let mut results = Vec::new();
     let mut next_client = 1_000_000;
     for &clients in &args.clients {
         let result = measure(
+            api,
             leader,
             clients,
             next_client,
@@ -148,103 +164,101 @@ impl Drop for TempDir {
     }
 }
 
-/// The node processes; killed on drop, so that an error leaves nothing behind.
-struct Cluster {
-    children: Vec<Child>,
-    client_addrs: Vec<SocketAddr>,
-}
-
-/// Free loopback ports: bound to port 0, then released for the nodes to bind.
-fn free_addrs(n: usize) -> anyhow::Result<Vec<SocketAddr>> {
-    let listeners: Vec<StdListener> = (0..n)
-        .map(|_| StdListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()
-        .context("finding free ports")?;
-    listeners.iter().map(|l| l.local_addr().context("reading a bound address")).collect()
-}
-
-impl Cluster {
-    fn start(exe: &Path, dir: &Path) -> anyhow::Result<Cluster> {
-        let addrs = free_addrs(2 * NODES as usize)?;
-        let (peer_addrs, client_addrs) = addrs.split_at(NODES as usize);
-        let mut cluster = Cluster { children: Vec::new(), client_addrs: client_addrs.to_vec() };
-        // Peers authenticate as in a run; clients need no token here.
-        let credentials = Credentials::create(dir)?;
-        for id in 1..=NODES {
-            let i = (id - 1) as usize;
-            let data = dir.join(format!("n{id}"));
-            std::fs::create_dir_all(&data)?;
-            let log = std::fs::File::create(data.join("node.log"))?;
-            let mut cmd = Command::new(exe);
-            cmd.arg("node")
-                .arg("--id")
-                .arg(id.to_string())
-                .arg("--listen")
-                .arg(peer_addrs[i].to_string())
-                .arg("--client")
-                .arg(client_addrs[i].to_string())
-                .arg("--data-dir")
-                .arg(&data)
-                .arg("--cluster-secret-file")
-                .arg(&credentials.secret_file);
-            for peer in (1..=NODES).filter(|&p| p != id) {
-                let j = (peer - 1) as usize;
-                cmd.arg("--peer").arg(format!("{peer}={}", peer_addrs[j]));
-                cmd.arg("--peer-client").arg(format!("{peer}={}", client_addrs[j]));
-            }
-            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
-            if std::env::var_os("RUST_LOG").is_none() {
-                cmd.env("RUST_LOG", "warn");
-            }
-            cmd.process_group(0);
-            // SAFETY: the closure only calls prctl(2), which is async-signal-safe.
-            unsafe {
-                cmd.pre_exec(|| {
-                    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-                });
-            }
-            let child = cmd.spawn().with_context(|| format!("starting node {id}"))?;
-            cluster.children.push(child);
-        }
-        Ok(cluster)
+/// Starts the three nodes (the harness's cluster, killed on drop, so that an error leaves
+/// nothing behind), each reaching its peers directly.
+fn start_cluster(args: &BenchArgs, dir: &Path) -> anyhow::Result<(Cluster, Api)> {
+    let mut ports = PortAllocator::new(u64::from(std::process::id()));
+    let mut addrs = Vec::new();
+    for id in 1..=NODES {
+        addrs.push((id, ports.next_addr()?, ports.next_addr()?));
     }
-
-    /// SIGTERM to every node, then waits; a node that does not exit in time is killed.
-    fn stop(&mut self) {
-        for child in &self.children {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let infos = addrs
+        .iter()
+        .map(|&(id, peer_addr, client_addr)| NodeInfo {
+            id,
+            peer_addr,
+            client_addr,
+            dir: dir.join(format!("n{id}")),
+            peers: addrs.iter().filter(|a| a.0 != id).map(|a| (a.0, a.1)).collect(),
+        })
+        .collect();
+    let (launcher, api): (Box<dyn Launch>, Api) = match args.system {
+        System::Gauntlet => {
+            // Peers authenticate and clients present a token, as in a run.
+            let credentials = Credentials::create(dir)?;
+            let token = Some(credentials.token.clone());
+            let node = GauntletNode {
+                exe: std::env::current_exe().context("finding the gauntlet executable")?,
+                tick_ms: 10,
+                bug: None,
+                credentials: Some(credentials),
+                crash_disk: false,
+            };
+            (Box::new(node), Api::Lines { token })
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for child in &mut self.children {
-            loop {
-                match child.try_wait() {
-                    Ok(Some(status)) => {
-                        if !status.success() {
-                            eprintln!("bench: node exited with {status}");
-                        }
-                        break;
-                    }
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(20))
-                    }
-                    _ => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
+        System::Etcd => {
+            let binary = find_program(&args.etcd_binary).ok_or_else(|| {
+                crate::exit::bad_input(format!(
+                    "--etcd-binary {}: not found (install Debian's etcd-server, or give its path)",
+                    args.etcd_binary
+                ))
+            })?;
+            let token = format!("gauntlet-bench-{}", std::process::id());
+            let node = EtcdNode { binary, token, heartbeat_ms: 100, election_ms: 1000 };
+            (Box::new(node), Api::Etcd(EtcdApi { serializable_reads: false }))
+        }
+    };
+    let mut cluster = Cluster::new(launcher, infos);
+    cluster.start_all()?;
+    Ok((cluster, api))
+}
+
+/// One benchmark client: a connection speaking the project's JSON Lines, or an HTTP client of
+/// etcd's gateway.
+enum Writer {
+    Lines(Client),
+    Etcd { http: reqwest::Client, addr: SocketAddr, key: String },
+}
+
+impl Writer {
+    async fn connect(api: &Api, addr: SocketAddr, id: u64) -> anyhow::Result<Writer> {
+        Ok(match api {
+            Api::Lines { token } => {
+                let mut client = Client::connect(addr, id).await?;
+                if let Some(token) = token {
+                    present_token(&mut client.reader, &mut client.writer, token)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
                 }
+                Writer::Lines(client)
+            }
+            Api::Etcd(_) => {
+                Writer::Etcd { http: reqwest::Client::new(), addr, key: format!("k{}", id % 16) }
+            }
+        })
+    }
+
+    /// Writes a register; Ok(true) when the write was acknowledged.
+    async fn write(&mut self) -> anyhow::Result<bool> {
+        match self {
+            Writer::Lines(client) => client.write().await,
+            Writer::Etcd { http, addr, key } => {
+                Ok(crate::system::etcd::put(http, *addr, key, "1", Duration::from_secs(5)).await)
             }
         }
-        self.children.clear();
     }
-}
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
+    /// After a refused write: follow the leader's hint if there is one (etcd forwards writes
+    /// to its leader itself), else give the cluster a moment to elect.
+    async fn after_refusal(&mut self, api: &Api) -> anyhow::Result<()> {
+        if let Writer::Lines(client) = self {
+            if let Some(addr) = client.leader_hint() {
+                *self = Writer::connect(api, addr, client.id).await?;
+                return Ok(());
+            }
         }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Ok(())
     }
 }
 
@@ -295,14 +309,6 @@ impl Client {
 }
 
 impl Client {
-    /// Moves the session to another node: same client id, the sequence goes on.
-    async fn reconnect(&mut self, addr: SocketAddr) -> std::io::Result<()> {
-        let fresh = Client::connect(addr, self.id).await?;
-        self.reader = fresh.reader;
-        self.writer = fresh.writer;
-        Ok(())
-    }
-
     /// The leader's client address in the last answer, if it named one.
     fn leader_hint(&self) -> Option<SocketAddr> {
         let answer: serde_json::Value = serde_json::from_str(&self.line).ok()?;
@@ -310,14 +316,22 @@ impl Client {
     }
 }
 
-/// Finds the leader by writing through every node until one accepts.
-async fn find_leader(addrs: &[SocketAddr]) -> anyhow::Result<SocketAddr> {
+/// Finds the leader: for the project's nodes, by writing through every node until one
+/// accepts; for etcd, by asking each member's status.
+async fn find_leader(api: &Api, addrs: &[SocketAddr]) -> anyhow::Result<SocketAddr> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut client_id = 1;
+    let http = reqwest::Client::new();
     while Instant::now() < deadline {
         for &addr in addrs {
+            if let Api::Etcd(_) = api {
+                if crate::system::etcd::is_leader(&http, addr).await {
+                    return Ok(addr);
+                }
+                continue;
+            }
             // Nodes may still be starting: a refused connection just means "not yet".
-            if let Ok(mut client) = Client::connect(addr, client_id).await {
+            if let Ok(mut client) = Writer::connect(api, addr, client_id).await {
                 client_id += 1;
                 if let Ok(true) = client.write().await {
                     return Ok(addr);
@@ -332,6 +346,7 @@ async fn find_leader(addrs: &[SocketAddr]) -> anyhow::Result<SocketAddr> {
 
 /// Runs `clients` closed-loop clients against the leader.
 async fn measure(
+    api: &Api,
     leader: SocketAddr,
     clients: usize,
     first_client: u64,
@@ -344,8 +359,9 @@ async fn measure(
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..clients {
         let id = first_client + c as u64;
+        let api = api.clone();
         tasks.spawn(async move {
-            let mut client = Client::connect(leader, id).await?;
+            let mut client = Writer::connect(&api, leader, id).await?;
             let mut latencies_us: Vec<u32> = Vec::with_capacity(1 << 16);
             let mut errors = 0u64;
             loop {
@@ -362,13 +378,8 @@ async fn measure(
                     }
                 }
                 if !ok {
-                    // Leadership moved (or the write timed out): follow the hint if there is
-                    // one, and do not hammer the cluster while it elects.
-                    if let Some(addr) = client.leader_hint() {
-                        client.reconnect(addr).await?;
-                    } else {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
+                    // Leadership moved (or the write timed out).
+                    client.after_refusal(&api).await?;
                 }
             }
             anyhow::Ok((latencies_us, errors))

@@ -220,6 +220,9 @@ pub struct VerdictFile {
     /// Raft's safety checks.
     #[serde(default)]
     pub safety: Vec<SafetyCheck>,
+    /// Checks the system under test cannot feed, and why.
+    #[serde(default)]
+    pub unavailable_checks: Vec<String>,
     /// Whether the healed cluster served again.
     pub liveness: Option<LivenessFile>,
     /// Nodes that exited by themselves.

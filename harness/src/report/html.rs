@@ -313,6 +313,15 @@ fn checks(b: &mut String, run: &RunData) {
             pill(valid)
         );
     }
+    for what in &v.unavailable_checks {
+        let (name, why) = what.split_once(' ').unwrap_or((what, ""));
+        let _ = write!(
+            b,
+            r#"<tr><td>{}</td><td><span class="pill none">not available</span></td><td>{}</td></tr>"#,
+            esc(name),
+            esc(why)
+        );
+    }
     for c in &v.safety {
         let mut detail = if c.valid {
             "held".to_string()

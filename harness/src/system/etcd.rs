@@ -218,6 +218,26 @@ pub(crate) async fn request(
     }
 }
 
+/// A plain put of `value` (the benchmark's write): whether etcd acknowledged it.
+pub(crate) async fn put(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    key: &str,
+    value: &str,
+    t: Duration,
+) -> bool {
+    let body = json!({"key": encode(key), "value": encode(value)});
+    matches!(call(http, addr, "/v3/kv/put", body, t).await, Call::Answer(_))
+}
+
+/// Whether the member at `addr` says it leads.
+pub(crate) async fn is_leader(http: &reqwest::Client, addr: SocketAddr) -> bool {
+    match call(http, addr, "/v3/maintenance/status", json!({}), STATUS_TIMEOUT).await {
+        Call::Answer(status) => leads_in(&status).is_some(),
+        _ => false,
+    }
+}
+
 /// `ok` if the transaction's comparison held, else a definite `cas-mismatch`.
 fn txn_outcome(answer: Value) -> Value {
     // proto3's JSON leaves out a false `succeeded`.
