@@ -20,7 +20,8 @@ use crate::client::{present_token, Api};
 use crate::cluster::{Cluster, Credentials, NodeInfo, PortAllocator};
 use crate::system::etcd::{EtcdApi, EtcdNode};
 use crate::system::gauntlet::GauntletNode;
-use crate::system::{find_program, Launch, System};
+use crate::system::exec::ExecNode;
+use crate::system::{find_program, Launch, System, SystemArgs};
 
 /// The options of `gauntlet bench`.
 #[derive(Args, Debug, Clone)]
@@ -37,12 +38,9 @@ pub struct BenchArgs {
     /// Keep the cluster's data directory (its path is printed) instead of removing it.
     #[arg(long)]
     pub keep: bool,
-    /// The system to measure: gauntlet or etcd.
-    #[arg(long, value_enum, default_value_t = System::Gauntlet)]
-    pub system: System,
-    /// The etcd binary (--system etcd).
-    #[arg(long, default_value = "etcd")]
-    pub etcd_binary: String,
+    /// The system to measure, and its options.
+    #[command(flatten)]
+    pub target: SystemArgs,
 }
 
 /// The figures of one run.
@@ -64,9 +62,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.seconds == 0 || args.clients.contains(&0) {
         return Err(crate::exit::bad_input("--seconds and --clients must be at least 1"));
     }
+    args.target.validate().map_err(crate::exit::bad_input)?;
     let dir = TempDir::new(args.keep)?;
     let (mut cluster, api) = start_cluster(&args, dir.path())?;
-    eprintln!("bench: 3 {} nodes in {}", args.system.name(), dir.path().display());
+    eprintln!("bench: 3 {} nodes in {}", args.target.system.name(), dir.path().display());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -94,11 +93,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let summary = serde_json::json!({
         "bench": "write",
-        "system": args.system.name(),
+        "system": args.target.system.name(),
         "nodes": NODES,
-        "storage": match args.system {
+        "storage": match args.target.system {
             System::Gauntlet => "file, fdatasync",
             System::Etcd => "etcd's WAL, fdatasync",
+            System::Exec => "the service's own",
         },
         "results": results,
     });
@@ -182,7 +182,7 @@ fn start_cluster(args: &BenchArgs, dir: &Path) -> anyhow::Result<(Cluster, Api)>
             peers: addrs.iter().filter(|a| a.0 != id).map(|a| (a.0, a.1)).collect(),
         })
         .collect();
-    let (launcher, api): (Box<dyn Launch>, Api) = match args.system {
+    let (launcher, api): (Box<dyn Launch>, Api) = match args.target.system {
         System::Gauntlet => {
             // Peers authenticate and clients present a token, as in a run.
             let credentials = Credentials::create(dir)?;
@@ -197,15 +197,16 @@ fn start_cluster(args: &BenchArgs, dir: &Path) -> anyhow::Result<(Cluster, Api)>
             (Box::new(node), Api::Lines { token })
         }
         System::Etcd => {
-            let binary = find_program(&args.etcd_binary).ok_or_else(|| {
-                crate::exit::bad_input(format!(
-                    "--etcd-binary {}: not found (install Debian's etcd-server, or give its path)",
-                    args.etcd_binary
-                ))
-            })?;
+            let binary = find_program(&args.target.etcd_binary)
+                .with_context(|| format!("finding {}", args.target.etcd_binary))?;
             let token = format!("gauntlet-bench-{}", std::process::id());
             let node = EtcdNode { binary, token, heartbeat_ms: 100, election_ms: 1000 };
             (Box::new(node), Api::Etcd(EtcdApi { serializable_reads: false }))
+        }
+        System::Exec => {
+            let template = args.target.exec.as_deref().unwrap_or_default();
+            let node = ExecNode::parse(template, 10).map_err(crate::exit::bad_input)?;
+            (Box::new(node), Api::Lines { token: None })
         }
     };
     let mut cluster = Cluster::new(launcher, infos);

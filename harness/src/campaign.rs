@@ -21,15 +21,16 @@ use tokio::time::Instant;
 
 use crate::exit;
 use crate::nemesis::FaultKind;
-use crate::system::System;
+use crate::system::{System, SystemArgs};
 
 /// Options of a campaign.
 #[derive(clap::Args, Clone, Debug, Serialize)]
 pub struct CampaignArgs {
-    /// The system under test (as `gauntlet run --system`); the campaign draws its faults from
-    /// those the system supports.
-    #[arg(long, value_enum, default_value_t = System::Gauntlet)]
-    pub system: System,
+    /// The system under test (as `gauntlet run --system`, with its options); the campaign
+    /// draws its faults from those the system supports.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub target: SystemArgs,
     /// Number of runs (of the whole campaign, before sharding).
     #[arg(long, conflicts_with = "duration")]
     pub runs: Option<u64>,
@@ -138,7 +139,7 @@ pub fn plan_run(args: &CampaignArgs, master: u64, index: u64) -> PlannedRun {
     let nemesis = args.nemesis.clone().unwrap_or_else(|| {
         // A non-empty subset of the fault kinds the system takes; all of them half of the time.
         let all: Vec<FaultKind> =
-            FaultKind::ALL.into_iter().filter(|k| args.system.supports(*k)).collect();
+            FaultKind::ALL.into_iter().filter(|k| args.target.system.supports(*k)).collect();
         let kinds: Vec<&str> = if rng.gen_bool(0.5) {
             all.iter().map(|k| k.name()).collect()
         } else {
@@ -170,7 +171,7 @@ pub fn plan_run(args: &CampaignArgs, master: u64, index: u64) -> PlannedRun {
     };
     // A system without client sessions may rightly apply a resent write twice.
     let mix =
-        Mix { client_retries: mix.client_retries * u32::from(args.system.has_sessions()), ..mix };
+        Mix { client_retries: mix.client_retries * u32::from(args.target.has_sessions()), ..mix };
     let mut cmd: Vec<String> = vec![
         "run".into(),
         "--seed".into(),
@@ -197,9 +198,7 @@ pub fn plan_run(args: &CampaignArgs, master: u64, index: u64) -> PlannedRun {
     if let Some(bug) = &args.bug {
         cmd.extend(["--bug".into(), bug.clone()]);
     }
-    if args.system != System::Gauntlet {
-        cmd.extend(["--system".into(), args.system.name().into()]);
-    }
+    cmd.extend(args.target.replay_args());
     PlannedRun { index, seed, mix, args: cmd }
 }
 
@@ -265,16 +264,18 @@ pub fn run(args: CampaignArgs) -> i32 {
             w.parse::<workloads::generator::Workload>()?;
         }
         if let Some(n) = &args.nemesis {
-            args.system.check_faults(n, &mut FaultKind::parse_list(n)?)?;
+            args.target.system.check_faults(n, &mut FaultKind::parse_list(n)?)?;
         }
         if let Some(bug) = &args.bug {
-            if args.system != System::Gauntlet {
-                return Err(format!("--bug: --system {} has no bugs to plant", args.system.name()));
+            if args.target.system != System::Gauntlet {
+                let name = args.target.system.name();
+                return Err(format!("--bug: --system {name} has no bugs to plant"));
             }
             if bug != "stale-read" {
                 bug.parse::<raft::Bug>().map_err(|e| e.to_string())?;
             }
         }
+        args.target.validate()?;
         Ok((shard, duration))
     })();
     let (shard, duration) = match checked {

@@ -31,26 +31,18 @@ use crate::nemesis::{current_leader, ClockedFault, FaultKind, Nemesis};
 use crate::proxy::Proxy;
 use crate::recorder::Recorder;
 use crate::storm::RestartStorm;
-use crate::system::etcd::{EtcdApi, EtcdNode, LeaderWatch};
+use crate::system::etcd::{EtcdApi, EtcdNode};
+use crate::system::exec::ExecNode;
 use crate::system::gauntlet::GauntletNode;
-use crate::system::{find_program, Launch, System};
+use crate::system::{find_program, LeaderWatch, Launch, System, SystemArgs};
 
 /// Options of one test run.
 #[derive(clap::Args, Clone, Debug, Serialize)]
 pub struct RunArgs {
-    /// The system under test: gauntlet (the project's `gauntlet node`: every fault, every
-    /// check) or etcd (etcd 3.4 from Debian's `etcd-server`: kill, pause, partition, net
-    /// (delays only), depose, restart-storm; linearizability checked, the Raft log checks not
-    /// available).
-    #[arg(long, value_enum, default_value_t = System::Gauntlet)]
-    pub system: System,
-    /// The etcd binary (--system etcd).
-    #[arg(long, default_value = "etcd")]
-    pub etcd_binary: String,
-    /// Serve etcd's reads from each member's own state without confirming it is current
-    /// (etcd's documented serializable reads, which may be stale: the check must catch them).
-    #[arg(long)]
-    pub etcd_serializable_reads: bool,
+    /// The system under test and its options.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub target: SystemArgs,
     /// Number of nodes.
     #[arg(long, default_value_t = 5)]
     pub nodes: u64,
@@ -79,7 +71,7 @@ pub struct RunArgs {
     /// How many times the odd-numbered client workers resend a request whose answer was lost,
     /// with the same client id and sequence number, as real client libraries do (the
     /// even-numbered ones never resend, as Jepsen's clients); 0: no worker resends. Default: 2
-    /// for systems with client sessions (gauntlet), 0 for the others (etcd), where a resent
+    /// for systems with client sessions (gauntlet, exec), 0 for the others (etcd), where a resent
     /// write may rightly apply twice.
     #[arg(long)]
     pub client_retries: Option<u32>,
@@ -145,7 +137,7 @@ pub struct Liveness {
 impl RunArgs {
     /// How many times the resending workers resend.
     pub fn client_retries(&self) -> u32 {
-        self.client_retries.unwrap_or(if self.system.has_sessions() { 2 } else { 0 })
+        self.client_retries.unwrap_or(if self.target.has_sessions() { 2 } else { 0 })
     }
 }
 
@@ -175,7 +167,8 @@ pub fn run(args: RunArgs) -> i32 {
 fn validate(args: &RunArgs) -> Result<(Workload, Vec<FaultKind>), String> {
     let workload: Workload = args.workload.parse()?;
     let mut kinds = FaultKind::parse_list(&args.nemesis)?;
-    args.system.check_faults(&args.nemesis, &mut kinds)?;
+    args.target.system.check_faults(&args.nemesis, &mut kinds)?;
+    args.target.validate()?;
     validate_system(args)?;
     if let Some(bug) = &args.bug {
         if bug != "stale-read" {
@@ -211,25 +204,16 @@ fn validate(args: &RunArgs) -> Result<(Workload, Vec<FaultKind>), String> {
     Ok((workload, kinds))
 }
 
-/// The options that belong to one system only.
+/// The run's options that depend on the system.
 fn validate_system(args: &RunArgs) -> Result<(), String> {
-    let system = args.system.name();
-    if args.system != System::Gauntlet && args.bug.is_some() {
+    let system = args.target.system.name();
+    if args.target.system != System::Gauntlet && args.bug.is_some() {
         return Err(format!("--bug plants bugs in gauntlet's nodes; --system {system} has none"));
     }
-    if args.system != System::Etcd && args.etcd_serializable_reads {
-        return Err(format!("--etcd-serializable-reads is for --system etcd, not {system}"));
-    }
-    if !args.system.has_sessions() && args.client_retries.is_some_and(|r| r > 0) {
+    if !args.target.has_sessions() && args.client_retries.is_some_and(|r| r > 0) {
         return Err(format!(
             "--client-retries: --system {system} has no client sessions, so a resent write may \
              apply twice and look like a bug of the system; use 0"
-        ));
-    }
-    if args.system == System::Etcd && find_program(&args.etcd_binary).is_none() {
-        return Err(format!(
-            "--etcd-binary {}: not found (install Debian's etcd-server, or give its path)",
-            args.etcd_binary
         ));
     }
     Ok(())
@@ -297,8 +281,8 @@ struct Run {
     /// Messages (bytes, for byte-stream links) the proxy forwarded, dropped and duplicated,
     /// over all links.
     proxy_totals: Value,
-    system: System,
-    /// The leader as etcd's members report it (systems without node records).
+    target: SystemArgs,
+    /// The leader as the nodes report it (systems without node records).
     leader_watch: Option<LeaderWatch>,
 }
 
@@ -316,7 +300,7 @@ impl Run {
             addrs.push((id, ports.next_addr()?, ports.next_addr()?));
         }
         let peers: Vec<(u64, SocketAddr)> = addrs.iter().map(|&(id, peer, _)| (id, peer)).collect();
-        let proxy = Proxy::start_mode(&peers, seed, args.system.proxy_mode()).await?;
+        let proxy = Proxy::start_mode(&peers, seed, args.target.proxy_mode()).await?;
         let infos = addrs
             .iter()
             .map(|&(id, peer_addr, client_addr)| NodeInfo {
@@ -327,7 +311,7 @@ impl Run {
                 peers: ids.iter().filter(|&&p| p != id).map(|&p| (p, proxy.addr(id, p))).collect(),
             })
             .collect();
-        let (launcher, api): (Box<dyn Launch>, Api) = match args.system {
+        let (launcher, api): (Box<dyn Launch>, Api) = match args.target.system {
             System::Gauntlet => {
                 let credentials = Credentials::create(dir)?;
                 let token = Some(credentials.token.clone());
@@ -342,22 +326,30 @@ impl Run {
             }
             System::Etcd => {
                 let node = EtcdNode {
-                    binary: find_program(&args.etcd_binary)
-                        .with_context(|| format!("finding {}", args.etcd_binary))?,
+                    binary: find_program(&args.target.etcd_binary)
+                        .with_context(|| format!("finding {}", args.target.etcd_binary))?,
                     token: format!("gauntlet-{seed}-{}", std::process::id()),
                     heartbeat_ms: 10 * args.tick_ms,
                     election_ms: 100 * args.tick_ms,
                 };
-                let api = EtcdApi { serializable_reads: args.etcd_serializable_reads };
+                let api = EtcdApi { serializable_reads: args.target.etcd_serializable_reads };
                 (Box::new(node), Api::Etcd(api))
+            }
+            System::Exec => {
+                let template = args.target.exec.as_deref().unwrap_or_default();
+                let node = ExecNode::parse(template, args.tick_ms).map_err(exit::bad_input)?;
+                (Box::new(node), Api::Lines { token: None })
             }
         };
         let mut cluster = Cluster::new(launcher, infos);
         let started = Instant::now();
         let rec = Recorder::create(&dir.join("history.jsonl"), started.into_std())?;
         cluster.start_all()?;
-        let leader_watch = (!args.system.writes_node_records())
-            .then(|| LeaderWatch::start(cluster.client_addrs().clone()));
+        let leader_watch = match args.target.system {
+            _ if args.target.writes_node_records() => None,
+            System::Etcd => Some(LeaderWatch::etcd(cluster.client_addrs().clone())),
+            _ => Some(LeaderWatch::lines(cluster.client_addrs().clone())),
+        };
         if let Some(watch) = &leader_watch {
             cluster.leader_source = LeaderSource::Reported(watch.leader.clone());
         }
@@ -374,7 +366,7 @@ impl Run {
             crashes: Vec::new(),
             storage_faults: kinds.iter().any(|k| k.is_storage_fault()),
             proxy_totals: Value::Null,
-            system: args.system,
+            target: args.target.clone(),
             leader_watch,
         })
     }
@@ -482,7 +474,7 @@ impl Run {
         self.rec.nemesis("heal", Value::Null)?;
         self.healed_at = Some(Instant::now());
         self.liveness = Some(self.final_reads(args, workload).await?);
-        if self.system.writes_node_records() {
+        if self.target.writes_node_records() {
             self.wait_for_convergence(Duration::from_secs(10)).await;
         }
         self.note_crashes();
@@ -611,7 +603,7 @@ async fn check_run(
 
     let mut records = Vec::new();
     let mut unavailable_checks = Vec::new();
-    if run.system.writes_node_records() {
+    if run.target.writes_node_records() {
         for id in run.cluster.ids() {
             records.push(NodeRecord::read_dir(id, &run.cluster.info(id).dir)?);
         }
@@ -619,10 +611,10 @@ async fn check_run(
         unavailable_checks.push(format!(
             "raft-safety (election safety, log matching, state machine safety, acknowledged \
              writes in the logs): {} writes no node records",
-            run.system.name()
+            run.target.system.name()
         ));
     }
-    let mut safety = if run.system.writes_node_records() {
+    let mut safety = if run.target.writes_node_records() {
         check_safety(&records, &acknowledged_writes(&history))
     } else {
         Vec::new()
@@ -666,7 +658,7 @@ async fn check_run(
 
     let leaders: usize = match &run.leader_watch {
         // Terms in which a member said it led, as often as the harness asked.
-        Some(watch) => watch.terms.lock().unwrap().len(),
+        Some(watch) => watch.leaderships_seen(),
         None => records
             .iter()
             .map(|r| r.events.iter().filter(|e| e.event == "became-leader").count())
@@ -688,7 +680,7 @@ async fn check_run(
     Ok(RunVerdict {
         verdict,
         seed,
-        system: run.system,
+        system: run.target.system,
         failed_checks: failed,
         linearizability: Some(linearizability),
         safety,
@@ -747,11 +739,9 @@ fn write_test_json(dir: &Path, args: &RunArgs, seed: u64) -> anyhow::Result<()> 
     if let Some(bug) = &args.bug {
         replay.push_str(&format!(" --bug {bug}"));
     }
-    if args.system != System::Gauntlet {
-        replay.push_str(&format!(" --system {}", args.system.name()));
-    }
-    if args.etcd_serializable_reads {
-        replay.push_str(" --etcd-serializable-reads");
+    for arg in args.target.replay_args() {
+        replay.push(' ');
+        replay.push_str(&shell_words::quote(&arg));
     }
     if let Some(retries) = args.client_retries {
         replay.push_str(&format!(" --client-retries {retries}"));

@@ -13,19 +13,17 @@
 //!   (etcd's documented stale reads: the harness must catch them).
 //! - **Outcomes**: an answer is `ok` (or a definite `fail` for a failed comparison); any error
 //!   of etcd's on a write after it was sent may have taken effect (`info`); on a read, `fail`.
-//! - **Leader**: [`LeaderWatch`] asks every member's status 10 times a second.
+//! - **Leader**: every member's status, asked 10 times a second ([`poll_leader`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use workloads::generator::Op;
 
@@ -288,37 +286,14 @@ async fn append(http: &reqwest::Client, addr: SocketAddr, op: &Op, t: Duration) 
     }
 }
 
-/// The leader as the members report it, polled in the background.
-pub struct LeaderWatch {
-    /// The node that says it leads in the highest term any member reports.
-    pub leader: Arc<Mutex<Option<u64>>>,
-    /// The terms in which some member said it led.
-    pub terms: Arc<Mutex<BTreeSet<u64>>>,
-    task: JoinHandle<()>,
-}
-
-impl LeaderWatch {
-    /// Starts polling the members at `nodes` (id, client address).
-    pub fn start(nodes: BTreeMap<u64, SocketAddr>) -> LeaderWatch {
-        let leader = Arc::new(Mutex::new(None));
-        let terms = Arc::new(Mutex::new(BTreeSet::new()));
-        let task = tokio::spawn(poll_leader(nodes, leader.clone(), terms.clone()));
-        LeaderWatch { leader, terms, task }
-    }
-}
-
-impl Drop for LeaderWatch {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 const STATUS_TIMEOUT: Duration = Duration::from_millis(250);
 
-async fn poll_leader(
+/// Polls the members at `nodes` (id, client address) for the leader, 10 times a second:
+/// `report(leader, term)` after each round, with the member that says it leads in the highest
+/// term any member reports.
+pub(crate) async fn poll_leader(
     nodes: BTreeMap<u64, SocketAddr>,
-    leader: Arc<Mutex<Option<u64>>>,
-    terms: Arc<Mutex<BTreeSet<u64>>>,
+    report: impl Fn(Option<u64>, Option<u64>),
 ) {
     let http = reqwest::Client::new();
     loop {
@@ -334,13 +309,12 @@ async fn poll_leader(
         while let Some(Ok((id, status))) = asks.join_next().await {
             let Call::Answer(status) = status else { continue };
             if let Some(term) = leads_in(&status) {
-                terms.lock().unwrap().insert(term);
                 if best.is_none_or(|(t, _)| term > t) {
                     best = Some((term, id));
                 }
             }
         }
-        *leader.lock().unwrap() = best.map(|(_, id)| id);
+        report(best.map(|(_, id)| id), best.map(|(term, _)| term));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -8,9 +8,15 @@
 //! - `etcd`: Debian's `etcd-server` (3.4), driven through its v3 JSON gateway. Its peers speak
 //!   HTTP, so its links are byte streams ([`crate::proxy::Mode::Bytes`]); it writes no node
 //!   records, so the Raft log checks are not available for it.
+//! - `exec`: any service that speaks the project's client protocol, started from a command
+//!   template ([`exec`]); the Raft checks run when it writes the node records.
 
 pub mod etcd;
+pub mod exec;
 pub mod gauntlet;
+mod leader;
+
+pub use self::leader::LeaderWatch;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -31,6 +37,8 @@ pub enum System {
     /// etcd 3.4 (`etcd-server`): kill, pause, partition, net (delays), depose, restart-storm;
     /// linearizability only.
     Etcd,
+    /// A service of yours that speaks the client protocol, started by `--exec`.
+    Exec,
 }
 
 impl System {
@@ -38,6 +46,7 @@ impl System {
         match self {
             System::Gauntlet => "gauntlet",
             System::Etcd => "etcd",
+            System::Exec => "exec",
         }
     }
 
@@ -46,7 +55,7 @@ impl System {
     pub fn supports(self, kind: FaultKind) -> bool {
         match self {
             System::Gauntlet => true,
-            System::Etcd => !kind.is_storage_fault(),
+            System::Etcd | System::Exec => !kind.is_storage_fault(),
         }
     }
 
@@ -55,26 +64,6 @@ impl System {
         let names: Vec<&str> =
             FaultKind::EVERY.iter().filter(|k| self.supports(**k)).map(|k| k.name()).collect();
         names.join(", ")
-    }
-
-    /// How the proxy carries the system's peer traffic.
-    pub fn proxy_mode(self) -> Mode {
-        match self {
-            System::Gauntlet => Mode::Frames,
-            System::Etcd => Mode::Bytes { sniff: Some(etcd::sniff_sender) },
-        }
-    }
-
-    /// Whether the nodes write the node records (`events.jsonl`, `applied.jsonl`) that the Raft
-    /// safety checks read.
-    pub fn writes_node_records(self) -> bool {
-        self == System::Gauntlet
-    }
-
-    /// Whether the system applies a resent request once (client sessions): without them, a
-    /// client that resends a write may apply it twice, which is no bug of the system.
-    pub fn has_sessions(self) -> bool {
-        self == System::Gauntlet
     }
 
     /// What a faults list of `all` means for this system, and a refusal naming the faults it
@@ -95,6 +84,124 @@ impl System {
             unsupported.join(", "),
             self.supported_faults()
         ))
+    }
+}
+
+/// Links of `--system exec`: how the proxy carries the service's peer traffic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecLinks {
+    /// Byte streams, whatever the protocol: delays and cuts.
+    #[default]
+    Bytes,
+    /// The `raft` crate's transport frames: message loss, duplication and reordering too.
+    Frames,
+}
+
+/// The system under test and its options, shared by `run`, `campaign` and `bench`.
+#[derive(clap::Args, Clone, Debug, Default, Serialize)]
+pub struct SystemArgs {
+    /// The system under test: gauntlet (the project's `gauntlet node`: every fault, every
+    /// check), etcd (etcd 3.4 from Debian's `etcd-server`: kill, pause, partition, net (delays
+    /// only), depose, restart-storm; linearizability checked, the Raft log checks not
+    /// available) or exec (a service of yours, started by --exec: the same faults as etcd, and
+    /// net's loss, duplication and reordering with --exec-links frames).
+    #[arg(long, value_enum, default_value_t = System::Gauntlet)]
+    pub system: System,
+    /// The etcd binary (--system etcd).
+    #[arg(long, default_value = "etcd")]
+    pub etcd_binary: String,
+    /// Serve etcd's reads from each member's own state without confirming it is current
+    /// (etcd's documented serializable reads, which may be stale: the check must catch them).
+    #[arg(long)]
+    pub etcd_serializable_reads: bool,
+    /// The command that starts one node of --system exec, with placeholders {id}, {listen},
+    /// {client}, {data_dir}, {peers}, {peer_clients}, {tick_ms} (docs/systems.md).
+    #[arg(long)]
+    pub exec: Option<String>,
+    /// How the proxy carries the peer traffic of --system exec: bytes (any protocol) or frames
+    /// (the raft crate's transport).
+    #[arg(long, value_enum, default_value_t = ExecLinks::Bytes)]
+    pub exec_links: ExecLinks,
+    /// The --system exec service writes events.jsonl and applied.jsonl in its data directory,
+    /// as gauntlet node does: the Raft checks run on them.
+    #[arg(long)]
+    pub exec_node_records: bool,
+}
+
+impl SystemArgs {
+    /// How the proxy carries the system's peer traffic.
+    pub fn proxy_mode(&self) -> Mode {
+        match self.system {
+            System::Gauntlet => Mode::Frames,
+            System::Etcd => Mode::Bytes { sniff: Some(etcd::sniff_sender) },
+            System::Exec if self.exec_links == ExecLinks::Frames => Mode::Frames,
+            System::Exec => Mode::Bytes { sniff: None },
+        }
+    }
+
+    /// Whether the nodes write the node records (`events.jsonl`, `applied.jsonl`) that the Raft
+    /// safety checks read.
+    pub fn writes_node_records(&self) -> bool {
+        match self.system {
+            System::Gauntlet => true,
+            System::Etcd => false,
+            System::Exec => self.exec_node_records,
+        }
+    }
+
+    /// Whether the system applies a resent request once (client sessions, which the client
+    /// protocol includes): without them, a client that resends a write may apply it twice,
+    /// which is no bug of the system.
+    pub fn has_sessions(&self) -> bool {
+        self.system != System::Etcd
+    }
+
+    /// Refuses options that do not fit the system, by name.
+    pub fn validate(&self) -> Result<(), String> {
+        let name = self.system.name();
+        if self.system != System::Etcd && self.etcd_serializable_reads {
+            return Err(format!("--etcd-serializable-reads is for --system etcd, not {name}"));
+        }
+        let exec_options = self.exec_node_records || self.exec_links != ExecLinks::Bytes;
+        if self.system != System::Exec && (self.exec.is_some() || exec_options) {
+            return Err(format!("--exec, --exec-links and --exec-node-records are for --system exec, not {name}"));
+        }
+        match self.system {
+            System::Etcd if find_program(&self.etcd_binary).is_none() => Err(format!(
+                "--etcd-binary {}: not found (install Debian's etcd-server, or give its path)",
+                self.etcd_binary
+            )),
+            System::Exec => match &self.exec {
+                None => Err("--system exec needs --exec, the command that starts a node".into()),
+                Some(template) => exec::ExecNode::parse(template, 10).map(|_| ()),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// The options that select this system again (for replay commands).
+    pub fn replay_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.system != System::Gauntlet {
+            args.extend(["--system".to_string(), self.system.name().to_string()]);
+        }
+        if self.system == System::Etcd && self.etcd_binary != "etcd" {
+            args.extend(["--etcd-binary".to_string(), self.etcd_binary.clone()]);
+        }
+        if self.etcd_serializable_reads {
+            args.push("--etcd-serializable-reads".into());
+        }
+        if let Some(exec) = &self.exec {
+            args.extend(["--exec".to_string(), exec.clone()]);
+        }
+        if self.exec_links != ExecLinks::Bytes {
+            args.extend(["--exec-links".to_string(), "frames".to_string()]);
+        }
+        if self.exec_node_records {
+            args.push("--exec-node-records".into());
+        }
+        args
     }
 }
 

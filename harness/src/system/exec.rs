@@ -1,0 +1,151 @@
+//! `--system exec`: any service that speaks the client protocol (`docs/protocol.md`), started
+//! from a command template (`docs/systems.md` states the contract).
+//!
+//! The template is split into words as a shell would (quotes, backslashes; no expansion, no
+//! shell runs), and in each word these placeholders are replaced:
+//!
+//! | placeholder | what |
+//! | --- | --- |
+//! | `{id}` | the node's id, 1 to n |
+//! | `{listen}` | the address to listen on for peer traffic |
+//! | `{client}` | the address to listen on for clients |
+//! | `{data_dir}` | the node's own directory, kept across restarts |
+//! | `{peers}` | `ID=ADDR,...`: the address this node must use to reach each other node (a port of the harness's links) |
+//! | `{peer_clients}` | `ID=ADDR,...`: the other nodes' client addresses, for leader hints |
+//! | `{tick_ms}` | the run's `--tick-ms` |
+
+use std::process::Command;
+
+use super::Launch;
+use crate::cluster::NodeInfo;
+
+const PLACEHOLDERS: [&str; 7] =
+    ["id", "listen", "client", "data_dir", "peers", "peer_clients", "tick_ms"];
+
+/// Starts the nodes of `--system exec` from the template.
+#[derive(Clone, Debug)]
+pub struct ExecNode {
+    /// The template's words, placeholders still in them.
+    words: Vec<String>,
+    tick_ms: u64,
+}
+
+impl ExecNode {
+    /// Parses `template`, refusing one that cannot start a node the harness can reach.
+    pub fn parse(template: &str, tick_ms: u64) -> Result<ExecNode, String> {
+        let words = shell_words::split(template).map_err(|e| format!("--exec {template:?}: {e}"))?;
+        if words.is_empty() {
+            return Err("--exec is empty: give the command that starts a node".into());
+        }
+        for word in &words {
+            let mut rest = word.as_str();
+            while let Some(open) = rest.find('{') {
+                let Some(len) = rest[open..].find('}') else { break };
+                let name = &rest[open + 1..open + len];
+                if !PLACEHOLDERS.contains(&name) {
+                    return Err(format!(
+                        "--exec: unknown placeholder {{{name}}}; the placeholders are {}",
+                        PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+                    ));
+                }
+                rest = &rest[open + len + 1..];
+            }
+        }
+        for needed in ["{client}", "{listen}", "{peers}"] {
+            if !words.iter().any(|w| w.contains(needed)) {
+                return Err(format!(
+                    "--exec: the command has no {needed}: the harness gives every node its \
+                     addresses, and the node must use them"
+                ));
+            }
+        }
+        Ok(ExecNode { words, tick_ms })
+    }
+
+    /// The template's words for `node`.
+    fn words_for(&self, node: &NodeInfo, cluster: &[NodeInfo]) -> Vec<String> {
+        let list = |pairs: Vec<(u64, String)>| {
+            pairs.iter().map(|(id, addr)| format!("{id}={addr}")).collect::<Vec<_>>().join(",")
+        };
+        let peers = list(node.peers.iter().map(|(id, a)| (*id, a.to_string())).collect());
+        let peer_clients = list(
+            cluster
+                .iter()
+                .filter(|n| n.id != node.id)
+                .map(|n| (n.id, n.client_addr.to_string()))
+                .collect(),
+        );
+        let values = [
+            node.id.to_string(),
+            node.peer_addr.to_string(),
+            node.client_addr.to_string(),
+            node.dir.display().to_string(),
+            peers,
+            peer_clients,
+            self.tick_ms.to_string(),
+        ];
+        self.words
+            .iter()
+            .map(|word| {
+                PLACEHOLDERS
+                    .iter()
+                    .zip(&values)
+                    .fold(word.clone(), |w, (name, value)| w.replace(&format!("{{{name}}}"), value))
+            })
+            .collect()
+    }
+}
+
+impl Launch for ExecNode {
+    fn command(&self, node: &NodeInfo, cluster: &[NodeInfo]) -> Command {
+        let words = self.words_for(node, cluster);
+        let mut cmd = Command::new(&words[0]);
+        cmd.args(&words[1..]);
+        cmd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn node(id: u64) -> NodeInfo {
+        let addr = |port: u16| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        NodeInfo {
+            id,
+            peer_addr: addr(7000 + id as u16),
+            client_addr: addr(8000 + id as u16),
+            dir: format!("/runs/r 1/nodes/n{id}").into(),
+            peers: (1..=3).filter(|&p| p != id).map(|p| (p, addr(9000 + 10 * id as u16 + p as u16))).collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    #[test]
+    fn placeholders_are_replaced_word_by_word() {
+        let exec = ExecNode::parse(
+            "my-service --id {id} --listen {listen} --client={client} --dir '{data_dir}' --peers {peers} --hints {peer_clients} --tick {tick_ms}",
+            10,
+        )
+        .unwrap();
+        let cluster = [node(1), node(2), node(3)];
+        let words = exec.words_for(&cluster[1], &cluster);
+        assert_eq!(
+            words,
+            [
+                "my-service", "--id", "2", "--listen", "127.0.0.1:7002", "--client=127.0.0.1:8002",
+                "--dir", "/runs/r 1/nodes/n2", "--peers", "1=127.0.0.1:9021,3=127.0.0.1:9023",
+                "--hints", "1=127.0.0.1:8001,3=127.0.0.1:8003", "--tick", "10",
+            ]
+        );
+    }
+
+    #[test]
+    fn templates_that_cannot_work_are_refused_by_name() {
+        let refused = |t: &str| ExecNode::parse(t, 10).unwrap_err();
+        assert!(refused("").contains("empty"));
+        assert!(refused("svc {listen} {client} {peers} {port}").contains("unknown placeholder {port}"));
+        assert!(refused("svc {listen} {peers}").contains("no {client}"));
+        assert!(refused("svc '{listen} {client} {peers}").contains("--exec"));
+    }
+}
