@@ -19,8 +19,8 @@ use tokio::net::TcpStream;
 use crate::client::{present_token, Api};
 use crate::cluster::{Cluster, Credentials, NodeInfo, PortAllocator};
 use crate::system::etcd::{EtcdApi, EtcdNode};
-use crate::system::gauntlet::GauntletNode;
 use crate::system::exec::ExecNode;
+use crate::system::gauntlet::GauntletNode;
 use crate::system::{find_program, Launch, System, SystemArgs};
 
 /// The options of `gauntlet bench`.

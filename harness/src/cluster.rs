@@ -237,7 +237,6 @@ impl Cluster {
         let node = self.node_mut(id);
         std::fs::create_dir_all(&node.info.dir)?;
         let log = open_log(&node.info.dir.join("node.log"))?;
-        cmd.current_dir(&node.info.dir);
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         // Its own process group, so that signals reach the node and nothing else; and killed by
         // the kernel should the harness itself die without cleaning up.

@@ -34,7 +34,7 @@ use crate::storm::RestartStorm;
 use crate::system::etcd::{EtcdApi, EtcdNode};
 use crate::system::exec::ExecNode;
 use crate::system::gauntlet::GauntletNode;
-use crate::system::{find_program, LeaderWatch, Launch, System, SystemArgs};
+use crate::system::{find_program, Launch, LeaderWatch, System, SystemArgs};
 
 /// Options of one test run.
 #[derive(clap::Args, Clone, Debug, Serialize)]
@@ -566,6 +566,7 @@ impl Run {
                 "forwarded": sum(|c| c.forwarded),
                 "dropped": sum(|c| c.dropped),
                 "duplicated": sum(|c| c.duplicated),
+                "connections_cut": sum(|c| c.connections_cut),
             });
             proxy.shutdown().await;
         }

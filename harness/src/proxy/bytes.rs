@@ -62,6 +62,17 @@ impl Context {
         Duration::from_millis(if hi > lo { st.rng.gen_range(lo..=hi) } else { lo })
     }
 
+    /// Counts a connection between `dialer` and `listener` that a cut reached.
+    fn cut_connection(&self, dialer: Option<u64>, listener: u64) {
+        for (from, to) in [(dialer, Some(listener)), (Some(listener), dialer)] {
+            if self.cut(from, to) {
+                if let Some(state) = self.state(from, to) {
+                    state.lock().unwrap().counts.connections_cut += 1;
+                }
+            }
+        }
+    }
+
     fn drop_bytes(&self, from: Option<u64>, to: Option<u64>, bytes: usize) {
         if let Some(state) = self.state(from, to) {
             state.lock().unwrap().counts.dropped += bytes as u64;
@@ -106,6 +117,7 @@ async fn connection(
     let mut changed = ctx.changed.clone();
     changed.borrow_and_update();
     if ctx.crosses_cut(from, to) {
+        ctx.cut_connection(from, to);
         ctx.drop_bytes(from, Some(to), head.len());
         return black_hole(inbound, from, to, &ctx, changed).await;
     }
@@ -125,7 +137,7 @@ async fn connection(
     tokio::select! {
         _ = both => {}
         // A cut reaching the connection closes it: a stream is never resumed with a hole.
-        _ = until(&mut changed, || ctx.crosses_cut(from, to)) => {}
+        _ = until(&mut changed, || ctx.crosses_cut(from, to)) => ctx.cut_connection(from, to),
     }
 }
 
@@ -273,6 +285,8 @@ mod tests {
         assert_eq!(read_some(&mut conn).await, Ok(b"again".to_vec()));
         let counts = proxy.counts()[&Link { from: 1, to: 2 }];
         assert_eq!((counts.forwarded, counts.dropped), (10, 4));
+        let reverse = proxy.counts()[&Link { from: 2, to: 1 }];
+        assert_eq!(reverse.connections_cut, 2, "the open connection and the black hole");
         proxy.shutdown().await;
     }
 

@@ -61,6 +61,8 @@ pub struct LinkCounts {
     pub forwarded: u64,
     pub dropped: u64,
     pub duplicated: u64,
+    /// Connections closed at a cut's start or opened into a black hole (bytes mode).
+    pub connections_cut: u64,
 }
 
 struct LinkState {

@@ -33,10 +33,18 @@ pub struct ExecNode {
 impl ExecNode {
     /// Parses `template`, refusing one that cannot start a node the harness can reach.
     pub fn parse(template: &str, tick_ms: u64) -> Result<ExecNode, String> {
-        let words = shell_words::split(template).map_err(|e| format!("--exec {template:?}: {e}"))?;
+        let mut words =
+            shell_words::split(template).map_err(|e| format!("--exec {template:?}: {e}"))?;
         if words.is_empty() {
             return Err("--exec is empty: give the command that starts a node".into());
         }
+        // Nodes run in their own directories: a relative path is the harness's.
+        let program = super::find_program(&words[0])
+            .ok_or_else(|| format!("--exec: the program {:?} is not found", words[0]))?;
+        words[0] = std::path::absolute(&program)
+            .map_err(|e| format!("--exec: {}: {e}", program.display()))?
+            .display()
+            .to_string();
         for word in &words {
             let mut rest = word.as_str();
             while let Some(open) = rest.find('{') {
@@ -117,14 +125,17 @@ mod tests {
             peer_addr: addr(7000 + id as u16),
             client_addr: addr(8000 + id as u16),
             dir: format!("/runs/r 1/nodes/n{id}").into(),
-            peers: (1..=3).filter(|&p| p != id).map(|p| (p, addr(9000 + 10 * id as u16 + p as u16))).collect::<BTreeMap<_, _>>(),
+            peers: (1..=3)
+                .filter(|&p| p != id)
+                .map(|p| (p, addr(9000 + 10 * id as u16 + p as u16)))
+                .collect::<BTreeMap<_, _>>(),
         }
     }
 
     #[test]
     fn placeholders_are_replaced_word_by_word() {
         let exec = ExecNode::parse(
-            "my-service --id {id} --listen {listen} --client={client} --dir '{data_dir}' --peers {peers} --hints {peer_clients} --tick {tick_ms}",
+            "/bin/true --id {id} --listen {listen} --client={client} --dir '{data_dir}' --peers {peers} --hints {peer_clients} --tick {tick_ms}",
             10,
         )
         .unwrap();
@@ -133,9 +144,20 @@ mod tests {
         assert_eq!(
             words,
             [
-                "my-service", "--id", "2", "--listen", "127.0.0.1:7002", "--client=127.0.0.1:8002",
-                "--dir", "/runs/r 1/nodes/n2", "--peers", "1=127.0.0.1:9021,3=127.0.0.1:9023",
-                "--hints", "1=127.0.0.1:8001,3=127.0.0.1:8003", "--tick", "10",
+                "/bin/true",
+                "--id",
+                "2",
+                "--listen",
+                "127.0.0.1:7002",
+                "--client=127.0.0.1:8002",
+                "--dir",
+                "/runs/r 1/nodes/n2",
+                "--peers",
+                "1=127.0.0.1:9021,3=127.0.0.1:9023",
+                "--hints",
+                "1=127.0.0.1:8001,3=127.0.0.1:8003",
+                "--tick",
+                "10",
             ]
         );
     }
@@ -144,8 +166,11 @@ mod tests {
     fn templates_that_cannot_work_are_refused_by_name() {
         let refused = |t: &str| ExecNode::parse(t, 10).unwrap_err();
         assert!(refused("").contains("empty"));
-        assert!(refused("svc {listen} {client} {peers} {port}").contains("unknown placeholder {port}"));
-        assert!(refused("svc {listen} {peers}").contains("no {client}"));
-        assert!(refused("svc '{listen} {client} {peers}").contains("--exec"));
+        assert!(refused("no-such-service {listen} {client} {peers}").contains("not found"));
+        assert!(
+            refused("true {listen} {client} {peers} {port}").contains("unknown placeholder {port}")
+        );
+        assert!(refused("true {listen} {peers}").contains("no {client}"));
+        assert!(refused("true '{listen} {client} {peers}").contains("--exec"));
     }
 }

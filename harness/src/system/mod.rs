@@ -165,7 +165,9 @@ impl SystemArgs {
         }
         let exec_options = self.exec_node_records || self.exec_links != ExecLinks::Bytes;
         if self.system != System::Exec && (self.exec.is_some() || exec_options) {
-            return Err(format!("--exec, --exec-links and --exec-node-records are for --system exec, not {name}"));
+            return Err(format!(
+                "--exec, --exec-links and --exec-node-records are for --system exec, not {name}"
+            ));
         }
         match self.system {
             System::Etcd if find_program(&self.etcd_binary).is_none() => Err(format!(
