@@ -1,10 +1,11 @@
 //! A replicated register service that embeds the `raft` library: the smallest service the
 //! harness can torture with `gauntlet run --system exec` (see `docs/systems.md`).
 //!
-//! It keeps integer registers by key, replicated with [`raft::node::Node`] on durable
-//! [`FileStorage`], and serves the register operations of the client protocol
-//! (`docs/protocol.md`) over JSON Lines: `read`, `write` and `cas`, with sessions (a retried
-//! request with the same `client` and `seq` applies once). Every operation, reads too, goes
+//! It keeps integer registers and strings by key, replicated with [`raft::node::Node`] on
+//! durable [`FileStorage`], and serves the operations of the client protocol
+//! (`docs/protocol.md`) over JSON Lines: `read`, `write` and `cas` on registers, `get`, `put`
+//! and `append` on strings, with sessions (a retried request with the same `client` and `seq`
+//! applies once). Every operation, reads too, goes
 //! through the log, so every answer is linearizable. A follower answers `not-leader` with the
 //! leader's id and client address.
 //!
@@ -84,17 +85,24 @@ struct Request {
     op: String,
     key: String,
     #[serde(default)]
-    value: Option<i64>,
+    value: Value,
     #[serde(default)]
     from: Option<i64>,
     #[serde(default)]
     to: Option<i64>,
 }
 
-/// The replicated state: the registers and, per client, its last request's seq and answer.
+/// A key's value: a register's integer, or a string.
+#[derive(Clone, Debug, PartialEq)]
+enum Held {
+    Int(i64),
+    Str(String),
+}
+
+/// The replicated state: the values and, per client, its last request's seq and answer.
 #[derive(Default)]
 struct Registers {
-    values: HashMap<String, i64>,
+    values: HashMap<String, Held>,
     sessions: HashMap<u64, (u64, Value)>,
 }
 
@@ -117,28 +125,56 @@ impl Registers {
     }
 
     fn apply_op(&mut self, req: &Request) -> Value {
-        match req.op.as_str() {
-            "read" => json!({"type": "ok", "value": self.values.get(&req.key)}),
-            "write" => {
-                match req.value {
-                    Some(v) => self.values.insert(req.key.clone(), v),
-                    None => self.values.remove(&req.key),
-                };
-                json!({"type": "ok"})
+        let ok = json!({"type": "ok"});
+        let wrong_type = json!({"type": "fail", "error": "wrong-type"});
+        let key = req.key.clone();
+        let held = self.values.get(&key).cloned();
+        let int = |v: Option<Held>| match v {
+            None => Ok(None),
+            Some(Held::Int(i)) => Ok(Some(i)),
+            Some(Held::Str(_)) => Err(()),
+        };
+        let string = |v: Option<Held>| match v {
+            None => Ok(String::new()),
+            Some(Held::Str(s)) => Ok(s),
+            Some(Held::Int(_)) => Err(()),
+        };
+        let mut set = |v: Option<i64>| match v {
+            Some(v) => self.values.insert(key.clone(), Held::Int(v)),
+            None => self.values.remove(&key),
+        };
+        match (req.op.as_str(), &req.value) {
+            ("read", _) => int(held).map_or(wrong_type, |v| json!({"type": "ok", "value": v})),
+            ("write", Value::Null) => {
+                set(None);
+                ok
             }
-            "cas" if self.values.get(&req.key).copied() != req.from => {
-                json!({"type": "fail", "error": "cas-mismatch"})
+            ("write", Value::Number(n)) if n.is_i64() => {
+                set(n.as_i64());
+                ok
             }
-            "cas" => {
-                match req.to {
-                    Some(v) => self.values.insert(req.key.clone(), v),
-                    None => self.values.remove(&req.key),
-                };
-                json!({"type": "ok"})
+            ("cas", _) => match int(held) {
+                Err(()) => wrong_type,
+                Ok(v) if v != req.from => json!({"type": "fail", "error": "cas-mismatch"}),
+                Ok(_) => {
+                    set(req.to);
+                    ok
+                }
+            },
+            ("get", _) => string(held).map_or(wrong_type, |v| json!({"type": "ok", "value": v})),
+            ("put", Value::String(v)) => {
+                self.values.insert(key, Held::Str(v.clone()));
+                ok
             }
-            other => {
-                json!({"type": "fail", "error": "bad-request", "message": format!("no op {other:?}")})
-            }
+            ("append", Value::String(v)) => match string(held) {
+                Err(()) => wrong_type,
+                Ok(s) => {
+                    self.values.insert(key, Held::Str(s + v));
+                    ok
+                }
+            },
+            (op, value) => json!({"type": "fail", "error": "bad-request",
+                                  "message": format!("no op {op:?} with value {value}")}),
         }
     }
 }

@@ -62,7 +62,8 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 fn an_etcd_run_under_faults_is_valid_and_leaves_nothing_running() {
     let results = tempfile::tempdir().unwrap();
     let faults = ["--nemesis", "partition,kill,pause,net", "--nemesis-interval", "1"];
-    let out = etcd_run(results.path(), "3", &[&["--time-limit", "8"][..], &faults].concat());
+    // Seed 1's schedule starts with a partition.
+    let out = etcd_run(results.path(), "1", &[&["--time-limit", "8"][..], &faults].concat());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(stdout.contains("verdict: valid"), "{stdout}");
@@ -78,6 +79,7 @@ fn an_etcd_run_under_faults_is_valid_and_leaves_nothing_running() {
     assert!(verdict["stats"]["operations"]["ok"].as_u64().unwrap() > 0);
     assert!(verdict["stats"]["leaders_elected"].as_u64().unwrap() >= 1, "{verdict}");
     // The partitions reached etcd's peer traffic: connections were cut at the links.
+    assert!(verdict["stats"]["faults"]["partition"].as_u64().unwrap() > 0, "{verdict}");
     let cut = verdict["stats"]["proxy_messages"]["connections_cut"].as_u64().unwrap();
     assert!(cut > 0, "{verdict}");
     let test: serde_json::Value =

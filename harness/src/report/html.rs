@@ -219,6 +219,15 @@ fn summary(b: &mut String, run: &RunData) {
         fact("seed", s.to_string());
     }
     fact("duration", secs(run.end));
+    let system = opt_str(test, "system").and_then(|v| v.as_str().map(str::to_string));
+    if let Some(system) = system {
+        let takes = <crate::system::System as clap::ValueEnum>::from_str(&system, false)
+            .map(|s| s.supported_faults());
+        fact("system", system);
+        if let Ok(takes) = takes {
+            fact("faults it takes", takes);
+        }
+    }
     for (key, label) in [
         ("workload", "workload"),
         ("nodes", "nodes"),
