@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use crate::exit;
 use crate::nemesis::FaultKind;
+pub use crate::shard::{in_shard, parse_shard};
 use crate::system::{System, SystemArgs};
 
 /// Options of a campaign.
@@ -43,9 +44,12 @@ pub struct CampaignArgs {
     /// Seconds of load and faults per run.
     #[arg(long, default_value_t = 30)]
     pub time_limit: u64,
-    /// Run only the i-th of n disjoint slices of the campaign (`1/2`, `2/2`).
-    #[arg(long, default_value = "1/1")]
-    pub shard: String,
+    /// Run only the i-th of n disjoint slices of the campaign (`1/2`, `2/2`). Default: from
+    /// GAUNTLET_SHARD=i/n, or a batch engine's index variables (a Kubernetes Indexed Job's
+    /// JOB_COMPLETION_INDEX with GAUNTLET_SHARD_COUNT, GitLab's CI_NODE_INDEX/CI_NODE_TOTAL,
+    /// CircleCI's and Buildkite's), else 1/1.
+    #[arg(long)]
+    pub shard: Option<String>,
     /// Which run directories to keep: `all`, or only `failed` ones (passing runs keep their line
     /// in the summary).
     #[arg(long, default_value = "failed")]
@@ -202,18 +206,6 @@ pub fn plan_run(args: &CampaignArgs, master: u64, index: u64) -> PlannedRun {
     PlannedRun { index, seed, mix, args: cmd }
 }
 
-/// Parses `i/n` (1-based).
-pub fn parse_shard(s: &str) -> Result<(u64, u64), String> {
-    let bad = || format!("--shard takes i/n with 1 <= i <= n, not {s:?}");
-    let (i, n) = s.split_once('/').ok_or_else(bad)?;
-    let (i, n): (u64, u64) =
-        (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
-    if n == 0 || i == 0 || i > n {
-        return Err(bad());
-    }
-    Ok((i, n))
-}
-
 /// Parses `90s`, `45m`, `8h` or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("--duration takes a number with s, m or h (90s, 45m, 8h), not {s:?}");
@@ -231,16 +223,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::exit::seconds("--duration", secs).map_err(|_| bad())
 }
 
-/// Whether run `index` belongs to shard `i` of `n`.
-pub fn in_shard(index: u64, (i, n): (u64, u64)) -> bool {
-    index % n == i - 1
-}
-
 /// Runs the campaign; returns the worst run's exit code (invalid, then harness failures, then
 /// unknown, then valid), 3 for bad options, 130 when interrupted.
 pub fn run(args: CampaignArgs) -> i32 {
     let checked = (|| -> Result<_, String> {
-        let shard = parse_shard(&args.shard)?;
+        let shard = match &args.shard {
+            Some(s) => parse_shard(s)?,
+            None => match crate::shard::from_env(|v| std::env::var(v).ok())? {
+                Some((shard, source)) => {
+                    eprintln!("shard {}/{} (from {source})", shard.0, shard.1);
+                    shard
+                }
+                None => (1, 1),
+            },
+        };
         let duration = args.duration.as_deref().map(parse_duration).transpose()?;
         if args.runs.is_none() && duration.is_none() {
             return Err("give --runs N or --duration D".into());

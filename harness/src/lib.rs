@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod recorder;
 pub mod report;
 pub mod run;
+pub mod shard;
 pub mod sim;
 pub mod storm;
 pub mod system;

@@ -54,7 +54,10 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
         println!("{}", path.display());
         return Ok(());
     }
-    let runs = campaign_runs(dir)?;
+    let (runs, title) = match shard_campaigns(dir)? {
+        Some((runs, title)) => (runs, Some(title)),
+        None => (campaign_runs(dir)?, None),
+    };
     if runs.is_empty() {
         return Err(crate::exit::bad_input(format!(
             "{} is neither a run directory (it has no history.jsonl) nor a directory of runs",
@@ -68,9 +71,63 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let index = write_campaign_index(dir, &runs)?;
-    println!("{} ({} runs)", index.display(), runs.len());
+    let index = write_campaign_index_titled(dir, &runs, title.as_deref())?;
+    match &title {
+        Some(title) => println!("{} ({} runs; {title})", index.display(), runs.len()),
+        None => println!("{} ({} runs)", index.display(), runs.len()),
+    }
     Ok(())
+}
+
+/// The runs of the shard campaigns directly under `dir` (each a directory with the
+/// `summary.json` of `gauntlet campaign --shard i/n`, gathered from several machines), in the
+/// campaign's run order, and a title that names the shards found and missing. None when `dir`
+/// is itself a campaign, or holds no shard.
+fn shard_campaigns(dir: &Path) -> anyhow::Result<Option<(Vec<CampaignRun>, String)>> {
+    if dir.join("summary.json").is_file() {
+        return Ok(None);
+    }
+    let mut shards = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry?.path();
+        let Ok(text) = std::fs::read_to_string(path.join("summary.json")) else { continue };
+        let summary: Value = serde_json::from_str(&text)
+            .with_context(|| format!("parsing {}", path.join("summary.json").display()))?;
+        let shard = summary.get("shard").and_then(Value::as_str).unwrap_or("1/1");
+        let shard = crate::shard::parse_shard(shard)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.join("summary.json").display()))?;
+        shards.push((shard, summary.get("master_seed").and_then(Value::as_u64), path, summary));
+    }
+    if shards.is_empty() {
+        return Ok(None);
+    }
+    shards.sort_by_key(|(shard, ..)| *shard);
+    let masters: std::collections::BTreeSet<Option<u64>> = shards.iter().map(|s| s.1).collect();
+    let counts: std::collections::BTreeSet<u64> = shards.iter().map(|s| s.0 .1).collect();
+    if masters.len() > 1 || counts.len() > 1 {
+        return Err(crate::exit::bad_input(format!(
+            "{} holds shards of different campaigns (master seeds {masters:?}, shard counts \
+             {counts:?}): give a directory of one campaign's shards",
+            dir.display()
+        )));
+    }
+    let n = shards[0].0 .1;
+    let mut runs: Vec<(u64, CampaignRun)> = Vec::new();
+    for (_, _, path, summary) in &shards {
+        let indexes = summary.get("runs").and_then(Value::as_array).into_iter().flatten();
+        let indexes = indexes.map(|r| r.get("index").and_then(Value::as_u64).unwrap_or(0));
+        runs.extend(indexes.zip(CampaignRun::from_summary(path, summary)));
+    }
+    runs.sort_by_key(|(index, _)| *index);
+    let found: Vec<u64> = shards.iter().map(|s| s.0 .0).collect();
+    let missing: Vec<String> =
+        (1..=n).filter(|i| !found.contains(i)).map(|i| format!("{i}/{n}")).collect();
+    let master = masters.into_iter().next().flatten().map_or("?".into(), |m| m.to_string());
+    let mut title = format!("campaign s{master}: {} of {n} shards", found.len());
+    if !missing.is_empty() {
+        title.push_str(&format!(", missing {}", missing.join(", ")));
+    }
+    Ok(Some((runs.into_iter().map(|(_, r)| r).collect(), title)))
 }
 
 /// Writes `dir/report.html` for the run stored in `dir` and returns its path.
@@ -220,12 +277,22 @@ fn campaign_runs(dir: &Path) -> anyhow::Result<Vec<CampaignRun>> {
 /// Writes `dir/index.html` listing `runs` (in the order given), coloured by verdict, each
 /// linking to its `report.html`; returns the index's path.
 pub fn write_campaign_index(dir: &Path, runs: &[CampaignRun]) -> anyhow::Result<PathBuf> {
+    write_campaign_index_titled(dir, runs, None)
+}
+
+/// [`write_campaign_index`] with a title of its own (else the directory's name).
+fn write_campaign_index_titled(
+    dir: &Path,
+    runs: &[CampaignRun],
+    title: Option<&str>,
+) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let title = dir
-        .canonicalize()
-        .unwrap_or_else(|_| dir.to_path_buf())
-        .file_name()
-        .map_or_else(|| "campaign".to_string(), |n| n.to_string_lossy().into_owned());
+    let title = title.map(str::to_string).unwrap_or_else(|| {
+        dir.canonicalize()
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .file_name()
+            .map_or_else(|| "campaign".to_string(), |n| n.to_string_lossy().into_owned())
+    });
     let linked: Vec<(CampaignRun, Option<String>)> = runs
         .iter()
         .map(|r| {
