@@ -2,11 +2,14 @@
 //! batch engine that started it, so that one job definition fans a campaign out over many
 //! machines (docs/campaigns.md shows a CI matrix and a Kubernetes Indexed Job).
 
-/// Where a shard was found, for the message that says so.
-pub type Source = String;
+/// Shard `i` of `n`, 1-based.
+pub type Shard = (u64, u64);
+
+/// A shard the environment named, and the variables that named it.
+pub type Found = (Shard, String);
 
 /// Parses `i/n` (1-based).
-pub fn parse_shard(s: &str) -> Result<(u64, u64), String> {
+pub fn parse_shard(s: &str) -> Result<Shard, String> {
     let bad = || format!("--shard takes i/n with 1 <= i <= n, not {s:?}");
     let (i, n) = s.split_once('/').ok_or_else(bad)?;
     let (i, n): (u64, u64) =
@@ -18,7 +21,7 @@ pub fn parse_shard(s: &str) -> Result<(u64, u64), String> {
 }
 
 /// Whether run `index` belongs to shard `i` of `n`.
-pub fn in_shard(index: u64, (i, n): (u64, u64)) -> bool {
+pub fn in_shard(index: u64, (i, n): Shard) -> bool {
     index % n == i - 1
 }
 
@@ -35,9 +38,7 @@ const ENGINES: [(&str, &str, bool); 4] = [
 /// The shard the environment names (`var` reads a variable), and which variables named it:
 /// `GAUNTLET_SHARD=i/n` first, then the engines' index and count variables. None when no
 /// variable is set; an error naming the variable when one is set wrongly.
-pub fn from_env(
-    var: impl Fn(&str) -> Option<String>,
-) -> Result<Option<((u64, u64), Source)>, String> {
+pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Option<Found>, String> {
     if let Some(s) = var("GAUNTLET_SHARD") {
         let shard = parse_shard(&s).map_err(|e| format!("GAUNTLET_SHARD: {e}"))?;
         return Ok(Some((shard, "GAUNTLET_SHARD".into())));
