@@ -209,7 +209,7 @@ fn start_cluster(args: &BenchArgs, dir: &Path) -> anyhow::Result<(Cluster, Api)>
             (Box::new(node), Api::Lines { token: None })
         }
     };
-    let mut cluster = Cluster::new(launcher, infos);
+    let mut cluster = Cluster::new(launcher, infos, ports);
     cluster.start_all()?;
     Ok((cluster, api))
 }

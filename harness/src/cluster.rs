@@ -109,6 +109,9 @@ pub struct Cluster {
     nodes: Vec<NodeProcess>,
     client_addrs: BTreeMap<u64, SocketAddr>,
     pub leader_source: LeaderSource,
+    /// The claims on the nodes' ports, held while the cluster lives (restarted nodes listen on
+    /// them again).
+    _ports: PortAllocator,
 }
 
 /// File descriptors the harness process holds at the peak of a run of `nodes` nodes and
@@ -142,15 +145,24 @@ pub fn ensure_descriptors(nodes: u64, clients: u64) -> Result<(), String> {
     ))
 }
 
-/// Hands out loopback addresses for the nodes to listen on.
+/// Hands out loopback addresses for the nodes to listen on, and holds each one claimed for as
+/// long as it lives.
 ///
 /// The ports lie below the kernel's ephemeral range, which outbound connections draw their
 /// source ports from: a port taken from that range (by binding port 0) could be reused as the
 /// source port of some connection while its node is killed, and the node could not listen there
 /// again when it restarts.
+///
+/// That a port can be bound now says nothing of another harness process on the machine that
+/// picked it a moment ago and has not started its node yet (tests and campaign shards run side
+/// by side). So each port is also claimed by an abstract Unix socket named after it: the kernel
+/// lets one process hold a name, the name vanishes with its process (also on SIGKILL), and it
+/// leaves no file behind.
 pub struct PortAllocator {
     next: u16,
     end: u16,
+    /// The claims of the ports handed out; dropping them frees the ports for others.
+    claims: Vec<std::os::unix::net::UnixDatagram>,
 }
 
 impl PortAllocator {
@@ -161,16 +173,23 @@ impl PortAllocator {
             .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
             .unwrap_or(32768);
         let end = ephemeral_low.max(12_000);
-        let start = 10_000 + (seed % u64::from(end - 10_000 - 1_000)) as u16;
-        PortAllocator { next: start, end }
+        // Mixed, so that seeds and process ids that differ by little start far apart.
+        let mixed: u64 = {
+            use rand::{Rng, SeedableRng};
+            rand_chacha::ChaCha8Rng::seed_from_u64(seed).gen()
+        };
+        let start = 10_000 + (mixed % u64::from(end - 10_000 - 1_000)) as u16;
+        PortAllocator { next: start, end, claims: Vec::new() }
     }
 
-    /// The next port that can be bound now.
+    /// The next port that no other harness process holds and that can be bound now.
     pub fn next_addr(&mut self) -> anyhow::Result<SocketAddr> {
         while self.next < self.end {
             let port = self.next;
             self.next += 1;
+            let Some(claim) = claim_port(port) else { continue };
             if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                self.claims.push(claim);
                 return Ok(listener.local_addr()?);
             }
         }
@@ -178,15 +197,30 @@ impl PortAllocator {
     }
 }
 
+/// Claims `port` among the harness processes on this machine; `None` if one holds it.
+fn claim_port(port: u16) -> Option<std::os::unix::net::UnixDatagram> {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("gauntlet-port-{port}");
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).ok()?;
+    std::os::unix::net::UnixDatagram::bind_addr(&addr).ok()
+}
+
 impl Cluster {
-    /// A cluster of `infos` (not started yet), each started by `launcher`.
-    pub fn new(launcher: Box<dyn Launch>, infos: Vec<NodeInfo>) -> Cluster {
+    /// A cluster of `infos` (not started yet), each started by `launcher`, on ports handed out
+    /// by `ports`.
+    pub fn new(launcher: Box<dyn Launch>, infos: Vec<NodeInfo>, ports: PortAllocator) -> Cluster {
         let client_addrs = infos.iter().map(|i| (i.id, i.client_addr)).collect();
         let nodes = infos
             .into_iter()
             .map(|info| NodeProcess { info, child: None, paused: false })
             .collect();
-        Cluster { launcher, nodes, client_addrs, leader_source: LeaderSource::default() }
+        Cluster {
+            launcher,
+            nodes,
+            client_addrs,
+            leader_source: LeaderSource::default(),
+            _ports: ports,
+        }
     }
 
     pub fn ids(&self) -> Vec<u64> {
@@ -458,5 +492,26 @@ mod tests {
         assert_eq!(distinct.len(), addrs.len());
         assert!(addrs.iter().all(|a| a.port() >= 10_000 && a.port() < ports.end));
         assert!(addrs.iter().all(|a| a.ip().is_loopback()));
+    }
+
+    #[test]
+    fn a_port_held_by_one_allocator_is_skipped_by_the_next_until_it_is_dropped() {
+        let mut first = PortAllocator::new(777);
+        let held = first.next_addr().unwrap();
+        // The same seed starts at the same port, and must pass over the held one.
+        let mut second = PortAllocator::new(777);
+        assert_ne!(second.next_addr().unwrap(), held);
+        drop((first, second));
+        assert_eq!(PortAllocator::new(777).next_addr().unwrap(), held);
+    }
+
+    #[test]
+    fn close_seeds_start_far_apart() {
+        let starts: Vec<u16> = (0..8).map(|seed| PortAllocator::new(seed).next).collect();
+        for (i, a) in starts.iter().enumerate() {
+            for b in &starts[i + 1..] {
+                assert!(a.abs_diff(*b) > 16, "{starts:?}");
+            }
+        }
     }
 }

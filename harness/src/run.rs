@@ -294,7 +294,7 @@ impl Run {
         kinds: &[FaultKind],
     ) -> anyhow::Result<Run> {
         let ids: Vec<u64> = (1..=args.nodes).collect();
-        let mut ports = PortAllocator::new(seed ^ std::process::id() as u64);
+        let mut ports = PortAllocator::new(seed ^ (u64::from(std::process::id()) << 32));
         let mut addrs = Vec::new();
         for &id in &ids {
             addrs.push((id, ports.next_addr()?, ports.next_addr()?));
@@ -341,7 +341,7 @@ impl Run {
                 (Box::new(node), Api::Lines { token: None })
             }
         };
-        let mut cluster = Cluster::new(launcher, infos);
+        let mut cluster = Cluster::new(launcher, infos, ports);
         let started = Instant::now();
         let rec = Recorder::create(&dir.join("history.jsonl"), started.into_std())?;
         cluster.start_all()?;
@@ -487,7 +487,14 @@ impl Run {
         while current_leader(&self.cluster).is_none() {
             self.note_crashes();
             if Instant::now() >= deadline {
-                bail!("no leader was elected within {} s of starting the cluster", bound.as_secs());
+                let mut why = format!(
+                    "no leader was elected within {} s of starting the cluster",
+                    bound.as_secs()
+                );
+                for crash in &self.crashes {
+                    why.push_str(&format!("; {crash} (see its node.log)"));
+                }
+                bail!(why);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -26,6 +26,8 @@ struct Node {
     client: SocketAddr,
     log: PathBuf,
     _dir: tempfile::TempDir,
+    /// Holds the node's ports claimed while it runs.
+    _ports: harness::cluster::PortAllocator,
 }
 
 impl Drop for Node {
@@ -65,7 +67,7 @@ impl Node {
             .env("RUST_LOG", "info")
             .spawn()
             .unwrap();
-        Node { child, peer: addrs[0], client: addrs[1], log, _dir: dir }
+        Node { child, peer: addrs[0], client: addrs[1], log, _dir: dir, _ports: ports }
     }
 
     /// Kills the node and hands back its directory.
