@@ -17,11 +17,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::client::{present_token, Api};
-use crate::cluster::{Cluster, Credentials, NodeInfo, PortAllocator};
-use crate::system::etcd::{EtcdApi, EtcdNode};
-use crate::system::exec::ExecNode;
-use crate::system::gauntlet::GauntletNode;
-use crate::system::{find_program, Launch, System, SystemArgs};
+use crate::cluster::{Cluster, NodeInfo, PortAllocator};
+use crate::system::{GauntletNodeOptions, System, SystemArgs};
 
 /// The options of `gauntlet bench`.
 #[derive(Args, Debug, Clone)]
@@ -182,33 +179,9 @@ fn start_cluster(args: &BenchArgs, dir: &Path) -> anyhow::Result<(Cluster, Api)>
             peers: addrs.iter().filter(|a| a.0 != id).map(|a| (a.0, a.1)).collect(),
         })
         .collect();
-    let (launcher, api): (Box<dyn Launch>, Api) = match args.target.system {
-        System::Gauntlet => {
-            // Peers authenticate and clients present a token, as in a run.
-            let credentials = Credentials::create(dir)?;
-            let token = Some(credentials.token.clone());
-            let node = GauntletNode {
-                exe: std::env::current_exe().context("finding the gauntlet executable")?,
-                tick_ms: 10,
-                bug: None,
-                credentials: Some(credentials),
-                crash_disk: false,
-            };
-            (Box::new(node), Api::Lines { token })
-        }
-        System::Etcd => {
-            let binary = find_program(&args.target.etcd_binary)
-                .with_context(|| format!("finding {}", args.target.etcd_binary))?;
-            let token = format!("gauntlet-bench-{}", std::process::id());
-            let node = EtcdNode { binary, token, heartbeat_ms: 100, election_ms: 1000 };
-            (Box::new(node), Api::Etcd(EtcdApi { serializable_reads: false }))
-        }
-        System::Exec => {
-            let template = args.target.exec.as_deref().unwrap_or_default();
-            let node = ExecNode::parse(template, 10).map_err(crate::exit::bad_input)?;
-            (Box::new(node), Api::Lines { token: None })
-        }
-    };
+    let own = GauntletNodeOptions { tick_ms: 10, bug: None, crash_disk: false };
+    let cluster_name = format!("gauntlet-bench-{}", std::process::id());
+    let (launcher, api) = args.target.launcher(dir, own, &cluster_name)?;
     let mut cluster = Cluster::new(launcher, infos, ports);
     cluster.start_all()?;
     Ok((cluster, api))

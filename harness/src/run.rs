@@ -23,18 +23,15 @@ use tokio::time::Instant;
 use workloads::generator::{Generator, Workload};
 use workloads::{CasRegister, Kv};
 
-use crate::client::{Api, Client, Directory, Outcome};
-use crate::cluster::{Cluster, Credentials, LeaderSource, NodeInfo, PortAllocator};
+use crate::client::{Client, Directory, Outcome};
+use crate::cluster::{Cluster, LeaderSource, NodeInfo, PortAllocator};
 use crate::depose::Deposer;
 use crate::exit;
 use crate::nemesis::{current_leader, ClockedFault, FaultKind, Nemesis};
 use crate::proxy::Proxy;
 use crate::recorder::Recorder;
 use crate::storm::RestartStorm;
-use crate::system::etcd::{EtcdApi, EtcdNode};
-use crate::system::exec::ExecNode;
-use crate::system::gauntlet::GauntletNode;
-use crate::system::{find_program, Launch, LeaderWatch, System, SystemArgs};
+use crate::system::{GauntletNodeOptions, LeaderWatch, System, SystemArgs};
 
 /// Options of one test run.
 #[derive(clap::Args, Clone, Debug, Serialize)]
@@ -311,36 +308,13 @@ impl Run {
                 peers: ids.iter().filter(|&&p| p != id).map(|&p| (p, proxy.addr(id, p))).collect(),
             })
             .collect();
-        let (launcher, api): (Box<dyn Launch>, Api) = match args.target.system {
-            System::Gauntlet => {
-                let credentials = Credentials::create(dir)?;
-                let token = Some(credentials.token.clone());
-                let node = GauntletNode {
-                    exe: std::env::current_exe().context("finding the gauntlet binary")?,
-                    tick_ms: args.tick_ms,
-                    bug: args.bug.clone(),
-                    credentials: Some(credentials),
-                    crash_disk: kinds.iter().any(|k| k.needs_crash_disk()),
-                };
-                (Box::new(node), Api::Lines { token })
-            }
-            System::Etcd => {
-                let node = EtcdNode {
-                    binary: find_program(&args.target.etcd_binary)
-                        .with_context(|| format!("finding {}", args.target.etcd_binary))?,
-                    token: format!("gauntlet-{seed}-{}", std::process::id()),
-                    heartbeat_ms: 10 * args.tick_ms,
-                    election_ms: 100 * args.tick_ms,
-                };
-                let api = EtcdApi { serializable_reads: args.target.etcd_serializable_reads };
-                (Box::new(node), Api::Etcd(api))
-            }
-            System::Exec => {
-                let template = args.target.exec.as_deref().unwrap_or_default();
-                let node = ExecNode::parse(template, args.tick_ms).map_err(exit::bad_input)?;
-                (Box::new(node), Api::Lines { token: None })
-            }
+        let own = GauntletNodeOptions {
+            tick_ms: args.tick_ms,
+            bug: args.bug.clone(),
+            crash_disk: kinds.iter().any(|k| k.needs_crash_disk()),
         };
+        let cluster_name = format!("gauntlet-{seed}-{}", std::process::id());
+        let (launcher, api) = args.target.launcher(dir, own, &cluster_name)?;
         let mut cluster = Cluster::new(launcher, infos, ports);
         let started = Instant::now();
         let rec = Recorder::create(&dir.join("history.jsonl"), started.into_std())?;

@@ -6,11 +6,10 @@
 //! another binary.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn gauntlet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gauntlet"))
-}
+mod common;
+use common::{gauntlet, processes_mentioning, text};
 
 fn etcd() -> PathBuf {
     let name = std::env::var_os("ETCD").unwrap_or_else(|| "etcd".into());
@@ -33,29 +32,6 @@ fn etcd_run(results: &Path, seed: &str, extra: &[&str]) -> Output {
         .arg(results)
         .output()
         .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Processes whose command line mentions `needle`.
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) {
-                found.push(cmd);
-            }
-        }
-    }
-    found
 }
 
 #[test]

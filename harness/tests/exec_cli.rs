@@ -5,9 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn gauntlet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gauntlet"))
-}
+mod common;
+use common::{gauntlet, processes_mentioning, text};
 
 /// The example's binary, beside this test's (cargo builds examples with the tests); built here
 /// when only this test was built.
@@ -45,28 +44,6 @@ fn exec_run(results: &Path, seed: &str, exec: &str) -> Output {
         .arg(results)
         .output()
         .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) {
-                found.push(cmd);
-            }
-        }
-    }
-    found
 }
 
 #[test]

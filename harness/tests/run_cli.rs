@@ -2,12 +2,11 @@
 //! files; an interrupted run leaves no node process behind; bad options are refused.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn gauntlet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gauntlet"))
-}
+mod common;
+use common::{gauntlet, processes_mentioning};
 
 /// A short 3-node run with faults every `interval` seconds, stored under `results`.
 fn short_run(results: &Path, seed: &str, interval: &str) -> std::process::Output {
@@ -17,20 +16,6 @@ fn short_run(results: &Path, seed: &str, interval: &str) -> std::process::Output
         .arg(results)
         .output()
         .unwrap()
-}
-
-/// Processes whose command line mentions `needle`.
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) {
-                found.push(cmd);
-            }
-        }
-    }
-    found
 }
 
 #[test]

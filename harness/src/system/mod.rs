@@ -18,12 +18,16 @@ mod leader;
 
 pub use self::leader::LeaderWatch;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde::Serialize;
 
-use crate::cluster::NodeInfo;
+use anyhow::Context;
+
+use crate::client::Api;
+use crate::cluster::{Credentials, NodeInfo};
+use crate::exit::bad_input;
 use crate::nemesis::FaultKind;
 use crate::proxy::Mode;
 
@@ -182,6 +186,49 @@ impl SystemArgs {
         }
     }
 
+    /// The launcher of this system's nodes and the protocol its clients speak, for a cluster
+    /// whose files live in `dir`. `gauntlet node` takes `own` (its tick, planted bug and disk);
+    /// the others time their elections from `own.tick_ms` too. `cluster_name` tells clusters
+    /// on one machine apart (etcd's initial cluster token).
+    pub fn launcher(
+        &self,
+        dir: &Path,
+        own: GauntletNodeOptions,
+        cluster_name: &str,
+    ) -> anyhow::Result<(Box<dyn Launch>, Api)> {
+        Ok(match self.system {
+            System::Gauntlet => {
+                // Peers authenticate and clients present a token.
+                let credentials = Credentials::create(dir)?;
+                let token = Some(credentials.token.clone());
+                let node = gauntlet::GauntletNode {
+                    exe: std::env::current_exe().context("finding the gauntlet binary")?,
+                    tick_ms: own.tick_ms,
+                    bug: own.bug,
+                    credentials: Some(credentials),
+                    crash_disk: own.crash_disk,
+                };
+                (Box::new(node), Api::Lines { token })
+            }
+            System::Etcd => {
+                let node = etcd::EtcdNode {
+                    binary: find_program(&self.etcd_binary)
+                        .with_context(|| format!("finding {}", self.etcd_binary))?,
+                    token: cluster_name.to_string(),
+                    heartbeat_ms: 10 * own.tick_ms,
+                    election_ms: 100 * own.tick_ms,
+                };
+                let api = etcd::EtcdApi { serializable_reads: self.etcd_serializable_reads };
+                (Box::new(node), Api::Etcd(api))
+            }
+            System::Exec => {
+                let template = self.exec.as_deref().unwrap_or_default();
+                let node = exec::ExecNode::parse(template, own.tick_ms).map_err(bad_input)?;
+                (Box::new(node), Api::Lines { token: None })
+            }
+        })
+    }
+
     /// The options that select this system again (for replay commands).
     pub fn replay_args(&self) -> Vec<String> {
         let mut args = Vec::new();
@@ -205,6 +252,16 @@ impl SystemArgs {
         }
         args
     }
+}
+
+/// What `gauntlet node` is started with, beyond its addresses.
+pub struct GauntletNodeOptions {
+    /// Milliseconds per Raft tick (the other systems' election timing follows it too).
+    pub tick_ms: u64,
+    /// A planted bug of the library's catalogue.
+    pub bug: Option<String>,
+    /// Whether the nodes write through the crash-consistent disk that storage faults need.
+    pub crash_disk: bool,
 }
 
 /// How the nodes of a system are started: the command line of each.

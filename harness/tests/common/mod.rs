@@ -1,0 +1,35 @@
+//! What the command-line tests that run clusters share: the binary, a failed command's whole
+//! output, and the processes a run may have left behind.
+
+#![allow(dead_code)] // Each test file uses its own part.
+
+use std::process::{Command, Output};
+
+/// The `gauntlet` binary built for these tests.
+pub fn gauntlet() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+}
+
+/// A command's exit code and both its streams, for an assertion's message.
+pub fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Processes whose command line mentions `needle` (a run's directory, say).
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                found.push(cmd);
+            }
+        }
+    }
+    found
+}
