@@ -16,7 +16,7 @@ fn load(rel: &str) -> History {
 }
 
 fn run<M: Model>(model: &M, h: &History, threads: usize) {
-    let options = CheckOptions { time_limit: None, threads };
+    let options = CheckOptions { threads, ..Default::default() };
     std::hint::black_box(check(model, h, &options).expect("bundled data checks"));
 }
 

@@ -7,7 +7,7 @@ use workloads::{CasRegister, Kv};
 
 fn main() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/porcupine");
-    let options = CheckOptions { time_limit: None, threads: 1 };
+    let options = CheckOptions { threads: 1, ..Default::default() };
     let mut total = 0.0;
     for n in (0..=102).filter(|&n| n != 95) {
         let h = History::read_file(format!("{root}/jepsen/etcd_{n:03}.log").as_ref(), Format::Auto)

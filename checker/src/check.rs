@@ -13,7 +13,7 @@ use crate::fasthash::FastMap;
 use crate::history::{History, Process};
 use crate::model::Model;
 use crate::ops::{pair, Operation};
-use crate::search::{Limits, Search, SearchOutcome};
+use crate::search::{Limits, MemoryBudget, Search, SearchOutcome};
 
 /// How to check.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +22,23 @@ pub struct CheckOptions {
     pub time_limit: Option<Duration>,
     /// How many threads search partitions; 0 means one per available core.
     pub threads: usize,
+    /// The bytes the searches may hold together (their visited configurations and
+    /// memoised transitions; the history itself is not counted). A partition whose search
+    /// would pass it ends, and the verdict is [`Verdict::Unknown`] unless another partition
+    /// is illegal. `None`: no limit.
+    pub memory_limit: Option<usize>,
+}
+
+impl CheckOptions {
+    /// Half of the machine's memory (from `/proc/meminfo`), the memory limit `gauntlet
+    /// check` and `gauntlet run` use unless told otherwise; `None` where the machine does not
+    /// say.
+    pub fn machine_memory_limit() -> Option<usize> {
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let total = info.lines().find_map(|l| l.strip_prefix("MemTotal:"))?;
+        let kib: usize = total.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kib / 2 * 1024)
+    }
 }
 
 /// The verdict on a history.
@@ -142,7 +159,8 @@ pub fn check<M: Model>(
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         t => t,
     };
-    let outcomes = schedule(model, &partitions, threads, deadline);
+    let budget = options.memory_limit.map(|limit| MemoryBudget { limit, held: 0.into() });
+    let outcomes = schedule(model, &partitions, threads, deadline, budget.as_ref());
     let configurations = outcomes.iter().map(|(_, c)| c).sum();
 
     let mut result = CheckResult {
@@ -184,9 +202,23 @@ pub fn check<M: Model>(
         result.violation = Some(violation);
     } else if outcomes.iter().any(|o| !matches!(o, (Some(SearchOutcome::Linearizable), _))) {
         result.verdict = Verdict::Unknown;
-        result.reason = match options.time_limit {
-            Some(d) => format!("time limit of {} s reached", d.as_secs_f64()),
-            None => "search stopped".into(),
+        let out_of_memory = outcomes.iter().enumerate().find_map(|(i, o)| match o {
+            (Some(SearchOutcome::OutOfMemory(bytes)), configurations) => {
+                Some((i, *bytes, *configurations))
+            }
+            _ => None,
+        });
+        result.reason = match (out_of_memory, options.time_limit) {
+            (Some((i, bytes, configurations)), _) => format!(
+                "memory limit of {} MiB reached: the search of {} ({} operations) held {} MiB \
+                 after {configurations} configurations",
+                options.memory_limit.unwrap_or(0) >> 20,
+                partitions[i].key.as_deref().map_or("the history".into(), |k| format!("key {k}")),
+                partitions[i].ops.len(),
+                bytes >> 20,
+            ),
+            (None, Some(d)) => format!("time limit of {} s reached", d.as_secs_f64()),
+            (None, None) => "search stopped".into(),
         };
     } else {
         result.reason = format!(
@@ -202,6 +234,10 @@ pub fn check<M: Model>(
 /// The smallest time slice of a partition's search, in steps.
 const MIN_SLICE: u64 = 1 << 12;
 
+/// A partition's first time slice is at least this many steps per operation: a search that
+/// never backtracks takes about one or two per operation.
+const FIRST_SLICE_PER_OP: u64 = 8;
+
 /// Histories with fewer operations than this start on the calling thread alone.
 const PARALLEL_FROM: usize = 1024;
 
@@ -210,7 +246,8 @@ type Outcome<S> = (Option<SearchOutcome<S>>, usize);
 /// Searches the partitions on `threads` threads, in time slices (for a small history,
 /// the first slice of each partition on the calling thread): each thread takes
 /// the partition that has had the least work so far (the smaller on a tie) and runs it
-/// for as long as it has already run (at least [`MIN_SLICE`] steps). A partition that is hard to decide thus
+/// for as long as it has already run (at least [`MIN_SLICE`] steps, and
+/// [`FIRST_SLICE_PER_OP`] per operation). A partition that is hard to decide thus
 /// cannot hold up an easy illegal one, which cancels everything when found.
 /// Returns, per partition, its outcome (`None`: cancelled) and configurations visited.
 fn schedule<M: Model>(
@@ -218,6 +255,7 @@ fn schedule<M: Model>(
     partitions: &[Partition<'_, M::Op>],
     threads: usize,
     deadline: Option<std::time::Instant>,
+    memory: Option<&MemoryBudget>,
 ) -> Vec<Outcome<M::State>> {
     struct Queue<'a, M: Model> {
         /// (work so far, operations, partition) of the partitions waiting for a thread,
@@ -228,7 +266,7 @@ fn schedule<M: Model>(
         running: usize,
     }
     let cancel = AtomicBool::new(false);
-    let limits = Limits { deadline, cancel: &cancel };
+    let limits = Limits { deadline, cancel: &cancel, memory };
     let inputs: Vec<(Vec<u64>, Vec<Option<u64>>)> = partitions
         .iter()
         .map(|p| {
@@ -271,7 +309,9 @@ fn schedule<M: Model>(
             let (calls, rets) = &inputs[i];
             let mut search =
                 search.unwrap_or_else(|| Search::new(model, &partitions[i].model_ops, calls, rets));
-            let slice = done.max(MIN_SLICE);
+            // A first slice long enough for an easy partition to finish in it, so that its
+            // search is freed at once: partitions left waiting keep their memory.
+            let slice = done.max(MIN_SLICE).max(FIRST_SLICE_PER_OP * size as u64);
             let outcome = search.run(slice, &limits);
             q = lock();
             q.running -= 1;
@@ -281,6 +321,9 @@ fn schedule<M: Model>(
                     q.ready.push(std::cmp::Reverse((done + slice, size, i)));
                 }
                 Some(o) => {
+                    if let Some(budget) = memory {
+                        budget.release(&search);
+                    }
                     if matches!(o, SearchOutcome::Illegal(_)) {
                         cancel.store(true, Ordering::Relaxed);
                     }

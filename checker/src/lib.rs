@@ -56,6 +56,7 @@ mod model;
 mod ops;
 pub mod safety;
 mod search;
+pub mod synth;
 
 pub use check::{check, CheckOptions, CheckResult, Verdict};
 pub use error::Error;

@@ -30,7 +30,7 @@
 //! - The search is resumable, so that partitions can share threads in time slices.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::fasthash::hash_of;
@@ -51,6 +51,9 @@ pub(crate) enum SearchOutcome<S> {
     Illegal(Failure<S>),
     /// Stopped by the deadline or by cancellation.
     Aborted,
+    /// Stopped because the searches together held more memory than their budget; the bytes
+    /// this one held.
+    OutOfMemory(usize),
 }
 
 /// The deepest dead end of a failed search: the configuration with the most
@@ -146,6 +149,14 @@ impl<'m, M: Model> States<'m, M> {
         id
     }
 
+    fn bytes(&self) -> usize {
+        self.list.capacity() * std::mem::size_of::<M::State>()
+            + self.hashes.capacity() * 8
+            + self.slots.capacity() * 4
+            + (self.memo.capacity() + self.row.capacity()) * 4
+            + self.misses.capacity()
+    }
+
     fn intern(&mut self, st: M::State) -> u32 {
         match self.lookup(&st) {
             Ok(id) => id,
@@ -194,26 +205,42 @@ impl<'m, M: Model> States<'m, M> {
     }
 }
 
-/// Visited configurations, with subsumption on optional operations.
+/// Visited configurations, with subsumption on optional operations, each stored in
+/// space that grows with the operations open around it, not with the partition's length.
+///
+/// A configuration's linearized set is written relative to its *frontier* `f`, the call
+/// position (the rank of an operation's call among all calls) of the earliest required
+/// operation not yet linearized: every required operation called before `f` is linearized,
+/// so the set is `f` and its *exceptions*, the positions whose membership differs from "below
+/// the frontier": optional operations below `f` left out, and operations at or above `f`
+/// taken in. Those above are few: an operation is only ever linearized while it is pending
+/// before the earliest remaining return, which is at most the return of the operation at `f`,
+/// so they lie between `f` and the calls before that return (the concurrency there). Those
+/// below are the optional operations still pending, which an exact search has to remember.
+///
+/// The representation is exact (two configurations with the same frontier and exceptions
+/// have the same set), so the pruning is what it was with a bit set per configuration.
 struct Cache {
-    words: usize,
     slots: Vec<u32>,
     shift: u32,
     keys: Vec<u64>,
     states: Vec<u32>,
-    bits: Vec<u64>,
+    /// Where each entry's frontier and exceptions start in `arena`; one more at the end.
+    starts: Vec<usize>,
+    /// Per entry: its frontier, then its exceptions in ascending order.
+    arena: Vec<u32>,
 }
 
 impl Cache {
-    fn new(words: usize) -> Self {
+    fn new() -> Self {
         let cap_log = 10;
         Cache {
-            words,
             slots: vec![0; 1 << cap_log],
             shift: 64 - cap_log,
             keys: Vec::new(),
             states: Vec::new(),
-            bits: Vec::new(),
+            starts: vec![0],
+            arena: Vec::new(),
         }
     }
 
@@ -221,15 +248,33 @@ impl Cache {
         self.keys.len()
     }
 
+    /// The bytes the cache holds.
+    fn bytes(&self) -> usize {
+        self.slots.capacity() * 4
+            + self.keys.capacity() * 8
+            + self.states.capacity() * 4
+            + self.starts.capacity() * 8
+            + self.arena.capacity() * 4
+    }
+
     #[inline]
     fn slot_of(&self, key: u64) -> usize {
         (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
     }
 
-    /// Records the configuration unless a visited one subsumes it; returns whether it
-    /// is new.
+    /// Records the configuration (`frontier`, ascending `exceptions`) unless a visited one
+    /// subsumes it: the same state, the same required operations linearized, and a subset of
+    /// its optional ones. `required` tells, by call position, which operations are required.
+    /// Returns whether it is new.
     #[inline]
-    fn visit(&mut self, key: u64, state: u32, lin: &[u64], req: &[u64]) -> bool {
+    fn visit(
+        &mut self,
+        key: u64,
+        state: u32,
+        frontier: u32,
+        exceptions: &[u32],
+        required: &[u64],
+    ) -> bool {
         let mask = self.slots.len() - 1;
         let mut i = self.slot_of(key);
         loop {
@@ -239,13 +284,8 @@ impl Cache {
             }
             let e = (slot - 1) as usize;
             if self.keys[e] == key && self.states[e] == state {
-                let stored = &self.bits[e * self.words..(e + 1) * self.words];
-                let subsumed = stored
-                    .iter()
-                    .zip(lin)
-                    .zip(req)
-                    .all(|((&s, &c), &r)| s & !c == 0 && (s ^ c) & r == 0);
-                if subsumed {
+                let stored = &self.arena[self.starts[e]..self.starts[e + 1]];
+                if stored[0] == frontier && subsumes(&stored[1..], exceptions, frontier, required) {
                     return false;
                 }
             }
@@ -254,7 +294,9 @@ impl Cache {
         let e = self.keys.len();
         self.keys.push(key);
         self.states.push(state);
-        self.bits.extend_from_slice(lin);
+        self.arena.push(frontier);
+        self.arena.extend_from_slice(exceptions);
+        self.starts.push(self.arena.len());
         self.slots[i] = e as u32 + 1;
         if 2 * self.keys.len() > self.slots.len() {
             self.grow();
@@ -273,6 +315,40 @@ impl Cache {
                 i = (i + 1) & mask;
             }
             self.slots[i] = e as u32 + 1;
+        }
+    }
+}
+
+/// Whether the stored configuration (its exceptions `s`) subsumes the current one (`c`),
+/// both with frontier `f`: below `f` an exception is an optional operation left out, and the
+/// stored one must leave out at least what the current one does; at or above, an exception
+/// is an operation taken in: required ones must agree, and the stored one may take in only
+/// optional ones the current one takes in too.
+fn subsumes(s: &[u32], c: &[u32], f: u32, required: &[u64]) -> bool {
+    let is_required = |p: u32| required[p as usize / 64] >> (p % 64) & 1 == 1;
+    let (mut i, mut j) = (0, 0);
+    loop {
+        // positions are below u32::MAX, which stands for "past the end"
+        let p = s.get(i).copied().unwrap_or(u32::MAX);
+        let q = c.get(j).copied().unwrap_or(u32::MAX);
+        if p == q {
+            if p == u32::MAX {
+                return true;
+            }
+            i += 1;
+            j += 1;
+        } else if p < q {
+            // only the stored configuration has `p`
+            if p >= f {
+                return false;
+            }
+            i += 1;
+        } else {
+            // only the current one has `q`
+            if q < f || is_required(q) {
+                return false;
+            }
+            j += 1;
         }
     }
 }
@@ -318,6 +394,33 @@ struct Frame {
 pub(crate) struct Limits<'a> {
     pub deadline: Option<Instant>,
     pub cancel: &'a AtomicBool,
+    pub memory: Option<&'a MemoryBudget>,
+}
+
+/// The memory that the searches of one check may hold together (their configurations and
+/// memoised transitions), and what they hold now.
+pub(crate) struct MemoryBudget {
+    pub limit: usize,
+    pub held: AtomicUsize,
+}
+
+impl MemoryBudget {
+    /// Updates what `search` holds; whether the searches are still within the budget.
+    fn account<M: Model>(&self, search: &mut Search<'_, M>) -> bool {
+        let now = search.bytes();
+        let before = std::mem::replace(&mut search.reported, now);
+        let held = if now >= before {
+            self.held.fetch_add(now - before, Ordering::Relaxed) + (now - before)
+        } else {
+            self.held.fetch_sub(before - now, Ordering::Relaxed) - (before - now)
+        };
+        held <= self.limit
+    }
+
+    /// Gives back what a finished search held.
+    pub(crate) fn release<M: Model>(&self, search: &Search<'_, M>) {
+        self.held.fetch_sub(search.reported, Ordering::Relaxed);
+    }
 }
 
 /// The search for a linearization of one partition's operations, resumable.
@@ -343,11 +446,20 @@ pub(crate) struct Search<'a, M: Model> {
     before_ret: Vec<u32>,
     /// Zobrist keys of the required operations (0 for optional ones).
     zob: Vec<u64>,
-    /// The required operations, as a bit set.
-    req: Vec<u64>,
+    /// Each operation's call position: its rank in `by_call`.
+    position: Vec<u32>,
+    /// The required operations, as a bit set over call positions.
+    required: Vec<u64>,
+    /// The call positions of the optional operations, ascending.
+    optional_positions: Vec<u32>,
     n_req: usize,
     // The configuration.
+    /// The linearized operations, as a bit set over call positions.
     lin: Vec<u64>,
+    /// The call position of the earliest required operation not linearized (see [`Cache`]).
+    frontier: u32,
+    /// Scratch: the current configuration's exceptions, for the cache.
+    exceptions: Vec<u32>,
     hash: u64,
     state: u32,
     req_left: usize,
@@ -360,6 +472,8 @@ pub(crate) struct Search<'a, M: Model> {
     best_depth: isize,
     failure: Option<DeadEnd>,
     done: bool,
+    /// The bytes last counted against the [`MemoryBudget`].
+    reported: usize,
 }
 
 impl<'a, M: Model> Search<'a, M> {
@@ -405,12 +519,21 @@ impl<'a, M: Model> Search<'a, M> {
             }
         }
         let words = n.div_ceil(64).max(1);
-        let mut req = vec![0u64; words];
+        let mut position = vec![0u32; n];
+        let mut required = vec![0u64; words];
+        let mut optional_positions = Vec::new();
+        for (k, &o) in by_call.iter().enumerate() {
+            position[o as usize] = k as u32;
+            if optional[o as usize] {
+                optional_positions.push(k as u32);
+            } else {
+                required[k / 64] |= 1 << (k % 64);
+            }
+        }
         let mut seed = 0x5EED_u64;
         let mut zob = vec![0u64; n];
         for i in 0..n {
             if !optional[i] {
-                req[i / 64] |= 1 << (i % 64);
                 zob[i] = splitmix(&mut seed);
             }
         }
@@ -418,7 +541,7 @@ impl<'a, M: Model> Search<'a, M> {
             model,
             ops,
             states: States::new(model, n),
-            cache: Cache::new(words),
+            cache: Cache::new(),
             next,
             prev,
             entry_op,
@@ -429,9 +552,13 @@ impl<'a, M: Model> Search<'a, M> {
             by_call,
             before_ret,
             zob,
-            req,
+            position,
+            required,
+            optional_positions,
             n_req,
             lin: vec![0u64; words],
+            frontier: 0,
+            exceptions: Vec::new(),
             hash: 0,
             state: 0,
             req_left: n_req,
@@ -443,9 +570,11 @@ impl<'a, M: Model> Search<'a, M> {
             best_depth: -1,
             failure: None,
             done: n_req == 0,
+            reported: 0,
         };
         if !search.done {
-            search.cache.visit(state_mix(0), 0, &search.lin, &search.req);
+            search.frontier = search.next_frontier(0);
+            search.visit(state_mix(0), 0);
             search.push_level();
         }
         search
@@ -471,6 +600,10 @@ impl<'a, M: Model> Search<'a, M> {
                     || limits.deadline.is_some_and(|d| Instant::now() >= d))
             {
                 return Some(SearchOutcome::Aborted);
+            }
+            if step & 0xFFFF == 0xFFFF && limits.memory.is_some_and(|m| !m.account(self)) {
+                self.done = true;
+                return Some(SearchOutcome::OutOfMemory(self.reported));
             }
             let level = self.levels.last_mut().expect("the search path has a level");
             if level.pos < level.end {
@@ -500,11 +633,17 @@ impl<'a, M: Model> Search<'a, M> {
         if ns == ILLEGAL {
             return false;
         }
-        let (w, b) = (o / 64, 1u64 << (o % 64));
+        let p = self.position[o];
+        let (w, b) = (p as usize / 64, 1u64 << (p % 64));
         self.lin[w] |= b;
+        let frontier = self.frontier;
+        if p == frontier {
+            self.frontier = self.next_frontier(p + 1);
+        }
         let h = self.hash ^ self.zob[o];
-        if !self.cache.visit(h ^ state_mix(ns), ns, &self.lin, &self.req) {
+        if !self.visit(h ^ state_mix(ns), ns) {
             self.lin[w] &= !b;
+            self.frontier = frontier;
             return false;
         }
         self.stack.push(Frame { op: o as u32, state: self.state });
@@ -558,10 +697,74 @@ impl<'a, M: Model> Search<'a, M> {
         }
         next[prev[c] as usize] = c as u32;
         prev[next[c] as usize] = c as u32;
-        self.lin[o / 64] &= !(1u64 << (o % 64));
+        let p = self.position[o];
+        self.lin[p as usize / 64] &= !(1u64 << (p % 64));
+        if !self.optional[o] {
+            self.frontier = self.frontier.min(p);
+        }
         self.hash ^= self.zob[o];
         self.state = f.state;
         true
+    }
+
+    /// The call position of the first required operation at or after `from` that is not
+    /// linearized (the number of calls if there is none).
+    fn next_frontier(&self, from: u32) -> u32 {
+        let n = self.by_call.len();
+        let mut k = from as usize;
+        while k < n {
+            let (w, bit) = (k / 64, k % 64);
+            let open = self.required[w] & !self.lin[w] & (!0u64 << bit);
+            if open != 0 {
+                return (w * 64 + open.trailing_zeros() as usize).min(n) as u32;
+            }
+            k = (w + 1) * 64;
+        }
+        n as u32
+    }
+
+    /// Visits the current linearized set with `state` under `key` (see [`Cache`]): whether
+    /// it is new.
+    fn visit(&mut self, key: u64, state: u32) -> bool {
+        let f = self.frontier as usize;
+        let lin = &self.lin;
+        let is_lin = |p: usize| lin[p / 64] >> (p % 64) & 1 == 1;
+        self.exceptions.clear();
+        // optional operations below the frontier, left out
+        let below = self.optional_positions.partition_point(|&p| (p as usize) < f);
+        let left_out = self.optional_positions[..below].iter().filter(|&&p| !is_lin(p as usize));
+        self.exceptions.extend(left_out);
+        // operations at or above it, taken in: all called before the frontier's return
+        if f < self.by_call.len() {
+            let end = self.before_ret[self.by_call[f] as usize] as usize;
+            let mut k = f;
+            while k < end {
+                let (w, bit) = (k / 64, k % 64);
+                let mut taken = self.lin[w] & (!0u64 << bit);
+                while taken != 0 {
+                    let p = w * 64 + taken.trailing_zeros() as usize;
+                    if p >= end {
+                        break;
+                    }
+                    self.exceptions.push(p as u32);
+                    taken &= taken - 1;
+                }
+                k = (w + 1) * 64;
+            }
+        }
+        #[cfg(test)]
+        assert_eq!(
+            decode(self.frontier, &self.exceptions, self.by_call.len(), &self.required),
+            self.lin,
+            "the frontier and exceptions stand for the linearized set"
+        );
+        self.cache.visit(key, state, self.frontier, &self.exceptions, &self.required)
+    }
+
+    /// The bytes the search holds that grow as it runs: its configurations and its states
+    /// with their memoised transitions (a state's own heap data not counted).
+    fn bytes(&self) -> usize {
+        self.cache.bytes() + self.states.bytes() + self.stack.capacity() * 8
     }
 
     /// Enters a new configuration: its candidates are the calls before the first
@@ -672,6 +875,23 @@ impl<'a, M: Model> Search<'a, M> {
     }
 }
 
+/// The linearized set, as a bit set over call positions, that a frontier and its exceptions
+/// stand for (the reference the tests hold the encoding to).
+#[cfg(test)]
+fn decode(frontier: u32, exceptions: &[u32], n: usize, required: &[u64]) -> Vec<u64> {
+    let mut lin = vec![0u64; required.len()];
+    for p in 0..n {
+        let below = p < frontier as usize;
+        if below != exceptions.contains(&(p as u32)) {
+            lin[p / 64] |= 1 << (p % 64);
+        }
+    }
+    // below the frontier every required operation is linearized
+    debug_assert!((0..frontier as usize)
+        .all(|p| required[p / 64] >> (p % 64) & 1 == 0 || lin[p / 64] >> (p % 64) & 1 == 1));
+    lin
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -714,6 +934,7 @@ mod tests {
         match o {
             SearchOutcome::Linearizable => "linearizable".into(),
             SearchOutcome::Aborted => "aborted".into(),
+            SearchOutcome::OutOfMemory(_) => "out of memory".into(),
             SearchOutcome::Illegal(f) => format!(
                 "illegal at {} in {} after {:?}",
                 f.blocked,
@@ -726,7 +947,7 @@ mod tests {
     #[test]
     fn resuming_in_slices_gives_the_same_search() {
         let cancel = AtomicBool::new(false);
-        let limits = Limits { deadline: None, cancel: &cancel };
+        let limits = Limits { deadline: None, cancel: &cancel, memory: None };
         let mut seed = 0x1234_5678_u64;
         let mut rand = |n: u64| splitmix(&mut seed) % n;
         let (mut illegal, mut legal) = (0, 0);
@@ -757,5 +978,109 @@ mod tests {
             }
         }
         assert!(illegal > 20 && legal > 20, "{illegal} illegal, {legal} legal");
+    }
+
+    #[test]
+    fn subsumption_on_frontiers_agrees_with_bit_sets() {
+        let mut seed = 0xABCD_u64;
+        let mut rand = |n: u64| splitmix(&mut seed) % n;
+        let (mut subsumed, mut kept) = (0, 0);
+        for _ in 0..20_000 {
+            let n = 1 + rand(300) as usize;
+            let words = n.div_ceil(64);
+            let mut required = vec![0u64; words];
+            let is = |set: &[u64], p: usize| set[p / 64] >> (p % 64) & 1 == 1;
+            for p in 0..n {
+                if rand(4) != 0 {
+                    required[p / 64] |= 1 << (p % 64);
+                }
+            }
+            // two sets with the same required part, the optional parts drawn apart (and
+            // often one inside the other)
+            let f = rand(n as u64 + 1) as usize;
+            let (mut s, mut c) = (vec![0u64; words], vec![0u64; words]);
+            for p in 0..n {
+                let set = |v: &mut Vec<u64>| v[p / 64] |= 1 << (p % 64);
+                if is(&required, p) {
+                    if p < f || (p > f && rand(3) == 0) {
+                        set(&mut s);
+                        set(&mut c);
+                    }
+                } else {
+                    let (in_s, in_c) = match rand(4) {
+                        0 => (true, true),
+                        1 => (false, true),
+                        2 => (false, false),
+                        _ => (true, rand(8) == 0),
+                    };
+                    if in_s {
+                        set(&mut s);
+                    }
+                    if in_c {
+                        set(&mut c);
+                    }
+                }
+            }
+            let frontier = (0..n).find(|&p| is(&required, p) && !is(&s, p)).unwrap_or(n) as u32;
+            let encode = |set: &[u64]| -> Vec<u32> {
+                (0..n)
+                    .filter(|&p| (p < frontier as usize) != is(set, p))
+                    .map(|p| p as u32)
+                    .collect()
+            };
+            let (es, ec) = (encode(&s), encode(&c));
+            assert_eq!(decode(frontier, &es, n, &required), s);
+            let reference = s
+                .iter()
+                .zip(&c)
+                .zip(&required)
+                .all(|((&s, &c), &r)| s & !c == 0 && (s ^ c) & r == 0);
+            assert_eq!(subsumes(&es, &ec, frontier, &required), reference, "n {n} f {frontier}");
+            if reference {
+                subsumed += 1;
+            } else {
+                kept += 1;
+            }
+        }
+        assert!(subsumed > 1000 && kept > 1000, "{subsumed} subsumed, {kept} kept");
+    }
+
+    #[test]
+    fn long_partitions_keep_their_frontier_and_exceptions_exact() {
+        // Hundreds of operations (several words of positions), a few open at a time, some
+        // never completing: every visit checks its encoding against the linearized set.
+        let cancel = AtomicBool::new(false);
+        let limits = Limits { deadline: None, cancel: &cancel, memory: None };
+        let mut seed = 0x7777_u64;
+        let mut rand = |n: u64| splitmix(&mut seed) % n;
+        let mut outcomes = [0; 3];
+        for _ in 0..40 {
+            let n = 64 + rand(400) as usize;
+            let (mut ops, mut calls, mut rets) = (Vec::new(), Vec::new(), Vec::new());
+            let mut value = 0i64;
+            for i in 0..n as u64 {
+                let write = rand(2) == 0;
+                if write {
+                    value = rand(4) as i64;
+                }
+                ops.push((write, if write { value } else { value + i64::from(rand(40) == 0) }));
+                let call = 10 * i + rand(10);
+                calls.push(call);
+                rets.push((rand(16) != 0).then(|| call + 5 + rand(30)));
+            }
+            let refs: Vec<&(bool, i64)> = ops.iter().collect();
+            let mut search = Search::new(&Register, &refs, &calls, &rets);
+            // a bounded slice: an illegal history with many unknown outcomes may take long
+            // to refute, and what is checked here is every visit on the way
+            match search.run(200_000, &limits) {
+                Some(SearchOutcome::Linearizable) => outcomes[0] += 1,
+                Some(SearchOutcome::Illegal(_)) => outcomes[1] += 1,
+                Some(SearchOutcome::Aborted | SearchOutcome::OutOfMemory(_)) => {
+                    unreachable!("no deadline, no memory limit")
+                }
+                None => outcomes[2] += 1,
+            }
+        }
+        assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
     }
 }

@@ -234,7 +234,11 @@ fn a_time_limit_yields_unknown() {
     let text = r#"{"process":0,"type":"invoke","f":"write","value":1}
 {"process":0,"type":"ok","f":"write","value":1}"#;
     let h = History::parse_str("t", text, Format::Auto).unwrap();
-    let options = CheckOptions { time_limit: Some(std::time::Duration::ZERO), threads: 1 };
+    let options = CheckOptions {
+        time_limit: Some(std::time::Duration::ZERO),
+        threads: 1,
+        memory_limit: None,
+    };
     let r = check(&CasRegister, &h, &options).unwrap();
     assert_eq!(r.verdict, Verdict::Unknown);
 }

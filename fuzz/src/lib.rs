@@ -234,7 +234,11 @@ pub fn histories(data: &[u8]) {
         }
         Err(_) => return,
     };
-    let options = CheckOptions { time_limit: Some(Duration::from_millis(50)), threads: 1 };
+    let options = CheckOptions {
+        time_limit: Some(Duration::from_millis(50)),
+        threads: 1,
+        memory_limit: None,
+    };
     let _ = checker::check(&workloads::CasRegister, &history, &options);
     let _ = checker::check(&workloads::Kv, &history, &options);
     let _ = checker::safety::acknowledged_writes(&history);

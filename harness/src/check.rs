@@ -45,6 +45,12 @@ pub struct CheckArgs {
     #[arg(long, value_name = "SECS")]
     time_limit: Option<f64>,
 
+    /// The memory the search may hold, in MiB (its visited configurations and memoised
+    /// transitions; the history itself is not counted). A history whose search would pass it
+    /// is unknown, with the partition that did. Default: half of the machine's memory.
+    #[arg(long, value_name = "MIB")]
+    memory_limit: Option<usize>,
+
     /// Print one JSON object per history (path, model, result with the explanation, or
     /// error) instead of text.
     #[arg(long)]
@@ -103,7 +109,20 @@ pub fn run(args: CheckArgs) -> i32 {
     // Several files: one file per thread. One file: its partitions in parallel.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = cores.min(paths.len());
-    let options = CheckOptions { time_limit, threads: if workers > 1 { 1 } else { 0 } };
+    let memory_limit = match args.memory_limit {
+        Some(0) => {
+            eprintln!("error: --memory-limit must be at least 1 MiB");
+            return exit::BAD_INPUT;
+        }
+        Some(mib) => Some(mib.saturating_mul(1 << 20)),
+        None => CheckOptions::machine_memory_limit(),
+    };
+    let options = CheckOptions {
+        time_limit,
+        threads: if workers > 1 { 1 } else { 0 },
+        // the files checked at once share it
+        memory_limit: memory_limit.map(|m| m / workers.max(1)),
+    };
     let results: Vec<Mutex<Option<Result<Checked>>>> =
         paths.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);

@@ -19,4 +19,5 @@ pub mod run;
 pub mod shard;
 pub mod sim;
 pub mod storm;
+pub mod synth;
 pub mod system;

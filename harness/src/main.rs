@@ -1,7 +1,7 @@
 //! `gauntlet`: the torture harness.
 
 use clap::{Parser, Subcommand};
-use harness::{bench, campaign, check, exit, node, report, run, sim};
+use harness::{bench, campaign, check, exit, node, report, run, sim, synth};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +37,9 @@ enum Command {
     /// Randomized torture of the protocol core on the deterministic simulator, over many seeds.
     #[command(after_help = exit::TABLE)]
     Sim(sim::SimArgs),
+    /// Write a key/value history of any size whose verdict is known, to measure the checker.
+    #[command(after_help = exit::TABLE)]
+    Synth(synth::SynthArgs),
 }
 
 fn main() {
@@ -59,6 +62,7 @@ fn main() {
         Command::Node(args) => done(node::run(args)),
         Command::Bench(args) => done(bench::run(args)),
         Command::Sim(args) => sim::run_sim(args),
+        Command::Synth(args) => done(synth::run(args)),
     };
     std::process::exit(code);
 }

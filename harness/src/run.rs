@@ -573,8 +573,11 @@ async fn check_run(
     let history_path = dir.join("history.jsonl");
     let history = History::read_file(&history_path, Format::Jsonl)
         .with_context(|| format!("reading {}", history_path.display()))?;
-    let options =
-        CheckOptions { time_limit: Some(Duration::from_secs(args.check_time_limit)), threads: 0 };
+    let options = CheckOptions {
+        time_limit: Some(Duration::from_secs(args.check_time_limit)),
+        threads: 0,
+        memory_limit: CheckOptions::machine_memory_limit(),
+    };
     let checking = std::time::Instant::now();
     let linearizability = match workload {
         Workload::CasRegister => check(&CasRegister, &history, &options),

@@ -1,0 +1,30 @@
+//! Times reading and checking one history file apart: `cargo run --release -p checker
+//! --example phases -- FILE [kv|cas-register]`.
+
+use std::time::Instant;
+
+use checker::{check, CheckOptions, Format, History};
+use workloads::{CasRegister, Kv};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let path = args.next().expect("usage: phases FILE [kv|cas-register]");
+    let model = args.next().unwrap_or_else(|| "kv".into());
+    let t = Instant::now();
+    let history = History::read_file(path.as_ref(), Format::Auto).expect("a readable history");
+    let read = t.elapsed();
+    let t = Instant::now();
+    let options = CheckOptions::default();
+    let result = match model.as_str() {
+        "kv" => check(&Kv, &history, &options),
+        _ => check(&CasRegister, &history, &options),
+    }
+    .expect("a checkable history");
+    println!(
+        "{}: read {:.3} s, check {:.3} s, {} configurations",
+        result.verdict,
+        read.as_secs_f64(),
+        t.elapsed().as_secs_f64(),
+        result.configurations
+    );
+}
