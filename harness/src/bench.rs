@@ -227,7 +227,13 @@ impl Writer {
     async fn after_refusal(&mut self, api: &Api) -> anyhow::Result<()> {
         if let Writer::Lines(client) = self {
             if let Some(addr) = client.leader_hint() {
+                // The same session on the new leader: its sequence numbers go on (a session
+                // starting again at 0 would be answered "stale request" until it caught up).
+                let seq = client.seq;
                 *self = Writer::connect(api, addr, client.id).await?;
+                if let Writer::Lines(moved) = self {
+                    moved.seq = seq;
+                }
                 return Ok(());
             }
         }

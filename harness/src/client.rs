@@ -60,7 +60,9 @@ pub enum Api {
 
 /// Where the clients find the nodes, and how they speak to them.
 pub struct Directory {
+    /// Each node's client address.
     pub nodes: BTreeMap<u64, SocketAddr>,
+    /// The protocol the nodes speak.
     pub api: Api,
 }
 

@@ -108,6 +108,7 @@ pub struct Cluster {
     launcher: Box<dyn Launch>,
     nodes: Vec<NodeProcess>,
     client_addrs: BTreeMap<u64, SocketAddr>,
+    /// Where the nemesis learns which node leads.
     pub leader_source: LeaderSource,
     /// The claims on the nodes' ports, held while the cluster lives (restarted nodes listen on
     /// them again).

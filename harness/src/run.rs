@@ -539,7 +539,10 @@ impl Run {
     /// Stops every node and the proxy; safe to call twice.
     async fn stop(&mut self) {
         self.cluster.stop_all(Duration::from_secs(3));
-        self.cluster.leader_source = LeaderSource::EventFiles;
+        if let Some(watch) = &self.leader_watch {
+            // Nothing leads any more; what it saw stays for the verdict.
+            watch.stop();
+        }
         if let Some(proxy) = self.proxy.take() {
             let counts = proxy.counts();
             let sum = |f: fn(&crate::proxy::LinkCounts) -> u64| counts.values().map(f).sum::<u64>();

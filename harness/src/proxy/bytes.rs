@@ -92,7 +92,7 @@ pub(super) async fn accept_loop(
 ) {
     let mut conns = JoinSet::new();
     loop {
-        let Ok((inbound, _)) = listener.accept().await else { continue };
+        let inbound = super::accept_next(&listener).await;
         conns.spawn(connection(inbound, to, from, target, ctx.clone(), sniff));
         while conns.try_join_next().is_some() {}
     }

@@ -26,7 +26,7 @@ pub(super) async fn accept_loop(
 ) {
     let mut conns = JoinSet::new();
     loop {
-        let Ok((inbound, _)) = listener.accept().await else { continue };
+        let inbound = super::accept_next(&listener).await;
         conns.spawn(forward(inbound, target, state.clone()));
         // Forget the connections that ended.
         while conns.try_join_next().is_some() {}

@@ -235,3 +235,17 @@ async fn sleep_until_opt(due: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// The next connection to `listener`. A failed accept (out of file descriptors, most
+/// likely) is logged and retried after a pause, instead of in a hot loop.
+async fn accept_next(listener: &tokio::net::TcpListener) -> tokio::net::TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => return stream,
+            Err(e) => {
+                tracing::warn!("the proxy cannot accept a connection: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

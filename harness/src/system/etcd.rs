@@ -12,7 +12,8 @@
 //!   wins or its time runs out. Reads are linearizable unless `--etcd-serializable-reads`
 //!   (etcd's documented stale reads: the harness must catch them).
 //! - **Outcomes**: an answer is `ok` (or a definite `fail` for a failed comparison); any error
-//!   of etcd's on a write after it was sent may have taken effect (`info`); on a read, `fail`.
+//!   of etcd's after a request was sent is `info` (it may have taken effect); the client turns
+//!   an `info` read into `fail`, since a read changes nothing.
 //! - **Leader**: every member's status, asked 10 times a second ([`poll_leader`]).
 
 use std::collections::BTreeMap;
@@ -37,8 +38,9 @@ pub struct EtcdNode {
     pub binary: PathBuf,
     /// The cluster's token (distinct per run, so that no member joins another run's cluster).
     pub token: String,
-    /// etcd's heartbeat interval and election timeout, in milliseconds.
+    /// etcd's heartbeat interval, in milliseconds.
     pub heartbeat_ms: u64,
+    /// etcd's election timeout, in milliseconds.
     pub election_ms: u64,
 }
 

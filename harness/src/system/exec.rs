@@ -46,18 +46,14 @@ impl ExecNode {
             .display()
             .to_string();
         for word in &words {
-            let mut rest = word.as_str();
-            while let Some(open) = rest.find('{') {
-                let Some(len) = rest[open..].find('}') else { break };
-                let name = &rest[open + 1..open + len];
-                if !PLACEHOLDERS.contains(&name) {
-                    return Err(format!(
+            expand(word, |name| PLACEHOLDERS.contains(&name).then(String::new)).map_err(
+                |name| {
+                    format!(
                         "--exec: unknown placeholder {{{name}}}; the placeholders are {}",
                         PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
-                    ));
-                }
-                rest = &rest[open + len + 1..];
-            }
+                    )
+                },
+            )?;
         }
         for needed in ["{client}", "{listen}", "{peers}"] {
             if !words.iter().any(|w| w.contains(needed)) {
@@ -92,16 +88,30 @@ impl ExecNode {
             peer_clients,
             self.tick_ms.to_string(),
         ];
-        self.words
-            .iter()
-            .map(|word| {
-                PLACEHOLDERS
-                    .iter()
-                    .zip(&values)
-                    .fold(word.clone(), |w, (name, value)| w.replace(&format!("{{{name}}}"), value))
-            })
-            .collect()
+        let value = |name: &str| {
+            let at = PLACEHOLDERS.iter().position(|p| *p == name)?;
+            Some(values[at].clone())
+        };
+        // `parse` refused unknown placeholders, so every word expands.
+        self.words.iter().map(|word| expand(word, value).unwrap_or_else(|_| word.clone())).collect()
     }
+}
+
+/// `word` with each `{name}` replaced by `value(name)`, in one pass (a value put in is never
+/// read again for placeholders); the first name `value` does not know is the error. A `{`
+/// without a closing `}` stays as it is.
+fn expand(word: &str, value: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(word.len());
+    let mut rest = word;
+    while let Some(open) = rest.find('{') {
+        let Some(len) = rest[open..].find('}') else { break };
+        let name = &rest[open + 1..open + len];
+        out.push_str(&rest[..open]);
+        out.push_str(&value(name).ok_or_else(|| name.to_string())?);
+        rest = &rest[open + len + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 impl Launch for ExecNode {
@@ -160,6 +170,16 @@ mod tests {
                 "10",
             ]
         );
+    }
+
+    #[test]
+    fn a_value_put_in_is_not_expanded_again() {
+        let exec = ExecNode::parse("/bin/true {data_dir} {listen} {client} {peers}", 10).unwrap();
+        let mut odd = node(1);
+        // a results directory whose name looks like a placeholder
+        odd.dir = "/runs/{peers}/{tick_ms}/n1".into();
+        let words = exec.words_for(&odd, &[odd.clone()]);
+        assert_eq!(words[1], "/runs/{peers}/{tick_ms}/n1");
     }
 
     #[test]

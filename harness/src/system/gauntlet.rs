@@ -10,6 +10,7 @@ use crate::cluster::{Credentials, NodeInfo};
 pub struct GauntletNode {
     /// The `gauntlet` binary.
     pub exe: PathBuf,
+    /// Milliseconds per Raft tick.
     pub tick_ms: u64,
     /// A bug of the catalogue every node runs with.
     pub bug: Option<String>,

@@ -16,7 +16,8 @@ use tokio::time::timeout;
 pub struct LeaderWatch {
     /// The node that leads, as last reported.
     pub leader: Arc<Mutex<Option<u64>>>,
-    /// The leaderships seen: (term, leader), with term 0 where the system does not say.
+    /// The leaderships seen: (term, leader); where the system tells no terms, the term is
+    /// the leadership's number in the order seen (each change of leader is a new one).
     pub leaderships: Arc<Mutex<BTreeSet<(u64, u64)>>>,
     task: JoinHandle<()>,
 }
@@ -41,26 +42,35 @@ impl LeaderWatch {
         let leader = Arc::new(Mutex::new(None));
         let leaderships = Arc::new(Mutex::new(BTreeSet::new()));
         let (l, seen) = (leader.clone(), leaderships.clone());
+        // The last leader known, kept across rounds that found none (a probe timed out, an
+        // election was under way): the same leader answering again is no new leadership.
+        let last_known = Mutex::new(None);
         let report = move |now: Option<u64>, term: Option<u64>| {
-            let mut last = l.lock().unwrap();
             if let Some(id) = now {
                 let mut seen = seen.lock().unwrap();
+                let mut last_known = last_known.lock().unwrap();
                 match term {
                     Some(term) => {
                         seen.insert((term, id));
                     }
                     // Without terms, a new leadership is a change of leader.
-                    None if *last != now => {
+                    None if *last_known != now => {
                         let n = seen.len() as u64;
                         seen.insert((n, id));
                     }
                     None => {}
                 }
+                *last_known = now;
             }
-            *last = now;
+            *l.lock().unwrap() = now;
         };
         let task = tokio::spawn(poll(Box::new(report)));
         LeaderWatch { leader, leaderships, task }
+    }
+
+    /// Stops asking; what was seen stays.
+    pub fn stop(&self) {
+        self.task.abort();
     }
 
     /// How many leaderships were seen.
@@ -71,7 +81,7 @@ impl LeaderWatch {
 
 impl Drop for LeaderWatch {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
 }
 
@@ -83,12 +93,18 @@ async fn poll_lines(nodes: BTreeMap<u64, SocketAddr>, report: impl Fn(Option<u64
         for (&id, &addr) in &nodes {
             asks.spawn(async move { (id, timeout(PROBE_TIMEOUT, serves_reads(addr)).await) });
         }
-        let mut leader = None;
+        let mut serving = Vec::new();
         while let Some(Ok((id, answer))) = asks.join_next().await {
             if let Ok(Some(true)) = answer {
-                leader = leader.max(Some(id));
+                serving.push(id);
             }
         }
+        // Two nodes serving reads at once (an old leader not yet deposed): which one leads
+        // is not known, and a fault aimed at the leader waits for the next round.
+        let leader = match serving[..] {
+            [id] => Some(id),
+            _ => None,
+        };
         report(leader, None);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

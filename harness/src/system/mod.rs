@@ -46,6 +46,7 @@ pub enum System {
 }
 
 impl System {
+    /// The name `--system` takes.
     pub fn name(self) -> &'static str {
         match self {
             System::Gauntlet => "gauntlet",
