@@ -8,7 +8,7 @@ use crate::history::{EventType, Process, RawEvent};
 
 /// Parses exactly one EDN value from `text` (surrounding white space allowed).
 pub(crate) fn parse(text: &str) -> Result<Value, String> {
-    let mut p = Parser { t: text, s: text.as_bytes(), pos: 0 };
+    let mut p = Parser { t: text, s: text.as_bytes(), pos: 0, depth: 0 };
     let v = p.value()?;
     p.skip_ws();
     if p.pos != p.s.len() {
@@ -20,7 +20,7 @@ pub(crate) fn parse(text: &str) -> Result<Value, String> {
 /// Parses one Jepsen op map (`{:process 0, :type :invoke, :f :read, :value nil}`)
 /// straight into an event; unknown keys are skipped.
 pub(crate) fn parse_event(text: &str) -> Result<RawEvent, String> {
-    let mut p = Parser { t: text, s: text.as_bytes(), pos: 0 };
+    let mut p = Parser { t: text, s: text.as_bytes(), pos: 0, depth: 0 };
     p.skip_ws();
     if p.s.get(p.pos) != Some(&b'{') {
         return Err("expected an op map `{:process .., :type .., :f .., :value ..}`".into());
@@ -131,7 +131,13 @@ struct Parser<'a> {
     t: &'a str,
     s: &'a [u8],
     pos: usize,
+    /// How many values are open around the one being read: bounded, so that a line of
+    /// nested brackets is an error, never a stack overflow.
+    depth: usize,
 }
+
+/// The deepest nesting of values a line may have (Jepsen's ops nest two or three deep).
+pub(crate) const MAX_DEPTH: usize = 128;
 
 /// Bytes that end a token: white space, commas, brackets, quotes and comments.
 const DELIM: [bool; 256] = {
@@ -166,6 +172,19 @@ impl<'a> Parser<'a> {
     }
 
     fn value(&mut self) -> Result<Value, String> {
+        if self.depth == MAX_DEPTH {
+            return Err(format!(
+                "values nested more than {MAX_DEPTH} deep at column {}",
+                self.pos + 1
+            ));
+        }
+        self.depth += 1;
+        let value = self.value_here();
+        self.depth -= 1;
+        value
+    }
+
+    fn value_here(&mut self) -> Result<Value, String> {
         self.skip_ws();
         let Some(&b) = self.s.get(self.pos) else {
             return Err("unexpected end of line: a value is missing".into());
@@ -379,6 +398,16 @@ mod tests {
         assert_eq!(parse(":timed-out").unwrap(), json!("timed-out"));
         assert_eq!(parse("#{1 2} ").unwrap(), json!([1, 2]));
         assert_eq!(parse("-3").unwrap(), json!(-3));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = "[".repeat(200_000);
+        assert!(parse(&deep).unwrap_err().contains("nested more than 128 deep"));
+        let op = format!("{{:process 0, :type :invoke, :f :read, :value {deep}}}");
+        assert!(parse_event(&op).err().unwrap().contains("nested"));
+        let fine = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        assert!(parse(&fine).is_ok());
     }
 
     #[test]

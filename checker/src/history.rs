@@ -178,14 +178,20 @@ pub struct History {
     format: Format,
     events: Vec<Event>,
     lines: Vec<usize>,
+    /// The last line, when it was cut short and left out (see [`History::torn_line`]).
+    torn_line: Option<usize>,
 }
+
+/// The longest line a history may have, in bytes: a longer one is an error naming it (the
+/// file is most likely not a history), found before the rest is read.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
 
 impl History {
     /// Makes a history from events (for instance, recorded by a harness). Lines are
     /// numbered as if the events were written one per line.
     pub fn from_events(name: impl Into<String>, events: Vec<Event>) -> Self {
         let lines = (1..=events.len()).collect();
-        History { name: name.into(), format: Format::Jsonl, events, lines }
+        History { name: name.into(), format: Format::Jsonl, events, lines, torn_line: None }
     }
 
     pub(crate) fn from_parts(
@@ -197,22 +203,47 @@ impl History {
         if events.is_empty() {
             return Err(Error::input(name, "empty history: no events"));
         }
-        Ok(History { name: name.to_string(), format, events, lines })
+        Ok(History { name: name.to_string(), format, events, lines, torn_line: None })
     }
 
-    /// Reads a history file in `format` (or detects it, with [`Format::Auto`]).
+    /// Reads a history file in `format` (or detects it, with [`Format::Auto`]). Devices
+    /// (`/dev/zero`, a terminal) are refused: they have no end.
     pub fn read_file(path: &Path, format: Format) -> Result<Self, Error> {
+        use std::os::unix::fs::FileTypeExt;
         let name = path.display().to_string();
-        let text = std::fs::read(path).map_err(|error| Error::Io { name: name.clone(), error })?;
-        Self::parse_bytes(&name, &text, format)
+        let io = |error| Error::Io { name: name.clone(), error };
+        let kind = std::fs::metadata(path).map_err(io)?.file_type();
+        if kind.is_char_device() || kind.is_block_device() || kind.is_socket() {
+            return Err(Error::input(&name, "a device, not a history file: refusing to read it"));
+        }
+        if kind.is_dir() {
+            return Err(Error::input(&name, "a directory, not a history file"));
+        }
+        Self::read(&name, std::fs::File::open(path).map_err(io)?, format)
     }
 
-    /// Reads a history from any reader; `name` is used in error messages.
-    pub fn read(name: &str, mut reader: impl Read, format: Format) -> Result<Self, Error> {
+    /// Reads a history from any reader; `name` is used in error messages. A line longer than
+    /// [`MAX_LINE_BYTES`] ends the reading with an error naming it.
+    pub fn read(name: &str, reader: impl Read, format: Format) -> Result<Self, Error> {
+        let mut reader = io::BufReader::with_capacity(1 << 16, reader);
         let mut text = Vec::new();
-        reader
-            .read_to_end(&mut text)
-            .map_err(|error| Error::Io { name: name.to_string(), error })?;
+        let mut line = 0;
+        loop {
+            let limit = MAX_LINE_BYTES as u64 + 1;
+            let n = io::BufRead::read_until(&mut (&mut reader).take(limit), b'\n', &mut text)
+                .map_err(|error| Error::Io { name: name.to_string(), error })?;
+            if n == 0 {
+                break;
+            }
+            line += 1;
+            if n > MAX_LINE_BYTES {
+                return Err(Error::line(
+                    name,
+                    line,
+                    format!("a line longer than {} MiB: not a history", MAX_LINE_BYTES >> 20),
+                ));
+            }
+        }
         Self::parse_bytes(name, &text, format)
     }
 
@@ -256,6 +287,33 @@ impl History {
         &self.events
     }
 
+    /// The last line, if it was cut short (no newline, and it does not parse) and left
+    /// out: what a writer killed in the middle of a line leaves. The rest is checked.
+    pub fn torn_line(&self) -> Option<usize> {
+        self.torn_line
+    }
+
+    /// Leaves out a torn last line: `Ok` (with its 1-based number) when line `i` (0-based)
+    /// of `text` is the last, has no newline, and ended before it was whole (`cut_short`:
+    /// the parser ran out of text); the error otherwise, as for any line written whole.
+    pub(crate) fn tolerate_torn(
+        text: &str,
+        i: usize,
+        cut_short: bool,
+        error: Error,
+    ) -> Result<usize, Error> {
+        if cut_short && !text.ends_with('\n') && text.lines().count() == i + 1 {
+            Ok(i + 1)
+        } else {
+            Err(error)
+        }
+    }
+
+    pub(crate) fn set_torn_line(mut self, line: Option<usize>) -> Self {
+        self.torn_line = line;
+        self
+    }
+
     /// The 1-based line of the `i`-th event.
     pub fn line_of(&self, i: usize) -> usize {
         self.lines[i]
@@ -265,16 +323,23 @@ impl History {
 fn parse_jsonl(name: &str, text: &str) -> Result<History, Error> {
     let mut events = Vec::new();
     let mut lines = Vec::new();
+    let mut torn = None;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let raw: RawEvent = serde_json::from_str(line)
-            .map_err(|e| Error::line(name, i + 1, format!("invalid event: {e}")))?;
-        events.push(raw.into_event(events.len()));
-        lines.push(i + 1);
+        match serde_json::from_str::<RawEvent>(line) {
+            Ok(raw) => {
+                events.push(raw.into_event(events.len()));
+                lines.push(i + 1);
+            }
+            Err(e) => {
+                let error = Error::line(name, i + 1, format!("invalid event: {e}"));
+                torn = Some(History::tolerate_torn(text, i, e.is_eof(), error)?);
+            }
+        }
     }
-    History::from_parts(name, Format::Jsonl, events, lines)
+    Ok(History::from_parts(name, Format::Jsonl, events, lines)?.set_torn_line(torn))
 }
 
 /// Writes events as JSON Lines, one event per line, in the project's history format.

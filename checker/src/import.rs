@@ -135,16 +135,24 @@ fn split_dash(t: &str) -> Option<(&str, &str)> {
 pub(crate) fn parse_edn_lines(name: &str, text: &str) -> Result<History, Error> {
     let mut events = Vec::new();
     let mut lines = Vec::new();
+    let mut torn = None;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let err = |m: String| Error::line(name, i + 1, m);
-        let raw = edn::parse_event(line).map_err(|m| err(format!("invalid event: {m}")))?;
-        events.push(raw.into_event(events.len()));
-        lines.push(i + 1);
+        match edn::parse_event(line) {
+            Ok(raw) => {
+                events.push(raw.into_event(events.len()));
+                lines.push(i + 1);
+            }
+            Err(m) => {
+                let cut_short = m.starts_with("unexpected end of line");
+                let error = Error::line(name, i + 1, format!("invalid event: {m}"));
+                torn = Some(History::tolerate_torn(text, i, cut_short, error)?);
+            }
+        }
     }
-    History::from_parts(name, Format::Edn, events, lines)
+    Ok(History::from_parts(name, Format::Edn, events, lines)?.set_torn_line(torn))
 }
 
 #[cfg(test)]

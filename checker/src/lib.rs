@@ -61,6 +61,6 @@ pub mod synth;
 pub use check::{check, CheckOptions, CheckResult, Verdict};
 pub use error::Error;
 pub use explain::{OpSummary, Step, Violation};
-pub use history::{Event, EventType, Format, History, JsonlWriter, Process};
+pub use history::{Event, EventType, Format, History, JsonlWriter, Process, MAX_LINE_BYTES};
 pub use model::{describe_operation, Model, OpError};
 pub use ops::{Operation, Outcome};

@@ -23,14 +23,16 @@ fn parse(text: &str, format: Format) -> Result<History, Error> {
     History::parse_str("h.jsonl", text, format)
 }
 
+/// A line cut short but written whole (a newline follows it, or it is not the last) is an
+/// error; only the torn tail of a killed writer is left out (`tests/reading.rs`).
 #[test]
 fn a_truncated_line() {
-    let text = format!("{WRITE}{}", r#"{"index":2,"process":0,"type":"inv"#);
+    let text = format!("{WRITE}{}\n", r#"{"index":2,"process":0,"type":"inv"#);
     let e = parse(&text, Format::Auto).unwrap_err();
     assert!(e.to_string().starts_with("h.jsonl:3: "), "{e}");
     assert_eq!(line_of(e), 3);
     let e = parse(
-        "{:process 0, :type :invoke, :f :read, :value nil}\n{:process 0, :type :ok, :f",
+        "{:process 0, :type :invoke, :f :read, :value nil}\n{:process 0, :type :ok, :f\n",
         Format::Edn,
     )
     .unwrap_err();

@@ -201,6 +201,13 @@ fn check_path(
         bail!("{}: no such file", file.display());
     }
     let history = History::read_file(&file, format).context("bad input")?;
+    if let Some(line) = history.torn_line() {
+        eprintln!(
+            "warning: {}: line {line}, the last, is cut short (its writer was stopped in the \
+             middle of it); checked without it",
+            file.display()
+        );
+    }
     let model = match model {
         ModelArg::Auto => auto_model(&history),
         m => m,

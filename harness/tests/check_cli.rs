@@ -154,8 +154,9 @@ const WRITE: &str = r#"{"index":0,"process":0,"type":"invoke","f":"write","value
 #[test]
 fn bad_input_exits_3_naming_the_line() {
     assert_bad_input(
+        // written whole (it ends in a newline), so not the torn tail of a killed writer
         "truncated.jsonl",
-        &format!("{WRITE}{}", r#"{"index":2,"process":0,"type":"invoke","f":"re"#),
+        &format!("{WRITE}{}\n", r#"{"index":2,"process":0,"type":"invoke","f":"re"#),
         3,
         "EOF while parsing",
     );
@@ -190,7 +191,7 @@ fn bad_input_exits_3_naming_the_line() {
     );
     assert_bad_input(
         "truncated.edn",
-        "{:process 0, :type :invoke, :f :get, :key \"1\", :value nil}\n{:process 0, :type :ok, :f :get, :key \"1\", :value \"ab",
+        "{:process 0, :type :invoke, :f :get, :key \"1\", :value nil}\n{:process 0, :type :ok, :f :get, :key \"1\", :value \"ab\n{:process 1, :type :invoke, :f :get, :key \"1\", :value nil}",
         2,
         "inside a string",
     );
@@ -203,4 +204,44 @@ fn bad_input_exits_3_naming_the_line() {
     let out = gauntlet_check(&[], &[data("kv/c01-ok.txt"), missing]);
     assert_eq!(out.status.code(), Some(3));
     assert!(stdout(&out).contains("c01-ok.txt: valid ("), "{}", stdout(&out));
+}
+
+#[test]
+fn a_device_is_refused_and_a_torn_last_line_is_a_warning() {
+    let out = gauntlet_check(&[], &[PathBuf::from("/dev/zero")]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("/dev/zero: a device"), "{}", stderr(&out));
+
+    // what a run killed in the middle of a line leaves
+    let torn = scratch(
+        "torn.jsonl",
+        "{\"index\":0,\"process\":0,\"type\":\"invoke\",\"f\":\"write\",\"value\":1}\n\
+         {\"index\":1,\"process\":0,\"type\":\"ok\",\"f\":\"write\",\"value\":1}\n\
+         {\"index\":2,\"process\":0,\"type\":\"invo",
+    );
+    let out = gauntlet_check(&[], std::slice::from_ref(&torn));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("valid"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("line 3, the last, is cut short"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_search_past_the_memory_limit_is_unknown_and_bad_limits_are_refused() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("check_cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    let history = dir.join("explode.edn");
+    let synth = Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+        .args(["synth", "--ops", "3000", "--keys", "1", "--clients", "64"])
+        .args(["--info-per-mille", "300", "--violation", "--seed", "3", "-o"])
+        .arg(&history)
+        .output()
+        .unwrap();
+    assert_eq!(synth.status.code(), Some(0), "{}", stderr(&synth));
+    assert!(stderr(&synth).contains("seed: 3"), "the seed is printed: {}", stderr(&synth));
+    let out = gauntlet_check(&["--memory-limit", "8"], std::slice::from_ref(&history));
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stdout(&out).contains("unknown (memory limit of 8 MiB reached"), "{}", stdout(&out));
+    let out = gauntlet_check(&["--memory-limit", "0"], std::slice::from_ref(&history));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("--memory-limit"), "{}", stderr(&out));
 }

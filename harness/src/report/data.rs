@@ -319,6 +319,13 @@ impl RunData {
         }
         let history = History::read_file(&history_path, Format::Jsonl)
             .with_context(|| format!("reading {}", history_path.display()))?;
+        if let Some(line) = history.torn_line() {
+            eprintln!(
+                "warning: {}: line {line}, the last, is cut short (the run was killed); \
+                 reported without it",
+                history_path.display()
+            );
+        }
         let test: Value = match std::fs::read_to_string(dir.join("test.json")) {
             Ok(text) => serde_json::from_str(&text)
                 .with_context(|| format!("parsing {}", dir.join("test.json").display()))?,
