@@ -47,6 +47,7 @@
 
 mod check;
 mod edn;
+mod edn_out;
 mod error;
 mod explain;
 mod fasthash;
@@ -59,6 +60,7 @@ mod search;
 pub mod synth;
 
 pub use check::{check, CheckOptions, CheckResult, Verdict};
+pub use edn_out::EdnWriter;
 pub use error::Error;
 pub use explain::{OpSummary, Step, Violation};
 pub use history::{Event, EventType, Format, History, JsonlWriter, Process, MAX_LINE_BYTES};

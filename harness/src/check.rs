@@ -51,6 +51,11 @@ pub struct CheckArgs {
     #[arg(long, value_name = "MIB")]
     memory_limit: Option<usize>,
 
+    /// Also write the history, as read, to FILE as Jepsen's EDN op maps (one a line, for
+    /// Knossos and Elle; `--format edn` reads it back). Takes one PATH.
+    #[arg(long, value_name = "FILE")]
+    export_edn: Option<PathBuf>,
+
     /// Print one JSON object per history (path, model, result with the explanation, or
     /// error) instead of text.
     #[arg(long)]
@@ -106,6 +111,10 @@ pub fn run(args: CheckArgs) -> i32 {
         None => None,
     };
     let paths = &args.paths;
+    if args.export_edn.is_some() && paths.len() != 1 {
+        eprintln!("error: --export-edn writes one history: give one PATH, not {}", paths.len());
+        return exit::BAD_INPUT;
+    }
     // Several files: one file per thread. One file: its partitions in parallel.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = cores.min(paths.len());
@@ -129,7 +138,8 @@ pub fn run(args: CheckArgs) -> i32 {
     let work = || loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
         let Some(path) = paths.get(i) else { break };
-        let r = check_path(path, args.model, args.format.into(), &options);
+        let export = args.export_edn.as_deref();
+        let r = check_path(path, args.model, args.format.into(), &options, export);
         *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
     };
     if workers > 1 {
@@ -195,6 +205,7 @@ fn check_path(
     model: ModelArg,
     format: Format,
     options: &CheckOptions,
+    export_edn: Option<&Path>,
 ) -> Result<Checked> {
     let file = if path.is_dir() { path.join("history.jsonl") } else { path.to_path_buf() };
     if !file.exists() {
@@ -207,6 +218,15 @@ fn check_path(
              middle of it); checked without it",
             file.display()
         );
+    }
+    if let Some(out) = export_edn {
+        let io = |e| anyhow::anyhow!("writing {}: {e}", out.display());
+        let file = std::fs::File::create(out).map_err(io)?;
+        let mut edn = checker::EdnWriter::new(std::io::BufWriter::new(file));
+        for event in history.events() {
+            edn.write(event).map_err(io)?;
+        }
+        edn.flush().map_err(io)?;
     }
     let model = match model {
         ModelArg::Auto => auto_model(&history),

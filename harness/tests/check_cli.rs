@@ -245,3 +245,24 @@ fn a_search_past_the_memory_limit_is_unknown_and_bad_limits_are_refused() {
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("--memory-limit"), "{}", stderr(&out));
 }
+
+#[test]
+fn export_edn_writes_a_history_that_checks_the_same() {
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("check_cli");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let exported = out_dir.join("etcd_002.edn");
+    let source = data("jepsen/etcd_002.log");
+    let out = gauntlet_check(
+        &["--export-edn", exported.to_str().unwrap()],
+        std::slice::from_ref(&source),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&exported).unwrap();
+    assert!(text.starts_with("{:index 0, :type :invoke, :f :"), "{}", &text[..80]);
+    let again = gauntlet_check(&["--model", "cas-register"], std::slice::from_ref(&exported));
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    // one history at a time
+    let two = gauntlet_check(&["--export-edn", "x.edn"], &[source.clone(), source]);
+    assert_eq!(two.status.code(), Some(3));
+    assert!(stderr(&two).contains("give one PATH"), "{}", stderr(&two));
+}
