@@ -56,6 +56,12 @@ pub struct CheckArgs {
     #[arg(long, value_name = "FILE")]
     export_edn: Option<PathBuf>,
 
+    /// Also write a self-contained HTML page of the history to FILE: the verdict, the
+    /// operations over time and, when it is not linearizable, the partial linearization of
+    /// the failing key (states on hover). Takes one PATH.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+
     /// Print one JSON object per history (path, model, result with the explanation, or
     /// error) instead of text.
     #[arg(long)]
@@ -111,9 +117,13 @@ pub fn run(args: CheckArgs) -> i32 {
         None => None,
     };
     let paths = &args.paths;
-    if args.export_edn.is_some() && paths.len() != 1 {
-        eprintln!("error: --export-edn writes one history: give one PATH, not {}", paths.len());
-        return exit::BAD_INPUT;
+    for (given, flag) in
+        [(args.export_edn.is_some(), "--export-edn"), (args.html.is_some(), "--html")]
+    {
+        if given && paths.len() != 1 {
+            eprintln!("error: {flag} writes one history: give one PATH, not {}", paths.len());
+            return exit::BAD_INPUT;
+        }
     }
     // Several files: one file per thread. One file: its partitions in parallel.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -138,8 +148,8 @@ pub fn run(args: CheckArgs) -> i32 {
     let work = || loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
         let Some(path) = paths.get(i) else { break };
-        let export = args.export_edn.as_deref();
-        let r = check_path(path, args.model, args.format.into(), &options, export);
+        let outputs = Outputs { edn: args.export_edn.as_deref(), html: args.html.as_deref() };
+        let r = check_path(path, args.model, args.format.into(), &options, outputs);
         *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
     };
     if workers > 1 {
@@ -200,12 +210,19 @@ pub fn run(args: CheckArgs) -> i32 {
     code
 }
 
+/// What `gauntlet check` writes besides its verdicts (for one history).
+#[derive(Clone, Copy)]
+struct Outputs<'a> {
+    edn: Option<&'a Path>,
+    html: Option<&'a Path>,
+}
+
 fn check_path(
     path: &Path,
     model: ModelArg,
     format: Format,
     options: &CheckOptions,
-    export_edn: Option<&Path>,
+    outputs: Outputs<'_>,
 ) -> Result<Checked> {
     let file = if path.is_dir() { path.join("history.jsonl") } else { path.to_path_buf() };
     if !file.exists() {
@@ -219,7 +236,7 @@ fn check_path(
             file.display()
         );
     }
-    if let Some(out) = export_edn {
+    if let Some(out) = outputs.edn {
         let io = |e| anyhow::anyhow!("writing {}: {e}", out.display());
         let file = std::fs::File::create(out).map_err(io)?;
         let mut edn = checker::EdnWriter::new(std::io::BufWriter::new(file));
@@ -237,6 +254,11 @@ fn check_path(
         _ => ("cas-register", check(&CasRegister, &history, options)),
     };
     let result = result.with_context(|| format!("bad input for the {name} model"))?;
+    if let Some(out) = outputs.html {
+        let shown = file.display().to_string();
+        let page = crate::report::history_page(&shown, name, history.events(), &result);
+        std::fs::write(out, page).with_context(|| format!("writing {}", out.display()))?;
+    }
     Ok(Checked { model: name, result })
 }
 

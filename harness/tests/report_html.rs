@@ -393,3 +393,42 @@ fn report_refuses_a_directory_that_holds_no_run() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a directory"));
 }
+
+#[test]
+fn check_html_pages_of_any_history_render_in_chromium() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-test").join("check-html");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = env!("CARGO_BIN_EXE_gauntlet");
+    let check_html = |history: &Path, page: &Path| {
+        let out = Command::new(exe).arg("check").arg("--html").arg(page).arg(history).output();
+        out.unwrap().status.code()
+    };
+
+    // an invalid etcd history: the partial linearization is drawn
+    let etcd =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/porcupine/jepsen/etcd_000.log");
+    let page = dir.join("etcd_000.html");
+    assert_eq!(check_html(&etcd, &page), Some(1));
+    let dom = dump_dom(&page);
+    assert!(dom.contains(r#"id="linearization""#), "the violation is drawn");
+    assert!(dom.contains(r#"id="verdict">invalid<"#), "the verdict is shown");
+    assert!(dom.contains("lin-state"), "the state read-out is there");
+    screenshot(&page, "check-etcd_000");
+
+    // a 100,000-operation history stays small and renders
+    let big = dir.join("kv100k.edn");
+    let synth = Command::new(exe)
+        .args(["synth", "--ops", "100000", "--seed", "5", "-o"])
+        .arg(&big)
+        .output()
+        .unwrap();
+    assert!(synth.status.success());
+    let page = dir.join("kv100k.html");
+    assert_eq!(check_html(&big, &page), Some(0));
+    let size = std::fs::metadata(&page).unwrap().len();
+    assert!(size < 2 << 20, "the page of 100,000 operations is {size} bytes");
+    let dom = dump_dom(&page);
+    assert!(dom.contains(r#"id="timeline""#) && !dom.contains(r#"id="linearization""#));
+    screenshot(&page, "check-kv100k");
+}

@@ -361,15 +361,12 @@ impl RunData {
         let mut faults: Vec<Fault> = Vec::new();
         let mut marks = Vec::new();
         let mut active: HashMap<String, usize> = HashMap::new();
-        let mut event_times = HashMap::with_capacity(events.len());
+        let event_times = event_times(events);
         let mut end = 0u64;
         let cluster_size = test.pointer("/options/nodes").and_then(Value::as_u64);
-        // Without times, the order of the lines is the time (1 ms per line, for drawing).
-        let untimed = events.iter().any(|e| e.time.is_none());
-        for (line, e) in events.iter().enumerate() {
-            let t = if untimed { line as u64 * 1_000_000 } else { e.time.unwrap_or(0) };
+        for e in events {
+            let t = event_times[&e.index];
             end = end.max(t);
-            event_times.insert(e.index, t);
             match e.process {
                 Process::Client(p) => match e.kind {
                     EventType::Invoke => {
@@ -491,6 +488,20 @@ impl Lane {
 
 /// Whether a `fail` completion's error says the state machine executed and refused the
 /// operation (`cas-mismatch`: the cluster served it), rather than that it was not served.
+/// Each event's time for drawing (ns), by its index: its own time, or, in a history without
+/// times, its line (1 ms a line, the order of the lines being the real-time order).
+pub fn event_times(events: &[checker::Event]) -> HashMap<u64, u64> {
+    let untimed = events.iter().any(|e| e.time.is_none());
+    let time = |line: usize, e: &checker::Event| {
+        if untimed {
+            line as u64 * 1_000_000
+        } else {
+            e.time.unwrap_or(0)
+        }
+    };
+    events.iter().enumerate().map(|(line, e)| (e.index, time(line, e))).collect()
+}
+
 pub fn is_refusal(error: Option<&str>) -> bool {
     error.is_some_and(|e| e.contains("mismatch") || e.contains("precondition"))
 }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use checker::Verdict;
+use checker::{CheckResult, Verdict};
 use serde_json::Value;
 
 use super::data::{sorted_stats, FaultKind, Outcome, RunData};
@@ -191,12 +191,55 @@ pub fn run_page(run: &RunData) -> String {
     b.push_str(&faults::section(run));
     if let Some(v) = violation {
         b.push_str(r#"<section id="linearization"><h2>Linearizability violation: the partial linearization</h2>"#);
-        b.push_str(&linearization::section(run, v));
+        b.push_str(&linearization::section(&run.event_times, v));
         b.push_str("</section>");
     }
     nodes_table(&mut b, run);
     files(&mut b, run);
     page(&format!("{} · {}", run.id, verdict_word(overall)), &b)
+}
+
+/// The page of any history checked by `gauntlet check --html`: the verdict, the operations
+/// over time, and, when it is not linearizable, the partial linearization of the failing key.
+pub fn history_page(
+    name: &str,
+    model: &str,
+    events: &[checker::Event],
+    result: &CheckResult,
+) -> String {
+    let run = RunData::from_history(events, Value::Null, None);
+    let verdict = Some(result.verdict);
+    let mut b = String::new();
+    let _ = write!(
+        b,
+        r#"<h1>{}<span class="badge {}" id="verdict">{}</span></h1>"#,
+        esc(name),
+        verdict_class(verdict),
+        verdict_word(verdict)
+    );
+    let _ = write!(
+        b,
+        r#"<section id="summary"><p>Model <b>{}</b>: {} operations in {} partition{}, {} configurations visited. {}</p></section>"#,
+        esc(model),
+        result.operations,
+        result.partitions,
+        if result.partitions == 1 { "" } else { "s" },
+        result.configurations,
+        if result.verdict == Verdict::Valid { String::new() } else { esc(&result.reason) },
+    );
+    if events.iter().any(|e| e.time.is_none()) {
+        b.push_str(r#"<p class="note">This history has no times: the order of its lines is its real-time order, drawn as 1 ms a line.</p>"#);
+    }
+    let marker = result.violation.as_ref().and_then(|v| linearization::marker(&run, v));
+    b.push_str(r#"<section id="timeline"><h2>Operations over time</h2>"#);
+    b.push_str(&overview(&run, marker.as_ref()));
+    b.push_str("</section>");
+    if let Some(v) = &result.violation {
+        b.push_str(r#"<section id="linearization"><h2>Linearizability violation: the partial linearization</h2>"#);
+        b.push_str(&linearization::section(&run.event_times, v));
+        b.push_str("</section>");
+    }
+    page(&format!("{name} · {}", verdict_word(verdict)), &b)
 }
 
 const LEGEND: &str = r#"<div class="legend"><span><span class="chip" style="background:var(--ok)"></span>ok</span><span><span class="chip" style="background:var(--refused)"></span>fail: refused by a cas precondition (served)</span><span><span class="chip" style="background:var(--fail)"></span>fail: error</span><span><span class="chip" style="background:var(--info)"></span>info (indeterminate)</span><span><span class="chip" style="background:var(--open)"></span>never completed</span><span>|</span><span><span class="chip" style="background:var(--kill)"></span>kill</span><span><span class="chip" style="background:var(--crash)"></span>crash (power failure)</span><span><span class="chip" style="background:var(--disk-error)"></span>disk error</span><span><span class="chip" style="background:var(--disk-damage)"></span>disk damage</span><span><span class="chip" style="background:var(--pause)"></span>pause</span><span><span class="chip" style="background:var(--partition)"></span>partition</span><span><span class="chip" style="background:var(--net)"></span>net (loss, delay, duplication, reordering)</span><span>|</span><span><span class="chip" style="background:var(--leader)"></span>leader (term)</span><span><span class="chip" style="background:var(--kill);opacity:.55"></span>down</span><span><span class="chip" style="background:var(--pause);opacity:.45"></span>paused</span><span><span class="chip" style="background:var(--partition);opacity:.5"></span>without quorum</span><span>▲ restart</span></div>"#;

@@ -5,7 +5,7 @@
 //! its linearization points, the operation that cannot follow in red, and the operations that
 //! were still pending. Hovering an operation shows the model state before and after it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use checker::{OpSummary, Violation};
@@ -51,8 +51,8 @@ struct Drawn<'a> {
 }
 
 /// The time (ns since the start) of a history event, or its line (as ms) for untimed runs.
-fn time_of(run: &RunData, index: u64) -> Option<u64> {
-    run.event_times.get(&index).copied()
+fn time_of(times: &HashMap<u64, u64>, index: u64) -> Option<u64> {
+    times.get(&index).copied()
 }
 
 /// Where the overview marks the violation: when the blocked operation returned.
@@ -60,16 +60,17 @@ pub fn marker(run: &RunData, v: &Violation) -> Option<Marker> {
     let op = &v.operation;
     let t = op
         .complete_index
-        .and_then(|i| time_of(run, i))
-        .or_else(|| time_of(run, op.invoke_index))?;
+        .and_then(|i| time_of(&run.event_times, i))
+        .or_else(|| time_of(&run.event_times, op.invoke_index))?;
     let key =
         v.key.as_deref().map(|k| format!(" (key {})", k.trim_matches('"'))).unwrap_or_default();
     Some(Marker { time: t, label: format!("✗ not linearizable{key}") })
 }
 
 /// The section's HTML: the drawing, the state read-out, the table of the last steps, the
-/// explanation in words.
-pub fn section(run: &RunData, v: &Violation) -> String {
+/// explanation in words. `times` gives each history event's time by its index (see
+/// [`super::data::event_times`]).
+pub fn section(times: &HashMap<u64, u64>, v: &Violation) -> String {
     let skip = v.prefix.len().saturating_sub(SHOWN_STEPS);
     let mut drawn: Vec<Drawn<'_>> = Vec::new();
     for (k, step) in v.prefix.iter().enumerate().skip(skip) {
@@ -107,8 +108,8 @@ pub fn section(run: &RunData, v: &Violation) -> String {
     }
     // Times: from the history when it has them, else the event indexes (still in order).
     for d in &mut drawn {
-        d.call = time_of(run, d.op.invoke_index).unwrap_or(d.op.invoke_index);
-        let done = d.op.complete_index.map(|i| time_of(run, i).unwrap_or(i));
+        d.call = time_of(times, d.op.invoke_index).unwrap_or(d.op.invoke_index);
+        let done = d.op.complete_index.map(|i| time_of(times, i).unwrap_or(i));
         if d.op.result.is_some() {
             d.ret = done;
         } else {

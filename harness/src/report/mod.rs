@@ -15,6 +15,7 @@
 mod data;
 mod faults;
 mod html;
+pub use html::history_page;
 mod linearization;
 mod plots;
 mod svg;
