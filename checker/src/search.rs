@@ -215,8 +215,11 @@ impl<'m, M: Model> States<'m, M> {
 /// the frontier": optional operations below `f` left out, and operations at or above `f`
 /// taken in. Those above are few: an operation is only ever linearized while it is pending
 /// before the earliest remaining return, which is at most the return of the operation at `f`,
-/// so they lie between `f` and the calls before that return (the concurrency there). Those
-/// below are the optional operations still pending, which an exact search has to remember.
+/// so they lie between `f` and the calls before that return (the concurrency there), and are
+/// kept as a list. Those below are optional operations still pending, which an exact search
+/// has to remember; they are kept as a bit set over the optional operations called before `f`
+/// (one bit each, so a history with many unknown outcomes costs at most what a bit set over
+/// its optional operations costs, and one without costs nothing).
 ///
 /// The representation is exact (two configurations with the same frontier and exceptions
 /// have the same set), so the pruning is what it was with a bit set per configuration.
@@ -227,7 +230,8 @@ struct Cache {
     states: Vec<u32>,
     /// Where each entry's frontier and exceptions start in `arena`; one more at the end.
     starts: Vec<usize>,
-    /// Per entry: its frontier, then its exceptions in ascending order.
+    /// Per entry: its frontier, how many exceptions lie above it, those in ascending order,
+    /// then the words of its left-out bit set (each as two halves).
     arena: Vec<u32>,
 }
 
@@ -262,19 +266,14 @@ impl Cache {
         (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
     }
 
-    /// Records the configuration (`frontier`, ascending `exceptions`) unless a visited one
-    /// subsumes it: the same state, the same required operations linearized, and a subset of
-    /// its optional ones. `required` tells, by call position, which operations are required.
-    /// Returns whether it is new.
+    /// Records the configuration unless a visited one subsumes it: the same state, the same
+    /// required operations linearized, and a subset of its optional ones. The configuration is
+    /// its `frontier`, the operations at or above it taken in (`above`, ascending), and the
+    /// optional operations below it left out (`left_out`, a bit per optional operation called
+    /// before the frontier); `required` tells, by call position, which operations are
+    /// required. Returns whether it is new.
     #[inline]
-    fn visit(
-        &mut self,
-        key: u64,
-        state: u32,
-        frontier: u32,
-        exceptions: &[u32],
-        required: &[u64],
-    ) -> bool {
+    fn visit(&mut self, key: u64, state: u32, config: Config<'_>, required: &[u64]) -> bool {
         let mask = self.slots.len() - 1;
         let mut i = self.slot_of(key);
         loop {
@@ -285,8 +284,14 @@ impl Cache {
             let e = (slot - 1) as usize;
             if self.keys[e] == key && self.states[e] == state {
                 let stored = &self.arena[self.starts[e]..self.starts[e + 1]];
-                if stored[0] == frontier && subsumes(&stored[1..], exceptions, frontier, required) {
-                    return false;
+                if stored[0] == config.frontier {
+                    let n_above = stored[1] as usize;
+                    let above = &stored[2..2 + n_above];
+                    let words = stored[2 + n_above..].chunks_exact(2);
+                    let left_out = words.map(|w| u64::from(w[0]) | u64::from(w[1]) << 32);
+                    if subsumes(above, left_out, config, required) {
+                        return false;
+                    }
                 }
             }
             i = (i + 1) & mask;
@@ -294,8 +299,12 @@ impl Cache {
         let e = self.keys.len();
         self.keys.push(key);
         self.states.push(state);
-        self.arena.push(frontier);
-        self.arena.extend_from_slice(exceptions);
+        self.arena.push(config.frontier);
+        self.arena.push(config.above.len() as u32);
+        self.arena.extend_from_slice(config.above);
+        for &w in config.left_out {
+            self.arena.extend([w as u32, (w >> 32) as u32]);
+        }
         self.starts.push(self.arena.len());
         self.slots[i] = e as u32 + 1;
         if 2 * self.keys.len() > self.slots.len() {
@@ -319,18 +328,37 @@ impl Cache {
     }
 }
 
-/// Whether the stored configuration (its exceptions `s`) subsumes the current one (`c`),
-/// both with frontier `f`: below `f` an exception is an optional operation left out, and the
-/// stored one must leave out at least what the current one does; at or above, an exception
-/// is an operation taken in: required ones must agree, and the stored one may take in only
-/// optional ones the current one takes in too.
-fn subsumes(s: &[u32], c: &[u32], f: u32, required: &[u64]) -> bool {
+/// A configuration's linearized set as the [`Cache`] keeps it.
+#[derive(Clone, Copy)]
+struct Config<'a> {
+    frontier: u32,
+    /// The operations at or above the frontier that are linearized, by call position,
+    /// ascending.
+    above: &'a [u32],
+    /// A bit per optional operation called before the frontier (in call order): set when it
+    /// is left out.
+    left_out: &'a [u64],
+}
+
+/// Whether a stored configuration (`above`, `left_out`) subsumes the current one `c`, both
+/// with the same frontier: below it the stored one must leave out at least the optional
+/// operations the current one leaves out; at or above, required operations must agree, and
+/// the stored one may take in only optional ones the current one takes in too.
+fn subsumes(
+    above: &[u32],
+    left_out: impl Iterator<Item = u64>,
+    c: Config<'_>,
+    required: &[u64],
+) -> bool {
+    if left_out.zip(c.left_out).any(|(s, &c)| c & !s != 0) {
+        return false;
+    }
     let is_required = |p: u32| required[p as usize / 64] >> (p % 64) & 1 == 1;
     let (mut i, mut j) = (0, 0);
     loop {
         // positions are below u32::MAX, which stands for "past the end"
-        let p = s.get(i).copied().unwrap_or(u32::MAX);
-        let q = c.get(j).copied().unwrap_or(u32::MAX);
+        let p = above.get(i).copied().unwrap_or(u32::MAX);
+        let q = c.above.get(j).copied().unwrap_or(u32::MAX);
         if p == q {
             if p == u32::MAX {
                 return true;
@@ -338,14 +366,11 @@ fn subsumes(s: &[u32], c: &[u32], f: u32, required: &[u64]) -> bool {
             i += 1;
             j += 1;
         } else if p < q {
-            // only the stored configuration has `p`
-            if p >= f {
-                return false;
-            }
-            i += 1;
+            // only the stored configuration takes in `p`
+            return false;
         } else {
-            // only the current one has `q`
-            if q < f || is_required(q) {
+            // only the current one takes in `q`: fine for an optional operation
+            if is_required(q) {
                 return false;
             }
             j += 1;
@@ -458,8 +483,10 @@ pub(crate) struct Search<'a, M: Model> {
     lin: Vec<u64>,
     /// The call position of the earliest required operation not linearized (see [`Cache`]).
     frontier: u32,
-    /// Scratch: the current configuration's exceptions, for the cache.
-    exceptions: Vec<u32>,
+    /// Scratch: the current configuration's operations taken in above the frontier, and its
+    /// optional operations left out below it, for the cache (see [`Config`]).
+    above: Vec<u32>,
+    left_out: Vec<u64>,
     hash: u64,
     state: u32,
     req_left: usize,
@@ -558,7 +585,8 @@ impl<'a, M: Model> Search<'a, M> {
             n_req,
             lin: vec![0u64; words],
             frontier: 0,
-            exceptions: Vec::new(),
+            above: Vec::new(),
+            left_out: Vec::new(),
             hash: 0,
             state: 0,
             req_left: n_req,
@@ -729,12 +757,17 @@ impl<'a, M: Model> Search<'a, M> {
         let f = self.frontier as usize;
         let lin = &self.lin;
         let is_lin = |p: usize| lin[p / 64] >> (p % 64) & 1 == 1;
-        self.exceptions.clear();
         // optional operations below the frontier, left out
         let below = self.optional_positions.partition_point(|&p| (p as usize) < f);
-        let left_out = self.optional_positions[..below].iter().filter(|&&p| !is_lin(p as usize));
-        self.exceptions.extend(left_out);
+        self.left_out.clear();
+        self.left_out.resize(below.div_ceil(64), 0);
+        for (r, &p) in self.optional_positions[..below].iter().enumerate() {
+            if !is_lin(p as usize) {
+                self.left_out[r / 64] |= 1 << (r % 64);
+            }
+        }
         // operations at or above it, taken in: all called before the frontier's return
+        self.above.clear();
         if f < self.by_call.len() {
             let end = self.before_ret[self.by_call[f] as usize] as usize;
             let mut k = f;
@@ -746,19 +779,21 @@ impl<'a, M: Model> Search<'a, M> {
                     if p >= end {
                         break;
                     }
-                    self.exceptions.push(p as u32);
+                    self.above.push(p as u32);
                     taken &= taken - 1;
                 }
                 k = (w + 1) * 64;
             }
         }
+        let config =
+            Config { frontier: self.frontier, above: &self.above, left_out: &self.left_out };
         #[cfg(test)]
         assert_eq!(
-            decode(self.frontier, &self.exceptions, self.by_call.len(), &self.required),
+            decode(config, self.by_call.len(), &self.optional_positions),
             self.lin,
             "the frontier and exceptions stand for the linearized set"
         );
-        self.cache.visit(key, state, self.frontier, &self.exceptions, &self.required)
+        self.cache.visit(key, state, config, &self.required)
     }
 
     /// The bytes the search holds that grow as it runs: its configurations and its states
@@ -875,20 +910,19 @@ impl<'a, M: Model> Search<'a, M> {
     }
 }
 
-/// The linearized set, as a bit set over call positions, that a frontier and its exceptions
-/// stand for (the reference the tests hold the encoding to).
+/// The linearized set, as a bit set over call positions, that a configuration stands for
+/// (the reference the tests hold the encoding to).
 #[cfg(test)]
-fn decode(frontier: u32, exceptions: &[u32], n: usize, required: &[u64]) -> Vec<u64> {
-    let mut lin = vec![0u64; required.len()];
-    for p in 0..n {
-        let below = p < frontier as usize;
-        if below != exceptions.contains(&(p as u32)) {
-            lin[p / 64] |= 1 << (p % 64);
+fn decode(c: Config<'_>, n: usize, optional_positions: &[u32]) -> Vec<u64> {
+    let mut lin = vec![0u64; n.div_ceil(64).max(1)];
+    for p in (0..c.frontier as usize).chain(c.above.iter().map(|&p| p as usize)) {
+        lin[p / 64] |= 1 << (p % 64);
+    }
+    for (r, &p) in optional_positions.iter().enumerate().take_while(|&(_, &p)| p < c.frontier) {
+        if c.left_out.get(r / 64).is_some_and(|w| w >> (r % 64) & 1 == 1) {
+            lin[p as usize / 64] &= !(1 << (p % 64));
         }
     }
-    // below the frontier every required operation is linearized
-    debug_assert!((0..frontier as usize)
-        .all(|p| required[p / 64] >> (p % 64) & 1 == 0 || lin[p / 64] >> (p % 64) & 1 == 1));
     lin
 }
 
@@ -1022,20 +1056,31 @@ mod tests {
                 }
             }
             let frontier = (0..n).find(|&p| is(&required, p) && !is(&s, p)).unwrap_or(n) as u32;
-            let encode = |set: &[u64]| -> Vec<u32> {
-                (0..n)
-                    .filter(|&p| (p < frontier as usize) != is(set, p))
-                    .map(|p| p as u32)
-                    .collect()
+            let optional_positions: Vec<u32> =
+                (0..n).filter(|&p| !is(&required, p)).map(|p| p as u32).collect();
+            let encode = |set: &[u64]| -> (Vec<u32>, Vec<u64>) {
+                let above = (frontier as usize..n).filter(|&p| is(set, p)).map(|p| p as u32);
+                let below = optional_positions.iter().take_while(|&&p| p < frontier);
+                let mut left_out = vec![0u64; below.clone().count().div_ceil(64)];
+                for (r, &p) in below.enumerate() {
+                    if !is(set, p as usize) {
+                        left_out[r / 64] |= 1 << (r % 64);
+                    }
+                }
+                (above.collect(), left_out)
             };
             let (es, ec) = (encode(&s), encode(&c));
-            assert_eq!(decode(frontier, &es, n, &required), s);
+            fn config(frontier: u32, e: &(Vec<u32>, Vec<u64>)) -> Config<'_> {
+                Config { frontier, above: &e.0, left_out: &e.1 }
+            }
+            assert_eq!(decode(config(frontier, &es), n, &optional_positions), s);
             let reference = s
                 .iter()
                 .zip(&c)
                 .zip(&required)
                 .all(|((&s, &c), &r)| s & !c == 0 && (s ^ c) & r == 0);
-            assert_eq!(subsumes(&es, &ec, frontier, &required), reference, "n {n} f {frontier}");
+            let got = subsumes(&es.0, es.1.iter().copied(), config(frontier, &ec), &required);
+            assert_eq!(got, reference, "n {n} f {frontier}");
             if reference {
                 subsumed += 1;
             } else {
