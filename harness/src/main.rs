@@ -53,6 +53,14 @@ fn main() {
             std::process::exit(code);
         }
     };
+    if matches!(cli.command, Command::Check(_) | Command::Synth(_)) {
+        // Commands that only print: piped into `head`, they end quietly when it stops
+        // reading, as Unix tools do (Rust ignores SIGPIPE, and `println!` would panic). The
+        // others keep ignoring it: their sockets report a closed peer as an error.
+        use nix::sys::signal::{signal, SigHandler, Signal};
+        // SAFETY: restores the default disposition before any thread is started.
+        let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    }
     let done = |r: anyhow::Result<()>| r.map_or_else(|e| exit::report(&e), |()| exit::VALID);
     let code = match cli.command {
         Command::Run(args) => run::run(args),
