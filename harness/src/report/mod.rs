@@ -102,7 +102,7 @@ fn shard_campaigns(dir: &Path) -> anyhow::Result<Option<(Vec<CampaignRun>, Strin
     if shards.is_empty() {
         return Ok(None);
     }
-    shards.sort_by_key(|(shard, ..)| *shard);
+    shards.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
     let masters: std::collections::BTreeSet<Option<u64>> = shards.iter().map(|s| s.1).collect();
     let counts: std::collections::BTreeSet<u64> = shards.iter().map(|s| s.0 .1).collect();
     if masters.len() > 1 || counts.len() > 1 {
@@ -111,6 +111,18 @@ fn shard_campaigns(dir: &Path) -> anyhow::Result<Option<(Vec<CampaignRun>, Strin
              {counts:?}): give a directory of one campaign's shards",
             dir.display()
         )));
+    }
+    // A shard given twice (a retried job's results beside the first ones) would count its
+    // runs twice: which copy stands is for the user to say.
+    for pair in shards.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            let (i, n) = pair[0].0;
+            return Err(crate::exit::bad_input(format!(
+                "shard {i}/{n} appears twice, in {} and {}: keep one",
+                pair[0].2.display(),
+                pair[1].2.display()
+            )));
+        }
     }
     let n = shards[0].0 .1;
     let mut runs: Vec<(u64, CampaignRun)> = Vec::new();
@@ -368,6 +380,25 @@ mod tests {
     use super::*;
     use checker::{check, CheckOptions, Format, History};
     use workloads::CasRegister;
+
+    #[test]
+    fn a_shard_given_twice_is_refused_naming_both_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, shard) in [("first", "1/2"), ("retried", "1/2"), ("other", "2/2")] {
+            let shard_dir = dir.path().join(name);
+            std::fs::create_dir(&shard_dir).unwrap();
+            let summary = serde_json::json!({"shard": shard, "master_seed": 7, "runs": []});
+            std::fs::write(shard_dir.join("summary.json"), summary.to_string()).unwrap();
+        }
+        let err = shard_campaigns(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("shard 1/2 appears twice"), "{err}");
+        assert!(err.contains("first") && err.contains("retried"), "{err}");
+        // with one copy kept, the shards join
+        std::fs::remove_dir_all(dir.path().join("retried")).unwrap();
+        let (runs, title) = shard_campaigns(dir.path()).unwrap().unwrap();
+        assert!(runs.is_empty());
+        assert_eq!(title, "campaign s7: 2 of 2 shards");
+    }
 
     #[test]
     fn a_campaign_index_lists_its_summary_and_links_the_kept_runs() {
