@@ -194,16 +194,19 @@ impl History {
         History { name: name.into(), format: Format::Jsonl, events, lines, torn_line: None }
     }
 
+    /// A history read from text; `torn_line` is its last line when that was cut short and
+    /// left out (see [`torn_tail`]).
     pub(crate) fn from_parts(
         name: &str,
         format: Format,
         events: Vec<Event>,
         lines: Vec<usize>,
+        torn_line: Option<usize>,
     ) -> Result<Self, Error> {
         if events.is_empty() {
             return Err(Error::input(name, "empty history: no events"));
         }
-        Ok(History { name: name.to_string(), format, events, lines, torn_line: None })
+        Ok(History { name: name.to_string(), format, events, lines, torn_line })
     }
 
     /// Reads a history file in `format` (or detects it, with [`Format::Auto`]). Devices
@@ -293,27 +296,6 @@ impl History {
         self.torn_line
     }
 
-    /// Leaves out a torn last line: `Ok` (with its 1-based number) when line `i` (0-based)
-    /// of `text` is the last, has no newline, and ended before it was whole (`cut_short`:
-    /// the parser ran out of text); the error otherwise, as for any line written whole.
-    pub(crate) fn tolerate_torn(
-        text: &str,
-        i: usize,
-        cut_short: bool,
-        error: Error,
-    ) -> Result<usize, Error> {
-        if cut_short && !text.ends_with('\n') && text.lines().count() == i + 1 {
-            Ok(i + 1)
-        } else {
-            Err(error)
-        }
-    }
-
-    pub(crate) fn set_torn_line(mut self, line: Option<usize>) -> Self {
-        self.torn_line = line;
-        self
-    }
-
     /// The 1-based line of the `i`-th event.
     pub fn line_of(&self, i: usize) -> usize {
         self.lines[i]
@@ -335,11 +317,28 @@ fn parse_jsonl(name: &str, text: &str) -> Result<History, Error> {
             }
             Err(e) => {
                 let error = Error::line(name, i + 1, format!("invalid event: {e}"));
-                torn = Some(History::tolerate_torn(text, i, e.is_eof(), error)?);
+                torn = Some(torn_tail(text, i, e.is_eof(), error)?);
             }
         }
     }
-    Ok(History::from_parts(name, Format::Jsonl, events, lines)?.set_torn_line(torn))
+    History::from_parts(name, Format::Jsonl, events, lines, torn)
+}
+
+/// Leaves out a torn last line: `Ok` (with its 1-based number) when line `i` (0-based) of
+/// `text` is the last, has no newline, and ended before it was whole (`cut_short`: the parser
+/// ran out of text), which is what a writer killed in the middle of a line leaves; `error`
+/// otherwise, as for any line written whole.
+pub(crate) fn torn_tail(
+    text: &str,
+    i: usize,
+    cut_short: bool,
+    error: Error,
+) -> Result<usize, Error> {
+    if cut_short && !text.ends_with('\n') && text.lines().count() == i + 1 {
+        Ok(i + 1)
+    } else {
+        Err(error)
+    }
 }
 
 /// Writes events as JSON Lines, one event per line, in the project's history format.

@@ -2,7 +2,7 @@
 
 use crate::edn;
 use crate::error::Error;
-use crate::history::{Event, EventType, Format, History, Process};
+use crate::history::{self, Event, EventType, Format, History, Process};
 
 const LEVELS: [&str; 6] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
 
@@ -110,7 +110,7 @@ pub(crate) fn parse_jepsen_log(name: &str, text: &str) -> Result<History, Error>
         });
         lines.push(lineno);
     }
-    History::from_parts(name, Format::JepsenLog, events, lines)
+    History::from_parts(name, Format::JepsenLog, events, lines, None)
 }
 
 /// Splits a log line at its first ` - ` (between the logger and the message).
@@ -148,11 +148,11 @@ pub(crate) fn parse_edn_lines(name: &str, text: &str) -> Result<History, Error> 
             Err(m) => {
                 let cut_short = m.starts_with("unexpected end of line");
                 let error = Error::line(name, i + 1, format!("invalid event: {m}"));
-                torn = Some(History::tolerate_torn(text, i, cut_short, error)?);
+                torn = Some(history::torn_tail(text, i, cut_short, error)?);
             }
         }
     }
-    Ok(History::from_parts(name, Format::Edn, events, lines)?.set_torn_line(torn))
+    History::from_parts(name, Format::Edn, events, lines, torn)
 }
 
 #[cfg(test)]
