@@ -7,7 +7,7 @@
 //! Deadlines only keep a broken build from hanging the suite.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -23,6 +23,9 @@ struct Node {
     child: Option<Child>,
     peer: SocketAddr,
     client: SocketAddr,
+    /// Holds the claims of the node's ports (below the ephemeral range: a port bound to 0 and
+    /// let go may be taken by any outgoing connection before the node binds it).
+    _ports: harness::cluster::PortAllocator,
 }
 
 impl Drop for Node {
@@ -34,13 +37,16 @@ impl Drop for Node {
     }
 }
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
 impl Node {
     fn new() -> Node {
-        Node { child: None, peer: free_addr(), client: free_addr() }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let mut ports = harness::cluster::PortAllocator::new(u64::from(nanos));
+        let peer = ports.next_addr().unwrap();
+        let client = ports.next_addr().unwrap();
+        Node { child: None, peer, client, _ports: ports }
     }
 
     fn start(&mut self, dir: &Path, bug: Option<&str>) {

@@ -7,7 +7,7 @@
 //! speed.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,6 +47,9 @@ struct Nodes {
     children: Vec<Option<Child>>,
     /// `--bug` for every node.
     bug: Option<&'static str>,
+    /// Holds the claims of the nodes' ports, below the ephemeral range, so that no other
+    /// harness process (or outgoing connection) takes one while a node is down.
+    _ports: harness::cluster::PortAllocator,
 }
 
 impl Drop for Nodes {
@@ -58,22 +61,42 @@ impl Drop for Nodes {
     }
 }
 
-fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<TcpListener> =
-        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap()).collect()
-}
-
 impl Nodes {
     fn new(dir: &Path) -> Nodes {
-        let addrs = free_addrs(6);
+        // Ports bound to 0 and let go are ephemeral ports: any outgoing connection may take
+        // one before its node binds it.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let mut ports = harness::cluster::PortAllocator::new(u64::from(nanos));
+        let addrs: Vec<SocketAddr> = (0..6).map(|_| ports.next_addr().unwrap()).collect();
         Nodes {
             peer_addrs: addrs[..3].to_vec(),
             client_addrs: addrs[3..].to_vec(),
             dir: dir.to_path_buf(),
             children: vec![None, None, None],
             bug: None,
+            _ports: ports,
         }
+    }
+
+    /// The last lines of every node's log, for a failure message.
+    fn log_tails(&self) -> String {
+        let mut out = String::new();
+        for i in 0..3 {
+            let log =
+                std::fs::read_to_string(self.data_dir(i).join("node.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(15)..];
+            out.push_str(&format!(
+                "--- node {} (last {} lines)\n{}\n",
+                i + 1,
+                tail.len(),
+                tail.join("\n")
+            ));
+        }
+        out
     }
 
     fn data_dir(&self, i: usize) -> PathBuf {
@@ -136,7 +159,8 @@ impl Nodes {
 /// starting) are `None`.
 fn call(addr: SocketAddr, request: &Value) -> Option<Value> {
     let stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(GUARD)).unwrap();
+    // A node answers within its own request timeout (2 s); a silent one is retried.
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut writer = stream.try_clone().unwrap();
     writeln!(writer, "{request}").ok()?;
     let mut line = String::new();
@@ -151,7 +175,7 @@ fn call_any(nodes: &Nodes, first: usize, request: &Value) -> (Value, bool) {
     let mut addr = nodes.client_addrs[first];
     let mut redirected = false;
     loop {
-        assert!(Instant::now() < deadline, "no answer to {request}");
+        assert!(Instant::now() < deadline, "no answer to {request}\n{}", nodes.log_tails());
         match call(addr, request) {
             Some(answer) if answer["error"] == "not-leader" => {
                 match answer["leader_addr"].as_str() {
