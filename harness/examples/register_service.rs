@@ -292,9 +292,13 @@ async fn handle(
                 waiting.insert(index, (term, tx));
                 (index, rx)
             }
-            Err(not_leader) => {
+            Err(e @ raft::ProposeError::Overloaded { .. }) => {
+                // Nothing was appended: a definite failure.
+                return json!({"type": "fail", "error": "busy", "message": e.to_string()});
+            }
+            Err(raft::ProposeError::NotLeader { leader }) => {
                 let mut answer = json!({"type": "fail", "error": "not-leader"});
-                if let Some(leader) = not_leader.leader {
+                if let Some(leader) = leader {
                     answer["leader"] = json!(leader);
                     if let Some(addr) = hints.get(&leader) {
                         answer["leader_addr"] = json!(addr.to_string());

@@ -16,6 +16,6 @@ pub mod transport;
 
 pub use crate::core::{
     Bug, Config, ConfigError, Coverage, Decision, Entry, EntryKind, HardState, Index, Message,
-    MessageBody, NodeId, NotLeader, RawNode, Ready, Role, Status, Term,
+    MessageBody, NodeId, ProposeError, RawNode, Ready, Role, Status, Term,
 };
 pub use crate::node::{ApplyMsg, Node, NodeConfig, NodeError};

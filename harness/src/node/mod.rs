@@ -80,6 +80,13 @@ pub struct NodeArgs {
     /// stops reading that connection until its answers drain.
     #[arg(long, default_value_t = ClientLimits::default().max_outstanding)]
     pub max_outstanding: usize,
+    /// Entries the leader holds above its commit index; one more proposal is answered `busy`
+    /// (flow control: a cluster slower than its clients refuses work instead of holding it).
+    #[arg(long, default_value_t = Config::service(1, vec![1]).max_uncommitted_entries)]
+    pub max_uncommitted_entries: usize,
+    /// As --max-uncommitted-entries, in bytes of entries.
+    #[arg(long, default_value_t = Config::service(1, vec![1]).max_uncommitted_bytes)]
+    pub max_uncommitted_bytes: usize,
     /// Inbound peer connections open at once.
     #[arg(long, default_value_t = TransportConfig::default().max_inbound_connections)]
     pub max_peer_connections: usize,
@@ -166,8 +173,9 @@ fn raft_config(args: &NodeArgs) -> anyhow::Result<Config> {
     let mut peers: Vec<NodeId> = args.peers.iter().map(|(id, _)| *id).collect();
     peers.push(args.id);
     peers.sort_unstable();
-    #[allow(unused_mut)]
     let mut config = Config::service(args.id, peers);
+    config.max_uncommitted_entries = args.max_uncommitted_entries;
+    config.max_uncommitted_bytes = args.max_uncommitted_bytes;
     if let Some(NodeBug::Core(bug)) = args.bug {
         #[cfg(feature = "bugs")]
         {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use raft::node::{ApplyMsg, Node};
 use raft::transport::WarningLimiter;
-use raft::{EntryKind, Index, NodeId, NotLeader, Term};
+use raft::{EntryKind, Index, NodeId, ProposeError, Term};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -320,10 +320,15 @@ impl Server {
                     let _ = old.conn.send(superseded(old.id, None, None));
                 }
             }
-            Err(NotLeader { leader }) => {
+            Err(ProposeError::NotLeader { leader }) => {
                 drop(pending);
                 let addr = leader.and_then(|l| self.peer_clients.get(&l));
                 let _ = conn.send(not_leader(id, leader, addr));
+            }
+            Err(e @ ProposeError::Overloaded { .. }) => {
+                // Nothing was proposed: a definite failure, which the client may try again.
+                drop(pending);
+                let _ = conn.send(fail(id, "busy", Some(&e.to_string())));
             }
         }
     }

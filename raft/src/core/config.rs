@@ -40,6 +40,13 @@ pub struct Config {
     /// At most this many AppendEntries messages carrying entries in flight to one follower at a
     /// time (pipelining).
     pub max_inflight: usize,
+    /// A leader refuses a proposal while this many of its entries are not committed yet
+    /// ([`ProposeError::Overloaded`](super::ProposeError::Overloaded)): proposals faster than
+    /// a majority can take them wait in the service, not in the leader's memory.
+    pub max_uncommitted_entries: usize,
+    /// As `max_uncommitted_entries`, in bytes of entries (etcd's `MaxUncommittedEntriesSize`).
+    /// An entry larger than the bound is still taken when nothing else is uncommitted.
+    pub max_uncommitted_bytes: usize,
     /// A deliberately broken protocol variant, for proving that the tests find bugs.
     #[cfg(feature = "bugs")]
     pub bug: Option<super::Bug>,
@@ -61,6 +68,8 @@ impl Config {
             max_append_entries: 64,
             max_append_bytes: 1 << 20,
             max_inflight: 16,
+            max_uncommitted_entries: 1 << 16,
+            max_uncommitted_bytes: 64 << 20,
             #[cfg(feature = "bugs")]
             bug: None,
         }
@@ -91,6 +100,11 @@ impl Config {
         if self.max_append_entries == 0 || self.max_inflight == 0 {
             return Err(ConfigError::Invalid(
                 "max_append_entries and max_inflight must be at least 1",
+            ));
+        }
+        if self.max_uncommitted_entries == 0 || self.max_uncommitted_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "max_uncommitted_entries and max_uncommitted_bytes must be at least 1",
             ));
         }
         Ok(())

@@ -68,6 +68,7 @@ decisions! {
     CheckQuorumStepDown = "check-quorum-step-down", "a leader that had not heard from a majority stepped down";
     ProposalAccepted = "proposal-accepted", "a leader appended a client's command";
     ProposalRefused = "proposal-refused", "a peer that does not lead refused a command";
+    ProposalRefusedOverloaded = "proposal-refused-overloaded", "a leader refused a command: its uncommitted entries reached the flow-control bound";
     AppendPaused = "append-paused", "an append was held back: a probe unanswered or the pipeline full";
     BatchCutByCount = "batch-cut-by-count", "an append was cut at max_append_entries";
     BatchCutByBytes = "batch-cut-by-bytes", "an append was cut at max_append_bytes";

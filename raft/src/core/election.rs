@@ -125,6 +125,14 @@ impl RawNode {
         self.heartbeat_elapsed = 0;
         let next = self.log.last_index() + 1;
         self.progress = self.other_peers().into_iter().map(|p| (p, Progress::new(next))).collect();
+        // Earlier terms' entries above the commit index count towards the flow-control bound
+        // too: they commit only with this term's first entry.
+        self.uncommitted_bytes = self
+            .log
+            .slice(self.log.committed + 1, self.log.last_index())
+            .iter()
+            .map(Entry::payload_size)
+            .sum();
         tracing::info!(
             id = self.id,
             term = self.term,

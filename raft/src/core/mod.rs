@@ -28,7 +28,7 @@ mod types;
 pub use bugs::{Bug, UnknownBug};
 pub use config::{Config, ConfigError};
 pub use coverage::{Coverage, Decision};
-pub use raw_node::{NotLeader, RawNode, Ready, Status};
+pub use raw_node::{ProposeError, RawNode, Ready, Status};
 pub use types::{Entry, EntryKind, HardState, Index, Message, MessageBody, NodeId, Role, Term};
 
 #[cfg(test)]

@@ -54,12 +54,41 @@ pub struct Status {
     pub persisted_index: Index,
 }
 
-/// A proposal reached a peer that is not the leader.
+/// Why a proposal was refused. Either way nothing was appended: the proposal has no effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("not the leader (leader hint: {leader:?})")]
-pub struct NotLeader {
-    /// The leader this peer knows of, if any.
-    pub leader: Option<NodeId>,
+pub enum ProposeError {
+    /// The proposal reached a peer that is not the leader.
+    #[error("not the leader (leader hint: {leader:?})")]
+    NotLeader {
+        /// The leader this peer knows of, if any.
+        leader: Option<NodeId>,
+    },
+    /// The leader holds as many uncommitted entries (or bytes) as its configuration allows
+    /// ([`Config::max_uncommitted_entries`], [`Config::max_uncommitted_bytes`]): try again once
+    /// some commit.
+    #[error(
+        "too much uncommitted: {entries} entries, {bytes} bytes (limits: {max_entries} entries, \
+         {max_bytes} bytes)"
+    )]
+    Overloaded {
+        /// Entries above the commit index.
+        entries: u64,
+        /// Their bytes ([`Entry::payload_size`]).
+        bytes: usize,
+        /// The configured bounds.
+        max_entries: usize,
+        max_bytes: usize,
+    },
+}
+
+impl ProposeError {
+    /// The leader the refusing peer knows of: itself when it is an overloaded leader.
+    pub fn leader_hint(&self, this: NodeId) -> Option<NodeId> {
+        match *self {
+            ProposeError::NotLeader { leader } => leader,
+            ProposeError::Overloaded { .. } => Some(this),
+        }
+    }
 }
 
 /// One peer's protocol core.
@@ -112,6 +141,8 @@ pub struct RawNode {
     /// The commit index advanced since the last heartbeat round: followers learn it at the next
     /// tick rather than at once, so one round of messages carries many commits.
     pub(super) commit_to_announce: bool,
+    /// A leader's bytes of entries above the commit index, for `max_uncommitted_bytes`.
+    pub(super) uncommitted_bytes: usize,
     pub(super) rng: ChaCha8Rng,
     pub(super) outbox: Vec<Message>,
     /// The hard state the driver was last told to persist.
@@ -150,6 +181,7 @@ impl RawNode {
             heartbeat_elapsed: 0,
             randomized_election_timeout: 0,
             commit_to_announce: false,
+            uncommitted_bytes: 0,
             rng: ChaCha8Rng::seed_from_u64(seed),
             outbox: Vec::new(),
             reported_hard_state: hard_state,
@@ -293,10 +325,21 @@ impl RawNode {
     }
 
     /// Appends a command to the leader's log; returns where it will commit if it does.
-    pub fn propose(&mut self, data: Vec<u8>) -> Result<(Index, Term), NotLeader> {
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<(Index, Term), ProposeError> {
         if self.role != Role::Leader {
             self.coverage.hit(Decision::ProposalRefused);
-            return Err(NotLeader { leader: self.leader });
+            return Err(ProposeError::NotLeader { leader: self.leader });
+        }
+        let entries = self.log.last_index() - self.log.committed;
+        let size = data.len() + Entry::OVERHEAD;
+        let (max_entries, max_bytes) =
+            (self.config.max_uncommitted_entries, self.config.max_uncommitted_bytes);
+        if entries >= max_entries as u64
+            || (self.uncommitted_bytes > 0 && self.uncommitted_bytes + size > max_bytes)
+        {
+            self.coverage.hit(Decision::ProposalRefusedOverloaded);
+            let bytes = self.uncommitted_bytes;
+            return Err(ProposeError::Overloaded { entries, bytes, max_entries, max_bytes });
         }
         self.coverage.hit(Decision::ProposalAccepted);
         let index = self.append_to_own_log(EntryKind::Normal, data);

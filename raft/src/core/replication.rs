@@ -45,7 +45,9 @@ impl RawNode {
     /// Appends an entry of the current term to the leader's own log.
     pub(super) fn append_to_own_log(&mut self, kind: EntryKind, data: Vec<u8>) -> Index {
         let index = self.log.last_index() + 1;
-        self.log.push(Entry { index, term: self.term, kind, data });
+        let entry = Entry { index, term: self.term, kind, data };
+        self.uncommitted_bytes += entry.payload_size();
+        self.log.push(entry);
         index
     }
 
@@ -223,6 +225,9 @@ impl RawNode {
             return;
         }
         self.coverage.hit(Decision::CommitAdvanced);
+        let freed: usize =
+            self.log.slice(self.log.committed + 1, candidate).iter().map(Entry::payload_size).sum();
+        self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(freed);
         self.log.committed = candidate;
         self.commit_to_announce = true;
     }

@@ -263,7 +263,7 @@ fn send_append_entries_stops_leading_p2unit() {
     ));
     let st = l.status();
     assert_eq!((st.role, st.term, st.leader), (Role::Follower, 5, None));
-    assert_eq!(l.propose(b"x".to_vec()), Err(NotLeader { leader: None }));
+    assert_eq!(l.propose(b"x".to_vec()), Err(ProposeError::NotLeader { leader: None }));
 }
 
 #[test]
@@ -801,6 +801,8 @@ fn a_configuration_that_cannot_run_is_refused_setting_by_setting() {
         (Config { election_tick: 10, heartbeat_tick: 10, ..good.clone() }, "election_tick"),
         (Config { max_append_entries: 0, ..good.clone() }, "max_append_entries"),
         (Config { max_inflight: 0, ..good.clone() }, "max_inflight"),
+        (Config { max_uncommitted_entries: 0, ..good.clone() }, "max_uncommitted_entries"),
+        (Config { max_uncommitted_bytes: 0, ..good.clone() }, "max_uncommitted_bytes"),
     ];
     for (config, reason) in bad {
         let err = config.validate().expect_err(reason).to_string();
@@ -808,4 +810,76 @@ fn a_configuration_that_cannot_run_is_refused_setting_by_setting() {
         let refused = RawNode::new(config, HardState::default(), vec![], 1);
         assert!(refused.is_err(), "RawNode::new refuses it too ({reason})");
     }
+}
+
+// ---- Flow control ----
+
+/// An acknowledgement from `from` of everything up to `index`, in `term`.
+fn ack(from: NodeId, term: Term, index: Index) -> Message {
+    let body = MessageBody::AppendEntriesResponse {
+        success: true,
+        index,
+        conflict_term: None,
+        conflict_index: 0,
+    };
+    msg(from, 1, term, body)
+}
+
+#[test]
+fn a_leader_refuses_proposals_beyond_its_uncommitted_entries_until_they_commit() {
+    let mut l = leader(2, &[]);
+    l.config.max_uncommitted_entries = 3;
+    for i in 1..=3 {
+        assert_eq!(l.propose(vec![i]), Ok((i as Index, 2)));
+    }
+    let refused = l.propose(vec![4]).unwrap_err();
+    assert_eq!(
+        refused,
+        ProposeError::Overloaded {
+            entries: 3,
+            bytes: 3 * (1 + Entry::OVERHEAD),
+            max_entries: 3,
+            max_bytes: l.config.max_uncommitted_bytes
+        }
+    );
+    assert_eq!(refused.leader_hint(1), Some(1), "an overloaded leader names itself");
+    assert_eq!(l.status().last_index, 3, "a refused proposal appends nothing");
+    assert_eq!(l.coverage().count(Decision::ProposalRefusedOverloaded), 1);
+    flush(&mut l);
+    // A majority (the leader and peer 2) holds two of them: two commit, two places free up.
+    l.step(ack(2, 2, 2));
+    assert_eq!(l.status().commit_index, 2);
+    assert_eq!(l.propose(vec![4]), Ok((4, 2)));
+    assert_eq!(l.propose(vec![5]), Ok((5, 2)));
+    assert!(matches!(l.propose(vec![6]), Err(ProposeError::Overloaded { entries: 3, .. })));
+}
+
+#[test]
+fn a_leader_bounds_its_uncommitted_bytes_but_takes_one_large_entry() {
+    let mut l = leader(2, &[]);
+    l.config.max_uncommitted_bytes = 100;
+    // Larger than the bound, but nothing else is uncommitted: taken, or it could never go.
+    assert_eq!(l.propose(vec![0; 200]), Ok((1, 2)));
+    match l.propose(vec![1]) {
+        Err(ProposeError::Overloaded { bytes, max_bytes: 100, .. }) => {
+            assert_eq!(bytes, 200 + Entry::OVERHEAD)
+        }
+        other => panic!("expected an overloaded refusal, got {other:?}"),
+    }
+    flush(&mut l);
+    l.step(ack(2, 2, 1));
+    assert_eq!(l.status().commit_index, 1);
+    // The committed entry no longer counts.
+    assert_eq!(l.propose(vec![1; 40]), Ok((2, 2)));
+    assert!(l.propose(vec![2; 40]).is_err(), "40 + 40 bytes and their overhead exceed 100");
+}
+
+#[test]
+fn a_new_leader_counts_the_uncommitted_entries_it_inherits() {
+    // Entries of term 1 that nobody knows committed: they commit only with a term-3 entry.
+    let mut l = leader(3, &[1, 1, 1]);
+    l.config.max_uncommitted_entries = 4;
+    assert_eq!(l.uncommitted_bytes, 3 * (2 + Entry::OVERHEAD));
+    assert_eq!(l.propose(vec![9]), Ok((4, 3)));
+    assert!(matches!(l.propose(vec![9]), Err(ProposeError::Overloaded { entries: 4, .. })));
 }

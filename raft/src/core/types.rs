@@ -33,9 +33,12 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Bytes this entry adds to a message, for batching limits.
+    /// The bytes an entry costs beside its data (index, term, kind), in batching limits.
+    pub const OVERHEAD: usize = 24;
+
+    /// Bytes this entry adds to a message or to the uncommitted tail, for flow-control limits.
     pub fn payload_size(&self) -> usize {
-        self.data.len() + 24
+        self.data.len() + Entry::OVERHEAD
     }
 }
 

@@ -4,7 +4,11 @@
 //! One ready is in flight at a time. While its sync runs on the storage thread, the driver
 //! keeps stepping inbound messages and ticking, so that a leader learns of its followers'
 //! acknowledgements and commits while its own write is still going on; entries that become
-//! committed meanwhile are handed to the service at once (see [`Driver::deliver_committed`]).
+//! committed meanwhile are handed to the service at once.
+//!
+//! Committed entries go to the service only as far as the apply channel has room: a service
+//! that falls behind never stops the driver from ticking and answering its peers (the entries
+//! wait in the core's log, and go out as the service takes them).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +41,10 @@ pub(super) struct Driver {
     pub(super) next_tick: Instant,
     /// The highest index handed to the service (or skipped, for a no-op not delivered).
     pub(super) delivered: Index,
+    /// Committed entries wait beyond `delivered` for room in the apply channel.
+    pub(super) backlog: bool,
+    /// The service dropped its receiver: nothing more is delivered.
+    pub(super) apply_closed: bool,
     pub(super) tracer: Tracer,
     /// The catalogue's `ack-before-sync` or `vote-before-sync`: some answers go before the
     /// sync.
@@ -103,6 +111,7 @@ impl Driver {
                 self.shared.publish(&status);
                 core.raw.has_ready().then(|| (core.raw.ready(), leader_term(&status)))
             };
+            self.deliver_committed();
             match taken {
                 Some((ready, leader_term)) => {
                     if let Err(exit) = self.handle_ready(ready, leader_term).await {
@@ -121,6 +130,13 @@ impl Driver {
                         },
                         _ = wake => {}
                         _ = sleep_until(self.next_tick) => {}
+                        // The service took an entry: room for the waiting ones.
+                        // A slot is given back at once: the next delivery takes it.
+                        room = self.apply.clone().reserve_owned(), if self.backlog => {
+                            if room.is_err() {
+                                self.closed_by_service();
+                            }
+                        }
                     }
                 }
             }
@@ -172,27 +188,9 @@ impl Driver {
         // Committed entries are durable on a majority already (a leader counts itself only for
         // what it made durable; a follower learns of commits from the leader), so they are
         // handed to the service while this peer's own write is in progress, as etcd's raft
-        // allows. In-order delivery holds because readies are handled one at a time.
+        // allows. In-order delivery holds because `delivered` only grows.
+        self.deliver_committed();
         let mut stop = self.stop.clone();
-        for entry in &committed {
-            if entry.index <= self.delivered {
-                continue; // delivered early, during the previous sync
-            }
-            self.delivered = entry.index;
-            if entry.kind == EntryKind::Noop && !self.deliver_noops {
-                continue;
-            }
-            let permit = tokio::select! {
-                biased;
-                _ = stop_signal(&mut stop, false) => return Err(self.stop_exit()),
-                permit = self.apply.reserve() => permit,
-            };
-            match permit {
-                Ok(permit) => permit.send(apply_msg(entry)),
-                // The service dropped its receiver: it no longer wants the entries.
-                Err(_) => break,
-            }
-        }
 
         // While the sync runs, keep stepping messages and ticking: a leader learns of its
         // followers' acknowledgements, and what that commits goes to the service at once.
@@ -213,6 +211,12 @@ impl Driver {
                         self.step_during_sync(Some(msg))?;
                     }
                     _ = sleep_until(self.next_tick) => self.step_during_sync(None)?,
+                    room = self.apply.clone().reserve_owned(), if self.backlog => {
+                        if room.is_err() {
+                            self.closed_by_service();
+                        }
+                        self.deliver_committed();
+                    }
                 }
             },
         };
@@ -229,33 +233,46 @@ impl Driver {
     /// Steps `first` and whatever else arrived, ticks if due, and hands newly committed
     /// entries to the service, while a sync is in flight.
     fn step_during_sync(&mut self, first: Option<Message>) -> Result<(), Exit> {
-        let early = {
+        {
             let mut core = self.shared.lock();
             drain_inbox(&mut self.inbox, &mut core.raw, &mut self.tracer, first)?;
             tick_if_due(&mut self.next_tick, self.tick, &mut core.raw);
             self.tracer.observe(&core.raw);
             let status = core.raw.status();
             self.shared.publish(&status);
-            collect_committed(
-                &core.raw,
-                status.commit_index,
-                &mut self.delivered,
-                self.deliver_noops,
-                self.apply.capacity(),
-            )
-        };
-        for msg in early {
-            // Cannot be full: no more were collected than the channel had room for.
-            let _ = self.apply.try_send(msg);
         }
+        self.deliver_committed();
         Ok(())
     }
 
-    fn stop_exit(&self) -> Exit {
-        match *self.stop.borrow() {
-            StopMode::Kill => Exit::Kill,
-            _ => Exit::Shutdown,
+    /// Hands the service the committed entries beyond `delivered`, as many as the apply
+    /// channel has room for; the rest wait (`backlog`) and never block the driver.
+    fn deliver_committed(&mut self) {
+        if self.apply_closed {
+            return;
         }
+        let (msgs, left) = {
+            let core = self.shared.lock();
+            let commit = core.raw.status().commit_index;
+            let room = self.apply.capacity();
+            let msgs =
+                collect_committed(&core.raw, commit, &mut self.delivered, self.deliver_noops, room);
+            (msgs, self.delivered < commit)
+        };
+        for msg in msgs {
+            // Cannot be full: no more were collected than the channel had room for.
+            if let Err(mpsc::error::TrySendError::Closed(_)) = self.apply.try_send(msg) {
+                self.closed_by_service();
+                return;
+            }
+        }
+        self.backlog = left;
+    }
+
+    /// The service dropped its receiver: it no longer wants the entries.
+    fn closed_by_service(&mut self) {
+        self.apply_closed = true;
+        self.backlog = false;
     }
 }
 

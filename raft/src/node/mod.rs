@@ -92,7 +92,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::core::{
-    Config, ConfigError, EntryKind, Index, NodeId, NotLeader, RawNode, Role, Status, Term,
+    Config, ConfigError, EntryKind, Index, NodeId, ProposeError, RawNode, Role, Status, Term,
 };
 use crate::storage::{Storage, StorageError};
 use crate::transport::{Transport, TransportConfig};
@@ -351,6 +351,8 @@ impl Node {
             deliver_noops: config.deliver_noops,
             next_tick: tokio::time::Instant::now() + tick,
             delivered: 0,
+            backlog: false,
+            apply_closed: false,
             tracer: Tracer::new(config.trace),
             early_bug,
         };
@@ -373,8 +375,9 @@ impl Node {
     }
 
     /// Proposes `command` and returns at once: `(index, term, true)` where it will be
-    /// committed if it ever is, or `(0, current term, false)` if this node is not the leader.
-    /// The seed labs' `Start`.
+    /// committed if it ever is, or `(0, current term, false)` if this node is not the leader
+    /// or refused the command under flow control (see [`Node::propose`]). The seed labs'
+    /// `Start`.
     pub fn start(&self, command: Vec<u8>) -> (Index, Term, bool) {
         match self.propose(command) {
             Ok((index, term)) => (index, term, true),
@@ -385,12 +388,13 @@ impl Node {
     /// Proposes `command`: on the leader, appends it to the log and returns the index and term
     /// at which it will be committed, if it ever is (another leader may overwrite it: watch
     /// which entry the [`ApplyMsg`] at that index carries). A follower, or a stopped node,
-    /// answers [`NotLeader`] with the leader it knows of.
-    pub fn propose(&self, command: Vec<u8>) -> Result<(Index, Term), NotLeader> {
+    /// answers [`ProposeError::NotLeader`] with the leader it knows of; a leader whose
+    /// uncommitted entries reached the configured bounds answers [`ProposeError::Overloaded`].
+    pub fn propose(&self, command: Vec<u8>) -> Result<(Index, Term), ProposeError> {
         let result = {
             let mut core = self.shared.lock();
             if core.stopped {
-                return Err(NotLeader { leader: None });
+                return Err(ProposeError::NotLeader { leader: None });
             }
             core.raw.propose(command)
         };
