@@ -45,11 +45,17 @@ pub enum Bug {
     /// the log is logged and taken for a success: the entries the kernel dropped are
     /// acknowledged all the same.
     IgnoreFailedFsync,
+    /// (Reads) a leader answers ReadIndex at once with its commit index, without the
+    /// heartbeat round that confirms no other leader exists (thesis §6.4, step 3).
+    ReadIndexWithoutQuorum,
+    /// (Reads) lease reads: once a leader held a lease, it serves reads alone even after the
+    /// lease ran out (thesis §6.4.1). Switches lease-based reads on.
+    LeaseReadAfterExpiry,
 }
 
 impl Bug {
     /// Every variant of the catalogue.
-    pub const ALL: [Bug; 11] = [
+    pub const ALL: [Bug; 13] = [
         Bug::VoteWithoutLogCheck,
         Bug::CommitOldTerm,
         Bug::ForgetVote,
@@ -61,6 +67,8 @@ impl Bug {
         Bug::AckBeforeSync,
         Bug::VoteBeforeSync,
         Bug::IgnoreFailedFsync,
+        Bug::ReadIndexWithoutQuorum,
+        Bug::LeaseReadAfterExpiry,
     ];
 
     /// The variant's name on command lines and in `RAFT_BUG`.
@@ -77,6 +85,8 @@ impl Bug {
             Bug::AckBeforeSync => "ack-before-sync",
             Bug::VoteBeforeSync => "vote-before-sync",
             Bug::IgnoreFailedFsync => "ignore-failed-fsync",
+            Bug::ReadIndexWithoutQuorum => "read-index-without-quorum",
+            Bug::LeaseReadAfterExpiry => "lease-read-after-expiry",
         }
     }
 
@@ -86,9 +96,15 @@ impl Bug {
         use crate::MessageBody::{AppendEntriesResponse, HeartbeatResponse, RequestVoteResponse};
         matches!(
             (self, &msg.body),
-            (Bug::AckBeforeSync, AppendEntriesResponse { .. } | HeartbeatResponse)
+            (Bug::AckBeforeSync, AppendEntriesResponse { .. } | HeartbeatResponse { .. })
                 | (Bug::VoteBeforeSync, RequestVoteResponse { pre_vote: false, granted: true })
         )
+    }
+
+    /// Whether the variant breaks reads (ReadIndex or leases), which only a checker of reads
+    /// finds: the log and the applied entries stay right.
+    pub fn breaks_reads(self) -> bool {
+        matches!(self, Bug::ReadIndexWithoutQuorum | Bug::LeaseReadAfterExpiry)
     }
 
     /// Whether the variant lives in [`FileStorage`](crate::storage::FileStorage), which the
@@ -116,6 +132,10 @@ impl Bug {
             Bug::IgnoreFailedFsync => {
                 "(durability) takes a failed fdatasync of the log for a success"
             }
+            Bug::ReadIndexWithoutQuorum => {
+                "(reads) answers ReadIndex without confirming the leadership with a majority"
+            }
+            Bug::LeaseReadAfterExpiry => "(reads) serves lease reads after the lease ran out",
         }
     }
 }
@@ -128,8 +148,12 @@ impl fmt::Display for Bug {
 
 /// The error for a name that is not in the catalogue.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown bug {0:?}; the catalogue has: vote-without-log-check, commit-old-term, forget-vote, truncate-without-conflict, ignore-higher-term-reply, apply-uncommitted, skip-log-sync, hard-state-without-dir-sync, ack-before-sync, vote-before-sync, ignore-failed-fsync")]
+#[error("unknown bug {0:?}; the catalogue has: {names}", names = catalogue())]
 pub struct UnknownBug(pub String);
+
+fn catalogue() -> String {
+    Bug::ALL.map(Bug::name).join(", ")
+}
 
 impl FromStr for Bug {
     type Err = UnknownBug;

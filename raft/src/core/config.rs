@@ -47,9 +47,34 @@ pub struct Config {
     /// As `max_uncommitted_entries`, in bytes of entries (etcd's `MaxUncommittedEntriesSize`).
     /// An entry larger than the bound is still taken when nothing else is uncommitted.
     pub max_uncommitted_bytes: usize,
+    /// How [`RawNode::read_index`](super::RawNode::read_index) confirms the leadership.
+    pub read_only: ReadOnly,
     /// A deliberately broken protocol variant, for proving that the tests find bugs.
     #[cfg(feature = "bugs")]
     pub bug: Option<super::Bug>,
+}
+
+/// How a leader confirms, for a read, that no other leader has committed anything newer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ReadOnly {
+    /// ReadIndex (thesis §6.4): a heartbeat round started after the request, answered by a
+    /// majority. Safe whatever the clocks do.
+    #[default]
+    Safe,
+    /// Lease reads (thesis §6.4.1): no round while the leader's lease holds. A majority that
+    /// answered a round sent at tick `t` ignores other candidates until `t + election_tick`
+    /// on their own clocks (check-quorum's lease), so the leader serves reads alone until
+    /// `t + election_tick * 3 / 4` on its clock: safe while no two clocks drift apart by more
+    /// than a quarter over an election timeout. Needs `check_quorum`; a restarted peer then
+    /// also waits an election timeout before it votes.
+    LeaseBased,
+}
+
+impl ReadOnly {
+    /// The ticks after a confirmed round's sending during which a lease holds.
+    pub fn lease_ticks(election_tick: u32) -> u64 {
+        u64::from(election_tick) * 3 / 4
+    }
 }
 
 impl Config {
@@ -70,6 +95,7 @@ impl Config {
             max_inflight: 16,
             max_uncommitted_entries: 1 << 16,
             max_uncommitted_bytes: 64 << 20,
+            read_only: ReadOnly::Safe,
             #[cfg(feature = "bugs")]
             bug: None,
         }
@@ -101,6 +127,9 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "max_append_entries and max_inflight must be at least 1",
             ));
+        }
+        if self.read_only == ReadOnly::LeaseBased && !self.check_quorum {
+            return Err(ConfigError::Invalid("lease-based reads need check_quorum"));
         }
         if self.max_uncommitted_entries == 0 || self.max_uncommitted_bytes == 0 {
             return Err(ConfigError::Invalid(

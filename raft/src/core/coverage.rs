@@ -90,6 +90,12 @@ decisions! {
     AppendTruncated = "append-truncated", "an append conflicted with uncommitted entries, which were cut (§5.3)";
     AppendAlreadyHeld = "append-already-held", "an append brought only entries the follower holds (stale or duplicated)";
     FollowerCommitAdvanced = "follower-commit-advanced", "a follower advanced its commit index from the leader's";
+    ReadForwarded = "read-forwarded", "a follower asked its leader for a read index";
+    ReadRefusedNoLeader = "read-refused-no-leader", "a read was refused: no leader known";
+    ReadWaitsForCommit = "read-waits-for-commit", "a read waited for the leader's first commit of its term (§6.4)";
+    ReadServedAlone = "read-served-alone", "a read went without a heartbeat round (a single-peer cluster)";
+    ReadServedByLease = "read-served-by-lease", "a read went under the leader's lease (§6.4.1)";
+    ReadConfirmed = "read-confirmed", "a read went once a majority answered a round started after it (§6.4)";
 }
 
 /// How often each [`Decision`] was taken.

@@ -1,6 +1,7 @@
 //! Leader election (§5.2, §5.4.1), with pre-vote (thesis §9.6) and check-quorum's leader lease
 //! (thesis §6.2): the role transitions and the vote handling.
 
+use super::config::ReadOnly;
 use super::coverage::Decision;
 use super::progress::Progress;
 use super::raw_node::RawNode;
@@ -48,6 +49,7 @@ impl RawNode {
         }
         self.role = Role::Follower;
         self.leader = leader;
+        self.reads.end_leadership();
         self.progress.clear();
         self.votes.clear();
         self.reset_election_timer();
@@ -120,6 +122,7 @@ impl RawNode {
     pub(super) fn become_leader(&mut self) {
         self.role = Role::Leader;
         self.leader = Some(self.id);
+        self.reads.end_leadership();
         self.votes.clear();
         self.election_elapsed = 0;
         self.heartbeat_elapsed = 0;
@@ -227,8 +230,12 @@ impl RawNode {
     /// Whether this peer heard from a leader within the election timeout (check-quorum's lease).
     /// A leader counts itself: while a majority answers it, it ignores candidates too.
     pub(super) fn in_leader_lease(&self) -> bool {
+        // With lease reads, a peer that just started may have answered a leader's round
+        // before it went down: it keeps that lease too, for an election timeout.
+        let just_started = self.config.read_only == ReadOnly::LeaseBased
+            && self.reads.ticks < u64::from(self.config.election_tick);
         self.config.check_quorum
-            && self.leader.is_some()
+            && (self.leader.is_some() || just_started)
             && self.election_elapsed < self.config.election_tick
     }
 }

@@ -22,14 +22,17 @@ mod election;
 mod log;
 mod progress;
 mod raw_node;
+mod read_only;
 mod replication;
 mod types;
 
 pub use bugs::{Bug, UnknownBug};
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, ReadOnly};
 pub use coverage::{Coverage, Decision};
-pub use raw_node::{ProposeError, RawNode, Ready, Status};
-pub use types::{Entry, EntryKind, HardState, Index, Message, MessageBody, NodeId, Role, Term};
+pub use raw_node::{ProposeError, RawNode, ReadError, Ready, Status};
+pub use types::{
+    Entry, EntryKind, HardState, Index, Message, MessageBody, NodeId, ReadState, Role, Term,
+};
 
 #[cfg(test)]
 mod tests;

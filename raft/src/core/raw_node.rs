@@ -12,6 +12,7 @@ use super::config::{Config, ConfigError};
 use super::coverage::{Coverage, Decision};
 use super::log::RaftLog;
 use super::progress::Progress;
+use super::read_only::Reads;
 use super::types::*;
 
 /// Everything the driver must do after feeding inputs to a [`RawNode`].
@@ -25,6 +26,9 @@ pub struct Ready {
     pub messages: Vec<Message>,
     /// Committed entries to apply, in index order (no-op entries included).
     pub committed_entries: Vec<Entry>,
+    /// Reads asked with [`RawNode::read_index`] that may now be served, once the service has
+    /// applied their index.
+    pub read_states: Vec<ReadState>,
 }
 
 impl Ready {
@@ -34,6 +38,7 @@ impl Ready {
             && self.entries.is_empty()
             && self.messages.is_empty()
             && self.committed_entries.is_empty()
+            && self.read_states.is_empty()
     }
 }
 
@@ -79,6 +84,14 @@ pub enum ProposeError {
         max_entries: usize,
         max_bytes: usize,
     },
+}
+
+/// Why a read could not be asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// This peer neither leads nor knows a leader to ask.
+    #[error("no leader known to confirm the read")]
+    NoLeader,
 }
 
 impl ProposeError {
@@ -149,6 +162,8 @@ pub struct RawNode {
     pub(super) reported_hard_state: HardState,
     /// Which decisions this peer took, for the simulator's coverage reports.
     pub(super) coverage: Coverage,
+    /// Reads without the log, and the clock of leases.
+    pub(super) reads: Reads,
 }
 
 impl RawNode {
@@ -186,6 +201,7 @@ impl RawNode {
             outbox: Vec::new(),
             reported_hard_state: hard_state,
             coverage: Coverage::default(),
+            reads: Reads::default(),
         };
         node.reset_election_timer();
         Ok(node)
@@ -193,6 +209,7 @@ impl RawNode {
 
     /// Time passed by one tick.
     pub fn tick(&mut self) {
+        self.reads.ticks += 1;
         match self.role {
             Role::Leader => self.tick_leader(),
             _ => self.tick_election(),
@@ -242,7 +259,7 @@ impl RawNode {
                 | MessageBody::RequestVoteResponse { pre_vote: true, granted: true } => {}
                 MessageBody::RequestVoteResponse { .. }
                 | MessageBody::AppendEntriesResponse { .. }
-                | MessageBody::HeartbeatResponse
+                | MessageBody::HeartbeatResponse { .. }
                     if self.role == Role::Leader
                         && self.config.has_bug(Bug::IgnoreHigherTermReply) =>
                 {
@@ -315,10 +332,13 @@ impl RawNode {
                 self.leader = Some(msg.from);
                 self.handle_append(msg.from, prev_log_index, prev_log_term, entries, leader_commit);
             }
-            MessageBody::Heartbeat { commit } => {
+            MessageBody::Heartbeat { commit, round } => {
                 self.election_elapsed = 0;
                 self.leader = Some(msg.from);
-                self.handle_heartbeat(msg.from, commit);
+                self.handle_heartbeat(msg.from, commit, round);
+            }
+            MessageBody::ReadIndexResponse { request, index } => {
+                self.reads.ready.push(ReadState { request, index });
             }
             _ => {}
         }
@@ -353,11 +373,17 @@ impl RawNode {
             || !self.outbox.is_empty()
             || self.log.persisted < self.log.last_index()
             || self.applicable_up_to() > self.log.applied
+            || !self.reads.ready.is_empty()
+            || (self.reads.round_wanted && self.role == Role::Leader)
     }
 
     /// Takes what the driver must persist, send and apply. Call [`RawNode::advance`] with it
     /// before the next call.
     pub fn ready(&mut self) -> Ready {
+        if self.reads.round_wanted && self.role == Role::Leader {
+            // One round for every read asked since the last ready.
+            self.send_heartbeats();
+        }
         let hard_state = self.hard_state();
         let hard_state = (hard_state != self.reported_hard_state).then(|| {
             self.reported_hard_state = hard_state;
@@ -375,6 +401,7 @@ impl RawNode {
                 .log
                 .slice(self.log.applied + 1, self.applicable_up_to())
                 .to_vec(),
+            read_states: std::mem::take(&mut self.reads.ready),
         }
     }
 

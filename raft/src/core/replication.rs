@@ -63,6 +63,8 @@ impl RawNode {
         }
     }
 
+    /// The heartbeat interval's round: a stalled pipeline falls back to probing, and every
+    /// follower gets a heartbeat.
     fn broadcast_heartbeat(&mut self) {
         for peer in self.other_peers() {
             let Some(pr) = self.progress.get_mut(&peer) else { continue };
@@ -76,10 +78,19 @@ impl RawNode {
                 pr.become_probe();
             }
             pr.match_at_last_heartbeat = pr.match_index;
+        }
+        self.send_heartbeats();
+    }
+
+    /// A heartbeat to every follower, numbered with a new round (for reads, `read_only.rs`).
+    pub(super) fn send_heartbeats(&mut self) {
+        let round = self.start_round();
+        for peer in self.other_peers() {
+            let Some(pr) = self.progress.get(&peer) else { continue };
             // A heartbeat carries no log check, so it may only announce what the follower is
             // known to hold.
             let commit = self.log.committed.min(pr.match_index);
-            self.send(peer, MessageBody::Heartbeat { commit });
+            self.send(peer, MessageBody::Heartbeat { commit, round });
         }
     }
 
@@ -185,7 +196,8 @@ impl RawNode {
                     self.send_append(from, true);
                 }
             }
-            MessageBody::HeartbeatResponse => {
+            MessageBody::HeartbeatResponse { round } => {
+                self.round_answered(from, round);
                 let last_index = self.log.last_index();
                 let max_inflight = self.config.max_inflight;
                 let Some(pr) = self.progress.get_mut(&from) else { return };
@@ -202,6 +214,7 @@ impl RawNode {
                     self.send_append(from, pr_is_probe(self, from));
                 }
             }
+            MessageBody::ReadIndex { request } => self.leader_read(Some(from), request),
             _ => {}
         }
     }
@@ -230,6 +243,7 @@ impl RawNode {
         self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(freed);
         self.log.committed = candidate;
         self.commit_to_announce = true;
+        self.reads_after_first_commit();
     }
 
     /// A follower's consistency check and append (Figure 2, AppendEntries receiver).
@@ -312,9 +326,9 @@ impl RawNode {
         );
     }
 
-    pub(super) fn handle_heartbeat(&mut self, leader: NodeId, commit: Index) {
+    pub(super) fn handle_heartbeat(&mut self, leader: NodeId, commit: Index, round: u64) {
         self.commit_to(commit);
-        self.send(leader, MessageBody::HeartbeatResponse);
+        self.send(leader, MessageBody::HeartbeatResponse { round });
     }
 
     fn commit_to(&mut self, index: Index) {

@@ -238,11 +238,11 @@ fn send_append_entries_no_op_p2unit() {
     }
     let beats: Vec<Message> = flush(&mut l);
     assert_eq!(beats.len(), 2);
-    assert!(beats.iter().all(|m| matches!(m.body, MessageBody::Heartbeat { commit: 0 })));
+    assert!(beats.iter().all(|m| matches!(m.body, MessageBody::Heartbeat { commit: 0, round: 1 })));
 
     let mut f = peer(2, 2, &[1, 1]);
     f.step(beats.into_iter().find(|m| m.to == 2).unwrap());
-    assert_eq!(only_reply(&mut f).body, MessageBody::HeartbeatResponse);
+    assert_eq!(only_reply(&mut f).body, MessageBody::HeartbeatResponse { round: 1 });
     assert_eq!(terms(&f), vec![1, 1]);
     assert_eq!(f.status().leader, Some(1));
 }
@@ -476,7 +476,7 @@ fn pre_vote_does_not_raise_terms() {
 #[test]
 fn a_follower_with_a_live_leader_ignores_candidates() {
     let mut f = peer(2, 2, &[1]);
-    f.step(msg(1, 2, 2, MessageBody::Heartbeat { commit: 0 }));
+    f.step(msg(1, 2, 2, MessageBody::Heartbeat { commit: 0, round: 1 }));
     flush(&mut f);
     f.step(msg(
         3,
@@ -526,12 +526,12 @@ fn malformed_and_misaddressed_messages_are_dropped() {
     // Entries that do not follow prev_log_index.
     f.step(msg(1, 2, 1, append((1, 1), vec![entry(5, 1)], 5)));
     // An unknown sender, and a message for another peer.
-    f.step(msg(9, 2, 7, MessageBody::Heartbeat { commit: 1 }));
-    f.step(msg(1, 3, 7, MessageBody::Heartbeat { commit: 1 }));
+    f.step(msg(9, 2, 7, MessageBody::Heartbeat { commit: 1, round: 1 }));
+    f.step(msg(1, 3, 7, MessageBody::Heartbeat { commit: 1, round: 1 }));
     assert!(flush(&mut f).is_empty());
     assert_eq!((f.status().term, f.status().last_index, f.status().commit_index), (1, 1, 0));
     // A follower never commits past its log, whatever a heartbeat claims.
-    f.step(msg(1, 2, 1, MessageBody::Heartbeat { commit: 1_000_000 }));
+    f.step(msg(1, 2, 1, MessageBody::Heartbeat { commit: 1_000_000, round: 1 }));
     flush(&mut f);
     assert_eq!(f.status().commit_index, 1);
 }
@@ -540,7 +540,7 @@ fn malformed_and_misaddressed_messages_are_dropped() {
 fn a_forged_last_term_is_refused_and_the_term_space_never_wraps() {
     // A message of term u64::MAX would leave the receiver no term to campaign in.
     let mut f = peer(2, 1, &[1]);
-    f.step(msg(1, 2, Term::MAX, MessageBody::Heartbeat { commit: 1 }));
+    f.step(msg(1, 2, Term::MAX, MessageBody::Heartbeat { commit: 1, round: 1 }));
     let vote = MessageBody::RequestVote { pre_vote: false, last_log_index: 9, last_log_term: 9 };
     f.step(msg(3, 2, Term::MAX, vote));
     assert!(flush(&mut f).is_empty(), "nothing answers a forged term");
@@ -557,8 +557,8 @@ fn a_forged_last_term_is_refused_and_the_term_space_never_wraps() {
         }
         assert!(flush(&mut f).is_empty(), "no campaign without a next term (pre_vote {pre_vote})");
         assert_eq!((f.status().term, f.status().role), (Term::MAX - 1, Role::Follower));
-        f.step(msg(1, 2, Term::MAX - 1, MessageBody::Heartbeat { commit: 1 }));
-        assert_eq!(only_reply(&mut f).body, MessageBody::HeartbeatResponse);
+        f.step(msg(1, 2, Term::MAX - 1, MessageBody::Heartbeat { commit: 1, round: 1 }));
+        assert_eq!(only_reply(&mut f).body, MessageBody::HeartbeatResponse { round: 1 });
     }
 }
 
@@ -749,7 +749,7 @@ fn followers_granting_a_vote_or_hearing_a_leader_resets_the_election_timer() {
     // Without any message, a follower campaigns within 2 * election_tick.
     let mut quiet = voter(2, 2, &[1]);
     assert!(timeout_ticks(&mut quiet) < 60);
-    for reset in [vote_request(3, 2, 3, (1, 1)), msg(1, 2, 2, MessageBody::Heartbeat { commit: 0 })]
+    for reset in [vote_request(3, 2, 3, (1, 1)), msg(1, 2, 2, MessageBody::Heartbeat { commit: 0, round: 1 })]
     {
         let mut f = voter(2, 2, &[1]);
         for _ in 0..29 {

@@ -92,10 +92,19 @@ pub enum MessageBody {
         conflict_index: Index,
     },
     /// The leader's heartbeat. It carries no log check, so `commit` is capped by the sender at
-    /// what it knows the follower holds (its match index).
-    Heartbeat { commit: Index },
-    /// The answer to a heartbeat: the follower is alive and accepts this leader.
-    HeartbeatResponse,
+    /// what it knows the follower holds (its match index). `round` numbers the leader's
+    /// heartbeat rounds in its term, so that an answer confirms its leadership as of a round
+    /// (ReadIndex, thesis §6.4).
+    Heartbeat { commit: Index, round: u64 },
+    /// The answer to a heartbeat: the follower is alive and accepts this leader, as of the
+    /// heartbeat's `round`.
+    HeartbeatResponse { round: u64 },
+    /// A follower asks the leader for a read index on behalf of its service (thesis §6.4);
+    /// `request` is the follower's own number for the read.
+    ReadIndex { request: u64 },
+    /// The leader's answer once a majority confirmed its leadership: reads of state that
+    /// includes `index` are linearizable.
+    ReadIndexResponse { request: u64, index: Index },
 }
 
 impl MessageBody {
@@ -106,6 +115,7 @@ impl MessageBody {
             MessageBody::RequestVote { .. }
                 | MessageBody::AppendEntries { .. }
                 | MessageBody::Heartbeat { .. }
+                | MessageBody::ReadIndex { .. }
         )
     }
 
@@ -119,7 +129,9 @@ impl MessageBody {
             MessageBody::AppendEntries { .. } => "AppendEntries",
             MessageBody::AppendEntriesResponse { .. } => "AppendEntriesResponse",
             MessageBody::Heartbeat { .. } => "Heartbeat",
-            MessageBody::HeartbeatResponse => "HeartbeatResponse",
+            MessageBody::HeartbeatResponse { .. } => "HeartbeatResponse",
+            MessageBody::ReadIndex { .. } => "ReadIndex",
+            MessageBody::ReadIndexResponse { .. } => "ReadIndexResponse",
         }
     }
 }
@@ -131,4 +143,15 @@ pub enum Role {
     PreCandidate,
     Candidate,
     Leader,
+}
+
+/// A read the service asked for with [`RawNode::read_index`](super::RawNode::read_index) may
+/// now be served: once the service has applied `index`, its state answers the read as of a
+/// moment after the request (thesis §6.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReadState {
+    /// The service's number for the read, as given to `read_index`.
+    pub request: u64,
+    /// The commit index when the read was requested.
+    pub index: Index,
 }

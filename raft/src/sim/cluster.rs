@@ -483,7 +483,7 @@ mod tests {
             from: 0,
             to: 1,
             term: 3,
-            body: crate::MessageBody::Heartbeat { commit: 1 },
+            body: crate::MessageBody::Heartbeat { commit: 1, round: 1 },
         };
         assert_eq!(
             postcard::experimental::serialized_size(&m).unwrap(),

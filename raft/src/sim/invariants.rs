@@ -423,7 +423,7 @@ mod tests {
 
     #[test]
     fn higher_terms_in_appends_and_replies_are_adopted() {
-        let reply = MessageBody::HeartbeatResponse;
+        let reply = MessageBody::HeartbeatResponse { round: 1 };
         let kind = Invariants::adoption_kind(&reply).unwrap();
         assert!(Invariants::on_delivered(0, kind, 5, 4, 5).is_ok());
         assert!(Invariants::on_delivered(0, kind, 4, 4, 4).is_ok());

@@ -68,9 +68,26 @@ pub enum MsgDetail {
     Heartbeat {
         /// The commit index it announces.
         commit: Index,
+        /// The leader's heartbeat round.
+        round: u64,
     },
     /// The answer to a heartbeat.
-    HeartbeatResponse,
+    HeartbeatResponse {
+        /// The round it answers.
+        round: u64,
+    },
+    /// A follower's read, forwarded to the leader.
+    ReadIndex {
+        /// The follower's number for it.
+        request: u64,
+    },
+    /// The leader's answer to a forwarded read.
+    ReadIndexResponse {
+        /// The follower's number for it.
+        request: u64,
+        /// The index the read may be served at.
+        index: Index,
+    },
 }
 
 impl MsgSummary {
@@ -110,8 +127,16 @@ impl MsgSummary {
                 conflict_term: *conflict_term,
                 conflict_index: *conflict_index,
             },
-            MessageBody::Heartbeat { commit } => MsgDetail::Heartbeat { commit: *commit },
-            MessageBody::HeartbeatResponse => MsgDetail::HeartbeatResponse,
+            MessageBody::Heartbeat { commit, round } => {
+                MsgDetail::Heartbeat { commit: *commit, round: *round }
+            }
+            MessageBody::HeartbeatResponse { round } => {
+                MsgDetail::HeartbeatResponse { round: *round }
+            }
+            MessageBody::ReadIndex { request } => MsgDetail::ReadIndex { request: *request },
+            MessageBody::ReadIndexResponse { request, index } => {
+                MsgDetail::ReadIndexResponse { request: *request, index: *index }
+            }
         };
         MsgSummary { from: msg.from, to: msg.to, term: msg.term, detail }
     }
@@ -164,10 +189,18 @@ impl fmt::Display for MsgSummary {
                     )
                 }
             }
-            MsgDetail::Heartbeat { commit } => {
-                write!(f, "Heartbeat t{} commit={commit}", self.term)
+            MsgDetail::Heartbeat { commit, round } => {
+                write!(f, "Heartbeat t{} commit={commit} round={round}", self.term)
             }
-            MsgDetail::HeartbeatResponse => write!(f, "HeartbeatResponse t{}", self.term),
+            MsgDetail::HeartbeatResponse { round } => {
+                write!(f, "HeartbeatResponse t{} round={round}", self.term)
+            }
+            MsgDetail::ReadIndex { request } => {
+                write!(f, "ReadIndex t{} request={request}", self.term)
+            }
+            MsgDetail::ReadIndexResponse { request, index } => {
+                write!(f, "ReadIndexResponse t{} request={request} index={index}", self.term)
+            }
         }
     }
 }
