@@ -62,18 +62,20 @@ pub enum ReadOnly {
     #[default]
     Safe,
     /// Lease reads (thesis §6.4.1): no round while the leader's lease holds. A majority that
-    /// answered a round sent at tick `t` ignores other candidates until `t + election_tick`
-    /// on their own clocks (check-quorum's lease), so the leader serves reads alone until
-    /// `t + election_tick * 3 / 4` on its clock: safe while no two clocks drift apart by more
-    /// than a quarter over an election timeout. Needs `check_quorum`; a restarted peer then
-    /// also waits an election timeout before it votes.
+    /// answered a round sent at tick `t` ignores other candidates for `election_tick` ticks
+    /// of their own clocks after they heard it (check-quorum's lease), so the leader serves
+    /// reads alone for [`ReadOnly::lease_ticks`] of its clock after `t`: three quarters of an
+    /// election timeout, less the tick a boundary may cost on each side. Safe while no clock
+    /// runs more than about a quarter faster or slower than another over an election timeout.
+    /// Needs `check_quorum`; a peer that just started then also waits an election timeout
+    /// before it votes (it may have answered the leader before it went down).
     LeaseBased,
 }
 
 impl ReadOnly {
     /// The ticks after a confirmed round's sending during which a lease holds.
     pub fn lease_ticks(election_tick: u32) -> u64 {
-        u64::from(election_tick) * 3 / 4
+        (u64::from(election_tick) * 3 / 4).saturating_sub(1)
     }
 }
 

@@ -167,8 +167,11 @@ impl RawNode {
     pub(super) fn round_answered(&mut self, from: NodeId, round: u64) {
         let acked = self.reads.acked.entry(from).or_default();
         *acked = (*acked).max(round.min(self.reads.round));
-        let mut rounds: Vec<u64> =
-            self.other_peers().iter().map(|p| self.reads.acked.get(p).copied().unwrap_or(0)).collect();
+        let mut rounds: Vec<u64> = self
+            .other_peers()
+            .iter()
+            .map(|p| self.reads.acked.get(p).copied().unwrap_or(0))
+            .collect();
         rounds.push(self.reads.round);
         rounds.sort_unstable_by(|a, b| b.cmp(a));
         let confirmed = rounds[self.quorum() - 1];
@@ -293,7 +296,10 @@ mod tests {
         l.read_index(1).unwrap();
         assert_eq!(l.coverage().count(Decision::ReadWaitsForCommit), 1);
         let (out, reads) = flush(&mut l);
-        assert!(reads.is_empty() && !out.iter().any(|m| matches!(m.body, MessageBody::Heartbeat { .. })));
+        assert!(
+            reads.is_empty()
+                && !out.iter().any(|m| matches!(m.body, MessageBody::Heartbeat { .. }))
+        );
         let ack = MessageBody::AppendEntriesResponse {
             success: true,
             index: 1,
@@ -309,8 +315,9 @@ mod tests {
 
     #[test]
     fn a_follower_forwards_a_read_and_serves_it_at_the_leaders_index() {
-        let mut f = RawNode::new(Config::service(2, vec![1, 2, 3]), HardState::default(), vec![], 2)
-            .unwrap();
+        let mut f =
+            RawNode::new(Config::service(2, vec![1, 2, 3]), HardState::default(), vec![], 2)
+                .unwrap();
         assert_eq!(f.read_index(5), Err(ReadError::NoLeader));
         f.step(msg(1, 2, 1, MessageBody::Heartbeat { commit: 0, round: 1 }));
         let (out, _) = flush(&mut f);
@@ -329,7 +336,12 @@ mod tests {
         l.step(msg(2, 1, 2, MessageBody::HeartbeatResponse { round }));
         let (out, reads) = flush(&mut l);
         assert!(reads.is_empty());
-        assert!(out.contains(&msg(1, 3, 2, MessageBody::ReadIndexResponse { request: 5, index: 1 })));
+        assert!(out.contains(&msg(
+            1,
+            3,
+            2,
+            MessageBody::ReadIndexResponse { request: 5, index: 1 }
+        )));
     }
 
     #[test]

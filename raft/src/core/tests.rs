@@ -749,8 +749,10 @@ fn followers_granting_a_vote_or_hearing_a_leader_resets_the_election_timer() {
     // Without any message, a follower campaigns within 2 * election_tick.
     let mut quiet = voter(2, 2, &[1]);
     assert!(timeout_ticks(&mut quiet) < 60);
-    for reset in [vote_request(3, 2, 3, (1, 1)), msg(1, 2, 2, MessageBody::Heartbeat { commit: 0, round: 1 })]
-    {
+    for reset in [
+        vote_request(3, 2, 3, (1, 1)),
+        msg(1, 2, 2, MessageBody::Heartbeat { commit: 0, round: 1 }),
+    ] {
         let mut f = voter(2, 2, &[1]);
         for _ in 0..29 {
             f.tick();

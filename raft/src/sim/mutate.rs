@@ -84,7 +84,11 @@ fn redraw_one_setting(swarm: &mut Swarm, rng: &mut ChaCha8Rng) {
             swarm.heartbeat_tick = other.heartbeat_tick;
         }
         1 => swarm.pre_vote = !swarm.pre_vote,
-        2 => swarm.check_quorum = !swarm.check_quorum,
+        2 => {
+            swarm.check_quorum = !swarm.check_quorum;
+            // Lease reads need check-quorum; they come back with it, as drawn.
+            swarm.lease_reads = swarm.check_quorum && other.lease_reads;
+        }
         3 => {
             swarm.max_append_entries = other.max_append_entries;
             swarm.max_append_bytes = other.max_append_bytes;

@@ -7,7 +7,7 @@
 //! run. So every generated schedule draws a [`Swarm`] as well as its steps; the schedule prints,
 //! encodes, replays and shrinks with it (a shrink changes steps, never the swarm).
 
-use crate::core::Config;
+use crate::core::{Config, ReadOnly};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,10 @@ pub struct Swarm {
     /// Per thousand messages duplicated throughout the fault phase (a duplication step raises
     /// it for a while, never lowers it).
     pub dup_per_mille: u16,
+    /// [`Config::read_only`] is [`ReadOnly::LeaseBased`] (with check-quorum only, and only on
+    /// clocks that keep within the lease's drift bound: jitter of 10% at most).
+    #[serde(default)]
+    pub lease_reads: bool,
 }
 
 fn default_max_append_bytes() -> usize {
@@ -72,6 +76,7 @@ impl Swarm {
         tail_per_mille: 0,
         tail_ms: 0,
         dup_per_mille: 0,
+        lease_reads: false,
     };
 
     /// Draws a configuration. Each setting is drawn on its own, with the lab's value among the
@@ -88,7 +93,7 @@ impl Swarm {
         };
         let tail = rng.gen_bool(0.4);
         let dup = rng.gen_bool(0.3);
-        Swarm {
+        let mut swarm = Swarm {
             election_tick,
             heartbeat_tick,
             pre_vote: rng.gen_bool(0.75),
@@ -101,7 +106,10 @@ impl Swarm {
             tail_per_mille: if tail { [10, 50, 200][rng.gen_range(0..3)] } else { 0 },
             tail_ms: if tail { [100, 500, 2_000][rng.gen_range(0..3)] } else { 0 },
             dup_per_mille: if dup { [5, 20, 100][rng.gen_range(0..3)] } else { 0 },
-        }
+            lease_reads: false,
+        };
+        swarm.lease_reads = swarm.check_quorum && swarm.tick_jitter_pct <= 10 && rng.gen_bool(0.5);
+        swarm
     }
 
     /// The shortest election timeout, in milliseconds (ticks of 10 ms).
@@ -119,6 +127,9 @@ impl Swarm {
         config.max_append_entries = self.max_append_entries;
         config.max_append_bytes = self.max_append_bytes;
         config.max_inflight = self.max_inflight;
+        if self.lease_reads {
+            config.read_only = ReadOnly::LeaseBased;
+        }
     }
 
     /// Checks that peers can run with it.
@@ -131,6 +142,9 @@ impl Swarm {
         }
         if self.election_tick > 1_000 {
             return Err(format!("swarm: election tick {} is over 1000", self.election_tick));
+        }
+        if self.lease_reads && (!self.check_quorum || self.tick_jitter_pct > 10) {
+            return Err("swarm: lease reads need check-quorum and jitter of 10% at most".into());
         }
         if self.max_append_entries == 0 || self.max_inflight == 0 || self.max_append_bytes == 0 {
             return Err("swarm: ae, ab and if must be at least 1".to_string());
@@ -148,11 +162,12 @@ impl Swarm {
     }
 
     /// The one-token encoding of [`Schedule::to_compact`](super::Schedule::to_compact):
-    /// `et30,hb10,pv1,cq1,noop0,ae64,ab1048576,if16,jit0,tail0/0,dup0`.
+    /// `et30,hb10,pv1,cq1,noop0,ae64,ab1048576,if16,jit0,tail0/0,dup0` (and `,lr1` with lease
+    /// reads).
     pub fn to_compact(&self) -> String {
         let b = |on: bool| u8::from(on);
         format!(
-            "et{},hb{},pv{},cq{},noop{},ae{},ab{},if{},jit{},tail{}/{},dup{}",
+            "et{},hb{},pv{},cq{},noop{},ae{},ab{},if{},jit{},tail{}/{},dup{}{}",
             self.election_tick,
             self.heartbeat_tick,
             b(self.pre_vote),
@@ -164,7 +179,8 @@ impl Swarm {
             self.tick_jitter_pct,
             self.tail_per_mille,
             self.tail_ms,
-            self.dup_per_mille
+            self.dup_per_mille,
+            if self.lease_reads { ",lr1" } else { "" }
         )
     }
 
@@ -208,9 +224,10 @@ impl Swarm {
                     s.tail_ms = ms.parse().map_err(|_| bad())?;
                 }
                 "dup" => s.dup_per_mille = small(1000)? as u16,
+                "lr" => s.lease_reads = flag()?,
                 _ => {
                     return Err(format!(
-                        "swarm {item:?}: unknown setting {key:?} (et, hb, pv, cq, noop, ae, ab, if, jit, tail, dup)"
+                        "swarm {item:?}: unknown setting {key:?} (et, hb, pv, cq, noop, ae, ab, if, jit, tail, dup, lr)"
                     ))
                 }
             }
@@ -248,6 +265,9 @@ impl fmt::Display for Swarm {
         }
         if self.dup_per_mille > 0 {
             write!(f, ", {}‰ duplicated", self.dup_per_mille)?;
+        }
+        if self.lease_reads {
+            f.write_str(", lease reads")?;
         }
         Ok(())
     }

@@ -881,7 +881,8 @@ impl Failure {
 /// events, or `panic: <first line>` for anything else.
 pub fn classify(message: &str) -> String {
     let head = message.lines().next().unwrap_or("");
-    let kinds: [(&str, &str); 17] = [
+    let kinds: [(&str, &str); 18] = [
+        ("read safety", "read safety"),
         ("election safety", "election safety"),
         ("to both", "double vote"),
         ("log matching", "log matching"),
@@ -1067,6 +1068,10 @@ impl Driver {
                             self.watches.push(Watch { index, value, accepted_us, next: 0 });
                         }
                     }
+                }
+                // Clients read as they write: every running peer is asked for a read.
+                for i in 0..self.n {
+                    self.c.sim().read(i);
                 }
             }
         }

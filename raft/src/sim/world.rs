@@ -14,7 +14,7 @@ use crate::storage::CrashFamily;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt::Write as _;
 
 /// How to build a simulated cluster.
@@ -125,6 +125,10 @@ pub struct Sim {
     /// Events (ticks, deliveries) run so far, and how many may run before the run fails.
     events: u64,
     max_events: u64,
+    /// (peer, read number) -> how many entries were known committed when the read was asked:
+    /// the least index a linearizable read may be served at.
+    reads_asked: HashMap<(usize, u64), Index>,
+    next_read: u64,
 }
 
 impl Sim {
@@ -170,6 +174,8 @@ impl Sim {
             rng: ChaCha8Rng::seed_from_u64(derive_seed(cfg.seed, STREAM_SIM, 0)),
             events: 0,
             max_events: u64::MAX,
+            reads_asked: HashMap::new(),
+            next_read: 0,
         };
         if let Some(s) = cfg.swarm {
             sim.net.set_noise(s.tail_per_mille as u32, s.tail_ms as u64, s.dup_per_mille as u32);
@@ -256,6 +262,21 @@ impl Sim {
         }
         self.drive(i);
         result.ok()
+    }
+
+    /// Asks peer `i` for a linearizable read ([`RawNode::read_index`]); whatever read state
+    /// it later gives must be at an index no lower than what was committed now. Returns
+    /// whether the peer took the request (it runs and knows a leader).
+    pub fn read(&mut self, i: usize) -> bool {
+        let Some(raw) = self.nodes[i].raw.as_mut() else { return false };
+        self.next_read += 1;
+        let request = self.next_read;
+        if raw.read_index(request).is_err() {
+            return false;
+        }
+        self.reads_asked.insert((i, request), self.inv.committed().len() as Index);
+        self.drive(i);
+        true
     }
 
     /// Crashes peer `i`: it stops, messages in flight to it will be lost, and only its durable
@@ -581,6 +602,19 @@ impl Sim {
                     node.applied_ever = node.applied_ever.max(e.index);
                 }
                 self.trace.record(self.now, TraceKind::Applied { node: i as NodeId, from, to });
+            }
+            // Reads: none may miss an entry committed before it was asked.
+            for read in &ready.read_states {
+                // A read state seen before: a duplicated forward or answer (the service
+                // serves a read once).
+                let Some(known) = self.reads_asked.remove(&(i, read.request)) else { continue };
+                if read.index < known {
+                    self.violation(format!(
+                        "read safety: n{i} let read {} go at index {}, but index {known} was \
+                         committed before it was asked (a stale leader served it)",
+                        read.request, read.index
+                    ));
+                }
             }
             // 4. Advance.
             self.nodes[i].raw.as_mut().expect("running").advance(ready);
