@@ -19,4 +19,4 @@ pub use crate::core::{
     MessageBody, NodeId, ProposeError, RawNode, ReadError, ReadOnly, ReadState, Ready, Role,
     Status, Term,
 };
-pub use crate::node::{ApplyMsg, Node, NodeConfig, NodeError};
+pub use crate::node::{ApplyMsg, Node, NodeConfig, NodeError, ReadIndexError};

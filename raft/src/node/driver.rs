@@ -107,8 +107,8 @@ impl Driver {
                 }
                 tick_if_due(&mut self.next_tick, self.tick, &mut core.raw);
                 self.tracer.observe(&core.raw);
+                self.shared.publish_core(&mut core);
                 let status = core.raw.status();
-                self.shared.publish(&status);
                 core.raw.has_ready().then(|| (core.raw.ready(), leader_term(&status)))
             };
             self.deliver_committed();
@@ -158,6 +158,16 @@ impl Driver {
         leader_term: Option<Term>,
     ) -> Result<(), Exit> {
         let id = self.shared.id;
+        // Confirmed reads depend on nothing this peer persists: they go at once.
+        if !ready.read_states.is_empty() {
+            let mut core = self.shared.lock();
+            for read in std::mem::take(&mut ready.read_states) {
+                // Absent: answered twice (a duplicated message), or failed meanwhile.
+                if let Some(waiter) = core.reads.remove(&read.request) {
+                    let _ = waiter.send(Ok(read.index));
+                }
+            }
+        }
         // Thesis §10.2.1: a leader may send AppendEntries to its followers before its own log
         // write is durable, so that its fsync overlaps theirs. This is safe because the leader
         // counts itself towards a majority only for entries it has made durable
@@ -238,8 +248,7 @@ impl Driver {
             drain_inbox(&mut self.inbox, &mut core.raw, &mut self.tracer, first)?;
             tick_if_due(&mut self.next_tick, self.tick, &mut core.raw);
             self.tracer.observe(&core.raw);
-            let status = core.raw.status();
-            self.shared.publish(&status);
+            self.shared.publish_core(&mut core);
         }
         self.deliver_committed();
         Ok(())

@@ -82,13 +82,14 @@ mod trace;
 
 pub use self::trace::{LogPosition, TraceEvent};
 
+use std::collections::HashMap;
 use std::io as std_io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::core::{
@@ -188,6 +189,23 @@ pub enum NodeError {
     Driver(String),
 }
 
+/// Why [`Node::read_index`] gave no index. The read had no effect either way: ask again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadIndexError {
+    /// This node neither leads nor knows a leader to ask.
+    #[error("no leader known to confirm the read")]
+    NoLeader,
+    /// The node's role, term or leader changed before the read was confirmed.
+    #[error("the leadership changed before the read was confirmed")]
+    LeaderChanged,
+    /// The node stopped.
+    #[error("the node stopped")]
+    Stopped,
+}
+
+/// Reads waiting for their read state, by request number.
+type WaitingReads = HashMap<u64, oneshot::Sender<Result<Index, ReadIndexError>>>;
+
 /// An error and its causes, as one line (`cause: its cause: ...`).
 pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
     let chain: Vec<String> =
@@ -209,6 +227,9 @@ enum StopMode {
 struct Core {
     raw: RawNode,
     stopped: bool,
+    /// Reads asked of the core and not answered yet.
+    reads: WaitingReads,
+    next_read: u64,
 }
 
 /// What the node's handle and its driver task share.
@@ -232,6 +253,23 @@ impl Shared {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Publishes the status of `core` (locked by the caller) when the role, term, leader or
+    /// vote changed. A change of leadership fails the waiting reads: the leader that was to
+    /// confirm them may be gone, and the service asks again.
+    fn publish_core(&self, core: &mut Core) {
+        let status = core.raw.status();
+        let leadership = {
+            let old = self.status.borrow();
+            (old.role, old.term, old.leader) != (status.role, status.term, status.leader)
+        };
+        if leadership {
+            for (_, waiter) in core.reads.drain() {
+                let _ = waiter.send(Err(ReadIndexError::LeaderChanged));
+            }
+        }
+        self.publish(&status);
+    }
+
     /// Publishes `status` to subscribers when the role, term, leader or vote changed.
     fn publish(&self, status: &Status) {
         self.status.send_if_modified(|old| {
@@ -248,6 +286,9 @@ impl Shared {
         let status = {
             let mut core = self.lock();
             core.stopped = true;
+            for (_, waiter) in core.reads.drain() {
+                let _ = waiter.send(Err(ReadIndexError::Stopped));
+            }
             stopped_status(core.raw.status())
         };
         self.publish(&status);
@@ -332,7 +373,7 @@ impl Node {
         let (stop, stop_rx) = watch::channel(StopMode::Run);
         let shared = Arc::new(Shared {
             id,
-            core: Mutex::new(Core { raw, stopped: false }),
+            core: Mutex::new(Core { raw, stopped: false, reads: HashMap::new(), next_read: 0 }),
             wake: Notify::new(),
             status: watch::Sender::new(status),
             stop,
@@ -402,6 +443,35 @@ impl Node {
             self.shared.wake.notify_one();
         }
         result
+    }
+
+    /// Asks for a linearizable read without a log entry (ReadIndex, thesis §6.4): resolves to
+    /// an index once the leader has confirmed, after this call, that it still leads (or holds
+    /// its lease, with [`ReadOnly::LeaseBased`](crate::ReadOnly)). A state that has applied
+    /// that index answers the read linearizably: wait until the service has applied it (the
+    /// [`ApplyMsg`]s), then read the service's state. Works on followers too: they ask their
+    /// leader.
+    ///
+    /// The read fails if no leader is known, if the leadership changes before it is
+    /// confirmed, or if the node stops; a read whose confirmation is lost on the network
+    /// waits for the caller's own timeout.
+    pub async fn read_index(&self) -> Result<Index, ReadIndexError> {
+        let answer = {
+            let mut core = self.shared.lock();
+            if core.stopped {
+                return Err(ReadIndexError::Stopped);
+            }
+            core.next_read += 1;
+            let request = core.next_read;
+            if core.raw.read_index(request).is_err() {
+                return Err(ReadIndexError::NoLeader);
+            }
+            let (tx, rx) = oneshot::channel();
+            core.reads.insert(request, tx);
+            rx
+        };
+        self.shared.wake.notify_one();
+        answer.await.unwrap_or(Err(ReadIndexError::Stopped))
     }
 
     /// The current term and whether this node believes it is the leader. The seed labs'
