@@ -143,7 +143,7 @@ pub fn plan_run(args: &CampaignArgs, master: u64, index: u64) -> PlannedRun {
     let nemesis = args.nemesis.clone().unwrap_or_else(|| {
         // A non-empty subset of the fault kinds the system takes; all of them half of the time.
         let all: Vec<FaultKind> =
-            FaultKind::ALL.into_iter().filter(|k| args.target.system.supports(*k)).collect();
+            FaultKind::ALL.into_iter().filter(|k| args.target.takes_in_all(*k)).collect();
         let kinds: Vec<&str> = if rng.gen_bool(0.5) {
             all.iter().map(|k| k.name()).collect()
         } else {

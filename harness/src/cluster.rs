@@ -413,6 +413,22 @@ impl Cluster {
         }
     }
 
+    /// A clock fault: the node's ticks last `slower` times its tick from now on (1: the clock
+    /// put right). Only for `gauntlet node`, which reads the request on SIGHUP
+    /// ([`crate::node::clock`]). A node that is not running is left alone (it starts with a
+    /// right clock).
+    pub fn set_clock(&mut self, id: u64, slower: u32) -> anyhow::Result<()> {
+        if self.state(id) != ProcessState::Running {
+            return Ok(());
+        }
+        crate::node::clock::write_request(
+            &self.info(id).dir,
+            crate::node::clock::ClockRequest { slower },
+        )?;
+        self.signal(id, Signal::SIGHUP);
+        Ok(())
+    }
+
     /// SIGCONT.
     pub fn resume(&mut self, id: u64) {
         if self.state(id) == ProcessState::Paused {

@@ -19,6 +19,9 @@
 //! - `partition`: links cut at the proxy, in one of Jepsen's shapes.
 //! - `net`: message loss, delay, duplication and reordering at the proxy (delays only, in order,
 //!   for systems whose links are byte streams).
+//! - `clock`: the leader's clock (a random node's when none is known) runs 4-10 times slow and
+//!   the node is cut off from its peers: it believes it leads long after a majority elected
+//!   another, which is where unconfirmed reads and lease reads go wrong (`gauntlet node` only).
 //!
 //! Process faults aim at one node, a minority, a majority, all of them, or the current leader.
 
@@ -52,6 +55,8 @@ pub enum FaultKind {
     Pause,
     Partition,
     Net,
+    /// A slow clock on a node cut off from its peers.
+    Clock,
     /// Leaders paused right after a burst of client writes, on a clock of its own
     /// ([`crate::depose`]).
     Depose,
@@ -63,7 +68,7 @@ pub enum FaultKind {
 impl FaultKind {
     /// What `all` means: every kind but `disk-corrupt`, which damages data a node had made
     /// durable (a fault of the disk, not of the node) and is asked for by name.
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::Kill,
         FaultKind::Crash,
         FaultKind::DiskError,
@@ -71,12 +76,13 @@ impl FaultKind {
         FaultKind::Pause,
         FaultKind::Partition,
         FaultKind::Net,
+        FaultKind::Clock,
         FaultKind::Depose,
         FaultKind::RestartStorm,
     ];
 
     /// Every kind.
-    pub const EVERY: [FaultKind; 10] = [
+    pub const EVERY: [FaultKind; 11] = [
         FaultKind::Kill,
         FaultKind::Crash,
         FaultKind::DiskError,
@@ -85,6 +91,7 @@ impl FaultKind {
         FaultKind::Pause,
         FaultKind::Partition,
         FaultKind::Net,
+        FaultKind::Clock,
         FaultKind::Depose,
         FaultKind::RestartStorm,
     ];
@@ -99,6 +106,7 @@ impl FaultKind {
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
             FaultKind::Net => "net",
+            FaultKind::Clock => "clock",
             FaultKind::Depose => "depose",
             FaultKind::RestartStorm => "restart-storm",
         }
@@ -117,7 +125,7 @@ impl FaultKind {
             let kind = FaultKind::EVERY
                 .into_iter()
                 .find(|k| k.name() == part.trim())
-                .ok_or_else(|| format!("unknown nemesis {part:?}: expected kill, crash, disk-error, disk-damage, disk-corrupt, pause, partition, net, depose, restart-storm, all or none"))?;
+                .ok_or_else(|| format!("unknown nemesis {part:?}: expected kill, crash, disk-error, disk-damage, disk-corrupt, pause, partition, net, clock, depose, restart-storm, all or none"))?;
             kinds.insert(kind);
         }
         Ok(kinds.into_iter().collect())
@@ -149,6 +157,8 @@ enum Active {
     Paused(Vec<u64>),
     Partition(&'static str, Vec<Link>),
     Net,
+    /// A node whose clock runs slow, and the links cut around it.
+    Clock(u64, Vec<Link>),
 }
 
 impl FaultKind {
@@ -227,6 +237,7 @@ impl Nemesis {
             Active::Paused(ids) => format!("pause {ids:?}"),
             Active::Partition(shape, _) => format!("partition {shape}"),
             Active::Net => "net".to_string(),
+            Active::Clock(id, _) => format!("clock n{id}"),
         };
         self.active.iter().map(one).collect::<Vec<_>>().join(" + ")
     }
@@ -307,6 +318,21 @@ impl Nemesis {
                 let cut_json: Vec<Value> = cut.iter().map(|l| json!([l.from, l.to])).collect();
                 rec.nemesis("start-partition", json!({"kind": shape, "cut": cut_json}))?;
                 Active::Partition(shape, cut)
+            }
+            (FaultKind::Clock, _) => {
+                // Drawn whatever the leader, so that a seed replays the same draws.
+                let fallback = *ids.choose(&mut self.rng).expect("a cluster has nodes");
+                let slower = self.rng.gen_range(4..=10);
+                let node = leader.unwrap_or(fallback);
+                cluster.set_clock(node, slower)?;
+                let cut = isolate(&ids, &[node]);
+                proxy.update_all(|link, f| f.cut |= cut.contains(&link));
+                let cut_json: Vec<Value> = cut.iter().map(|l| json!([l.from, l.to])).collect();
+                rec.nemesis(
+                    "start-clock",
+                    json!({"node": node, "slower": slower, "cut": cut_json}),
+                )?;
+                Active::Clock(node, cut)
             }
             (FaultKind::Net, _) => {
                 let mut faults = LinkFaults {
@@ -501,7 +527,7 @@ impl Nemesis {
             .active
             .iter()
             .filter_map(|(_, a)| match a {
-                Active::Partition(_, cut) => Some(cut.iter().copied()),
+                Active::Partition(_, cut) | Active::Clock(_, cut) => Some(cut.iter().copied()),
                 _ => None,
             })
             .flatten()
@@ -583,6 +609,11 @@ impl Nemesis {
             Active::Net => {
                 proxy.update_all(|_, f| *f = LinkFaults { cut: f.cut, ..LinkFaults::default() });
                 rec.nemesis("stop-net", Value::Null)?;
+            }
+            Active::Clock(node, _) => {
+                cluster.set_clock(node, 1)?;
+                self.apply_cuts(proxy);
+                rec.nemesis("stop-clock", json!({"node": node}))?;
             }
         }
         Ok(())

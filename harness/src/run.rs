@@ -59,7 +59,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 40)]
     pub time_limit: u64,
     /// Fault kinds, comma separated: kill, crash, disk-error, disk-damage, disk-corrupt, pause,
-    /// partition, net, depose (leaders paused right after a burst of writes, every few
+    /// partition, net, clock (the leader's clock slowed 4-10 times while it is cut off from
+    /// its peers; gauntlet only), depose (leaders paused right after a burst of writes, every few
     /// seconds, beside the other faults), restart-storm (3-6 nodes killed and restarted in
     /// quick succession, every 5-10 s, beside the other faults); or all (every kind but
     /// disk-corrupt), or none.
@@ -165,6 +166,9 @@ fn validate(args: &RunArgs) -> Result<(Workload, Vec<FaultKind>), String> {
     let workload: Workload = args.workload.parse()?;
     let mut kinds = FaultKind::parse_list(&args.nemesis)?;
     args.target.system.check_faults(&args.nemesis, &mut kinds)?;
+    if args.nemesis == "all" {
+        kinds.retain(|&k| args.target.takes_in_all(k));
+    }
     args.target.validate()?;
     validate_system(args)?;
     if let Some(bug) = &args.bug {

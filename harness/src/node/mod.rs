@@ -1,6 +1,7 @@
 //! `gauntlet node`: one Raft peer as an OS process, serving a replicated key/value store to
 //! clients over JSON Lines (see `docs/node.md` and `docs/protocol.md`).
 
+pub mod clock;
 pub mod crash;
 pub mod damage;
 pub mod events;
@@ -26,7 +27,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use self::events::{AppliedLog, Event, EventLog};
-use self::server::{ClientLimits, Server};
+use self::server::{ClientLimits, ReadPath, Server};
 
 /// The smallest `--max-frame-bytes`: a longest request line (1 MiB) as one entry, with room for
 /// the AppendEntries around it.
@@ -80,6 +81,11 @@ pub struct NodeArgs {
     /// stops reading that connection until its answers drain.
     #[arg(long, default_value_t = ClientLimits::default().max_outstanding)]
     pub max_outstanding: usize,
+    /// How reads (read, get) are answered: through the log, by ReadIndex (a heartbeat round
+    /// confirms the leadership; followers serve reads too), or by ReadIndex with lease reads
+    /// (no round while the leader's lease holds; see docs/node.md for the clock bound).
+    #[arg(long, value_enum, default_value = "read-index")]
+    pub reads: ReadPath,
     /// Entries the leader holds above its commit index; one more proposal is answered `busy`
     /// (flow control: a cluster slower than its clients refuses work instead of holding it).
     #[arg(long, default_value_t = Config::service(1, vec![1]).max_uncommitted_entries)]
@@ -176,6 +182,9 @@ fn raft_config(args: &NodeArgs) -> anyhow::Result<Config> {
     let mut config = Config::service(args.id, peers);
     config.max_uncommitted_entries = args.max_uncommitted_entries;
     config.max_uncommitted_bytes = args.max_uncommitted_bytes;
+    if args.reads == ReadPath::Lease {
+        config.read_only = raft::ReadOnly::LeaseBased;
+    }
     if let Some(NodeBug::Core(bug)) = args.bug {
         #[cfg(feature = "bugs")]
         {
@@ -209,6 +218,8 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
         true => Some(signal(SignalKind::user_defined1()).context("installing a SIGUSR1 handler")?),
         false => None,
     };
+    // Clock faults (clock.rs); installed first too, as SIGHUP would otherwise end the process.
+    let mut clock_signal = signal(SignalKind::hangup()).context("installing a SIGHUP handler")?;
     let error_signal = match args.crash_disk {
         true => Some(signal(SignalKind::user_defined2()).context("installing a SIGUSR2 handler")?),
         false => None,
@@ -278,12 +289,29 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     );
 
     let peer_clients: HashMap<NodeId, SocketAddr> = args.peer_clients.iter().copied().collect();
-    let stale_reads = args.bug == Some(NodeBug::StaleRead);
-    let server = Arc::new(Server::new(node, peer_clients, stale_reads, limits));
+    let reads = if args.bug == Some(NodeBug::StaleRead) { ReadPath::Stale } else { args.reads };
+    let server = Arc::new(Server::new(node, peer_clients, reads, limits));
     let applier = tokio::spawn(server.clone().apply(applied, applied_log));
     let accept = tokio::spawn(server.clone().accept(clients));
     let sweep = tokio::spawn(server.clone().sweep());
     let recorder = tokio::spawn(record_events(events, traced));
+    {
+        let (server, dir, tick) =
+            (server.clone(), dir.clone(), Duration::from_millis(args.tick_ms));
+        tokio::spawn(async move {
+            while clock_signal.recv().await.is_some() {
+                match clock::read_request(&dir) {
+                    Ok(request) => {
+                        tracing::info!(slower = request.slower, "clock fault: ticks stretched");
+                        server.node().set_tick(tick * request.slower);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = format!("{e:#}"), "SIGHUP without a clock request")
+                    }
+                }
+            }
+        });
+    }
     // Held while a disk error is injected and recorded: the error stops the node, and the
     // process must not exit before the record is written.
     let injecting = Arc::new(tokio::sync::Mutex::new(()));

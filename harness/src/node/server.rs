@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use raft::node::{ApplyMsg, Node};
+use raft::node::{ApplyMsg, Node, ReadIndexError};
 use raft::transport::WarningLimiter;
 use raft::{EntryKind, Index, NodeId, ProposeError, Term};
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::events::AppliedLog;
@@ -59,6 +59,24 @@ impl Default for ClientLimits {
     }
 }
 
+/// How the node answers reads (`read`, `get`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadPath {
+    /// Through the log, as writes: an entry per read.
+    Log,
+    /// ReadIndex (thesis §6.4): the leader confirms its leadership with a heartbeat round
+    /// (or, with `lease`, its lease), and the node answers once it has applied the read's
+    /// index. Followers serve reads too, asking their leader.
+    #[default]
+    ReadIndex,
+    /// As `read-index`, with the core's lease reads (`raft::ReadOnly::LeaseBased`).
+    Lease,
+    /// The catalogue's `stale-read`: the leader answers from its own state, unconfirmed.
+    #[value(skip)]
+    Stale,
+}
+
 /// A request waiting for the entry it proposed.
 struct Waiter {
     term: Term,
@@ -76,7 +94,9 @@ pub struct Server {
     /// Each peer's client address, for not-leader hints.
     peer_clients: HashMap<NodeId, SocketAddr>,
     shutting_down: AtomicBool,
-    stale_reads: bool,
+    reads: ReadPath,
+    /// The last index the applier has run, for reads waiting on their read index.
+    applied: watch::Sender<Index>,
     limits: ClientLimits,
     /// One permit per connection that may be open.
     connection_slots: Arc<Semaphore>,
@@ -91,7 +111,7 @@ impl Server {
     pub fn new(
         node: Node,
         peer_clients: HashMap<NodeId, SocketAddr>,
-        stale_reads: bool,
+        reads: ReadPath,
         limits: ClientLimits,
     ) -> Server {
         Server {
@@ -100,7 +120,8 @@ impl Server {
             pending: Mutex::new(BTreeMap::new()),
             peer_clients,
             shutting_down: AtomicBool::new(false),
-            stale_reads,
+            reads,
+            applied: watch::Sender::new(0),
             connection_slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
             limits,
             warnings: WarningLimiter::default(),
@@ -284,7 +305,7 @@ impl Server {
     }
 
     /// Handles one request line; the answer goes to `conn` now or when its entry applies.
-    fn handle(&self, line: &[u8], conn: &mpsc::UnboundedSender<Vec<u8>>) {
+    fn handle(self: &Arc<Self>, line: &[u8], conn: &mpsc::UnboundedSender<Vec<u8>>) {
         let (id, cmd) = match parse_request(line) {
             Ok(request) => request,
             Err(BadRequest { id, why }) => {
@@ -296,12 +317,21 @@ impl Server {
             let _ = conn.send(info(id, "shutting-down"));
             return;
         }
-        if self.stale_reads && cmd.op.is_read() && self.node.state().1 {
-            // The deliberate bug: answer from this node's state, which may lag behind the
-            // cluster (or belong to a deposed leader), without going through the log.
-            let outcome = lock(&self.kv).read_directly(&cmd.op);
-            let _ = conn.send(answer(id, &outcome));
-            return;
+        if cmd.op.is_read() {
+            match self.reads {
+                ReadPath::Stale if self.node.state().1 => {
+                    // The deliberate bug: answer from this node's state, which may lag behind
+                    // the cluster (or belong to a deposed leader), unconfirmed.
+                    let outcome = lock(&self.kv).read_directly(&cmd.op);
+                    let _ = conn.send(answer(id, &outcome));
+                    return;
+                }
+                ReadPath::ReadIndex | ReadPath::Lease => {
+                    tokio::spawn(self.clone().read(id, cmd.op, conn.clone()));
+                    return;
+                }
+                _ => {}
+            }
         }
         let bytes = cmd.encode();
         // The pending table stays locked across the proposal, so that the applier cannot see
@@ -331,6 +361,29 @@ impl Server {
                 let _ = conn.send(fail(id, "busy", Some(&e.to_string())));
             }
         }
+    }
+
+    /// A read without the log: its read index confirmed, then answered from the state once
+    /// the applier has run that index (`timeout` if that takes longer than a request may).
+    async fn read(self: Arc<Self>, id: Option<u64>, op: Op, conn: mpsc::UnboundedSender<Vec<u8>>) {
+        let confirmed = async {
+            let index = self.node.read_index().await?;
+            let mut applied = self.applied.subscribe();
+            // The sender lives in `self`: the wait ends only when the index is applied.
+            let _ = applied.wait_for(|&a| a >= index).await;
+            Ok::<_, ReadIndexError>(lock(&self.kv).read_directly(&op))
+        };
+        let reply = match tokio::time::timeout(REQUEST_TIMEOUT, confirmed).await {
+            Ok(Ok(outcome)) => answer(id, &outcome),
+            // Nothing was read: the client may ask the leader, when one is known.
+            Ok(Err(ReadIndexError::NoLeader | ReadIndexError::LeaderChanged)) => {
+                let leader = self.node.status().leader.filter(|&l| l != self.node.id());
+                not_leader(id, leader, leader.and_then(|l| self.peer_clients.get(&l)))
+            }
+            Ok(Err(ReadIndexError::Stopped)) => info(id, "shutting-down"),
+            Err(_) => info(id, "timeout"),
+        };
+        let _ = conn.send(reply);
     }
 
     /// Runs the state machine over the committed entries, logs them in applied.jsonl and
@@ -367,6 +420,9 @@ impl Server {
             }
             if let Err(e) = log.flush() {
                 tracing::error!(error = %e, "cannot write applied.jsonl");
+            }
+            if let Some(&(last, _, _)) = answers.last() {
+                self.applied.send_replace(last);
             }
             let leader = self.node.status().leader;
             let mut pending = lock(&self.pending);
@@ -674,7 +730,8 @@ mod tests {
         .await
         .unwrap()
         .unwrap();
-        (Arc::new(Server::new(node, HashMap::new(), false, ClientLimits::default())), applied)
+        let server = Server::new(node, HashMap::new(), ReadPath::Log, ClientLimits::default());
+        (Arc::new(server), applied)
     }
 
     fn temp_dir(name: &str) -> std::path::PathBuf {

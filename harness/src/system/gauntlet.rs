@@ -5,6 +5,7 @@ use std::process::Command;
 
 use super::Launch;
 use crate::cluster::{Credentials, NodeInfo};
+use crate::node::server::ReadPath;
 
 /// Starts `gauntlet node` processes.
 pub struct GauntletNode {
@@ -19,6 +20,8 @@ pub struct GauntletNode {
     /// Whether nodes run on crash disks (`--crash-disk`), so that the nemesis can make them
     /// lose what they had not synced.
     pub crash_disk: bool,
+    /// How the nodes answer reads (`--reads`).
+    pub reads: ReadPath,
 }
 
 impl Launch for GauntletNode {
@@ -49,6 +52,11 @@ impl Launch for GauntletNode {
         }
         if self.crash_disk {
             cmd.arg("--crash-disk");
+        }
+        if self.reads != ReadPath::ReadIndex {
+            use clap::ValueEnum;
+            let value = self.reads.to_possible_value().expect("a --reads value");
+            cmd.arg("--reads").arg(value.get_name());
         }
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");

@@ -29,6 +29,7 @@ use crate::client::Api;
 use crate::cluster::{Credentials, NodeInfo};
 use crate::exit::bad_input;
 use crate::nemesis::FaultKind;
+use crate::node::server::ReadPath;
 use crate::proxy::Mode;
 
 /// A system the harness can test.
@@ -56,11 +57,11 @@ impl System {
     }
 
     /// Whether the harness can inject `kind` into this system. Storage faults need the crash
-    /// disk and the request files of `gauntlet node`.
+    /// disk and the request files of `gauntlet node`, clock faults its SIGHUP request.
     pub fn supports(self, kind: FaultKind) -> bool {
         match self {
             System::Gauntlet => true,
-            System::Etcd | System::Exec => !kind.is_storage_fault(),
+            System::Etcd | System::Exec => !kind.is_storage_fault() && kind != FaultKind::Clock,
         }
     }
 
@@ -132,6 +133,12 @@ pub struct SystemArgs {
     /// as gauntlet node does: the Raft checks run on them.
     #[arg(long)]
     pub exec_node_records: bool,
+    /// How gauntlet node answers reads: log (an entry per read), read-index (the leader
+    /// confirms its leadership with a heartbeat round; followers serve reads too) or lease
+    /// (no round while the leader's lease holds: safe only while clocks keep within the
+    /// lease's drift bound, so `all` then leaves out the clock fault).
+    #[arg(long, value_enum, default_value = "read-index")]
+    pub reads: ReadPath,
 }
 
 impl SystemArgs {
@@ -167,6 +174,9 @@ impl SystemArgs {
         let name = self.system.name();
         if self.system != System::Etcd && self.etcd_serializable_reads {
             return Err(format!("--etcd-serializable-reads is for --system etcd, not {name}"));
+        }
+        if self.system != System::Gauntlet && self.reads != ReadPath::ReadIndex {
+            return Err(format!("--reads is for --system gauntlet, not {name}"));
         }
         let exec_options = self.exec_node_records || self.exec_links != ExecLinks::Bytes;
         if self.system != System::Exec && (self.exec.is_some() || exec_options) {
@@ -208,6 +218,7 @@ impl SystemArgs {
                     bug: own.bug,
                     credentials: Some(credentials),
                     crash_disk: own.crash_disk,
+                    reads: self.reads,
                 };
                 (Box::new(node), Api::Lines { token })
             }
@@ -251,7 +262,19 @@ impl SystemArgs {
         if self.exec_node_records {
             args.push("--exec-node-records".into());
         }
+        if self.reads != ReadPath::ReadIndex {
+            use clap::ValueEnum;
+            let value = self.reads.to_possible_value().expect("a --reads value");
+            args.extend(["--reads".to_string(), value.get_name().to_string()]);
+        }
         args
+    }
+
+    /// Whether `all` should take fault `kind` for this system and its options: every fault it
+    /// supports, except the clock fault under lease reads (far beyond the clock bound lease
+    /// reads assume; named, it shows that bound).
+    pub fn takes_in_all(&self, kind: FaultKind) -> bool {
+        self.system.supports(kind) && !(kind == FaultKind::Clock && self.reads == ReadPath::Lease)
     }
 }
 

@@ -35,7 +35,6 @@ pub(super) struct Driver {
     pub(super) storage: StorageThread,
     pub(super) apply: mpsc::Sender<ApplyMsg>,
     pub(super) stop: watch::Receiver<StopMode>,
-    pub(super) tick: Duration,
     pub(super) deliver_noops: bool,
     /// When the next tick is due.
     pub(super) next_tick: Instant,
@@ -105,7 +104,7 @@ impl Driver {
                 if let Err(exit) = drain_inbox(inbox, &mut core.raw, &mut self.tracer, None) {
                     return exit;
                 }
-                tick_if_due(&mut self.next_tick, self.tick, &mut core.raw);
+                tick_if_due(&mut self.next_tick, self.shared.tick(), &mut core.raw);
                 self.tracer.observe(&core.raw);
                 self.shared.publish_core(&mut core);
                 let status = core.raw.status();
@@ -246,7 +245,7 @@ impl Driver {
         {
             let mut core = self.shared.lock();
             drain_inbox(&mut self.inbox, &mut core.raw, &mut self.tracer, first)?;
-            tick_if_due(&mut self.next_tick, self.tick, &mut core.raw);
+            tick_if_due(&mut self.next_tick, self.shared.tick(), &mut core.raw);
             self.tracer.observe(&core.raw);
             self.shared.publish_core(&mut core);
         }

@@ -85,6 +85,7 @@ pub use self::trace::{LogPosition, TraceEvent};
 use std::collections::HashMap;
 use std::io as std_io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -238,6 +239,8 @@ struct Shared {
     core: Mutex<Core>,
     /// Wakes the driver for a new proposal.
     wake: Notify,
+    /// The real time of one tick, in nanoseconds ([`Node::set_tick`]).
+    tick_nanos: AtomicU64,
     status: watch::Sender<Status>,
     stop: watch::Sender<StopMode>,
     /// True once the driver has stopped.
@@ -247,6 +250,10 @@ struct Shared {
 }
 
 impl Shared {
+    fn tick(&self) -> Duration {
+        Duration::from_nanos(self.tick_nanos.load(Ordering::Relaxed))
+    }
+
     fn lock(&self) -> MutexGuard<'_, Core> {
         // The core does not panic on any input; should it ever, its state is still the best
         // there is, and the driver's error reports the panic.
@@ -371,8 +378,10 @@ impl Node {
         let local_addr = transport.local_addr();
         let (apply, applied) = mpsc::channel(config.apply_capacity.max(1));
         let (stop, stop_rx) = watch::channel(StopMode::Run);
+        let tick = config.tick.max(Duration::from_millis(1));
         let shared = Arc::new(Shared {
             id,
+            tick_nanos: AtomicU64::new(tick.as_nanos() as u64),
             core: Mutex::new(Core { raw, stopped: false, reads: HashMap::new(), next_read: 0 }),
             wake: Notify::new(),
             status: watch::Sender::new(status),
@@ -380,7 +389,6 @@ impl Node {
             done: watch::Sender::new(false),
             released: watch::Sender::new(false),
         });
-        let tick = config.tick.max(Duration::from_millis(1));
         let driver = Driver {
             shared: shared.clone(),
             inbox,
@@ -388,7 +396,6 @@ impl Node {
             storage,
             apply,
             stop: stop_rx,
-            tick,
             deliver_noops: config.deliver_noops,
             next_tick: tokio::time::Instant::now() + tick,
             delivered: 0,
@@ -472,6 +479,15 @@ impl Node {
         };
         self.shared.wake.notify_one();
         answer.await.unwrap_or(Err(ReadIndexError::Stopped))
+    }
+
+    /// Changes the real time of one tick from the next tick on (at least 1 ms). All the core's
+    /// timing (elections, heartbeats, check-quorum, leases) is counted in ticks, so a longer
+    /// tick is a clock that runs slow: for tests of clock drift, as the torture harness's
+    /// `clock` fault does.
+    pub fn set_tick(&self, tick: Duration) {
+        let tick = tick.max(Duration::from_millis(1));
+        self.shared.tick_nanos.store(tick.as_nanos() as u64, Ordering::Relaxed);
     }
 
     /// The current term and whether this node believes it is the leader. The seed labs'
