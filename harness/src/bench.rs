@@ -1,10 +1,14 @@
-//! `gauntlet bench`: write throughput and latency of a 3-node cluster of real processes of the
-//! system under test on loopback, with durable storage (`gauntlet node`: fdatasync on; etcd:
-//! its own fdatasync of its WAL), no proxy between the nodes.
+//! `gauntlet bench`: throughput and latency of writes, reads and a mix of both on a 3-node
+//! cluster of real processes of the system under test on loopback, with durable storage
+//! (`gauntlet node`: fdatasync on; etcd: its own fdatasync of its WAL), no proxy between the
+//! nodes.
 //!
-//! Each client holds one connection to the leader and one request outstanding at a time; the
-//! bench runs 1 client, then 64, each for a warm-up and then the measured duration. It prints a
-//! table and, as its last line, one JSON object with the figures.
+//! Each client holds one connection and one request outstanding at a time: to the leader for
+//! writes and the mix, and spread over every node for reads (any node serves a linearizable
+//! read: `gauntlet node` through ReadIndex, etcd by its own read index); for each kind of
+//! operation the bench runs 1 client, then 64, each for a warm-up and then the
+//! measured duration. It prints a table and, as its last line, one JSON object with the
+//! figures.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +36,11 @@ pub struct BenchArgs {
     /// The numbers of concurrent clients to measure, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
     pub clients: Vec<usize>,
+    /// What the clients do, comma separated: write (a register write each), read (a
+    /// linearizable read each: through ReadIndex on gauntlet node's default --reads), mix
+    /// (every other operation a read).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "write,read,mix")]
+    pub ops: Vec<BenchOp>,
     /// Keep the cluster's data directory (its path is printed) instead of removing it.
     #[arg(long)]
     pub keep: bool,
@@ -40,14 +49,44 @@ pub struct BenchArgs {
     pub target: SystemArgs,
 }
 
+/// What a bench client does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BenchOp {
+    Write,
+    Read,
+    Mix,
+}
+
+impl BenchOp {
+    /// Whether the `n`th operation of a client is a read.
+    fn reads_at(self, n: u64) -> bool {
+        match self {
+            BenchOp::Write => false,
+            BenchOp::Read => true,
+            BenchOp::Mix => n % 2 == 1,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            BenchOp::Write => "write",
+            BenchOp::Read => "read",
+            BenchOp::Mix => "mix",
+        }
+    }
+}
+
 /// The figures of one run.
 #[derive(Debug, Serialize)]
 struct RunResult {
+    op: BenchOp,
     clients: usize,
-    writes: u64,
+    /// Operations acknowledged within the measured duration.
+    ops: u64,
     errors: u64,
     seconds: f64,
-    writes_per_sec: f64,
+    ops_per_sec: f64,
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
@@ -58,6 +97,9 @@ const NODES: u64 = 3;
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.seconds == 0 || args.clients.contains(&0) {
         return Err(crate::exit::bad_input("--seconds and --clients must be at least 1"));
+    }
+    if args.ops.is_empty() {
+        return Err(crate::exit::bad_input("--ops needs at least one of write, read, mix"));
     }
     args.target.validate().map_err(crate::exit::bad_input)?;
     let dir = TempDir::new(args.keep)?;
@@ -79,17 +121,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     drop(dir);
 
     println!(
-        "{:>8} {:>10} {:>8} {:>12} {:>9} {:>9} {:>9}",
-        "clients", "writes", "errors", "writes/s", "p50 ms", "p99 ms", "max ms"
+        "{:>6} {:>8} {:>10} {:>8} {:>12} {:>9} {:>9} {:>9}",
+        "ops", "clients", "done", "errors", "ops/s", "p50 ms", "p99 ms", "max ms"
     );
     for r in &results {
         println!(
-            "{:>8} {:>10} {:>8} {:>12.0} {:>9.3} {:>9.3} {:>9.3}",
-            r.clients, r.writes, r.errors, r.writes_per_sec, r.p50_ms, r.p99_ms, r.max_ms
+            "{:>6} {:>8} {:>10} {:>8} {:>12.0} {:>9.3} {:>9.3} {:>9.3}",
+            r.op.name(),
+            r.clients,
+            r.ops,
+            r.errors,
+            r.ops_per_sec,
+            r.p50_ms,
+            r.p99_ms,
+            r.max_ms
         );
     }
     let summary = serde_json::json!({
-        "bench": "write",
+        "bench": "ops",
         "system": args.target.system.name(),
         "nodes": NODES,
         "storage": match args.target.system {
@@ -113,18 +162,22 @@ async fn run_all(
     eprintln!("bench: leader at {leader}");
     let mut results = Vec::new();
     let mut next_client = 1_000_000;
-    for &clients in &args.clients {
-        let result = measure(
-            api,
-            leader,
-            clients,
-            next_client,
-            Duration::from_millis(args.warmup_ms),
-            Duration::from_secs(args.seconds),
-        )
-        .await?;
-        next_client += clients as u64;
-        results.push(result);
+    for &op in &args.ops {
+        for &clients in &args.clients {
+            let result = measure(
+                api,
+                leader,
+                client_addrs,
+                op,
+                clients,
+                next_client,
+                Duration::from_millis(args.warmup_ms),
+                Duration::from_secs(args.seconds),
+            )
+            .await?;
+            next_client += clients as u64;
+            results.push(result);
+        }
     }
     Ok(results)
 }
@@ -191,7 +244,7 @@ fn start_cluster(args: &BenchArgs, dir: &Path) -> anyhow::Result<(Cluster, Api)>
 /// etcd's gateway.
 enum Writer {
     Lines(Client),
-    Etcd { http: reqwest::Client, addr: SocketAddr, key: String },
+    Etcd { http: reqwest::Client, api: crate::system::etcd::EtcdApi, addr: SocketAddr, key: String },
 }
 
 impl Writer {
@@ -206,18 +259,40 @@ impl Writer {
                 }
                 Writer::Lines(client)
             }
-            Api::Etcd(_) => {
-                Writer::Etcd { http: reqwest::Client::new(), addr, key: format!("k{}", id % 16) }
-            }
+            Api::Etcd(api) => Writer::Etcd {
+                http: reqwest::Client::new(),
+                api: api.clone(),
+                addr,
+                key: format!("k{}", id % 16),
+            },
         })
     }
 
     /// Writes a register; Ok(true) when the write was acknowledged.
     async fn write(&mut self) -> anyhow::Result<bool> {
         match self {
-            Writer::Lines(client) => client.write().await,
-            Writer::Etcd { http, addr, key } => {
+            Writer::Lines(client) => client.call("write").await,
+            Writer::Etcd { http, addr, key, .. } => {
                 Ok(crate::system::etcd::put(http, *addr, key, "1", Duration::from_secs(5)).await)
+            }
+        }
+    }
+
+    /// Reads a register; Ok(true) when the read was answered.
+    async fn read(&mut self) -> anyhow::Result<bool> {
+        match self {
+            Writer::Lines(client) => client.call("read").await,
+            Writer::Etcd { http, api, addr, key } => {
+                let op = workloads::generator::Op {
+                    f: "read",
+                    key: key.clone(),
+                    value: serde_json::Value::Null,
+                };
+                let t = Duration::from_secs(5);
+                Ok(matches!(
+                    crate::system::etcd::request(http, api, *addr, &op, t).await,
+                    crate::client::Attempt::Answer(reply) if reply["type"] == "ok"
+                ))
             }
         }
     }
@@ -267,18 +342,27 @@ impl Client {
         })
     }
 
-    /// Writes a register; Ok(true) when the node answered ok.
-    async fn write(&mut self) -> anyhow::Result<bool> {
+    /// Writes (`op` write) or reads (`op` read) a register; Ok(true) when the node answered
+    /// ok.
+    async fn call(&mut self, op: &str) -> anyhow::Result<bool> {
         use std::io::Write as _;
         self.seq += 1;
         self.request.clear();
-        writeln!(
-            self.request,
-            "{{\"id\":{seq},\"client\":{id},\"seq\":{seq},\"op\":\"write\",\"key\":\"k{k}\",\"value\":{seq}}}",
-            seq = self.seq,
-            id = self.id,
-            k = self.id % 16,
-        )?;
+        match op {
+            "read" => writeln!(
+                self.request,
+                "{{\"id\":{seq},\"op\":\"read\",\"key\":\"k{k}\"}}",
+                seq = self.seq,
+                k = self.id % 16,
+            )?,
+            _ => writeln!(
+                self.request,
+                "{{\"id\":{seq},\"client\":{id},\"seq\":{seq},\"op\":\"write\",\"key\":\"k{k}\",\"value\":{seq}}}",
+                seq = self.seq,
+                id = self.id,
+                k = self.id % 16,
+            )?,
+        }
         self.writer.write_all(&self.request).await?;
         self.line.clear();
         if self.reader.read_line(&mut self.line).await? == 0 {
@@ -328,6 +412,8 @@ async fn find_leader(api: &Api, addrs: &[SocketAddr]) -> anyhow::Result<SocketAd
 async fn measure(
     api: &Api,
     leader: SocketAddr,
+    nodes: &[SocketAddr],
+    op: BenchOp,
     clients: usize,
     first_client: u64,
     warmup: Duration,
@@ -340,16 +426,17 @@ async fn measure(
     for c in 0..clients {
         let id = first_client + c as u64;
         let api = api.clone();
+        let addr = if op == BenchOp::Read { nodes[c % nodes.len()] } else { leader };
         tasks.spawn(async move {
-            let mut client = Writer::connect(&api, leader, id).await?;
+            let mut client = Writer::connect(&api, addr, id).await?;
             let mut latencies_us: Vec<u32> = Vec::with_capacity(1 << 16);
             let mut errors = 0u64;
-            loop {
+            for n in 0.. {
                 let sent = Instant::now();
                 if sent >= end {
                     break;
                 }
-                let ok = client.write().await?;
+                let ok = if op.reads_at(n) { client.read().await? } else { client.write().await? };
                 if sent >= measure_from {
                     if ok {
                         latencies_us.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
@@ -382,11 +469,12 @@ async fn measure(
     };
     let seconds = duration.as_secs_f64();
     Ok(RunResult {
+        op,
         clients,
-        writes: all.len() as u64,
+        ops: all.len() as u64,
         errors,
         seconds,
-        writes_per_sec: all.len() as f64 / seconds,
+        ops_per_sec: all.len() as f64 / seconds,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         max_ms: all.last().map_or(0.0, |&us| us as f64 / 1000.0),

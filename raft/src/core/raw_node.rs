@@ -374,14 +374,14 @@ impl RawNode {
             || self.log.persisted < self.log.last_index()
             || self.applicable_up_to() > self.log.applied
             || !self.reads.ready.is_empty()
-            || (self.reads.round_wanted && self.role == Role::Leader)
+            || self.read_round_due()
     }
 
     /// Takes what the driver must persist, send and apply. Call [`RawNode::advance`] with it
     /// before the next call.
     pub fn ready(&mut self) -> Ready {
-        if self.reads.round_wanted && self.role == Role::Leader {
-            // One round for every read asked since the last ready.
+        if self.read_round_due() {
+            // One round for every read asked since the last one started.
             self.send_heartbeats();
         }
         let hard_state = self.hard_state();

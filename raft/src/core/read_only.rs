@@ -4,7 +4,7 @@
 //! It may be served once a majority has confirmed, after the request, that this peer still
 //! leads: then no other leader can have committed anything the index lacks. The confirmation
 //! is a heartbeat round: heartbeats carry the round's number, and a follower's answer echoes
-//! it. All the reads asked between two readies share one round. A follower forwards a read to
+//! it. All the reads asked while a round is in flight share the next one. A follower forwards a read to
 //! the leader and serves it at the index the leader answers.
 //!
 //! Two more rules make the index right. A new leader does not know the cluster's commit index
@@ -138,6 +138,16 @@ impl RawNode {
                 self.send(follower, MessageBody::ReadIndexResponse { request, index })
             }
         }
+    }
+
+    /// Whether the next ready starts a round for waiting reads: some wait, and no round this
+    /// leader started is still unconfirmed. One round in flight at a time batches the reads
+    /// of a busy leader into one round per round trip instead of one per ready; a round whose
+    /// heartbeats were lost is overtaken by the next heartbeat interval's round.
+    pub(super) fn read_round_due(&self) -> bool {
+        self.role == Role::Leader
+            && self.reads.round_wanted
+            && self.reads.round <= self.reads.confirmed
     }
 
     /// Whether the leader may serve a read alone: lease reads are on and its lease holds.
