@@ -164,17 +164,7 @@ async fn run_all(
     let mut next_client = 1_000_000;
     for &op in &args.ops {
         for &clients in &args.clients {
-            let result = measure(
-                api,
-                leader,
-                client_addrs,
-                op,
-                clients,
-                next_client,
-                Duration::from_millis(args.warmup_ms),
-                Duration::from_secs(args.seconds),
-            )
-            .await?;
+            let result = measure(api, leader, client_addrs, op, clients, next_client, args).await?;
             next_client += clients as u64;
             results.push(result);
         }
@@ -416,9 +406,10 @@ async fn measure(
     op: BenchOp,
     clients: usize,
     first_client: u64,
-    warmup: Duration,
-    duration: Duration,
+    args: &BenchArgs,
 ) -> anyhow::Result<RunResult> {
+    let warmup = Duration::from_millis(args.warmup_ms);
+    let duration = Duration::from_secs(args.seconds);
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
