@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 mod common;
-use common::{gauntlet, processes_mentioning, text};
+use common::{first_invalid, gauntlet, processes_mentioning, text};
 
 fn etcd() -> PathBuf {
     let name = std::env::var_os("ETCD").unwrap_or_else(|| "etcd".into());
@@ -82,17 +82,9 @@ fn serializable_reads_under_partitions_are_caught() {
         "--time-limit",
         "15",
     ];
-    let mut outputs = Vec::new();
-    for seed in ["1", "2", "3", "4", "5"] {
-        let out = etcd_run(results.path(), seed, &args);
-        if out.status.code() == Some(1) {
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(stdout.contains("linearizability: invalid"), "{stdout}");
-            return;
-        }
-        outputs.push(text(&out));
-    }
-    panic!("five runs with stale reads all passed:\n{}", outputs.join("\n"));
+    let seeds = ["1", "2", "3", "4", "5"];
+    let stdout = first_invalid(&seeds, "stale reads", |seed| etcd_run(results.path(), seed, &args));
+    assert!(stdout.contains("linearizability: invalid"), "{stdout}");
 }
 
 #[test]

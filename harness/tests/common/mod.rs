@@ -33,3 +33,17 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
     }
     found
 }
+
+/// Runs `run` with each seed in turn until one ends invalid (exit 1), and returns that run's
+/// standard output; panics with every run's output, saying `what` survived, if none does.
+pub fn first_invalid(seeds: &[&str], what: &str, run: impl Fn(&str) -> Output) -> String {
+    let mut outputs = Vec::new();
+    for seed in seeds {
+        let out = run(seed);
+        if out.status.code() == Some(1) {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        outputs.push(text(&out));
+    }
+    panic!("{} runs with {what} all passed:\n{}", seeds.len(), outputs.join("\n"));
+}

@@ -215,6 +215,17 @@ mod tests {
         Message { from, to, term, body }
     }
 
+    /// Peer 2's acknowledgement of the term-2 leader's no-op at index 1.
+    fn no_op_acked_by_2() -> Message {
+        let ack = MessageBody::AppendEntriesResponse {
+            success: true,
+            index: 1,
+            conflict_term: None,
+            conflict_index: 0,
+        };
+        msg(2, 1, 2, ack)
+    }
+
     /// Handles every ready as a driver that persists at once; returns the messages and the
     /// read states.
     fn flush(node: &mut RawNode) -> (Vec<Message>, Vec<ReadState>) {
@@ -249,13 +260,7 @@ mod tests {
         node.step(msg(2, 1, 2, grant(false)));
         assert_eq!(node.status().role, Role::Leader);
         flush(&mut node);
-        let ack = MessageBody::AppendEntriesResponse {
-            success: true,
-            index: 1,
-            conflict_term: None,
-            conflict_index: 0,
-        };
-        node.step(msg(2, 1, 2, ack));
+        node.step(no_op_acked_by_2());
         assert_eq!(node.status().commit_index, 1);
         flush(&mut node);
         node
@@ -310,13 +315,7 @@ mod tests {
             reads.is_empty()
                 && !out.iter().any(|m| matches!(m.body, MessageBody::Heartbeat { .. }))
         );
-        let ack = MessageBody::AppendEntriesResponse {
-            success: true,
-            index: 1,
-            conflict_term: None,
-            conflict_index: 0,
-        };
-        l.step(msg(2, 1, 2, ack));
+        l.step(no_op_acked_by_2());
         let (out, _) = flush(&mut l);
         let round = heartbeat_round(&out, 2);
         l.step(msg(2, 1, 2, MessageBody::HeartbeatResponse { round }));
