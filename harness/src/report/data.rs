@@ -129,13 +129,15 @@ pub enum FaultKind {
     Partition,
     /// Message loss, delay, duplication and reordering on every link.
     Net,
+    /// A node's clock slowed while it is cut off from its peers.
+    Clock,
     /// A fault kind this report does not know.
     Other,
 }
 
 impl FaultKind {
     /// Every kind, in the order of the fault lanes.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Kill,
         FaultKind::Crash,
         FaultKind::DiskError,
@@ -143,6 +145,7 @@ impl FaultKind {
         FaultKind::Pause,
         FaultKind::Partition,
         FaultKind::Net,
+        FaultKind::Clock,
         FaultKind::Other,
     ];
 
@@ -155,6 +158,7 @@ impl FaultKind {
             "pause" | "depose" => FaultKind::Pause,
             "partition" => FaultKind::Partition,
             "net" => FaultKind::Net,
+            "clock" => FaultKind::Clock,
             _ => FaultKind::Other,
         }
     }
@@ -169,6 +173,7 @@ impl FaultKind {
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
             FaultKind::Net => "net",
+            FaultKind::Clock => "clock",
             FaultKind::Other => "other",
         }
     }
@@ -669,6 +674,17 @@ fn describe_fault(
             let label = format!("net {}", parts.join(", "));
             (label.clone(), format!("{label} on every link"), Vec::new(), Vec::new())
         }
+        "clock" => {
+            let node = value.get("node").and_then(Value::as_u64);
+            let slower = value.get("slower").and_then(Value::as_u64).unwrap_or(0);
+            let nodes: Vec<u64> = node.into_iter().collect();
+            let label = format!("clock {} ×{slower} slow", node_list(&nodes));
+            let detail = format!(
+                "{label}: each tick lasts {slower} times as long, and the node is cut off from \
+                 its peers both ways"
+            );
+            (label, detail, nodes.clone(), nodes)
+        }
         other => {
             let detail =
                 if value.is_null() { other.to_string() } else { format!("{other} {value}") };
@@ -870,6 +886,22 @@ mod tests {
         assert_eq!(run.lane_of(2), Lane::Worker(0));
         assert_eq!(run.lane_of(u64::MAX / 2), Lane::Process(u64::MAX / 2));
         assert_eq!(run.end, 70);
+    }
+
+    #[test]
+    fn a_clock_fault_names_its_node_and_factor_and_isolates_it() {
+        let h = events(concat!(
+            r#"{"index":0,"time":10,"process":"nemesis","type":"info","f":"start-clock","value":{"node":2,"slower":6,"cut":[[2,1],[1,2],[2,3],[3,2]]}}"#,
+            "\n",
+            r#"{"index":1,"time":20,"process":"nemesis","type":"info","f":"stop-clock","value":{"node":2}}"#,
+            "\n",
+        ));
+        let run = RunData::from_history(&h, serde_json::json!({}), None);
+        let fault = &run.faults[0];
+        assert_eq!((fault.kind, fault.label.as_str()), (FaultKind::Clock, "clock n2 ×6 slow"));
+        assert_eq!((fault.nodes.clone(), fault.isolated.clone()), (vec![2], vec![2]));
+        assert!(fault.detail.contains("cut off from its peers"), "{}", fault.detail);
+        assert_eq!((fault.start, fault.end), (10, Some(20)));
     }
 
     #[test]
