@@ -198,6 +198,14 @@ impl PortAllocator {
     }
 }
 
+/// Whether process `pid` has a handler installed for `signal` (its `SigCgt` mask).
+fn catches(pid: u32, signal: Signal) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
+    let mask = status.lines().find_map(|l| l.strip_prefix("SigCgt:"));
+    let mask = mask.and_then(|m| u64::from_str_radix(m.trim(), 16).ok());
+    mask.is_some_and(|mask| mask & (1 << (signal as i32 - 1)) != 0)
+}
+
 /// Claims `port` among the harness processes on this machine; `None` if one holds it.
 fn claim_port(port: u16) -> Option<std::os::unix::net::UnixDatagram> {
     use std::os::linux::net::SocketAddrExt;
@@ -382,9 +390,28 @@ impl Cluster {
             write(dir, request)?;
         }
         for &(id, _) in requests {
-            self.signal(id, signal);
+            self.signal_request(id, signal);
         }
         Ok(before)
+    }
+
+    /// Sends `signal`, which `gauntlet node` takes as a request (SIGUSR1, SIGUSR2, SIGHUP) but
+    /// whose default action ends a process, once the node has installed its handler: a node
+    /// just restarted may still be starting, and the signal would kill it. Returns whether it
+    /// was sent (not if the handler is not there within 2 s).
+    fn signal_request(&self, id: u64, signal: Signal) -> bool {
+        let Some(child) = &self.node(id).child else { return false };
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while !catches(pid, signal) {
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!(id, %signal, "the node never handled the signal: not sent");
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.signal(id, signal);
+        true
     }
 
     /// Waits up to `bound` for node `id` to exit by itself; whether it did (it is then reaped).
@@ -425,7 +452,7 @@ impl Cluster {
             &self.info(id).dir,
             crate::node::clock::ClockRequest { slower },
         )?;
-        self.signal(id, Signal::SIGHUP);
+        self.signal_request(id, Signal::SIGHUP);
         Ok(())
     }
 
@@ -500,6 +527,24 @@ fn open_log(path: &Path) -> anyhow::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signal_handler_is_seen_before_the_signal_is_sent() {
+        let mut plain = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let script = "trap 'exit 0' HUP; while :; do sleep 0.05; done";
+        let mut trapping = std::process::Command::new("bash").args(["-c", script]).spawn().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !catches(trapping.id(), Signal::SIGHUP) {
+            assert!(std::time::Instant::now() < deadline, "bash never showed its HUP trap");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!catches(plain.id(), Signal::SIGHUP), "sleep handles no signal");
+        assert!(!catches(trapping.id(), Signal::SIGUSR1));
+        for child in [&mut plain, &mut trapping] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 
     #[test]
     fn node_ports_stay_below_the_ephemeral_range_and_differ() {
