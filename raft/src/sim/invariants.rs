@@ -18,13 +18,88 @@
 //!   successful append acknowledgement only once the acknowledged entries are, and no message
 //!   carries a term beyond the sender's durable term.
 //!
-//! Each check returns `Err(description)`; the simulator turns it into a failure with the seed
-//! and the trace.
+//! - Read safety: a read the core lets go (a read state) is at an index no lower than what was
+//!   committed when the read was asked (checked by the simulator, which asks the reads).
+//!
+//! Each check returns a [`Violation`]: the [`Property`] it breaks and a description; the
+//! simulator turns it into a failure with the seed and the trace, classified by the property.
 
 use crate::core::{Entry, EntryKind, HardState, Index, Message, MessageBody, NodeId, Ready, Term};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+
+/// A property the simulator checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Property {
+    /// At most one leader per term.
+    ElectionSafety,
+    /// No peer grants its vote to two candidates in one term.
+    DoubleVote,
+    /// Two copies of an entry agree, and so do the entries before them.
+    LogMatching,
+    /// A peer is asked to persist a log with a gap, or out of order.
+    LogContiguity,
+    /// A new leader holds every entry known committed.
+    LeaderCompleteness,
+    /// No peer overwrites or truncates a committed entry.
+    CommittedOverwritten,
+    /// Peers apply indexes in order, without gaps.
+    ApplyOrder,
+    /// No two peers apply different entries at one index.
+    StateMachineSafety,
+    /// A higher term in an append or a reply is adopted.
+    TermAdoption,
+    /// Vote grants and acknowledgements go out only once what they promise is durable.
+    DurabilityBeforeSending,
+    /// A durable term or vote goes backwards.
+    DurableStateRegressed,
+    /// No read goes below what was committed when it was asked.
+    ReadSafety,
+    /// A message to a peer that does not exist, or from another than its sender.
+    Misaddressed,
+}
+
+impl Property {
+    /// The property's name in failures and reports, e.g. `log matching`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Property::ElectionSafety => "election safety",
+            Property::DoubleVote => "double vote",
+            Property::LogMatching => "log matching",
+            Property::LogContiguity => "log contiguity",
+            Property::LeaderCompleteness => "leader completeness",
+            Property::CommittedOverwritten => "committed entry overwritten",
+            Property::ApplyOrder => "apply order",
+            Property::StateMachineSafety => "state machine safety",
+            Property::TermAdoption => "term adoption",
+            Property::DurabilityBeforeSending => "durability before sending",
+            Property::DurableStateRegressed => "durable state regressed",
+            Property::ReadSafety => "read safety",
+            Property::Misaddressed => "misaddressed message",
+        }
+    }
+}
+
+/// A broken property, and what broke it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub property: Property,
+    /// What happened, naming peers, terms and indexes.
+    pub what: String,
+}
+
+impl Violation {
+    pub fn new(property: Property, what: String) -> Violation {
+        Violation { property, what }
+    }
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)
+    }
+}
 
 /// An entry known committed: the first peer to apply an index defines it for every other.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,19 +160,25 @@ impl Invariants {
         hard_state: &HardState,
         log: &[Entry],
         ready: &Ready,
-    ) -> Result<(), String> {
+    ) -> Result<(), Violation> {
         if let Some(hs) = &ready.hard_state {
             if hs.term < hard_state.term {
-                return Err(format!(
-                    "n{node}'s durable term went backwards from {} to {}",
-                    hard_state.term, hs.term
+                return Err(Violation::new(
+                    Property::DurableStateRegressed,
+                    format!(
+                        "n{node}'s durable term went backwards from {} to {}",
+                        hard_state.term, hs.term
+                    ),
                 ));
             }
             if hs.term == hard_state.term && hard_state.vote.is_some() && hs.vote != hard_state.vote
             {
-                return Err(format!(
-                    "n{node}'s durable vote in term {} changed from {:?} to {:?}",
-                    hs.term, hard_state.vote, hs.vote
+                return Err(Violation::new(
+                    Property::DurableStateRegressed,
+                    format!(
+                        "n{node}'s durable vote in term {} changed from {:?} to {:?}",
+                        hs.term, hard_state.vote, hs.vote
+                    ),
                 ));
             }
         }
@@ -107,9 +188,9 @@ impl Invariants {
         let start = first.index;
         let old_last = log.len() as Index;
         if start == 0 || start > old_last + 1 {
-            return Err(format!(
+            return Err(Violation::new(Property::LogContiguity, format!(
                 "n{node} was asked to persist entries from index {start} but holds only {old_last}: a gap"
-            ));
+            )));
         }
         let new_last = start + ready.entries.len() as Index - 1;
         // No committed entry this peer holds may be overwritten or truncated away.
@@ -122,41 +203,41 @@ impl Invariants {
             }
             let replaced_by = ready.entries.get((k - start) as usize);
             if k > new_last || replaced_by.map(|e| e.term) != Some(old.term) {
-                return Err(format!(
+                return Err(Violation::new(Property::CommittedOverwritten, format!(
                     "n{node} overwrote or truncated committed entry {k} (term {}): persisting {}..={} over a log ending at {old_last}",
                     c.term, start, new_last
-                ));
+                )));
             }
         }
         let mut prev_term = if start == 1 { 0 } else { log[(start - 2) as usize].term };
         for (k, e) in ready.entries.iter().enumerate() {
             let expected = start + k as Index;
             if e.index != expected {
-                return Err(format!(
+                return Err(Violation::new(Property::LogContiguity, format!(
                     "n{node} was asked to persist entries that are not contiguous: index {} where {expected} was due",
                     e.index
-                ));
+                )));
             }
             if e.term < prev_term {
-                return Err(format!(
+                return Err(Violation::new(Property::LogMatching, format!(
                     "n{node}'s log would hold entry {} of term {} after an entry of term {prev_term}",
                     e.index, e.term
-                ));
+                )));
             }
             let d = digest(e.kind, &e.data);
             match self.written.get(&(e.index, e.term)) {
                 Some(&(d0, p0)) => {
                     if d0 != d {
-                        return Err(format!(
-                            "log matching: n{node} wrote entry {} of term {} with contents that differ from another copy of it",
+                        return Err(Violation::new(Property::LogMatching, format!(
+                            "n{node} wrote entry {} of term {} with contents that differ from another copy of it",
                             e.index, e.term
-                        ));
+                        )));
                     }
                     if p0 != prev_term {
-                        return Err(format!(
-                            "log matching: n{node} holds entry {} of term {} after an entry of term {prev_term}, another peer after one of term {p0}",
+                        return Err(Violation::new(Property::LogMatching, format!(
+                            "n{node} holds entry {} of term {} after an entry of term {prev_term}, another peer after one of term {p0}",
                             e.index, e.term
-                        ));
+                        )));
                     }
                 }
                 None => {
@@ -175,7 +256,7 @@ impl Invariants {
         hard_state: &HardState,
         log: &[Entry],
         msg: &Message,
-    ) -> Result<(), String> {
+    ) -> Result<(), Violation> {
         match &msg.body {
             MessageBody::RequestVote { pre_vote: true, .. }
             | MessageBody::RequestVoteResponse { pre_vote: true, .. } => {
@@ -183,16 +264,19 @@ impl Invariants {
             }
             MessageBody::RequestVoteResponse { pre_vote: false, granted: true } => {
                 if hard_state.term != msg.term || hard_state.vote != Some(msg.to) {
-                    return Err(format!(
+                    return Err(Violation::new(Property::DurabilityBeforeSending, format!(
                         "n{node} granted its vote to n{} in term {} before the vote was durable (durable: term {}, vote {:?})",
                         msg.to, msg.term, hard_state.term, hard_state.vote
-                    ));
+                    )));
                 }
                 if let Some(&other) = self.votes.get(&(node, msg.term)) {
                     if other != msg.to {
-                        return Err(format!(
-                            "n{node} granted its vote in term {} to both n{other} and n{}",
-                            msg.term, msg.to
+                        return Err(Violation::new(
+                            Property::DoubleVote,
+                            format!(
+                                "n{node} granted its vote in term {} to both n{other} and n{}",
+                                msg.term, msg.to
+                            ),
                         ));
                     }
                 } else {
@@ -202,19 +286,25 @@ impl Invariants {
             MessageBody::AppendEntriesResponse { success: true, index, .. }
                 if *index > log.len() as Index =>
             {
-                return Err(format!(
-                    "n{node} acknowledged entries up to {index} but only {} are durable",
-                    log.len()
+                return Err(Violation::new(
+                    Property::DurabilityBeforeSending,
+                    format!(
+                        "n{node} acknowledged entries up to {index} but only {} are durable",
+                        log.len()
+                    ),
                 ));
             }
             _ => {}
         }
         if msg.term > hard_state.term {
-            return Err(format!(
-                "n{node} sent a {} of term {} while its durable term is {}",
-                msg.body.kind_name(),
-                msg.term,
-                hard_state.term
+            return Err(Violation::new(
+                Property::DurabilityBeforeSending,
+                format!(
+                    "n{node} sent a {} of term {} while its durable term is {}",
+                    msg.body.kind_name(),
+                    msg.term,
+                    hard_state.term
+                ),
             ));
         }
         Ok(())
@@ -238,22 +328,23 @@ impl Invariants {
         msg_term: Term,
         term_before: Term,
         term_after: Term,
-    ) -> Result<(), String> {
+    ) -> Result<(), Violation> {
         if msg_term > term_before && term_after < msg_term {
-            return Err(format!(
+            return Err(Violation::new(Property::TermAdoption, format!(
                 "n{node} received a {kind} of term {msg_term} in term {term_before} and stayed in term {term_after} (a higher term in any append or reply must be adopted)"
-            ));
+            )));
         }
         Ok(())
     }
 
     /// Checks that `node`, which became leader of `term` holding `log`, is the only leader of
     /// that term and holds every committed entry of an earlier term.
-    pub fn on_leader(&mut self, node: NodeId, term: Term, log: &[Entry]) -> Result<(), String> {
+    pub fn on_leader(&mut self, node: NodeId, term: Term, log: &[Entry]) -> Result<(), Violation> {
         match self.leaders.get(&term) {
             Some(&other) if other != node => {
-                return Err(format!(
-                    "election safety: n{other} and n{node} are both leaders of term {term}"
+                return Err(Violation::new(
+                    Property::ElectionSafety,
+                    format!("n{other} and n{node} are both leaders of term {term}"),
                 ));
             }
             Some(_) => {}
@@ -268,15 +359,15 @@ impl Invariants {
             }
             let held = log.get(k).map(|e| e.term);
             if held != Some(c.term) {
-                return Err(format!(
-                    "leader completeness: n{node} became leader of term {term} without committed entry {} (term {}); it holds {}",
+                return Err(Violation::new(Property::LeaderCompleteness, format!(
+                    "n{node} became leader of term {term} without committed entry {} (term {}); it holds {}",
                     k + 1,
                     c.term,
                     match held {
                         Some(t) => format!("an entry of term {t} there"),
                         None => format!("only {} entries", log.len()),
                     }
-                ));
+                )));
             }
         }
         Ok(())
@@ -284,25 +375,28 @@ impl Invariants {
 
     /// Checks an entry `node` applies, `expected` being the index it must apply next; records
     /// it as committed when it is the first to apply that index.
-    pub fn on_apply(&mut self, node: NodeId, expected: Index, e: &Entry) -> Result<(), String> {
+    pub fn on_apply(&mut self, node: NodeId, expected: Index, e: &Entry) -> Result<(), Violation> {
         if e.index != expected {
-            return Err(format!(
-                "apply error: n{node} applied index {} out of order (expected {expected})",
-                e.index
+            return Err(Violation::new(
+                Property::ApplyOrder,
+                format!("n{node} applied index {} out of order (expected {expected})", e.index),
             ));
         }
         let d = digest(e.kind, &e.data);
         let k = (e.index - 1) as usize;
         if let Some(c) = self.committed.get(k) {
             if c.digest != d || c.term != e.term || c.kind != e.kind {
-                return Err(format!(
-                    "apply error: at index {} n{node} applied {} (term {}) but n{} applied {} (term {})",
-                    e.index,
-                    describe(e.kind, &e.data),
-                    e.term,
-                    c.first_applier,
-                    describe(c.kind, &c.data),
-                    c.term
+                return Err(Violation::new(
+                    Property::StateMachineSafety,
+                    format!(
+                        "at index {} n{node} applied {} (term {}) but n{} applied {} (term {})",
+                        e.index,
+                        describe(e.kind, &e.data),
+                        e.term,
+                        c.first_applier,
+                        describe(c.kind, &c.data),
+                        c.term
+                    ),
                 ));
             }
         } else {
@@ -355,10 +449,10 @@ mod tests {
         inv.on_persist(0, &hs, &[], &ready(vec![e(1, 1, 10), e(2, 1, 20)])).unwrap();
         inv.on_persist(1, &hs, &[], &ready(vec![e(1, 1, 10)])).unwrap();
         let err = inv.on_persist(1, &hs, &[e(1, 1, 10)], &ready(vec![e(2, 1, 21)])).unwrap_err();
-        assert!(err.contains("log matching"), "{err}");
+        assert_eq!(err.property, Property::LogMatching, "{err}");
         // Same index and term after a different previous term.
         let err = inv.on_persist(2, &hs, &[], &ready(vec![e(1, 2, 10), e(2, 1, 20)])).unwrap_err();
-        assert!(err.contains("term"), "{err}");
+        assert!(err.what.contains("term"), "{err}");
     }
 
     #[test]
@@ -366,11 +460,13 @@ mod tests {
         let mut inv = Invariants::new();
         let hs = HardState::default();
         let err = inv.on_persist(0, &hs, &[], &ready(vec![e(2, 1, 10)])).unwrap_err();
-        assert!(err.contains("gap"), "{err}");
+        assert_eq!(err.property, Property::LogContiguity, "{err}");
+        assert!(err.what.contains("gap"), "{err}");
         inv.on_apply(0, 1, &e(1, 1, 10)).unwrap();
         let log = vec![e(1, 1, 10), e(2, 1, 20)];
         let err = inv.on_persist(1, &hs, &log, &ready(vec![e(1, 2, 11)])).unwrap_err();
-        assert!(err.contains("committed entry 1"), "{err}");
+        assert_eq!(err.property, Property::CommittedOverwritten, "{err}");
+        assert!(err.what.contains("committed entry 1"), "{err}");
         // Rewriting the uncommitted suffix is fine.
         inv.on_persist(1, &hs, &log, &ready(vec![e(2, 2, 21)])).unwrap();
     }
@@ -400,11 +496,11 @@ mod tests {
             body: MessageBody::RequestVoteResponse { pre_vote: false, granted: true },
         };
         let err = inv.on_send(0, &HardState { term: 5, vote: None }, &[], &grant(1)).unwrap_err();
-        assert!(err.contains("before the vote was durable"), "{err}");
+        assert!(err.what.contains("before the vote was durable"), "{err}");
         inv.on_send(0, &HardState { term: 5, vote: Some(1) }, &[], &grant(1)).unwrap();
         let err =
             inv.on_send(0, &HardState { term: 5, vote: Some(2) }, &[], &grant(2)).unwrap_err();
-        assert!(err.contains("to both"), "{err}");
+        assert_eq!(err.property, Property::DoubleVote, "{err}");
     }
 
     #[test]
@@ -414,9 +510,11 @@ mod tests {
         inv.on_apply(0, 2, &e(2, 2, 20)).unwrap();
         inv.on_leader(1, 3, &[e(1, 1, 10), e(2, 2, 20)]).unwrap();
         let err = inv.on_leader(2, 3, &[e(1, 1, 10), e(2, 2, 20)]).unwrap_err();
-        assert!(err.contains("both leaders of term 3"), "{err}");
+        assert_eq!(err.property, Property::ElectionSafety, "{err}");
+        assert!(err.what.contains("both leaders of term 3"), "{err}");
         let err = inv.on_leader(2, 4, &[e(1, 1, 10)]).unwrap_err();
-        assert!(err.contains("without committed entry 2"), "{err}");
+        assert_eq!(err.property, Property::LeaderCompleteness, "{err}");
+        assert!(err.what.contains("without committed entry 2"), "{err}");
         // A leader of term 2 need not hold term 2's committed entry.
         inv.on_leader(2, 2, &[e(1, 1, 10)]).unwrap();
     }
@@ -428,7 +526,7 @@ mod tests {
         assert!(Invariants::on_delivered(0, kind, 5, 4, 5).is_ok());
         assert!(Invariants::on_delivered(0, kind, 4, 4, 4).is_ok());
         let err = Invariants::on_delivered(0, kind, 5, 4, 4).unwrap_err();
-        assert!(err.contains("stayed in term 4"), "{err}");
+        assert!(err.what.contains("stayed in term 4"), "{err}");
         let vote =
             MessageBody::RequestVote { pre_vote: false, last_log_index: 0, last_log_term: 0 };
         assert_eq!(Invariants::adoption_kind(&vote), None);
@@ -438,9 +536,10 @@ mod tests {
     fn applies_in_order_and_agree() {
         let mut inv = Invariants::new();
         inv.on_apply(0, 1, &e(1, 1, 10)).unwrap();
-        assert!(inv.on_apply(1, 1, &e(2, 1, 20)).unwrap_err().contains("out of order"));
+        assert_eq!(inv.on_apply(1, 1, &e(2, 1, 20)).unwrap_err().property, Property::ApplyOrder);
         let err = inv.on_apply(1, 1, &e(1, 1, 11)).unwrap_err();
-        assert!(err.contains("apply error: at index 1 n1 applied cmd 11"), "{err}");
+        assert_eq!(err.property, Property::StateMachineSafety, "{err}");
+        assert!(err.what.contains("at index 1 n1 applied cmd 11"), "{err}");
         inv.on_apply(1, 1, &e(1, 1, 10)).unwrap();
         assert_eq!(inv.committed().len(), 1);
     }

@@ -4,7 +4,7 @@
 //! `(time, sequence number)`, and every random choice comes from generators derived from the
 //! seed, so a run is exactly reproducible from its seed.
 
-use super::invariants::{CommittedEntry, Invariants};
+use super::invariants::{CommittedEntry, Invariants, Property, Violation};
 use super::network::{Fate, Network};
 use super::node::SimNode;
 use super::swarm::Swarm;
@@ -129,6 +129,8 @@ pub struct Sim {
     /// the least index a linearizable read may be served at.
     reads_asked: HashMap<(usize, u64), Index>,
     next_read: u64,
+    /// The property whose violation stopped the run, for its classification.
+    broken: std::cell::Cell<Option<Property>>,
 }
 
 impl Sim {
@@ -176,6 +178,7 @@ impl Sim {
             max_events: u64::MAX,
             reads_asked: HashMap::new(),
             next_read: 0,
+            broken: std::cell::Cell::new(None),
         };
         if let Some(s) = cfg.swarm {
             sim.net.set_noise(s.tail_per_mille as u32, s.tail_ms as u64, s.dup_per_mille as u32);
@@ -262,6 +265,11 @@ impl Sim {
         }
         self.drive(i);
         result.ok()
+    }
+
+    /// The property whose violation stopped the run, if one did.
+    pub fn broken(&self) -> Option<Property> {
+        self.broken.get()
     }
 
     /// Asks peer `i` for a linearizable read ([`RawNode::read_index`]); whatever read state
@@ -462,8 +470,9 @@ impl Sim {
         )
     }
 
-    fn violation(&self, what: String) -> ! {
-        self.fail(&format!("safety violation: {what}"))
+    fn violation(&self, v: Violation) -> ! {
+        self.broken.set(Some(v.property));
+        self.fail(&format!("safety violation: {}: {}", v.property.name(), v.what))
     }
 
     fn push(&mut self, time: u64, event: Event) {
@@ -609,10 +618,13 @@ impl Sim {
                 // serves a read once).
                 let Some(known) = self.reads_asked.remove(&(i, read.request)) else { continue };
                 if read.index < known {
-                    self.violation(format!(
-                        "read safety: n{i} let read {} go at index {}, but index {known} was \
-                         committed before it was asked (a stale leader served it)",
-                        read.request, read.index
+                    self.violation(Violation::new(
+                        Property::ReadSafety,
+                        format!(
+                            "n{i} let read {} go at index {}, but index {known} was committed \
+                             before it was asked (a stale leader served it)",
+                            read.request, read.index
+                        ),
                     ));
                 }
             }
@@ -649,9 +661,9 @@ impl Sim {
         }
         let to = msg.to as usize;
         if to >= self.nodes.len() || msg.from as usize != from {
-            self.violation(format!(
-                "n{from} sent a message from n{} to unknown peer n{}",
-                msg.from, msg.to
+            self.violation(Violation::new(
+                Property::Misaddressed,
+                format!("n{from} sent a message from n{} to unknown peer n{}", msg.from, msg.to),
             ));
         }
         let is_request = msg.body.is_request();
