@@ -560,11 +560,14 @@ mod tests {
     fn a_port_held_by_one_allocator_is_skipped_by_the_next_until_it_is_dropped() {
         let mut first = PortAllocator::new(777);
         let held = first.next_addr().unwrap();
+        assert!(claim_port(held.port()).is_none(), "the first allocator holds its claim");
         // The same seed starts at the same port, and must pass over the held one.
         let mut second = PortAllocator::new(777);
         assert_ne!(second.next_addr().unwrap(), held);
-        drop((first, second));
-        assert_eq!(PortAllocator::new(777).next_addr().unwrap(), held);
+        // Dropped, the claim is free again. (Whether the port can be bound then depends on
+        // every other process on the machine, so that is not asserted.)
+        drop(first);
+        assert!(claim_port(held.port()).is_some(), "the claim is released with its allocator");
     }
 
     #[test]
