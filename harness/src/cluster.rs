@@ -565,9 +565,15 @@ mod tests {
         let mut second = PortAllocator::new(777);
         assert_ne!(second.next_addr().unwrap(), held);
         // Dropped, the claim is free again. (Whether the port can be bound then depends on
-        // every other process on the machine, so that is not asserted.)
+        // every other process on the machine, so that is not asserted. A child that another
+        // test is spawning holds a copy of every socket until its exec closes them: hence the
+        // wait.)
         drop(first);
-        assert!(claim_port(held.port()).is_some(), "the claim is released with its allocator");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while claim_port(held.port()).is_none() {
+            assert!(std::time::Instant::now() < deadline, "the claim outlived its allocator");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]
