@@ -40,6 +40,9 @@ pub(super) struct Driver {
     pub(super) next_tick: Instant,
     /// The highest index handed to the service (or skipped, for a no-op not delivered).
     pub(super) delivered: Index,
+    /// The last index a ready handed out to apply: the commit index, but for the catalogue's
+    /// `apply-uncommitted`, which must reach the service too.
+    pub(super) applicable: Index,
     /// Committed entries wait beyond `delivered` for room in the apply channel.
     pub(super) backlog: bool,
     /// The service dropped its receiver: nothing more is delivered.
@@ -187,6 +190,9 @@ impl Driver {
 
         // The write goes to the storage thread now; the ready comes back with the result.
         let committed = std::mem::take(&mut ready.committed_entries);
+        if let Some(last) = committed.last() {
+            self.applicable = self.applicable.max(last.index);
+        }
         let needs_sync = ready.hard_state.is_some() || !ready.entries.is_empty();
         let write = if needs_sync {
             Write::InFlight(self.storage.submit(ready).map_err(Exit::Failed)?)
@@ -261,7 +267,7 @@ impl Driver {
         }
         let (msgs, left) = {
             let core = self.shared.lock();
-            let commit = core.raw.status().commit_index;
+            let commit = core.raw.status().commit_index.max(self.applicable);
             let room = self.apply.capacity();
             let msgs =
                 collect_committed(&core.raw, commit, &mut self.delivered, self.deliver_noops, room);

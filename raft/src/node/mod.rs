@@ -399,6 +399,7 @@ impl Node {
             deliver_noops: config.deliver_noops,
             next_tick: tokio::time::Instant::now() + tick,
             delivered: 0,
+            applicable: 0,
             backlog: false,
             apply_closed: false,
             tracer: Tracer::new(config.trace),
