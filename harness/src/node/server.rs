@@ -77,6 +77,18 @@ pub enum ReadPath {
     Stale,
 }
 
+impl ReadPath {
+    /// The value `--reads` takes for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadPath::Log => "log",
+            ReadPath::ReadIndex => "read-index",
+            ReadPath::Lease => "lease",
+            ReadPath::Stale => "stale",
+        }
+    }
+}
+
 /// A request waiting for the entry it proposed.
 struct Waiter {
     term: Term,
@@ -665,6 +677,16 @@ fn superseded(id: Option<u64>, leader: Option<NodeId>, addr: Option<&SocketAddr>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_paths_are_named_as_reads_takes_them() {
+        use clap::ValueEnum;
+        for path in ReadPath::value_variants() {
+            let value = path.to_possible_value().unwrap();
+            assert_eq!(path.name(), value.get_name());
+            assert_eq!(ReadPath::from_str(path.name(), false), Ok(*path));
+        }
+    }
 
     fn parse(s: &str) -> Result<Command, String> {
         parse_request(s.as_bytes()).map(|(_, cmd)| cmd).map_err(|e| e.why)

@@ -54,9 +54,7 @@ impl Launch for GauntletNode {
             cmd.arg("--crash-disk");
         }
         if self.reads != ReadPath::ReadIndex {
-            use clap::ValueEnum;
-            let value = self.reads.to_possible_value().expect("a --reads value");
-            cmd.arg("--reads").arg(value.get_name());
+            cmd.arg("--reads").arg(self.reads.name());
         }
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");

@@ -263,9 +263,7 @@ impl SystemArgs {
             args.push("--exec-node-records".into());
         }
         if self.reads != ReadPath::ReadIndex {
-            use clap::ValueEnum;
-            let value = self.reads.to_possible_value().expect("a --reads value");
-            args.extend(["--reads".to_string(), value.get_name().to_string()]);
+            args.extend(["--reads".to_string(), self.reads.name().to_string()]);
         }
         args
     }

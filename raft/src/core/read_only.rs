@@ -226,22 +226,7 @@ mod tests {
         msg(2, 1, 2, ack)
     }
 
-    /// Handles every ready as a driver that persists at once; returns the messages and the
-    /// read states.
-    fn flush(node: &mut RawNode) -> (Vec<Message>, Vec<ReadState>) {
-        let (mut out, mut reads) = (Vec::new(), Vec::new());
-        for round in 0.. {
-            if !node.has_ready() {
-                break;
-            }
-            assert!(round < 1_000, "still ready after 1000 readies: {:?}", node.status());
-            let mut rd = node.ready();
-            out.append(&mut rd.messages);
-            reads.append(&mut rd.read_states);
-            node.advance(rd);
-        }
-        (out, reads)
-    }
+    use super::super::tests::flush_with_reads as flush;
 
     /// Peer 1 leads term 2 of {1, 2, 3} and has committed its no-op (index 1) with peer 2.
     fn leader(read_only: ReadOnly) -> RawNode {

@@ -33,7 +33,12 @@ fn append(prev: (Index, Term), entries: Vec<Entry>, commit: Index) -> MessageBod
 
 /// Handles everything ready as a driver that persists at once would; returns the messages.
 fn flush(node: &mut RawNode) -> Vec<Message> {
-    let mut out = Vec::new();
+    flush_with_reads(node).0
+}
+
+/// As [`flush`], with the read states too.
+pub(super) fn flush_with_reads(node: &mut RawNode) -> (Vec<Message>, Vec<ReadState>) {
+    let (mut out, mut reads) = (Vec::new(), Vec::new());
     for round in 0.. {
         if !node.has_ready() {
             break;
@@ -42,9 +47,10 @@ fn flush(node: &mut RawNode) -> Vec<Message> {
         assert!(round < 1_000, "still ready after 1000 readies: {:?}", node.status());
         let mut rd = node.ready();
         out.append(&mut rd.messages);
+        reads.append(&mut rd.read_states);
         node.advance(rd);
     }
-    out
+    (out, reads)
 }
 
 fn terms(node: &RawNode) -> Vec<Term> {
