@@ -474,6 +474,11 @@ impl Node {
             if core.raw.read_index(request).is_err() {
                 return Err(ReadIndexError::NoLeader);
             }
+            if core.reads.len() >= 1024 {
+                // Reads whose callers gave up (a confirmation lost on the way) go, so that a
+                // long leadership does not gather them.
+                core.reads.retain(|_, waiter| !waiter.is_closed());
+            }
             let (tx, rx) = oneshot::channel();
             core.reads.insert(request, tx);
             rx
