@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use checker::{check, CheckOptions, Format, History};
+use checker::{check_compact, CheckOptions, CompactHistory, Format};
 use workloads::{CasRegister, Kv};
 
 fn main() {
@@ -11,19 +11,21 @@ fn main() {
     let path = args.next().expect("usage: phases FILE [kv|cas-register]");
     let model = args.next().unwrap_or_else(|| "kv".into());
     let t = Instant::now();
-    let history = History::read_file(path.as_ref(), Format::Auto).expect("a readable history");
+    let history =
+        CompactHistory::read_file(path.as_ref(), Format::Auto).expect("a readable history");
     let read = t.elapsed();
     let t = Instant::now();
     let options = CheckOptions::default();
     let result = match model.as_str() {
-        "kv" => check(&Kv, &history, &options),
-        _ => check(&CasRegister, &history, &options),
+        "kv" => check_compact(&Kv, &history, &options),
+        _ => check_compact(&CasRegister, &history, &options),
     }
     .expect("a checkable history");
     println!(
-        "{}: read {:.3} s, check {:.3} s, {} configurations",
+        "{}: read {:.3} s ({} MiB held), check {:.3} s, {} configurations",
         result.verdict,
         read.as_secs_f64(),
+        history.bytes() >> 20,
         t.elapsed().as_secs_f64(),
         result.configurations
     );

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::compact::{CompactHistory, NONE};
 use crate::error::Error;
 use crate::explain::{OpSummary, Step, Violation};
 use crate::fasthash::FastMap;
-use crate::history::{History, Process};
+use crate::history::History;
+use crate::intern::ValueId;
 use crate::model::Model;
-use crate::ops::{pair, Operation};
 use crate::search::{Limits, MemoryBudget, Search, SearchOutcome};
 
 /// How to check.
@@ -83,10 +84,11 @@ pub struct CheckResult {
     pub violation: Option<Violation>,
 }
 
-struct Partition<'a, O> {
-    key: Option<String>,
-    ops: Vec<&'a Operation>,
-    model_ops: Vec<&'a O>,
+struct Partition<O> {
+    key: Option<ValueId>,
+    /// The partition's operations (positions in the history), in order of invocation.
+    ops: Vec<u32>,
+    model_ops: Vec<O>,
 }
 
 /// Checks a history for linearizability against `model`.
@@ -98,75 +100,78 @@ struct Partition<'a, O> {
 /// one, from the order of the lines otherwise.
 ///
 /// Errors (naming the line) come from the pairing of events and from operations that
-/// do not fit the model.
+/// do not fit the model. [`check_compact`] checks a history read for checking alone.
 pub fn check<M: Model>(
     model: &M,
     history: &History,
     options: &CheckOptions,
 ) -> Result<CheckResult, Error> {
+    check_compact(model, &CompactHistory::from_history(history)?, options)
+}
+
+/// Checks a [`CompactHistory`] (read with [`CompactHistory::read_file`], which streams),
+/// as [`check`] does.
+///
+/// Operations are partitioned by key (operations on different keys are independent: the
+/// models are of one object per key, and linearizability is local, Herlihy and Wing §3.3).
+/// Each partition's operations are turned into the model's terms on the thread that takes
+/// it; the error of the earliest operation that does not fit the model is the result.
+pub fn check_compact<M: Model>(
+    model: &M,
+    history: &CompactHistory,
+    options: &CheckOptions,
+) -> Result<CheckResult, Error> {
     let start = Instant::now();
-    let ops = pair(history)?;
-    let mut parsed: Vec<(usize, M::Op)> = Vec::with_capacity(ops.len());
-    for (i, op) in ops.iter().enumerate() {
-        match model.parse(op) {
-            Ok(Some(m)) => parsed.push((i, m)),
-            Ok(None) => {}
-            Err(e) => {
-                let at = match (e.in_completion, op.complete) {
-                    (true, Some(c)) => c,
-                    _ => op.invoke,
-                };
-                return Err(Error::line(history.name(), history.line_of(at), e.message));
-            }
-        }
-    }
-
-    // Partitions, in order of first appearance.
-    let mut partitions: Vec<Partition<'_, M::Op>> = Vec::new();
-    let mut index: FastMap<Option<String>, usize> = FastMap::default();
-    for (i, m) in &parsed {
-        let op = &ops[*i];
-        let key = model.partition(op);
-        let p = *index.entry(key.clone()).or_insert_with(|| {
-            partitions.push(Partition { key, ops: Vec::new(), model_ops: Vec::new() });
-            partitions.len() - 1
-        });
-        partitions[p].ops.push(op);
-        partitions[p].model_ops.push(m);
-    }
-
-    // Indeterminate operations that nothing could observe are taken to have had no effect.
-    for p in &mut partitions {
-        let unknown: Vec<usize> = (0..p.ops.len()).filter(|&j| p.ops[j].ret.is_none()).collect();
-        let mut dropped = vec![false; p.ops.len()];
-        for j in unknown {
-            let others: Vec<&M::Op> =
-                p.model_ops.iter().enumerate().filter(|&(k, _)| k != j).map(|(_, &m)| m).collect();
-            dropped[j] = model.unobservable(p.model_ops[j], &others);
-        }
-        if dropped.iter().any(|&d| d) {
-            let mut keep = dropped.iter().map(|&d| !d);
-            p.ops.retain(|_| keep.next().unwrap_or(true));
-            let mut keep = dropped.iter().map(|&d| !d);
-            p.model_ops.retain(|_| keep.next().unwrap_or(true));
-        }
-    }
-    partitions.retain(|p| !p.ops.is_empty());
-
-    let nemesis_events = history.events().iter().filter(|e| e.process == Process::Nemesis).count();
-    let deadline = options.time_limit.map(|d| start + d);
     let threads = match options.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         t => t,
     };
+
+    // Partitions, in order of first appearance.
+    let mut keyed: Vec<(Option<ValueId>, Vec<u32>)> = Vec::new();
+    let mut index: FastMap<ValueId, usize> = FastMap::default();
+    for (i, op) in history.ops.iter().enumerate() {
+        let p = *index.entry(op.key).or_insert_with(|| {
+            keyed.push(((op.key != NONE).then_some(op.key), Vec::new()));
+            keyed.len() - 1
+        });
+        keyed[p].1.push(i as u32);
+    }
+    drop(index);
+    let parse_threads = if history.len() < PARALLEL_FROM { 1 } else { threads };
+    let parsed =
+        parallel_map(keyed, parse_threads, |(key, ops)| parse_partition(model, history, key, ops));
+    let mut partitions = Vec::with_capacity(parsed.len());
+    let mut first_error: Option<(u32, Error)> = None;
+    let mut operations = 0;
+    for p in parsed {
+        match p {
+            Ok((p, parsed)) => {
+                operations += parsed;
+                partitions.push(p);
+            }
+            Err((at, e)) => {
+                if first_error.as_ref().is_none_or(|(first, _)| at < *first) {
+                    first_error = Some((at, e));
+                }
+            }
+        }
+    }
+    if let Some((_, e)) = first_error {
+        return Err(e);
+    }
+    partitions.retain(|p| !p.ops.is_empty());
+
+    let nemesis_events = history.nemesis_events();
+    let deadline = options.time_limit.map(|d| start + d);
     let budget = options.memory_limit.map(|limit| MemoryBudget { limit, held: 0.into() });
-    let outcomes = schedule(model, &partitions, threads, deadline, budget.as_ref());
+    let outcomes = schedule(model, history, &partitions, threads, deadline, budget.as_ref());
     let configurations = outcomes.iter().map(|(_, c)| c).sum();
 
     let mut result = CheckResult {
         verdict: Verdict::Valid,
         reason: String::new(),
-        operations: parsed.len(),
+        operations,
         partitions: partitions.len(),
         nemesis_events,
         configurations,
@@ -178,10 +183,10 @@ pub fn check<M: Model>(
     });
     if let Some((i, failure)) = illegal {
         let p = &partitions[i];
-        let summary = |k: usize| OpSummary::new(history, p.ops[k]);
+        let summary = |k: usize| OpSummary::new(history, p.ops[k] as usize);
         let violation = Violation {
             model: model.name().to_string(),
-            key: p.key.clone(),
+            key: key_text(history, p.key),
             partition_operations: p.ops.len(),
             initial_state: model.describe_state(&model.init()),
             prefix: failure
@@ -194,7 +199,7 @@ pub fn check<M: Model>(
                 .collect(),
             operation: summary(failure.blocked),
             state: model.describe_state(&failure.state),
-            reason: model.refusal(&failure.state, p.model_ops[failure.blocked]),
+            reason: model.refusal(&failure.state, &p.model_ops[failure.blocked]),
             pending: failure.pending.iter().map(|&k| summary(k)).collect(),
         };
         result.verdict = Verdict::Invalid;
@@ -213,7 +218,8 @@ pub fn check<M: Model>(
                 "memory limit of {} MiB reached: the search of {} ({} operations) held {} MiB \
                  after {configurations} configurations",
                 options.memory_limit.unwrap_or(0) >> 20,
-                partitions[i].key.as_deref().map_or("the history".into(), |k| format!("key {k}")),
+                key_text(history, partitions[i].key)
+                    .map_or("the history".into(), |k| format!("key {k}")),
                 partitions[i].ops.len(),
                 bytes >> 20,
             ),
@@ -223,12 +229,97 @@ pub fn check<M: Model>(
     } else {
         result.reason = format!(
             "{} operations in {} partition{}",
-            parsed.len(),
+            operations,
             partitions.len(),
             if partitions.len() == 1 { "" } else { "s" }
         );
     }
     Ok(result)
+}
+
+/// A partition's key as text (`None`: the operations without a key).
+fn key_text(history: &CompactHistory, key: Option<ValueId>) -> Option<String> {
+    key.map(|k| history.values.get(k).to_string())
+}
+
+/// A partition in the model's terms, and how many of its operations the model kept, or
+/// the earliest operation that does not fit (its position in the history) and the error.
+type Parsed<O> = Result<(Partition<O>, usize), (u32, Error)>;
+
+fn parse_partition<M: Model>(
+    model: &M,
+    history: &CompactHistory,
+    key: Option<ValueId>,
+    positions: Vec<u32>,
+) -> Parsed<M::Op> {
+    let mut ops = Vec::with_capacity(positions.len());
+    let mut model_ops = Vec::with_capacity(positions.len());
+    for &i in &positions {
+        let op = history.operation(i as usize);
+        match model.parse(&op) {
+            Ok(Some(m)) => {
+                ops.push(i);
+                model_ops.push(m);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let line = match (e.in_completion, op.complete_line) {
+                    (true, Some(c)) => c,
+                    _ => op.invoke_line,
+                };
+                return Err((i, Error::line(history.name(), line, e.message)));
+            }
+        }
+    }
+    let parsed = ops.len();
+    // Indeterminate operations that nothing could observe are taken to have had no effect.
+    let unknown: Vec<usize> =
+        (0..ops.len()).filter(|&j| history.points(ops[j] as usize).1.is_none()).collect();
+    if !unknown.is_empty() {
+        let mut dropped = vec![false; ops.len()];
+        for j in unknown {
+            let others: Vec<&M::Op> =
+                model_ops.iter().enumerate().filter(|&(k, _)| k != j).map(|(_, m)| m).collect();
+            dropped[j] = model.unobservable(&model_ops[j], &others);
+        }
+        let mut keep = dropped.iter().map(|&d| !d);
+        ops.retain(|_| keep.next().unwrap_or(true));
+        let mut keep = dropped.iter().map(|&d| !d);
+        model_ops.retain(|_| keep.next().unwrap_or(true));
+    }
+    Ok((Partition { key, ops, model_ops }, parsed))
+}
+
+/// `f` over `items` on `threads` threads (the calling one among them), results in order.
+fn parallel_map<T: Send, R: Send>(
+    items: Vec<T>,
+    threads: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    if threads <= 1 || items.len() <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let n = items.len();
+    let items: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let results: Vec<Mutex<Option<R>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(item) = items.get(i) else { break };
+        let Some(item) = item.lock().unwrap_or_else(|e| e.into_inner()).take() else { continue };
+        let r = f(item);
+        *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+    };
+    std::thread::scope(|s| {
+        for _ in 1..threads.min(n) {
+            s.spawn(work);
+        }
+        work();
+    });
+    results
+        .into_iter()
+        .map(|r| r.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every item was mapped"))
+        .collect()
 }
 
 /// The smallest time slice of a partition's search, in steps.
@@ -252,7 +343,8 @@ type Outcome<S> = (Option<SearchOutcome<S>>, usize);
 /// Returns, per partition, its outcome (`None`: cancelled) and configurations visited.
 fn schedule<M: Model>(
     model: &M,
-    partitions: &[Partition<'_, M::Op>],
+    history: &CompactHistory,
+    partitions: &[Partition<M::Op>],
     threads: usize,
     deadline: Option<std::time::Instant>,
     memory: Option<&MemoryBudget>,
@@ -267,12 +359,13 @@ fn schedule<M: Model>(
     }
     let cancel = AtomicBool::new(false);
     let limits = Limits { deadline, cancel: &cancel, memory };
-    let inputs: Vec<(Vec<u64>, Vec<Option<u64>>)> = partitions
+    // per partition: its calls, returns and operations, as the search takes them
+    type Input<'p, O> = (Vec<u64>, Vec<Option<u64>>, Vec<&'p O>);
+    let inputs: Vec<Input<'_, M::Op>> = partitions
         .iter()
         .map(|p| {
-            let calls = p.ops.iter().map(|o| o.call).collect();
-            let rets = p.ops.iter().map(|o| o.ret).collect();
-            (calls, rets)
+            let (calls, rets) = p.ops.iter().map(|&o| history.points(o as usize)).unzip();
+            (calls, rets, p.model_ops.iter().collect())
         })
         .collect();
     let queue = Mutex::new(Queue::<M> {
@@ -306,9 +399,8 @@ fn schedule<M: Model>(
             q.running += 1;
             let search = q.searches[i].take();
             drop(q);
-            let (calls, rets) = &inputs[i];
-            let mut search =
-                search.unwrap_or_else(|| Search::new(model, &partitions[i].model_ops, calls, rets));
+            let (calls, rets, model_ops) = &inputs[i];
+            let mut search = search.unwrap_or_else(|| Search::new(model, model_ops, calls, rets));
             // A first slice long enough for an easy partition to finish in it, so that its
             // search is freed at once: partitions left waiting keep their memory.
             let slice = done.max(MIN_SLICE).max(FIRST_SLICE_PER_OP * size as u64);

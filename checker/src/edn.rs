@@ -2,6 +2,8 @@
 //! values: keywords become strings without their colon, `nil` becomes `null`, vectors,
 //! lists and sets become arrays, maps become objects (keys as strings).
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Number, Value};
 
 use crate::history::{EventType, Process, RawEvent};
@@ -20,6 +22,43 @@ pub(crate) fn parse(text: &str) -> Result<Value, String> {
 /// Parses one Jepsen op map (`{:process 0, :type :invoke, :f :read, :value nil}`)
 /// straight into an event; unknown keys are skipped.
 pub(crate) fn parse_event(text: &str) -> Result<RawEvent, String> {
+    let e = op_map(text, Parser::value)?;
+    Ok(RawEvent {
+        index: e.index,
+        time: e.time,
+        process: e.process,
+        kind: e.kind,
+        f: e.f.into_owned(),
+        key: e.key,
+        value: e.value.unwrap_or(Value::Null),
+        error: e.error,
+    })
+}
+
+/// An op map's fields, its key, value and error as `V`.
+pub(crate) struct OpMap<'a, V> {
+    pub(crate) index: Option<u64>,
+    pub(crate) time: Option<u64>,
+    pub(crate) process: Process,
+    pub(crate) kind: EventType,
+    pub(crate) f: Cow<'a, str>,
+    pub(crate) key: Option<V>,
+    pub(crate) value: Option<V>,
+    pub(crate) error: Option<V>,
+}
+
+/// Reads an op map's fields without parsing its key, value and error: their text, for
+/// the checker's value table to parse once per distinct spelling. `None` when the line
+/// needs the whole reader ([`parse_event`]): it is malformed, or uses what the quick
+/// reading leaves to it (comments, `#` forms, map keys that are not keywords).
+pub(crate) fn op_map_spans(text: &str) -> Option<OpMap<'_, &str>> {
+    op_map(text, Parser::span).ok()
+}
+
+fn op_map<'a, V>(
+    text: &'a str,
+    mut read: impl FnMut(&mut Parser<'a>) -> Result<V, String>,
+) -> Result<OpMap<'a, V>, String> {
     let mut p = Parser { t: text, s: text.as_bytes(), pos: 0, depth: 0 };
     p.skip_ws();
     if p.s.get(p.pos) != Some(&b'{') {
@@ -27,7 +66,7 @@ pub(crate) fn parse_event(text: &str) -> Result<RawEvent, String> {
     }
     p.pos += 1;
     let (mut index, mut time, mut process, mut kind, mut f) = (None, None, None, None, None);
-    let (mut key, mut value, mut error) = (None, Value::Null, None);
+    let (mut key, mut value, mut error) = (None, None, None);
     loop {
         p.skip_ws();
         match p.s.get(p.pos) {
@@ -85,11 +124,11 @@ pub(crate) fn parse_event(text: &str) -> Result<RawEvent, String> {
             }
             "f" => {
                 f = Some(match p.word() {
-                    Some(w) => w.to_string(),
-                    None => match p.value()? {
+                    Some(w) => Cow::Borrowed(w),
+                    None => Cow::Owned(match p.value()? {
                         Value::String(f) => f,
                         other => other.to_string(),
-                    },
+                    }),
                 })
             }
             "index" | "time" => {
@@ -103,11 +142,11 @@ pub(crate) fn parse_event(text: &str) -> Result<RawEvent, String> {
                     time = n;
                 }
             }
-            "key" => key = Some(p.value()?),
-            "value" => value = p.value()?,
-            "error" => error = Some(p.value()?),
+            "key" => key = Some(read(&mut p)?),
+            "value" => value = Some(read(&mut p)?),
+            "error" => error = Some(read(&mut p)?),
             _ => {
-                p.value()?;
+                read(&mut p)?;
             }
         }
     }
@@ -115,7 +154,7 @@ pub(crate) fn parse_event(text: &str) -> Result<RawEvent, String> {
     if p.pos != p.s.len() {
         return Err(format!("unexpected text after the map at column {}", p.pos + 1));
     }
-    Ok(RawEvent {
+    Ok(OpMap {
         index,
         time,
         process: process.ok_or("missing :process")?,
@@ -233,6 +272,56 @@ impl<'a> Parser<'a> {
                 let start = self.pos;
                 let tok = self.token();
                 atom(tok).ok_or_else(|| format!("cannot read {tok:?} at column {}", start + 1))
+            }
+        }
+    }
+
+    /// Skips one value and returns its text. Strings, brackets and tokens only: a comment
+    /// or a `#` form is an error (the caller reads such a line with [`Parser::value`]).
+    /// Nesting is bounded as for `value`.
+    fn span(&mut self) -> Result<&'a str, String> {
+        self.skip_ws();
+        let start = self.pos;
+        let mut depth = 0usize;
+        loop {
+            let Some(&b) = self.s.get(self.pos) else {
+                return Err("unexpected end of line: a value is missing".into());
+            };
+            match b {
+                b'"' => {
+                    self.pos += 1;
+                    loop {
+                        match self.s.get(self.pos) {
+                            None => return Err("unexpected end of line inside a string".into()),
+                            Some(b'"') => break,
+                            Some(b'\\') => self.pos += 2,
+                            Some(_) => self.pos += 1,
+                        }
+                    }
+                    self.pos += 1;
+                }
+                b'[' | b'(' | b'{' => {
+                    depth += 1;
+                    if depth >= MAX_DEPTH {
+                        return Err(format!("values nested more than {MAX_DEPTH} deep"));
+                    }
+                    self.pos += 1;
+                }
+                b']' | b')' | b'}' if depth > 0 => {
+                    depth -= 1;
+                    self.pos += 1;
+                }
+                b'#' | b';' | b']' | b')' | b'}' => return Err("left to the whole reader".into()),
+                b' ' | b'\t' | b'\n' | b'\r' | b',' if depth > 0 => self.pos += 1,
+                _ => {
+                    if self.token().is_empty() {
+                        return Err("left to the whole reader".into());
+                    }
+                }
+            }
+            if depth == 0 {
+                // tokens and brackets end at ASCII delimiters: char boundaries
+                return Ok(self.t.get(start..self.pos).unwrap_or(""));
             }
         }
     }

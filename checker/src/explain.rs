@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::history::History;
+use crate::compact::CompactHistory;
 use crate::model::describe_operation;
-use crate::ops::{Operation, Outcome};
+use crate::ops::Outcome;
 
 /// An operation as shown in an explanation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,22 +40,24 @@ pub struct OpSummary {
 }
 
 impl OpSummary {
-    pub(crate) fn new(history: &History, op: &Operation) -> Self {
-        let events = history.events();
+    /// The summary of the `i`-th operation of `history`.
+    pub(crate) fn new(history: &CompactHistory, i: usize) -> Self {
+        let op = history.operation(i);
+        let record = &history.ops[i];
         OpSummary {
             process: op.process,
-            description: describe_operation(op),
-            f: op.f.clone(),
-            key: op.key.clone(),
+            description: describe_operation(&op),
+            f: op.f.to_string(),
+            key: op.key.cloned(),
             value: op.value.clone(),
-            result: match &op.outcome {
+            result: match op.outcome {
                 Outcome::Ok(v) => Some(v.clone()),
                 Outcome::Unknown => None,
             },
-            invoke_index: events[op.invoke].index,
-            invoke_line: history.line_of(op.invoke),
-            complete_index: op.complete.map(|c| events[c].index),
-            complete_line: op.complete.map(|c| history.line_of(c)),
+            invoke_index: record.invoke_index,
+            invoke_line: op.invoke_line,
+            complete_index: op.complete_line.map(|_| record.complete_index),
+            complete_line: op.complete_line,
         }
     }
 

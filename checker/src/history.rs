@@ -212,17 +212,8 @@ impl History {
     /// Reads a history file in `format` (or detects it, with [`Format::Auto`]). Devices
     /// (`/dev/zero`, a terminal) are refused: they have no end.
     pub fn read_file(path: &Path, format: Format) -> Result<Self, Error> {
-        use std::os::unix::fs::FileTypeExt;
         let name = path.display().to_string();
-        let io = |error| Error::Io { name: name.clone(), error };
-        let kind = std::fs::metadata(path).map_err(io)?.file_type();
-        if kind.is_char_device() || kind.is_block_device() || kind.is_socket() {
-            return Err(Error::input(&name, "a device, not a history file: refusing to read it"));
-        }
-        if kind.is_dir() {
-            return Err(Error::input(&name, "a directory, not a history file"));
-        }
-        Self::read(&name, std::fs::File::open(path).map_err(io)?, format)
+        Self::read(&name, open_history_file(path, &name)?, format)
     }
 
     /// Reads a history from any reader; `name` is used in error messages. A line longer than
@@ -300,6 +291,20 @@ impl History {
     pub fn line_of(&self, i: usize) -> usize {
         self.lines[i]
     }
+}
+
+/// Opens a history file, refusing what has no end (devices, sockets) or is no file.
+pub(crate) fn open_history_file(path: &Path, name: &str) -> Result<std::fs::File, Error> {
+    use std::os::unix::fs::FileTypeExt;
+    let io = |error| Error::Io { name: name.to_string(), error };
+    let kind = std::fs::metadata(path).map_err(io)?.file_type();
+    if kind.is_char_device() || kind.is_block_device() || kind.is_socket() {
+        return Err(Error::input(name, "a device, not a history file: refusing to read it"));
+    }
+    if kind.is_dir() {
+        return Err(Error::input(name, "a directory, not a history file"));
+    }
+    std::fs::File::open(path).map_err(io)
 }
 
 fn parse_jsonl(name: &str, text: &str) -> Result<History, Error> {

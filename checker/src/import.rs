@@ -11,16 +11,17 @@ pub(crate) fn detect(name: &str, text: &str) -> Result<Format, Error> {
     let Some((i, line)) = text.lines().enumerate().find(|(_, l)| !l.trim().is_empty()) else {
         return Err(Error::input(name, "empty history: no events"));
     };
+    detect_line(line).map_err(|m| Error::line(name, i + 1, m))
+}
+
+/// Detects the format of a history from its first non-blank line.
+pub(crate) fn detect_line(line: &str) -> Result<Format, &'static str> {
     let t = line.trim_start();
     if let Some(rest) = t.strip_prefix('{') {
         return match rest.trim_start().as_bytes().first() {
             Some(b':') => Ok(Format::Edn),
             Some(b'"') | Some(b'}') | None => Ok(Format::Jsonl),
-            Some(_) => Err(Error::line(
-                name,
-                i + 1,
-                "cannot detect the format: a map that is neither JSON nor EDN",
-            )),
+            Some(_) => Err("cannot detect the format: a map that is neither JSON nor EDN"),
         };
     }
     if let Some((head, _)) = t.split_once(" - ") {
@@ -28,11 +29,7 @@ pub(crate) fn detect(name: &str, text: &str) -> Result<Format, Error> {
             return Ok(Format::JepsenLog);
         }
     }
-    Err(Error::line(
-        name,
-        i + 1,
-        "cannot detect the format (expected JSON Lines, EDN op maps or Jepsen log lines)",
-    ))
+    Err("cannot detect the format (expected JSON Lines, EDN op maps or Jepsen log lines)")
 }
 
 /// Parses Jepsen console log lines, one operation per `jepsen.util` line:
@@ -50,67 +47,66 @@ pub(crate) fn parse_jepsen_log(name: &str, text: &str) -> Result<History, Error>
     let mut lines = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let lineno = i + 1;
-        let t = line.trim_ascii();
-        if t.is_empty() {
-            continue;
-        }
-        let err = |m: String| Error::line(name, lineno, m);
-        let Some((head, payload)) = split_dash(t) else {
-            return Err(err(
-                "not a Jepsen log line (expected `INFO  jepsen.util - <process> :<type> :<f> <value>`)".into(),
-            ));
-        };
-        if !head.trim_ascii_end().ends_with("jepsen.util") {
-            if head.split_ascii_whitespace().any(|w| LEVELS.contains(&w)) {
-                continue; // another logger's line
+        match jepsen_log_line(line).map_err(|m| Error::line(name, lineno, m))? {
+            Some(mut event) => {
+                event.index = events.len() as u64;
+                events.push(event);
+                lines.push(lineno);
             }
-            return Err(err(format!("not a Jepsen log line: {t:?}")));
+            None => continue,
         }
-        let mut rest = payload.trim_ascii_start();
-        let mut fields = [""; 3];
-        for field in fields.iter_mut() {
-            let end = rest.bytes().position(|b| b.is_ascii_whitespace()).unwrap_or(rest.len());
-            *field = &rest[..end];
-            rest = rest[end..].trim_ascii_start();
-        }
-        let [process, kind, f] = fields;
-        if f.is_empty() || rest.is_empty() {
-            return Err(err(
-                "truncated line: expected `<process> :<type> :<f> <value>` after ` - `".into(),
-            ));
-        }
-        let process = match process {
-            ":nemesis" | "nemesis" => Process::Nemesis,
-            p => Process::Client(
-                p.parse().map_err(|_| err(format!("bad process {p:?}: expected a number")))?,
-            ),
-        };
-        let kind = match kind {
-            ":invoke" => EventType::Invoke,
-            ":ok" => EventType::Ok,
-            ":fail" => EventType::Fail,
-            ":info" => EventType::Info,
-            other => {
-                return Err(err(format!(
-                    "unknown type {other:?}: expected :invoke, :ok, :fail or :info"
-                )))
-            }
-        };
-        let f = f.strip_prefix(':').unwrap_or(f).to_string();
-        let value = edn::parse(rest).map_err(|m| err(format!("bad value: {m}")))?;
-        events.push(Event {
-            index: events.len() as u64,
-            time: None,
-            process,
-            kind,
-            f,
-            key: None,
-            value,
-            error: None,
-        });
-        lines.push(lineno);
     }
     History::from_parts(name, Format::JepsenLog, events, lines, None)
+}
+
+/// One line of a Jepsen console log: its event (`index` 0, for the caller to number),
+/// `None` for a blank line or another logger's, or what is wrong with it.
+pub(crate) fn jepsen_log_line(line: &str) -> Result<Option<Event>, String> {
+    let t = line.trim_ascii();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let Some((head, payload)) = split_dash(t) else {
+        return Err(
+            "not a Jepsen log line (expected `INFO  jepsen.util - <process> :<type> :<f> <value>`)"
+                .into(),
+        );
+    };
+    if !head.trim_ascii_end().ends_with("jepsen.util") {
+        if head.split_ascii_whitespace().any(|w| LEVELS.contains(&w)) {
+            return Ok(None); // another logger's line
+        }
+        return Err(format!("not a Jepsen log line: {t:?}"));
+    }
+    let mut rest = payload.trim_ascii_start();
+    let mut fields = [""; 3];
+    for field in fields.iter_mut() {
+        let end = rest.bytes().position(|b| b.is_ascii_whitespace()).unwrap_or(rest.len());
+        *field = &rest[..end];
+        rest = rest[end..].trim_ascii_start();
+    }
+    let [process, kind, f] = fields;
+    if f.is_empty() || rest.is_empty() {
+        return Err("truncated line: expected `<process> :<type> :<f> <value>` after ` - `".into());
+    }
+    let process = match process {
+        ":nemesis" | "nemesis" => Process::Nemesis,
+        p => {
+            Process::Client(p.parse().map_err(|_| format!("bad process {p:?}: expected a number"))?)
+        }
+    };
+    let kind = match kind {
+        ":invoke" => EventType::Invoke,
+        ":ok" => EventType::Ok,
+        ":fail" => EventType::Fail,
+        ":info" => EventType::Info,
+        other => {
+            return Err(format!("unknown type {other:?}: expected :invoke, :ok, :fail or :info"))
+        }
+    };
+    let f = f.strip_prefix(':').unwrap_or(f).to_string();
+    let value = edn::parse(rest).map_err(|m| format!("bad value: {m}"))?;
+    Ok(Some(Event { index: 0, time: None, process, kind, f, key: None, value, error: None }))
 }
 
 /// Splits a log line at its first ` - ` (between the logger and the message).

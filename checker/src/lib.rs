@@ -20,7 +20,7 @@
 //! #     type Op = (bool, i64);
 //! #     fn name(&self) -> &str { "register" }
 //! #     fn parse(&self, op: &Operation) -> Result<Option<(bool, i64)>, OpError> {
-//! #         match (op.f.as_str(), &op.outcome) {
+//! #         match (op.f, op.outcome) {
 //! #             ("write", _) => Ok(Some((true, op.value.as_i64().unwrap()))),
 //! #             ("read", Outcome::Ok(v)) => Ok(Some((false, v.as_i64().unwrap()))),
 //! #             _ => Ok(None),
@@ -46,6 +46,7 @@
 #![warn(missing_docs)]
 
 mod check;
+mod compact;
 mod edn;
 mod edn_out;
 mod error;
@@ -53,13 +54,17 @@ mod explain;
 mod fasthash;
 mod history;
 mod import;
+mod intern;
+mod json_line;
 mod model;
 mod ops;
 pub mod safety;
 mod search;
+mod stream;
 pub mod synth;
 
-pub use check::{check, CheckOptions, CheckResult, Verdict};
+pub use check::{check, check_compact, CheckOptions, CheckResult, Verdict};
+pub use compact::CompactHistory;
 pub use edn_out::EdnWriter;
 pub use error::Error;
 pub use explain::{OpSummary, Step, Violation};

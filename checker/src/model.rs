@@ -3,16 +3,14 @@
 use std::borrow::Cow;
 use std::hash::Hash;
 
-use serde_json::Value;
-
 use crate::ops::{Operation, Outcome};
 
 /// A sequential model, as pure functions. Implementations live outside this crate
 /// (the `workloads` crate has `cas-register` and `kv`).
 ///
-/// The checker calls [`Model::parse`] once per operation, partitions the operations
-/// with [`Model::partition`], and searches each partition for a linearization with
-/// [`Model::step`], starting from [`Model::init`]. States are interned and transitions
+/// The checker partitions the operations by key (a model describes one object; objects
+/// are independent), calls [`Model::parse`] once per operation, and searches each
+/// partition for a linearization with [`Model::step`], starting from [`Model::init`]. States are interned and transitions
 /// memoised by the checker, so `step` is called once per distinct (state, operation).
 pub trait Model: Sync {
     /// The state of one partition.
@@ -31,13 +29,7 @@ pub trait Model: Sync {
     /// When `op.outcome` is [`Outcome::Unknown`] the operation may or may not have
     /// taken effect; the checker already allows it to never take effect, so `step` only
     /// needs to describe the case where it does.
-    fn parse(&self, op: &Operation) -> Result<Option<Self::Op>, OpError>;
-
-    /// The partition an operation belongs to; partitions are checked independently.
-    /// The default partitions by the operation's key (`None`: the single partition).
-    fn partition(&self, op: &Operation) -> Option<String> {
-        op.key.as_ref().map(Value::to_string)
-    }
+    fn parse(&self, op: &Operation<'_>) -> Result<Option<Self::Op>, OpError>;
 
     /// The initial state of every partition.
     fn init(&self) -> Self::State;
@@ -108,19 +100,17 @@ impl OpError {
 
 /// A short generic description of an operation: `read -> 3`, `write 4 -> ok`,
 /// `cas [4,1] -> unknown`.
-pub fn describe_operation(op: &Operation) -> String {
-    let mut s = op.f.clone();
+pub fn describe_operation(op: &Operation<'_>) -> String {
+    let mut s = op.f.to_string();
     if !op.value.is_null() {
         s.push(' ');
         s.push_str(&op.value.to_string());
     }
     s.push_str(" -> ");
-    match &op.outcome {
-        Outcome::Ok(v) if !op.value.is_null() && (v.is_null() || *v == op.value) => {
-            s.push_str("ok")
-        }
+    match op.outcome {
+        Outcome::Ok(v) if !op.value.is_null() && (v.is_null() || v == op.value) => s.push_str("ok"),
         Outcome::Ok(v) => s.push_str(&v.to_string()),
-        Outcome::Unknown if op.complete.is_some() => s.push_str("unknown (info)"),
+        Outcome::Unknown if op.complete_line.is_some() => s.push_str("unknown (info)"),
         Outcome::Unknown => s.push_str("unknown (never completed)"),
     }
     s

@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use checker::safety::{check_safety, NodeRecord};
-use checker::{CheckOptions, Format, History};
+use checker::{CheckOptions, CompactHistory, Format, History};
 use harness::node::kv::{Command, Kv};
 use harness::node::server::parse_request;
 use raft::transport::{auth, decode, encode_frame, ClusterSecret, FrameReader, HEADER_LEN};
@@ -220,11 +220,29 @@ pub fn client_requests(data: &[u8]) {
 /// A history file: the first byte picks the format (auto, jsonl, Jepsen log, EDN); the rest is
 /// its text. A history that reads is checked, against both models, under a short time limit.
 ///
-/// Asserts that an error on a line names a line of the input.
+/// Asserts that an error on a line names a line of the input, and that the streaming reader
+/// (`CompactHistory::read`) reads what the whole reader does: both fail, or both give the
+/// same operations.
 pub fn histories(data: &[u8]) {
     let Some((&pick, text)) = data.split_first() else { return };
     let text = String::from_utf8_lossy(text);
     let format = [Format::Auto, Format::Jsonl, Format::JepsenLog, Format::Edn][pick as usize % 4];
+    let whole =
+        History::parse_str("fuzzed", &text, format).and_then(|h| CompactHistory::from_history(&h));
+    let streamed = CompactHistory::read("fuzzed", text.as_bytes(), format);
+    match (&whole, &streamed) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(
+                (a.len(), a.nemesis_events(), a.torn_line()),
+                (b.len(), b.nemesis_events(), b.torn_line())
+            );
+            for i in 0..a.len() {
+                assert_eq!(a.operation(i), b.operation(i), "the readers disagree on operation {i}");
+            }
+        }
+        (Err(_), Err(_)) => {}
+        _ => panic!("one reader failed: whole {:?}, streamed {:?}", whole.err(), streamed.err()),
+    }
     let history = match History::parse_str("fuzzed", &text, format) {
         Ok(history) => history,
         Err(checker::Error::Line { line, .. }) => {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
-use checker::{check, CheckOptions, CheckResult, Event, Format, History, Process};
+use checker::{check_compact, CheckOptions, CheckResult, CompactHistory, Format, History};
 use workloads::{CasRegister, Kv};
 
 use crate::exit;
@@ -228,7 +228,7 @@ fn check_path(
     if !file.exists() {
         bail!("{}: no such file", file.display());
     }
-    let history = History::read_file(&file, format).context("bad input")?;
+    let history = CompactHistory::read_file(&file, format).context("bad input")?;
     if let Some(line) = history.torn_line() {
         eprintln!(
             "warning: {}: line {line}, the last, is cut short (its writer was stopped in the \
@@ -236,11 +236,16 @@ fn check_path(
             file.display()
         );
     }
-    if let Some(out) = outputs.edn {
+    // The export and the page show every event as written: those read the file again, whole.
+    let events = match outputs.edn.is_some() || outputs.html.is_some() {
+        true => Some(History::read_file(&file, history.format()).context("bad input")?),
+        false => None,
+    };
+    if let (Some(out), Some(events)) = (outputs.edn, &events) {
         let io = |e| anyhow::anyhow!("writing {}: {e}", out.display());
         let file = std::fs::File::create(out).map_err(io)?;
         let mut edn = checker::EdnWriter::new(std::io::BufWriter::new(file));
-        for event in history.events() {
+        for event in events.events() {
             edn.write(event).map_err(io)?;
         }
         edn.flush().map_err(io)?;
@@ -250,13 +255,13 @@ fn check_path(
         m => m,
     };
     let (name, result) = match model {
-        ModelArg::Kv => ("kv", check(&Kv, &history, options)),
-        _ => ("cas-register", check(&CasRegister, &history, options)),
+        ModelArg::Kv => ("kv", check_compact(&Kv, &history, options)),
+        _ => ("cas-register", check_compact(&CasRegister, &history, options)),
     };
     let result = result.with_context(|| format!("bad input for the {name} model"))?;
-    if let Some(out) = outputs.html {
+    if let (Some(out), Some(events)) = (outputs.html, &events) {
         let shown = file.display().to_string();
-        let page = crate::report::history_page(&shown, name, history.events(), &result);
+        let page = crate::report::history_page(&shown, name, events.events(), &result);
         std::fs::write(out, page).with_context(|| format!("writing {}", out.display()))?;
     }
     Ok(Checked { model: name, result })
@@ -264,14 +269,11 @@ fn check_path(
 
 /// cas-register for Jepsen log files (single-register etcd tests); otherwise kv when
 /// the history uses a kv-only function, cas-register if not.
-fn auto_model(history: &History) -> ModelArg {
+fn auto_model(history: &CompactHistory) -> ModelArg {
     if history.format() == Format::JepsenLog {
         return ModelArg::CasRegister;
     }
-    let kv_only = |e: &Event| {
-        e.process != Process::Nemesis && matches!(e.f.as_str(), "get" | "put" | "append")
-    };
-    if history.events().iter().any(kv_only) {
+    if history.functions().any(|f| matches!(f, "get" | "put" | "append")) {
         ModelArg::Kv
     } else {
         ModelArg::CasRegister

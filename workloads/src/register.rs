@@ -48,9 +48,9 @@ impl Model for CasRegister {
         "cas-register"
     }
 
-    fn parse(&self, op: &Operation) -> Result<Option<RegisterOp>, OpError> {
-        match op.f.as_str() {
-            "read" => Ok(match &op.outcome {
+    fn parse(&self, op: &Operation<'_>) -> Result<Option<RegisterOp>, OpError> {
+        match op.f {
+            "read" => Ok(match op.outcome {
                 Outcome::Ok(v) => Some(RegisterOp::Read(v.clone())),
                 Outcome::Unknown => None,
             }),
