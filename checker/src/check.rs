@@ -255,7 +255,7 @@ fn parse_partition<M: Model>(
     let mut ops = Vec::with_capacity(positions.len());
     let mut model_ops = Vec::with_capacity(positions.len());
     for &i in &positions {
-        let op = history.operation(i as usize);
+        let op = history.operation(i as usize).map_err(|e| (i, e))?;
         match model.parse(&op) {
             Ok(Some(m)) => {
                 ops.push(i);

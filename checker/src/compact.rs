@@ -5,8 +5,11 @@
 //! needs less. A [`CompactHistory`] is built as the events arrive (read straight from a
 //! file by [`CompactHistory::read_file`], or from a [`History`]): each invocation opens an
 //! operation of its process, each completion closes it, and what is kept per operation is
-//! 64 bytes and ids into a table of distinct values (`intern`). Nothing of an event
-//! outlives its line.
+//! 72 bytes: numbers, the id of its function and of its key (keys are interned: partitions
+//! are told apart by them), and where the text of its argument and result lies in an
+//! arena of value texts. Values are parsed when the check turns each operation into the
+//! model's terms, on the thread that checks its partition; nothing of an event outlives
+//! its line.
 
 use std::path::Path;
 
@@ -18,10 +21,8 @@ use crate::history::{EventType, Format, History, Process};
 use crate::intern::{ValueId, Values};
 use crate::ops::{Operation, Outcome};
 
-/// No value: an absent key, or the result of an operation whose outcome is unknown.
+/// No key.
 pub(crate) const NONE: ValueId = ValueId::MAX;
-/// The result of an operation that completed with `fail` (dropped when pairing ends).
-const FAILED: ValueId = ValueId::MAX - 1;
 /// No time, or no completion.
 const NEVER: u64 = u64::MAX;
 
@@ -40,9 +41,10 @@ pub(crate) struct Op {
     pub(crate) complete_line: u32,
     pub(crate) f: u32,
     pub(crate) key: ValueId,
-    pub(crate) value: ValueId,
-    /// The result of an `ok` completion; [`NONE`] when the outcome is unknown.
-    pub(crate) result: ValueId,
+    /// The invocation's value.
+    value: Text,
+    /// The result of an `ok` completion; [`Text::UNKNOWN`] when the outcome is unknown.
+    result: Text,
 }
 
 /// A history read for checking: its operations (invocations paired with completions,
@@ -54,7 +56,7 @@ pub(crate) struct Op {
 ///             {:process 0, :type :ok, :f :put, :key \"a\", :value \"x\"}\n";
 /// let history = CompactHistory::read("example", text.as_bytes(), Format::Auto)?;
 /// assert_eq!(history.len(), 1);
-/// assert_eq!(history.operation(0).f, "put");
+/// assert_eq!(history.operation(0)?.f, "put");
 /// # Ok::<(), checker::Error>(())
 /// ```
 #[derive(Debug)]
@@ -62,7 +64,9 @@ pub struct CompactHistory {
     pub(crate) name: String,
     pub(crate) format: Format,
     pub(crate) torn_line: Option<usize>,
+    /// The keys.
     pub(crate) values: Values,
+    texts: Arena,
     functions: Vec<Box<str>>,
     pub(crate) ops: Vec<Op>,
     pub(crate) nemesis_events: usize,
@@ -130,21 +134,28 @@ impl CompactHistory {
         self.ops.is_empty()
     }
 
-    /// The `i`-th operation, in order of invocation.
-    pub fn operation(&self, i: usize) -> Operation<'_> {
+    /// The `i`-th operation, in order of invocation, its values parsed. A value that does
+    /// not parse is an error naming its line (the streaming reader leaves the parsing of
+    /// values to here).
+    pub fn operation(&self, i: usize) -> Result<Operation<'_>, Error> {
         let op = &self.ops[i];
-        Operation {
+        let value = |t: Text, line: u32| {
+            self.texts.value(t).map_err(|m| {
+                Error::line(&self.name, line as usize, format!("invalid event: bad value: {m}"))
+            })
+        };
+        Ok(Operation {
             process: op.process,
             f: &self.functions[op.f as usize],
             key: (op.key != NONE).then(|| self.values.get(op.key)),
-            value: self.values.get(op.value),
+            value: value(op.value, op.invoke_line)?,
             outcome: match op.result {
-                NONE => Outcome::Unknown,
-                r => Outcome::Ok(self.values.get(r)),
+                Text::UNKNOWN => Outcome::Unknown,
+                r => Outcome::Ok(value(r, op.complete_line)?),
             },
             invoke_line: op.invoke_line as usize,
             complete_line: (op.complete_line != 0).then_some(op.complete_line as usize),
-        }
+        })
     }
 
     /// The functions the operations use (`read`, `put`, ...), each once.
@@ -161,22 +172,93 @@ impl CompactHistory {
     /// return.
     pub(crate) fn points(&self, i: usize) -> (u64, Option<u64>) {
         let op = &self.ops[i];
+        let known = op.result != Text::UNKNOWN;
         if self.use_time {
-            (op.call_time, (op.result != NONE).then_some(op.ret_time))
+            (op.call_time, known.then_some(op.ret_time))
         } else {
-            (op.invoke_line as u64, (op.result != NONE).then_some(op.complete_line as u64))
+            (op.invoke_line as u64, known.then_some(op.complete_line as u64))
         }
     }
 
     /// The bytes the history holds, roughly.
     pub fn bytes(&self) -> usize {
-        self.ops.capacity() * std::mem::size_of::<Op>() + self.values.bytes()
+        self.ops.capacity() * std::mem::size_of::<Op>() + self.values.bytes() + self.texts.bytes()
+    }
+}
+
+/// Where a value's text lies in the [`Arena`]: its offset (42 bits), its length (21 bits:
+/// a line is at most 1 MiB) and its format (the top bit: JSON, or EDN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Text(u64);
+
+impl Text {
+    /// The result of an operation whose outcome is unknown.
+    const UNKNOWN: Text = Text(u64::MAX);
+    /// The result of an operation that completed with `fail` (dropped when pairing ends).
+    const FAILED: Text = Text(u64::MAX - 1);
+    const EDN: u64 = 1 << 63;
+    const LEN_BITS: u32 = 21;
+    const OFFSET_BITS: u32 = 42;
+}
+
+/// Value texts, one after another in blocks that never move (a growing vector would copy
+/// everything at each doubling).
+#[derive(Debug, Default)]
+struct Arena {
+    blocks: Vec<Vec<u8>>,
+}
+
+/// The size of an arena block: a value (at most a line, 1 MiB) always fits in one.
+const BLOCK: usize = 1 << 24;
+
+impl Arena {
+    fn push(&mut self, text: &[u8], edn: bool) -> Text {
+        debug_assert!(text.len() < 1 << Text::LEN_BITS);
+        let fits = self.blocks.last().is_some_and(|b| b.len() + text.len() <= BLOCK);
+        if !fits {
+            self.blocks.push(Vec::with_capacity(BLOCK));
+        }
+        let block = self.blocks.len() - 1;
+        let b = &mut self.blocks[block];
+        let offset = (block * BLOCK + b.len()) as u64;
+        b.extend_from_slice(text);
+        assert!(offset < 1 << Text::OFFSET_BITS, "more than 4 TiB of values in one history");
+        Text(offset | (text.len() as u64) << Text::OFFSET_BITS | if edn { Text::EDN } else { 0 })
+    }
+
+    fn get(&self, t: Text) -> &[u8] {
+        let offset = (t.0 & ((1 << Text::OFFSET_BITS) - 1)) as usize;
+        let len = ((t.0 >> Text::OFFSET_BITS) & ((1 << Text::LEN_BITS) - 1)) as usize;
+        let block = &self.blocks[offset / BLOCK];
+        &block[offset % BLOCK..offset % BLOCK + len]
+    }
+
+    fn value(&self, t: Text) -> Result<Value, String> {
+        let text = self.get(t);
+        // Most values are strings without escapes (or nothing), spelled alike in both
+        // formats: read those without a parser.
+        if let [b'"', inner @ .., b'"'] = text {
+            if !inner.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20) {
+                if let Ok(s) = std::str::from_utf8(inner) {
+                    return Ok(Value::String(s.to_string()));
+                }
+            }
+        }
+        if t.0 & Text::EDN != 0 {
+            parse_edn(text)
+        } else {
+            parse_json(text)
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.blocks.iter().map(Vec::capacity).sum()
     }
 }
 
 /// A value as a line spelled it, or as already parsed.
 pub(crate) enum Spelled<'a> {
-    /// Text in the history's format, parsed by the [`Pairing`]'s parser when new.
+    /// Text in the history's format.
     Text(&'a [u8]),
     /// A parsed value.
     Value(&'a Value),
@@ -201,7 +283,13 @@ pub(crate) struct Pairing {
     name: String,
     format: Format,
     parse: ParseValue,
+    /// Whether the history's own spelling of values is EDN.
+    edn: bool,
+    /// The keys.
     values: Values,
+    texts: Arena,
+    /// Scratch for a parsed value's JSON text.
+    json: Vec<u8>,
     functions: Vec<Box<str>>,
     function_ids: FastMap<Box<str>, u32>,
     ops: Vec<Op>,
@@ -233,7 +321,10 @@ impl Pairing {
                 Format::Jsonl => parse_json,
                 _ => parse_edn,
             },
+            edn: format != Format::Jsonl,
             values: Values::default(),
+            texts: Arena::default(),
+            json: Vec::new(),
             functions: Vec::new(),
             function_ids: FastMap::default(),
             ops: Vec::new(),
@@ -246,36 +337,48 @@ impl Pairing {
         }
     }
 
-    fn intern(&mut self, v: &Spelled<'_>) -> Result<ValueId, String> {
+    /// The id of a key.
+    fn key(&mut self, v: &Spelled<'_>) -> Result<ValueId, String> {
         match *v {
             Spelled::Value(v) => Ok(self.values.intern_value(v)),
             Spelled::Text(t) => self.values.intern_text(t, self.parse),
         }
     }
 
-    /// The ids of a client event's key and value (`None` for the nemesis's), or why one
-    /// of them cannot be read.
-    pub(crate) fn values_of(
-        &mut self,
-        e: &LineEvent<'_>,
-    ) -> Result<Option<(ValueId, ValueId)>, String> {
+    /// A value's text in the arena; the invocation's own when a completion repeats it.
+    fn text(&mut self, v: &Spelled<'_>, same_as: Option<Text>) -> Text {
+        let (text, edn) = match *v {
+            Spelled::Text(t) => (t, self.edn),
+            Spelled::Value(v) => {
+                self.json.clear();
+                let _ = serde_json::to_writer(&mut self.json, v);
+                (&self.json[..], false)
+            }
+        };
+        match same_as {
+            Some(t) if (t.0 & Text::EDN != 0) == edn && self.texts.get(t) == text => t,
+            _ => self.texts.push(text, edn),
+        }
+    }
+
+    /// The id of a client event's key (`None` for the nemesis's, [`NONE`] for no key), or
+    /// why it cannot be read.
+    pub(crate) fn key_of(&mut self, e: &LineEvent<'_>) -> Result<Option<ValueId>, String> {
         if e.process == Process::Nemesis {
             return Ok(None);
         }
-        let key = match &e.key {
-            Some(k) => self.intern(k).map_err(|m| format!("bad key: {m}"))?,
-            None => NONE,
-        };
-        let value = self.intern(&e.value).map_err(|m| format!("bad value: {m}"))?;
-        Ok(Some((key, value)))
+        match &e.key {
+            Some(k) => self.key(k).map(Some).map_err(|m| format!("bad key: {m}")),
+            None => Ok(Some(NONE)),
+        }
     }
 
     /// Takes the event on 1-based `line`.
     pub(crate) fn event(&mut self, line: usize, e: LineEvent<'_>) -> Result<(), Error> {
-        let ids = self
-            .values_of(&e)
+        let key = self
+            .key_of(&e)
             .map_err(|m| Error::line(&self.name, line, format!("invalid event: {m}")))?;
-        self.take(line, &e, ids)
+        self.take(line, &e, key)
     }
 
     fn function(&mut self, f: &str) -> u32 {
@@ -288,17 +391,16 @@ impl Pairing {
         id
     }
 
-    /// Takes the event on 1-based `line`, its key and value interned by
-    /// [`Pairing::values_of`].
+    /// Takes the event on 1-based `line`, its key interned by [`Pairing::key_of`].
     pub(crate) fn take(
         &mut self,
         line: usize,
         e: &LineEvent<'_>,
-        ids: Option<(ValueId, ValueId)>,
+        key: Option<ValueId>,
     ) -> Result<(), Error> {
         let position = self.events;
         self.events += 1;
-        let (Process::Client(p), Some((key, value))) = (e.process, ids) else {
+        let (Process::Client(p), Some(key)) = (e.process, key) else {
             self.nemesis_events += 1;
             return Ok(()); // nemesis events are kept out of the search
         };
@@ -318,6 +420,7 @@ impl Pairing {
             }
             self.open.insert(p, self.ops.len() as u32);
             let f = self.function(e.f);
+            let value = self.text(&e.value, None);
             self.ops.push(Op {
                 process: p,
                 invoke_index: index,
@@ -329,7 +432,7 @@ impl Pairing {
                 f,
                 key,
                 value,
-                result: NONE,
+                result: Text::UNKNOWN,
             });
             return Ok(());
         }
@@ -339,7 +442,7 @@ impl Pairing {
                 e.kind
             )));
         };
-        let op = &mut self.ops[o as usize];
+        let op = &self.ops[o as usize];
         if *self.functions[op.f as usize] != *e.f {
             return Err(err(format!(
                 "completion of {:?} does not match the invocation of {:?} at line {}",
@@ -354,21 +457,27 @@ impl Pairing {
                 op.invoke_line
             )));
         }
-        if key != NONE {
-            op.key = key;
-        }
         if time != NEVER && op.call_time != NEVER && time < op.call_time {
             self.backwards.get_or_insert((line, op.invoke_line as usize));
+        }
+        let invoked = op.value;
+        let result = match e.kind {
+            EventType::Ok => Some(self.text(&e.value, Some(invoked))),
+            _ => None,
+        };
+        let op = &mut self.ops[o as usize];
+        if key != NONE {
+            op.key = key;
         }
         op.complete_index = index;
         op.complete_line = line32;
         match e.kind {
             EventType::Ok => {
-                op.result = value;
+                op.result = result.unwrap_or(Text::UNKNOWN);
                 op.ret_time = time;
             }
             EventType::Fail => {
-                op.result = FAILED;
+                op.result = Text::FAILED;
                 self.failed += 1;
             }
             EventType::Info => {}
@@ -390,7 +499,7 @@ impl Pairing {
             ));
         }
         if self.failed > 0 {
-            self.ops.retain(|op| op.result != FAILED);
+            self.ops.retain(|op| op.result != Text::FAILED);
         }
         self.ops.shrink_to_fit();
         Ok(CompactHistory {
@@ -398,6 +507,7 @@ impl Pairing {
             format: self.format,
             torn_line,
             values: self.values,
+            texts: self.texts,
             functions: self.functions,
             ops: self.ops,
             nemesis_events: self.nemesis_events,
@@ -426,9 +536,10 @@ mod tests {
 {"process":2,"type":"info","f":"write","value":3}
 {"process":3,"type":"invoke","f":"read","value":null}"#);
         assert_eq!((h.len(), h.nemesis_events()), (3, 1));
-        let (a, b, c) = (h.operation(0), h.operation(1), h.operation(2));
+        let op = |i| h.operation(i).unwrap();
+        let (a, b, c) = (op(0), op(1), op(2));
         assert_eq!((a.process, a.invoke_line, a.complete_line), (0, 1, Some(4)));
-        assert_eq!(a.outcome, Outcome::Ok(&json!(1)));
+        assert_eq!(a.outcome, Outcome::Ok(json!(1)));
         assert_eq!(h.points(0), (1, Some(4)));
         assert_eq!((b.process, b.outcome, b.complete_line), (2, Outcome::Unknown, Some(7)));
         assert_eq!(h.points(1), (6, None));

@@ -41,19 +41,20 @@ pub struct OpSummary {
 
 impl OpSummary {
     /// The summary of the `i`-th operation of `history`.
+    /// (Its values parsed when the check took it into the model's terms.)
     pub(crate) fn new(history: &CompactHistory, i: usize) -> Self {
-        let op = history.operation(i);
+        let op = history.operation(i).expect("the check parsed this operation's values");
         let record = &history.ops[i];
         OpSummary {
             process: op.process,
             description: describe_operation(&op),
             f: op.f.to_string(),
             key: op.key.cloned(),
-            value: op.value.clone(),
-            result: match op.outcome {
+            result: match &op.outcome {
                 Outcome::Ok(v) => Some(v.clone()),
                 Outcome::Unknown => None,
             },
+            value: op.value,
             invoke_index: record.invoke_index,
             invoke_line: op.invoke_line,
             complete_index: op.complete_line.map(|_| record.complete_index),

@@ -20,7 +20,7 @@
 //! #     type Op = (bool, i64);
 //! #     fn name(&self) -> &str { "register" }
 //! #     fn parse(&self, op: &Operation) -> Result<Option<(bool, i64)>, OpError> {
-//! #         match (op.f, op.outcome) {
+//! #         match (op.f, &op.outcome) {
 //! #             ("write", _) => Ok(Some((true, op.value.as_i64().unwrap()))),
 //! #             ("read", Outcome::Ok(v)) => Ok(Some((false, v.as_i64().unwrap()))),
 //! #             _ => Ok(None),

@@ -107,8 +107,10 @@ pub fn describe_operation(op: &Operation<'_>) -> String {
         s.push_str(&op.value.to_string());
     }
     s.push_str(" -> ");
-    match op.outcome {
-        Outcome::Ok(v) if !op.value.is_null() && (v.is_null() || v == op.value) => s.push_str("ok"),
+    match &op.outcome {
+        Outcome::Ok(v) if !op.value.is_null() && (v.is_null() || *v == op.value) => {
+            s.push_str("ok")
+        }
         Outcome::Ok(v) => s.push_str(&v.to_string()),
         Outcome::Unknown if op.complete_line.is_some() => s.push_str("unknown (info)"),
         Outcome::Unknown => s.push_str("unknown (never completed)"),

@@ -27,7 +27,19 @@ fn both<M: Model>(model: &M, text: &str, format: Format) -> Result<CheckResult, 
             Ok(a.1)
         }
         (Err(a), Err(b)) => {
-            assert_eq!(a.to_string(), b.to_string(), "the readers' errors differ on\n{text}");
+            // the streaming reader parses values when the check takes them: it names the
+            // same line, in words of its own
+            let deferred = b.to_string().contains("invalid event: bad value: ");
+            match (&a, &b) {
+                (Error::Line { line: x, .. }, Error::Line { line: y, .. }) if deferred => {
+                    assert_eq!(x, y, "the readers' errors differ on\n{text}\n{a}\n{b}")
+                }
+                _ => assert_eq!(
+                    a.to_string(),
+                    b.to_string(),
+                    "the readers' errors differ on\n{text}"
+                ),
+            }
             Err(a.to_string())
         }
         (a, b) => panic!("one reader failed: whole {a:?}, streamed {b:?}, on\n{text}"),

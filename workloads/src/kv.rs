@@ -44,12 +44,12 @@ impl Model for Kv {
 
     fn parse(&self, op: &Operation<'_>) -> Result<Option<KvOp>, OpError> {
         match op.f {
-            "get" | "read" => match op.outcome {
+            "get" | "read" => match &op.outcome {
                 Outcome::Ok(v) => Ok(Some(KvOp::Get(string(v, op.f, true)?))),
                 Outcome::Unknown => Ok(None),
             },
-            "put" | "write" => Ok(Some(KvOp::Put(string(op.value, op.f, false)?))),
-            "append" => Ok(Some(KvOp::Append(string(op.value, op.f, false)?))),
+            "put" | "write" => Ok(Some(KvOp::Put(string(&op.value, op.f, false)?))),
+            "append" => Ok(Some(KvOp::Append(string(&op.value, op.f, false)?))),
             f => Err(OpError::invocation(format!(
                 "the kv model has no function {f:?} (expected get, put or append)"
             ))),

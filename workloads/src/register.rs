@@ -50,7 +50,7 @@ impl Model for CasRegister {
 
     fn parse(&self, op: &Operation<'_>) -> Result<Option<RegisterOp>, OpError> {
         match op.f {
-            "read" => Ok(match op.outcome {
+            "read" => Ok(match &op.outcome {
                 Outcome::Ok(v) => Some(RegisterOp::Read(v.clone())),
                 Outcome::Unknown => None,
             }),
