@@ -7,12 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::compact::{CompactHistory, NONE};
+use crate::compact::CompactHistory;
 use crate::error::Error;
 use crate::explain::{OpSummary, Step, Violation};
-use crate::fasthash::FastMap;
 use crate::history::History;
-use crate::intern::ValueId;
 use crate::model::Model;
 use crate::search::{Limits, MemoryBudget, Search, SearchOutcome};
 
@@ -85,8 +83,9 @@ pub struct CheckResult {
 }
 
 struct Partition<O> {
-    key: Option<ValueId>,
-    /// The partition's operations (positions in the history), in order of invocation.
+    /// The key's place in the history.
+    place: u32,
+    /// The partition's operations (positions among its key's), in order of invocation.
     ops: Vec<u32>,
     model_ops: Vec<O>,
 }
@@ -127,22 +126,12 @@ pub fn check_compact<M: Model>(
         t => t,
     };
 
-    // Partitions, in order of first appearance.
-    let mut keyed: Vec<(Option<ValueId>, Vec<u32>)> = Vec::new();
-    let mut index: FastMap<ValueId, usize> = FastMap::default();
-    for (i, op) in history.ops.iter().enumerate() {
-        let p = *index.entry(op.key).or_insert_with(|| {
-            keyed.push(((op.key != NONE).then_some(op.key), Vec::new()));
-            keyed.len() - 1
-        });
-        keyed[p].1.push(i as u32);
-    }
-    drop(index);
+    // The partitions are the history's keys, in order of first appearance.
     let parse_threads = if history.len() < PARALLEL_FROM { 1 } else { threads };
-    let parsed =
-        parallel_map(keyed, parse_threads, |(key, ops)| parse_partition(model, history, key, ops));
+    let places: Vec<u32> = (0..history.keys.len() as u32).collect();
+    let parsed = parallel_map(places, parse_threads, |k| parse_partition(model, history, k));
     let mut partitions = Vec::with_capacity(parsed.len());
-    let mut first_error: Option<(u32, Error)> = None;
+    let mut first_error: Option<(u64, Error)> = None;
     let mut operations = 0;
     for p in parsed {
         match p {
@@ -183,10 +172,10 @@ pub fn check_compact<M: Model>(
     });
     if let Some((i, failure)) = illegal {
         let p = &partitions[i];
-        let summary = |k: usize| OpSummary::new(history, p.ops[k] as usize);
+        let summary = |k: usize| OpSummary::new(history, (p.place, p.ops[k]));
         let violation = Violation {
             model: model.name().to_string(),
-            key: key_text(history, p.key),
+            key: key_text(history, p.place),
             partition_operations: p.ops.len(),
             initial_state: model.describe_state(&model.init()),
             prefix: failure
@@ -218,7 +207,7 @@ pub fn check_compact<M: Model>(
                 "memory limit of {} MiB reached: the search of {} ({} operations) held {} MiB \
                  after {configurations} configurations",
                 options.memory_limit.unwrap_or(0) >> 20,
-                key_text(history, partitions[i].key)
+                key_text(history, partitions[i].place)
                     .map_or("the history".into(), |k| format!("key {k}")),
                 partitions[i].ops.len(),
                 bytes >> 20,
@@ -238,24 +227,22 @@ pub fn check_compact<M: Model>(
 }
 
 /// A partition's key as text (`None`: the operations without a key).
-fn key_text(history: &CompactHistory, key: Option<ValueId>) -> Option<String> {
-    key.map(|k| history.values.get(k).to_string())
+fn key_text(history: &CompactHistory, place: u32) -> Option<String> {
+    history.keys[place as usize].key.map(|k| history.values.get(k).to_string())
 }
 
 /// A partition in the model's terms, and how many of its operations the model kept, or
-/// the earliest operation that does not fit (its position in the history) and the error.
-type Parsed<O> = Result<(Partition<O>, usize), (u32, Error)>;
+/// the earliest operation that does not fit (its place among all invocations) and the
+/// error.
+type Parsed<O> = Result<(Partition<O>, usize), (u64, Error)>;
 
-fn parse_partition<M: Model>(
-    model: &M,
-    history: &CompactHistory,
-    key: Option<ValueId>,
-    positions: Vec<u32>,
-) -> Parsed<M::Op> {
-    let mut ops = Vec::with_capacity(positions.len());
-    let mut model_ops = Vec::with_capacity(positions.len());
-    for &i in &positions {
-        let op = history.operation(i as usize).map_err(|e| (i, e))?;
+fn parse_partition<M: Model>(model: &M, history: &CompactHistory, place: u32) -> Parsed<M::Op> {
+    let records = &history.keys[place as usize].ops;
+    let mut ops = Vec::with_capacity(records.len());
+    let mut model_ops = Vec::with_capacity(records.len());
+    for (i, record) in records.iter().enumerate() {
+        let i = i as u32;
+        let op = history.operation((place, i)).map_err(|e| (record.seq, e))?;
         match model.parse(&op) {
             Ok(Some(m)) => {
                 ops.push(i);
@@ -267,14 +254,14 @@ fn parse_partition<M: Model>(
                     (true, Some(c)) => c,
                     _ => op.invoke_line,
                 };
-                return Err((i, Error::line(history.name(), line, e.message)));
+                return Err((record.seq, Error::line(history.name(), line, e.message)));
             }
         }
     }
     let parsed = ops.len();
     // Indeterminate operations that nothing could observe are taken to have had no effect.
     let unknown: Vec<usize> =
-        (0..ops.len()).filter(|&j| history.points(ops[j] as usize).1.is_none()).collect();
+        (0..ops.len()).filter(|&j| history.points((place, ops[j])).1.is_none()).collect();
     if !unknown.is_empty() {
         let mut dropped = vec![false; ops.len()];
         for j in unknown {
@@ -287,7 +274,7 @@ fn parse_partition<M: Model>(
         let mut keep = dropped.iter().map(|&d| !d);
         model_ops.retain(|_| keep.next().unwrap_or(true));
     }
-    Ok((Partition { key, ops, model_ops }, parsed))
+    Ok((Partition { place, ops, model_ops }, parsed))
 }
 
 /// `f` over `items` on `threads` threads (the calling one among them), results in order.
@@ -364,7 +351,7 @@ fn schedule<M: Model>(
     let inputs: Vec<Input<'_, M::Op>> = partitions
         .iter()
         .map(|p| {
-            let (calls, rets) = p.ops.iter().map(|&o| history.points(o as usize)).unzip();
+            let (calls, rets) = p.ops.iter().map(|&o| history.points((p.place, o))).unzip();
             (calls, rets, p.model_ops.iter().collect())
         })
         .collect();

@@ -1,15 +1,15 @@
-//! A history as the checker holds it: its operations paired, one small record each, and
-//! every distinct value once.
+//! A history as the checker holds it: its operations paired, one small record each, kept
+//! with the other operations on their key.
 //!
 //! [`History`] keeps each event as it was written (for reports and exports); checking
 //! needs less. A [`CompactHistory`] is built as the events arrive (read straight from a
 //! file by [`CompactHistory::read_file`], or from a [`History`]): each invocation opens an
-//! operation of its process, each completion closes it, and what is kept per operation is
-//! 72 bytes: numbers, the id of its function and of its key (keys are interned: partitions
-//! are told apart by them), and where the text of its argument and result lies in an
-//! arena of value texts. Values are parsed when the check turns each operation into the
-//! model's terms, on the thread that checks its partition; nothing of an event outlives
-//! its line.
+//! operation of its process, each completion closes it. What is kept per operation is 72
+//! bytes (numbers, the id of its function, and where the texts of its argument and result
+//! lie), in the [`KeyOps`] of its key, beside the texts of that key's values: the check
+//! takes a key's operations one after another, from memory that holds little else. Values
+//! are parsed when the check turns each operation into the model's terms, on the thread
+//! that checks the key; nothing of an event outlives its line.
 
 use std::path::Path;
 
@@ -21,8 +21,6 @@ use crate::history::{EventType, Format, History, Process};
 use crate::intern::{ValueId, Values};
 use crate::ops::{Operation, Outcome};
 
-/// No key.
-pub(crate) const NONE: ValueId = ValueId::MAX;
 /// No time, or no completion.
 const NEVER: u64 = u64::MAX;
 
@@ -30,6 +28,9 @@ const NEVER: u64 = u64::MAX;
 #[derive(Debug, Clone)]
 pub(crate) struct Op {
     pub(crate) process: u64,
+    /// Its place among all invocations of the history (failed ones included): the order
+    /// of invocation across keys.
+    pub(crate) seq: u64,
     /// The `index` of the invocation and of the completion ([`NEVER`]: none).
     pub(crate) invoke_index: u64,
     pub(crate) complete_index: u64,
@@ -39,16 +40,27 @@ pub(crate) struct Op {
     /// The 1-based lines of the invocation and of the completion (0: none).
     pub(crate) invoke_line: u32,
     pub(crate) complete_line: u32,
-    pub(crate) f: u32,
-    pub(crate) key: ValueId,
-    /// The invocation's value.
+    /// The invocation's value, in its key's texts.
     value: Text,
     /// The result of an `ok` completion; [`Text::UNKNOWN`] when the outcome is unknown.
     result: Text,
+    pub(crate) f: u32,
 }
 
+/// The operations of one key (or of none), in order of invocation, and their values' texts.
+#[derive(Debug, Default)]
+pub(crate) struct KeyOps {
+    /// The key's id; `None` for the operations without a key.
+    pub(crate) key: Option<ValueId>,
+    pub(crate) ops: Vec<Op>,
+    texts: Vec<u8>,
+}
+
+/// Where an operation is: its key's place in [`CompactHistory::keys`], and its own there.
+pub(crate) type OpRef = (u32, u32);
+
 /// A history read for checking: its operations (invocations paired with completions,
-/// `fail`ed ones left out) in the order of their invocations, each distinct value held once.
+/// `fail`ed ones left out), kept by key, each key's in order of invocation.
 ///
 /// ```
 /// use checker::{check_compact, CompactHistory, Format};
@@ -56,7 +68,8 @@ pub(crate) struct Op {
 ///             {:process 0, :type :ok, :f :put, :key \"a\", :value \"x\"}\n";
 /// let history = CompactHistory::read("example", text.as_bytes(), Format::Auto)?;
 /// assert_eq!(history.len(), 1);
-/// assert_eq!(history.operation(0)?.f, "put");
+/// let op = history.operations().next().unwrap()?;
+/// assert_eq!((op.f, op.key), ("put", Some(&"a".into())));
 /// # Ok::<(), checker::Error>(())
 /// ```
 #[derive(Debug)]
@@ -66,9 +79,9 @@ pub struct CompactHistory {
     pub(crate) torn_line: Option<usize>,
     /// The keys.
     pub(crate) values: Values,
-    texts: Arena,
+    pub(crate) keys: Vec<KeyOps>,
     functions: Vec<Box<str>>,
-    pub(crate) ops: Vec<Op>,
+    len: usize,
     pub(crate) nemesis_events: usize,
     /// Real time is the events' `time` (every client event has one), else their lines.
     use_time: bool,
@@ -126,28 +139,47 @@ impl CompactHistory {
 
     /// How many operations there are (`fail`ed ones left out).
     pub fn len(&self) -> usize {
-        self.ops.len()
+        self.len
     }
 
     /// Whether there is no operation (every event was the nemesis's, or failed).
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.len == 0
     }
 
-    /// The `i`-th operation, in order of invocation, its values parsed. A value that does
-    /// not parse is an error naming its line (the streaming reader leaves the parsing of
-    /// values to here).
-    pub fn operation(&self, i: usize) -> Result<Operation<'_>, Error> {
-        let op = &self.ops[i];
+    /// The operations in order of invocation, their values parsed. A value that does not
+    /// parse is an error naming its line (the streaming reader leaves the parsing of values
+    /// to here).
+    pub fn operations(&self) -> impl Iterator<Item = Result<Operation<'_>, Error>> + '_ {
+        // a merge of the keys' operations, each key's in order of invocation already
+        let mut next: std::collections::BinaryHeap<std::cmp::Reverse<(u64, u32, u32)>> = self
+            .keys
+            .iter()
+            .enumerate()
+            .filter_map(|(k, ops)| Some(std::cmp::Reverse((ops.ops.first()?.seq, k as u32, 0))))
+            .collect();
+        std::iter::from_fn(move || {
+            let std::cmp::Reverse((_, k, pos)) = next.pop()?;
+            if let Some(op) = self.keys[k as usize].ops.get(pos as usize + 1) {
+                next.push(std::cmp::Reverse((op.seq, k, pos + 1)));
+            }
+            Some(self.operation((k, pos)))
+        })
+    }
+
+    /// An operation, its values parsed.
+    pub(crate) fn operation(&self, (k, pos): OpRef) -> Result<Operation<'_>, Error> {
+        let key = &self.keys[k as usize];
+        let op = &key.ops[pos as usize];
         let value = |t: Text, line: u32| {
-            self.texts.value(t).map_err(|m| {
+            t.value(&key.texts).map_err(|m| {
                 Error::line(&self.name, line as usize, format!("invalid event: bad value: {m}"))
             })
         };
         Ok(Operation {
             process: op.process,
             f: &self.functions[op.f as usize],
-            key: (op.key != NONE).then(|| self.values.get(op.key)),
+            key: key.key.map(|k| self.values.get(k)),
             value: value(op.value, op.invoke_line)?,
             outcome: match op.result {
                 Text::UNKNOWN => Outcome::Unknown,
@@ -168,10 +200,10 @@ impl CompactHistory {
         self.nemesis_events
     }
 
-    /// The real-time points of operation `i`'s call and, when its outcome is known, its
+    /// The real-time points of an operation's call and, when its outcome is known, its
     /// return.
-    pub(crate) fn points(&self, i: usize) -> (u64, Option<u64>) {
-        let op = &self.ops[i];
+    pub(crate) fn points(&self, (k, pos): OpRef) -> (u64, Option<u64>) {
+        let op = &self.keys[k as usize].ops[pos as usize];
         let known = op.result != Text::UNKNOWN;
         if self.use_time {
             (op.call_time, known.then_some(op.ret_time))
@@ -182,11 +214,16 @@ impl CompactHistory {
 
     /// The bytes the history holds, roughly.
     pub fn bytes(&self) -> usize {
-        self.ops.capacity() * std::mem::size_of::<Op>() + self.values.bytes() + self.texts.bytes()
+        let keys: usize = self
+            .keys
+            .iter()
+            .map(|k| k.ops.capacity() * std::mem::size_of::<Op>() + k.texts.capacity() + 64)
+            .sum();
+        keys + self.values.bytes()
     }
 }
 
-/// Where a value's text lies in the [`Arena`]: its offset (42 bits), its length (21 bits:
+/// Where a value's text lies in its key's texts: its offset (42 bits), its length (21 bits:
 /// a line is at most 1 MiB) and its format (the top bit: JSON, or EDN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Text(u64);
@@ -196,45 +233,32 @@ impl Text {
     const UNKNOWN: Text = Text(u64::MAX);
     /// The result of an operation that completed with `fail` (dropped when pairing ends).
     const FAILED: Text = Text(u64::MAX - 1);
+    /// The value of an operation moved to another key (dropped when pairing ends).
+    const MOVED: Text = Text(u64::MAX - 2);
     const EDN: u64 = 1 << 63;
     const LEN_BITS: u32 = 21;
     const OFFSET_BITS: u32 = 42;
-}
 
-/// Value texts, one after another in blocks that never move (a growing vector would copy
-/// everything at each doubling).
-#[derive(Debug, Default)]
-struct Arena {
-    blocks: Vec<Vec<u8>>,
-}
-
-/// The size of an arena block: a value (at most a line, 1 MiB) always fits in one.
-const BLOCK: usize = 1 << 24;
-
-impl Arena {
-    fn push(&mut self, text: &[u8], edn: bool) -> Text {
+    fn push(texts: &mut Vec<u8>, text: &[u8], edn: bool) -> Text {
         debug_assert!(text.len() < 1 << Text::LEN_BITS);
-        let fits = self.blocks.last().is_some_and(|b| b.len() + text.len() <= BLOCK);
-        if !fits {
-            self.blocks.push(Vec::with_capacity(BLOCK));
-        }
-        let block = self.blocks.len() - 1;
-        let b = &mut self.blocks[block];
-        let offset = (block * BLOCK + b.len()) as u64;
-        b.extend_from_slice(text);
-        assert!(offset < 1 << Text::OFFSET_BITS, "more than 4 TiB of values in one history");
+        let offset = texts.len() as u64;
+        assert!(offset < 1 << Text::OFFSET_BITS, "more than 4 TiB of values in one key");
+        texts.extend_from_slice(text);
         Text(offset | (text.len() as u64) << Text::OFFSET_BITS | if edn { Text::EDN } else { 0 })
     }
 
-    fn get(&self, t: Text) -> &[u8] {
-        let offset = (t.0 & ((1 << Text::OFFSET_BITS) - 1)) as usize;
-        let len = ((t.0 >> Text::OFFSET_BITS) & ((1 << Text::LEN_BITS) - 1)) as usize;
-        let block = &self.blocks[offset / BLOCK];
-        &block[offset % BLOCK..offset % BLOCK + len]
+    fn get(self, texts: &[u8]) -> &[u8] {
+        let offset = (self.0 & ((1 << Text::OFFSET_BITS) - 1)) as usize;
+        let len = ((self.0 >> Text::OFFSET_BITS) & ((1 << Text::LEN_BITS) - 1)) as usize;
+        &texts[offset..offset + len]
     }
 
-    fn value(&self, t: Text) -> Result<Value, String> {
-        let text = self.get(t);
+    fn is_edn(self) -> bool {
+        self.0 & Text::EDN != 0
+    }
+
+    fn value(self, texts: &[u8]) -> Result<Value, String> {
+        let text = self.get(texts);
         // Most values are strings without escapes (or nothing), spelled alike in both
         // formats: read those without a parser.
         if let [b'"', inner @ .., b'"'] = text {
@@ -244,15 +268,11 @@ impl Arena {
                 }
             }
         }
-        if t.0 & Text::EDN != 0 {
+        if self.is_edn() {
             parse_edn(text)
         } else {
             parse_json(text)
         }
-    }
-
-    fn bytes(&self) -> usize {
-        self.blocks.iter().map(Vec::capacity).sum()
     }
 }
 
@@ -287,17 +307,22 @@ pub(crate) struct Pairing {
     edn: bool,
     /// The keys.
     values: Values,
-    texts: Arena,
+    keys: Vec<KeyOps>,
+    /// Each key id's place in `keys`.
+    key_place: Vec<u32>,
+    /// The place of the operations without a key, once there is one.
+    no_key: Option<u32>,
     /// Scratch for a parsed value's JSON text.
     json: Vec<u8>,
     functions: Vec<Box<str>>,
     function_ids: FastMap<Box<str>, u32>,
-    ops: Vec<Op>,
-    /// Each process's operation in progress (its position in `ops`).
-    open: FastMap<u64, u32>,
+    /// Each process's operation in progress.
+    open: FastMap<u64, OpRef>,
     events: u64,
+    invocations: u64,
     nemesis_events: usize,
-    failed: usize,
+    /// Operations failed or moved, to drop at the end.
+    dropped: usize,
     all_timed: bool,
     /// The first completion timed before its invocation: (its line, the invocation's). An
     /// error only when real time is the events' times.
@@ -312,6 +337,9 @@ fn parse_edn(text: &[u8]) -> Result<Value, String> {
     crate::edn::parse(std::str::from_utf8(text).map_err(|e| e.to_string())?)
 }
 
+/// No key: the operations of a history without keys.
+const NO_KEY: ValueId = ValueId::MAX;
+
 impl Pairing {
     pub(crate) fn new(name: &str, format: Format) -> Self {
         Pairing {
@@ -323,15 +351,17 @@ impl Pairing {
             },
             edn: format != Format::Jsonl,
             values: Values::default(),
-            texts: Arena::default(),
+            keys: Vec::new(),
+            key_place: Vec::new(),
+            no_key: None,
             json: Vec::new(),
             functions: Vec::new(),
             function_ids: FastMap::default(),
-            ops: Vec::new(),
             open: FastMap::default(),
             events: 0,
+            invocations: 0,
             nemesis_events: 0,
-            failed: 0,
+            dropped: 0,
             all_timed: true,
             backwards: None,
         }
@@ -345,8 +375,30 @@ impl Pairing {
         }
     }
 
-    /// A value's text in the arena; the invocation's own when a completion repeats it.
-    fn text(&mut self, v: &Spelled<'_>, same_as: Option<Text>) -> Text {
+    /// The place in `keys` of a key id (or of [`NO_KEY`]).
+    fn place(&mut self, key: ValueId) -> u32 {
+        let slot = match key {
+            NO_KEY => &mut self.no_key,
+            k => {
+                let k = k as usize;
+                if self.key_place.len() <= k {
+                    self.key_place.resize(k + 1, u32::MAX);
+                }
+                if self.key_place[k] == u32::MAX {
+                    self.key_place[k] = self.keys.len() as u32;
+                    self.keys.push(KeyOps { key: Some(k as ValueId), ..KeyOps::default() });
+                }
+                return self.key_place[k];
+            }
+        };
+        *slot.get_or_insert_with(|| {
+            self.keys.push(KeyOps::default());
+            self.keys.len() as u32 - 1
+        })
+    }
+
+    /// A value's text in its key's texts; the invocation's own when a completion repeats it.
+    fn text(&mut self, place: u32, v: &Spelled<'_>, same_as: Option<Text>) -> Text {
         let (text, edn) = match *v {
             Spelled::Text(t) => (t, self.edn),
             Spelled::Value(v) => {
@@ -355,30 +407,11 @@ impl Pairing {
                 (&self.json[..], false)
             }
         };
+        let texts = &mut self.keys[place as usize].texts;
         match same_as {
-            Some(t) if (t.0 & Text::EDN != 0) == edn && self.texts.get(t) == text => t,
-            _ => self.texts.push(text, edn),
+            Some(t) if t.is_edn() == edn && t.get(texts) == text => t,
+            _ => Text::push(texts, text, edn),
         }
-    }
-
-    /// The id of a client event's key (`None` for the nemesis's, [`NONE`] for no key), or
-    /// why it cannot be read.
-    pub(crate) fn key_of(&mut self, e: &LineEvent<'_>) -> Result<Option<ValueId>, String> {
-        if e.process == Process::Nemesis {
-            return Ok(None);
-        }
-        match &e.key {
-            Some(k) => self.key(k).map(Some).map_err(|m| format!("bad key: {m}")),
-            None => Ok(Some(NONE)),
-        }
-    }
-
-    /// Takes the event on 1-based `line`.
-    pub(crate) fn event(&mut self, line: usize, e: LineEvent<'_>) -> Result<(), Error> {
-        let key = self
-            .key_of(&e)
-            .map_err(|m| Error::line(&self.name, line, format!("invalid event: {m}")))?;
-        self.take(line, &e, key)
     }
 
     fn function(&mut self, f: &str) -> u32 {
@@ -389,6 +422,26 @@ impl Pairing {
         self.functions.push(f.into());
         self.function_ids.insert(f.into(), id);
         id
+    }
+
+    /// The id of a client event's key (`None` for the nemesis's, [`NO_KEY`] for no key),
+    /// or why it cannot be read.
+    pub(crate) fn key_of(&mut self, e: &LineEvent<'_>) -> Result<Option<ValueId>, String> {
+        if e.process == Process::Nemesis {
+            return Ok(None);
+        }
+        match &e.key {
+            Some(k) => self.key(k).map(Some).map_err(|m| format!("bad key: {m}")),
+            None => Ok(Some(NO_KEY)),
+        }
+    }
+
+    /// Takes the event on 1-based `line`.
+    pub(crate) fn event(&mut self, line: usize, e: LineEvent<'_>) -> Result<(), Error> {
+        let key = self
+            .key_of(&e)
+            .map_err(|m| Error::line(&self.name, line, format!("invalid event: {m}")))?;
+        self.take(line, &e, key)
     }
 
     /// Takes the event on 1-based `line`, its key interned by [`Pairing::key_of`].
@@ -412,63 +465,70 @@ impl Pairing {
         let time = e.time.unwrap_or(NEVER);
         let err = |m: String| Error::line(&self.name, line, m);
         if e.kind == EventType::Invoke {
-            if let Some(&o) = self.open.get(&p) {
-                let from = self.ops[o as usize].invoke_line;
+            if let Some(&(k, o)) = self.open.get(&p) {
+                let from = self.keys[k as usize].ops[o as usize].invoke_line;
                 return Err(err(format!(
                     "process {p} invokes an operation while its operation from line {from} is still in progress"
                 )));
             }
-            self.open.insert(p, self.ops.len() as u32);
+            let place = self.place(key);
             let f = self.function(e.f);
-            let value = self.text(&e.value, None);
-            self.ops.push(Op {
+            let value = self.text(place, &e.value, None);
+            let ops = &mut self.keys[place as usize].ops;
+            self.open.insert(p, (place, ops.len() as u32));
+            ops.push(Op {
                 process: p,
+                seq: self.invocations,
                 invoke_index: index,
                 complete_index: NEVER,
                 call_time: time,
                 ret_time: NEVER,
                 invoke_line: line32,
                 complete_line: 0,
-                f,
-                key,
                 value,
                 result: Text::UNKNOWN,
+                f,
             });
+            self.invocations += 1;
             return Ok(());
         }
-        let Some(o) = self.open.remove(&p) else {
+        let Some((mut place, mut o)) = self.open.remove(&p) else {
             return Err(err(format!(
                 "completion ({}) without an invocation: process {p} has no operation in progress",
                 e.kind
             )));
         };
-        let op = &self.ops[o as usize];
+        let op = &self.keys[place as usize].ops[o as usize];
         if *self.functions[op.f as usize] != *e.f {
             return Err(err(format!(
                 "completion of {:?} does not match the invocation of {:?} at line {}",
                 e.f, self.functions[op.f as usize], op.invoke_line
             )));
         }
-        if key != NONE && op.key != NONE && key != op.key {
-            return Err(err(format!(
-                "completion for key {} does not match the invocation for key {} at line {}",
-                self.values.get(key),
-                self.values.get(op.key),
-                op.invoke_line
-            )));
+        let invoked_key = self.keys[place as usize].key;
+        match invoked_key {
+            Some(k) if key != NO_KEY && key != k => {
+                return Err(err(format!(
+                    "completion for key {} does not match the invocation for key {} at line {}",
+                    self.values.get(key),
+                    self.values.get(k),
+                    op.invoke_line
+                )))
+            }
+            // the key comes with the completion: the operation moves to that key
+            None if key != NO_KEY => (place, o) = self.move_to(place, o, key),
+            _ => {}
         }
+        let op = &self.keys[place as usize].ops[o as usize];
         if time != NEVER && op.call_time != NEVER && time < op.call_time {
             self.backwards.get_or_insert((line, op.invoke_line as usize));
         }
         let invoked = op.value;
         let result = match e.kind {
-            EventType::Ok => Some(self.text(&e.value, Some(invoked))),
+            EventType::Ok => Some(self.text(place, &e.value, Some(invoked))),
             _ => None,
         };
-        let op = &mut self.ops[o as usize];
-        if key != NONE {
-            op.key = key;
-        }
+        let op = &mut self.keys[place as usize].ops[o as usize];
         op.complete_index = index;
         op.complete_line = line32;
         match e.kind {
@@ -478,12 +538,34 @@ impl Pairing {
             }
             EventType::Fail => {
                 op.result = Text::FAILED;
-                self.failed += 1;
+                self.dropped += 1;
             }
             EventType::Info => {}
             EventType::Invoke => unreachable!("handled above"),
         }
         Ok(())
+    }
+
+    /// Moves an operation invoked without a key to `key` (its completion named it), where
+    /// it keeps its order of invocation; the old place is dropped at the end.
+    fn move_to(&mut self, place: u32, o: u32, key: ValueId) -> OpRef {
+        let to = self.place(key);
+        let from = &mut self.keys[place as usize];
+        let mut op = from.ops[o as usize].clone();
+        let text = op.value.get(&from.texts).to_vec();
+        from.ops[o as usize].value = Text::MOVED;
+        self.dropped += 1;
+        let to_key = &mut self.keys[to as usize];
+        op.value = Text::push(&mut to_key.texts, &text, op.value.is_edn());
+        let at = to_key.ops.partition_point(|other| other.seq < op.seq);
+        to_key.ops.insert(at, op);
+        // the operations after it there moved up one: those still open are found again
+        for r in self.open.values_mut() {
+            if r.0 == to && r.1 >= at as u32 {
+                r.1 += 1;
+            }
+        }
+        (to, at as u32)
     }
 
     /// Ends the pairing: operations still open never completed (their outcome is unknown).
@@ -498,18 +580,22 @@ impl Pairing {
                 format!("completion time is before its invocation's time (line {from})"),
             ));
         }
-        if self.failed > 0 {
-            self.ops.retain(|op| op.result != Text::FAILED);
+        let mut len = 0;
+        for k in &mut self.keys {
+            if self.dropped > 0 {
+                k.ops.retain(|op| op.result != Text::FAILED && op.value != Text::MOVED);
+            }
+            len += k.ops.len();
         }
-        self.ops.shrink_to_fit();
+        self.keys.retain(|k| !k.ops.is_empty());
         Ok(CompactHistory {
             name: self.name,
             format: self.format,
             torn_line,
             values: self.values,
-            texts: self.texts,
+            keys: self.keys,
             functions: self.functions,
-            ops: self.ops,
+            len,
             nemesis_events: self.nemesis_events,
             use_time: self.all_timed,
         })
@@ -536,13 +622,13 @@ mod tests {
 {"process":2,"type":"info","f":"write","value":3}
 {"process":3,"type":"invoke","f":"read","value":null}"#);
         assert_eq!((h.len(), h.nemesis_events()), (3, 1));
-        let op = |i| h.operation(i).unwrap();
-        let (a, b, c) = (op(0), op(1), op(2));
+        let ops: Vec<_> = h.operations().map(Result::unwrap).collect();
+        let (a, b, c) = (&ops[0], &ops[1], &ops[2]);
         assert_eq!((a.process, a.invoke_line, a.complete_line), (0, 1, Some(4)));
         assert_eq!(a.outcome, Outcome::Ok(json!(1)));
-        assert_eq!(h.points(0), (1, Some(4)));
-        assert_eq!((b.process, b.outcome, b.complete_line), (2, Outcome::Unknown, Some(7)));
-        assert_eq!(h.points(1), (6, None));
+        assert_eq!(h.points((0, 0)), (1, Some(4)));
+        assert_eq!((b.process, &b.outcome, b.complete_line), (2, &Outcome::Unknown, Some(7)));
+        assert_eq!(h.points((0, 1)), (6, None));
         assert_eq!((c.process, c.complete_line), (3, None));
         assert_eq!(h.functions().collect::<Vec<_>>(), ["write", "cas", "read"]);
     }
@@ -554,6 +640,22 @@ mod tests {
 {"process":"nemesis","type":"info","f":"start","value":null}
 {"time":60,"process":0,"type":"ok","f":"write","value":1}
 {"time":60,"process":1,"type":"ok","f":"write","value":2}"#);
-        assert_eq!((h.points(0), h.points(1)), ((50, Some(60)), (40, Some(60))));
+        assert_eq!((h.points((0, 0)), h.points((0, 1))), ((50, Some(60)), (40, Some(60))));
+    }
+
+    #[test]
+    fn an_operation_whose_key_comes_with_its_completion_joins_that_key_in_order() {
+        let h = h(r#"{"process":0,"type":"invoke","f":"write","value":1}
+{"process":1,"type":"invoke","f":"write","key":"a","value":2}
+{"process":2,"type":"invoke","f":"write","key":"a","value":3}
+{"process":0,"type":"ok","f":"write","key":"a","value":1}
+{"process":2,"type":"ok","f":"write","key":"a","value":3}
+{"process":1,"type":"ok","f":"write","key":"a","value":2}"#);
+        assert_eq!((h.len(), h.keys.len()), (3, 1));
+        let lines: Vec<_> =
+            h.keys[0].ops.iter().map(|op| (op.invoke_line, op.complete_line)).collect();
+        assert_eq!(lines, [(1, 4), (2, 6), (3, 5)]);
+        let values: Vec<_> = h.operations().map(|op| op.unwrap().value).collect();
+        assert_eq!(values, [json!(1), json!(2), json!(3)]);
     }
 }

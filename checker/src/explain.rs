@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::compact::CompactHistory;
+use crate::compact::{CompactHistory, OpRef};
 use crate::model::describe_operation;
 use crate::ops::Outcome;
 
@@ -42,9 +42,9 @@ pub struct OpSummary {
 impl OpSummary {
     /// The summary of the `i`-th operation of `history`.
     /// (Its values parsed when the check took it into the model's terms.)
-    pub(crate) fn new(history: &CompactHistory, i: usize) -> Self {
-        let op = history.operation(i).expect("the check parsed this operation's values");
-        let record = &history.ops[i];
+    pub(crate) fn new(history: &CompactHistory, at: OpRef) -> Self {
+        let op = history.operation(at).expect("the check parsed this operation's values");
+        let record = &history.keys[at.0 as usize].ops[at.1 as usize];
         OpSummary {
             process: op.process,
             description: describe_operation(&op),

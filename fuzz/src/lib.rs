@@ -237,11 +237,8 @@ pub fn histories(data: &[u8]) {
                 (a.len(), a.nemesis_events(), a.torn_line()),
                 (b.len(), b.nemesis_events(), b.torn_line())
             );
-            for i in 0..a.len() {
-                let (x, y) = (
-                    a.operation(i).map_err(|e| e.to_string()),
-                    b.operation(i).map_err(|e| e.to_string()),
-                );
+            for (i, (x, y)) in a.operations().zip(b.operations()).enumerate() {
+                let (x, y) = (x.map_err(|e| e.to_string()), y.map_err(|e| e.to_string()));
                 assert_eq!(x, y, "the readers disagree on operation {i}");
             }
         }
