@@ -295,6 +295,49 @@ pub(crate) struct LineEvent<'a> {
     pub(crate) value: Spelled<'a>,
 }
 
+/// The operation in progress of each process: a table for process numbers below
+/// [`Open::DIRECT`] (Jepsen numbers its clients from 0, a new number after each `info`), a
+/// map for the rest.
+#[derive(Default)]
+struct Open {
+    direct: Vec<Option<OpRef>>,
+    others: FastMap<u64, OpRef>,
+}
+
+impl Open {
+    const DIRECT: u64 = 1 << 20;
+
+    fn get(&self, p: u64) -> Option<OpRef> {
+        match p < Self::DIRECT {
+            true => self.direct.get(p as usize).copied().flatten(),
+            false => self.others.get(&p).copied(),
+        }
+    }
+
+    fn insert(&mut self, p: u64, at: OpRef) {
+        if p < Self::DIRECT {
+            if self.direct.len() <= p as usize {
+                self.direct.resize(p as usize + 1, None);
+            }
+            self.direct[p as usize] = Some(at);
+        } else {
+            self.others.insert(p, at);
+        }
+    }
+
+    fn remove(&mut self, p: u64) -> Option<OpRef> {
+        match p < Self::DIRECT {
+            true => self.direct.get_mut(p as usize).and_then(Option::take),
+            false => self.others.remove(&p),
+        }
+    }
+
+    fn for_each(&mut self, mut f: impl FnMut(&mut OpRef)) {
+        self.direct.iter_mut().flatten().for_each(&mut f);
+        self.others.values_mut().for_each(f);
+    }
+}
+
 /// Reads a value spelled in a history's format.
 pub(crate) type ParseValue = fn(&[u8]) -> Result<Value, String>;
 
@@ -317,7 +360,7 @@ pub(crate) struct Pairing {
     functions: Vec<Box<str>>,
     function_ids: FastMap<Box<str>, u32>,
     /// Each process's operation in progress.
-    open: FastMap<u64, OpRef>,
+    open: Open,
     events: u64,
     invocations: u64,
     nemesis_events: usize,
@@ -338,7 +381,7 @@ fn parse_edn(text: &[u8]) -> Result<Value, String> {
 }
 
 /// No key: the operations of a history without keys.
-const NO_KEY: ValueId = ValueId::MAX;
+pub(crate) const NO_KEY: ValueId = ValueId::MAX;
 
 impl Pairing {
     pub(crate) fn new(name: &str, format: Format) -> Self {
@@ -357,7 +400,7 @@ impl Pairing {
             json: Vec::new(),
             functions: Vec::new(),
             function_ids: FastMap::default(),
-            open: FastMap::default(),
+            open: Open::default(),
             events: 0,
             invocations: 0,
             nemesis_events: 0,
@@ -414,7 +457,8 @@ impl Pairing {
         }
     }
 
-    fn function(&mut self, f: &str) -> u32 {
+    /// The id of a function.
+    pub(crate) fn function(&mut self, f: &str) -> u32 {
         if let Some(&id) = self.function_ids.get(f) {
             return id;
         }
@@ -422,6 +466,11 @@ impl Pairing {
         self.functions.push(f.into());
         self.function_ids.insert(f.into(), id);
         id
+    }
+
+    /// The id of a key spelled in the history's format, or why it cannot be read.
+    pub(crate) fn key_text(&mut self, text: &[u8]) -> Result<ValueId, String> {
+        self.key(&Spelled::Text(text))
     }
 
     /// The id of a client event's key (`None` for the nemesis's, [`NO_KEY`] for no key),
@@ -441,15 +490,18 @@ impl Pairing {
         let key = self
             .key_of(&e)
             .map_err(|m| Error::line(&self.name, line, format!("invalid event: {m}")))?;
-        self.take(line, &e, key)
+        let f = self.function(e.f);
+        self.take(line, &e, key, f)
     }
 
-    /// Takes the event on 1-based `line`, its key interned by [`Pairing::key_of`].
+    /// Takes the event on 1-based `line`, its key interned by [`Pairing::key_of`] and its
+    /// function by [`Pairing::function`].
     pub(crate) fn take(
         &mut self,
         line: usize,
         e: &LineEvent<'_>,
         key: Option<ValueId>,
+        f: u32,
     ) -> Result<(), Error> {
         let position = self.events;
         self.events += 1;
@@ -465,14 +517,13 @@ impl Pairing {
         let time = e.time.unwrap_or(NEVER);
         let err = |m: String| Error::line(&self.name, line, m);
         if e.kind == EventType::Invoke {
-            if let Some(&(k, o)) = self.open.get(&p) {
+            if let Some((k, o)) = self.open.get(p) {
                 let from = self.keys[k as usize].ops[o as usize].invoke_line;
                 return Err(err(format!(
                     "process {p} invokes an operation while its operation from line {from} is still in progress"
                 )));
             }
             let place = self.place(key);
-            let f = self.function(e.f);
             let value = self.text(place, &e.value, None);
             let ops = &mut self.keys[place as usize].ops;
             self.open.insert(p, (place, ops.len() as u32));
@@ -492,14 +543,14 @@ impl Pairing {
             self.invocations += 1;
             return Ok(());
         }
-        let Some((mut place, mut o)) = self.open.remove(&p) else {
+        let Some((mut place, mut o)) = self.open.remove(p) else {
             return Err(err(format!(
                 "completion ({}) without an invocation: process {p} has no operation in progress",
                 e.kind
             )));
         };
         let op = &self.keys[place as usize].ops[o as usize];
-        if *self.functions[op.f as usize] != *e.f {
+        if op.f != f {
             return Err(err(format!(
                 "completion of {:?} does not match the invocation of {:?} at line {}",
                 e.f, self.functions[op.f as usize], op.invoke_line
@@ -560,11 +611,11 @@ impl Pairing {
         let at = to_key.ops.partition_point(|other| other.seq < op.seq);
         to_key.ops.insert(at, op);
         // the operations after it there moved up one: those still open are found again
-        for r in self.open.values_mut() {
+        self.open.for_each(|r| {
             if r.0 == to && r.1 >= at as u32 {
                 r.1 += 1;
             }
-        }
+        });
         (to, at as u32)
     }
 

@@ -1,21 +1,25 @@
-//! Reading a history into a [`CompactHistory`], in blocks read on both cores: no block
-//! outlives its pairing, and no event is built as `serde_json` values unless its line
-//! needs it.
+//! Reading a history into a [`CompactHistory`], in blocks read on every core while the
+//! calling thread pairs the blocks before them: no block outlives its pairing, and no
+//! event is built as `serde_json` values unless its line needs it.
 //!
-//! The reader cuts the input into blocks of whole lines (about [`BLOCK_BYTES`] each);
-//! a batch of blocks, one per core, is read line by line in parallel, then paired in
-//! order on the calling thread. Each format has a quick reading (the fields found, key and
-//! value kept as their text: `json_line`, `edn::op_map_spans`) and a whole one
-//! (`serde_json`, the EDN reader, the Jepsen log line reader), which reads what the quick
-//! one declines and whose errors name the problem.
+//! The reader cuts the input into blocks of whole lines (about [`BLOCK_BYTES`] each). A
+//! batch of blocks, one per core, is read line by line on threads of its own while the
+//! calling thread pairs the batch before it, in order. Each format has a quick reading (the
+//! fields found, key and value kept as their text: `json_line`, `edn::op_map_spans`) and a
+//! whole one (`serde_json`, the EDN reader, the Jepsen log line reader), which reads what
+//! the quick one declines and whose errors name the problem. A block's threads give its
+//! keys and functions numbers of their own (a block holds few distinct ones), so that the
+//! pairing looks each up once per block, not once per line.
 
 use std::io::{self, Read};
+use std::thread::JoinHandle;
 
 use serde_json::Value;
 
-use crate::compact::{CompactHistory, LineEvent, Pairing, Spelled};
+use crate::compact::{CompactHistory, LineEvent, Pairing, Spelled, NO_KEY};
 use crate::error::Error;
-use crate::history::{Event, Format, RawEvent, MAX_LINE_BYTES};
+use crate::fasthash::FastMap;
+use crate::history::{Event, EventType, Format, Process, RawEvent, MAX_LINE_BYTES};
 use crate::{edn, import, json_line};
 
 /// About how much of the input one block holds (it ends at a line's end).
@@ -32,80 +36,126 @@ struct Refused {
 
 /// A block of whole lines (the last block's last line may lack its newline).
 struct Block {
-    bytes: Vec<u8>,
-    /// A line longer than [`MAX_LINE_BYTES`] starts at the end of `bytes`.
+    /// Its bytes are `buf[..len]`; the rest is room kept for the next use of the buffer.
+    buf: Vec<u8>,
+    len: usize,
+    /// A line longer than [`MAX_LINE_BYTES`] starts here (and the block holds nothing).
     too_long: bool,
 }
 
-/// Cuts a reader into [`Block`]s.
+impl Block {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Cuts a reader into [`Block`]s, in buffers used again once their blocks are paired (a new
+/// buffer costs its pages' faults and zeroing).
 struct Blocks<R> {
     reader: R,
     carry: Vec<u8>,
+    spare: Vec<Vec<u8>>,
     done: bool,
 }
 
 impl<R: Read> Blocks<R> {
+    fn new(reader: R) -> Self {
+        Blocks { reader, carry: Vec::new(), spare: Vec::new(), done: false }
+    }
+
     fn next(&mut self) -> io::Result<Option<Block>> {
         if self.done {
             return Ok(None);
         }
-        let mut bytes = std::mem::take(&mut self.carry);
-        let mut filled = bytes.len();
-        bytes.resize(BLOCK_BYTES.max(filled + (1 << 16)), 0);
+        let mut buf = self.spare.pop().unwrap_or_default();
+        let room = BLOCK_BYTES + (1 << 16);
+        if buf.len() < room {
+            buf.resize(room, 0);
+        }
+        buf[..self.carry.len()].copy_from_slice(&self.carry);
+        let mut filled = self.carry.len();
+        self.carry.clear();
         while filled < BLOCK_BYTES {
-            match self.reader.read(&mut bytes[filled..]) {
+            match self.reader.read(&mut buf[filled..]) {
                 Ok(0) => {
                     self.done = true;
-                    bytes.truncate(filled);
-                    return Ok((!bytes.is_empty()).then_some(Block { bytes, too_long: false }));
+                    return Ok((filled > 0).then_some(Block { buf, len: filled, too_long: false }));
                 }
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        bytes.truncate(filled);
-        let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
+        let Some(end) = buf[..filled].iter().rposition(|&b| b == b'\n') else {
             // no line ends within a block, which is longer than any line may be
             self.done = true;
-            return Ok(Some(Block { bytes: Vec::new(), too_long: true }));
+            return Ok(Some(Block { buf: Vec::new(), len: 0, too_long: true }));
         };
-        self.carry = bytes[end + 1..].to_vec();
-        bytes.truncate(end + 1);
-        Ok(Some(Block { bytes, too_long: false }))
+        self.carry.extend_from_slice(&buf[end + 1..filled]);
+        Ok(Some(Block { buf, len: end + 1, too_long: false }))
+    }
+
+    /// Takes back a paired block's buffer.
+    fn recycle(&mut self, block: Block) {
+        if block.buf.len() > BLOCK_BYTES {
+            self.spare.push(block.buf);
+        }
     }
 }
 
-/// A non-blank line of a block, as read by a worker.
-struct Parsed<'b> {
-    /// Its 1-based line number within the block.
-    line: u32,
-    text: &'b str,
-    read: Reading<'b>,
+/// Bytes of a block: (start, length).
+type Span = (u32, u32);
+
+/// No key, in a [`Quick`] event.
+const NO_LOCAL_KEY: u32 = u32::MAX;
+
+/// An event as the quick reading found it, its key and function numbered within its block.
+struct Quick {
+    index: Option<u64>,
+    time: Option<u64>,
+    process: Process,
+    kind: EventType,
+    f: u32,
+    key: u32,
+    /// `None`: no value (null).
+    value: Option<Span>,
 }
 
-enum Reading<'b> {
-    Quick(LineEvent<'b>),
-    Whole(Event, Option<u64>),
+/// A non-blank line of a block, as read by a worker.
+struct Line {
+    /// Its 1-based number within the block.
+    line: u32,
+    text: Span,
+    read: Reading,
+}
+
+enum Reading {
+    Quick(Quick),
+    Whole(Box<(Event, Option<u64>)>),
     Refused(Refused),
     TooLong,
     NotUtf8,
 }
 
-/// A block's lines as read, and how many lines it has.
-struct ReadBlock<'b> {
-    lines: Vec<Parsed<'b>>,
+/// A block's lines as read, how many lines it has, and the spellings of its keys and
+/// functions, by their numbers in its [`Quick`] events.
+struct ReadBlock {
+    lines: Vec<Line>,
     count: usize,
+    keys: Vec<Span>,
+    functions: Vec<Span>,
 }
 
 pub(crate) fn read(name: &str, reader: impl Read, format: Format) -> Result<CompactHistory, Error> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     let io = |error| Error::Io { name: name.to_string(), error };
-    let mut blocks = Blocks { reader, carry: Vec::new(), done: false };
+    let mut blocks = Blocks::new(reader);
     let mut format = (format != Format::Auto).then_some(format);
     let mut pairing: Option<Pairing> = None;
     let mut lines_before = 0usize;
     let mut torn = None;
+    // the batch being read on other threads while the one before it is paired
+    let mut in_flight: Vec<JoinHandle<(Block, ReadBlock)>> = Vec::new();
     loop {
         let mut batch = Vec::with_capacity(workers);
         while batch.len() < workers {
@@ -120,33 +170,39 @@ pub(crate) fn read(name: &str, reader: impl Read, format: Format) -> Result<Comp
                 None => break,
             }
         }
-        if batch.is_empty() {
-            break;
-        }
-        if format.is_none() {
+        if format.is_none() && !batch.is_empty() {
             format = detect(name, &batch, lines_before)?;
         }
-        let read = match format {
-            Some(f) => read_blocks(&batch, f, workers),
-            None => Vec::new(), // every line so far is blank
+        let Some(format) = format else {
+            // every line so far is blank
+            for b in &batch {
+                if b.too_long {
+                    return Err(too_long(name, lines_before + 1));
+                }
+                lines_before += count_lines(b.bytes());
+            }
+            if batch.is_empty() {
+                break;
+            }
+            continue;
         };
-        for (k, block) in batch.iter().enumerate() {
-            if block.too_long {
-                return Err(too_long(name, lines_before + 1));
-            }
-            let (Some(format), Some(read)) = (format, read.get(k)) else {
-                lines_before += count_lines(&block.bytes);
-                continue;
-            };
-            let pairing = pairing.get_or_insert_with(|| Pairing::new(name, format));
-            for p in &read.lines {
-                // only the input's last line can lack its newline: every other block ends
-                // with one
-                let terminated = p.line as usize != read.count || block.bytes.ends_with(b"\n");
-                let line = lines_before + p.line as usize;
-                torn = take(pairing, format, name, line, p, terminated)?.or(torn);
-            }
-            lines_before += read.count;
+        let pairing = pairing.get_or_insert_with(|| Pairing::new(name, format));
+        let last = batch.is_empty();
+        if in_flight.is_empty() && blocks.done && batch.len() == 1 {
+            // the whole input is one block: no thread
+            let (block, read) = read_block(batch.remove(0), format);
+            torn = pair_block(pairing, format, name, &mut lines_before, &block, read)?.or(torn);
+            break;
+        }
+        let next: Vec<_> =
+            batch.into_iter().map(|b| std::thread::spawn(move || read_block(b, format))).collect();
+        for handle in std::mem::replace(&mut in_flight, next) {
+            let (block, read) = handle.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            torn = pair_block(pairing, format, name, &mut lines_before, &block, read)?.or(torn);
+            blocks.recycle(block);
+        }
+        if last {
+            break;
         }
     }
     match pairing {
@@ -165,15 +221,18 @@ fn too_long(name: &str, line: usize) -> Error {
 
 /// The lines in `bytes`, the last counted even without its newline.
 fn count_lines(bytes: &[u8]) -> usize {
-    bytes.iter().filter(|&&b| b == b'\n').count()
-        + usize::from(!bytes.ends_with(b"\n") && !bytes.is_empty())
+    let ends = bytes.iter().filter(|&&b| b == b'\n').count();
+    ends + usize::from(!bytes.is_empty() && !bytes.ends_with(b"\n"))
 }
 
 /// The format of the first non-blank line of the batch, if it has one.
 fn detect(name: &str, batch: &[Block], lines_before: usize) -> Result<Option<Format>, Error> {
     let mut line = lines_before;
     for b in batch {
-        for l in b.bytes.split(|&c| c == b'\n') {
+        if b.too_long {
+            return Ok(None);
+        }
+        for l in b.bytes().split(|&c| c == b'\n') {
             line += 1;
             let Ok(text) = std::str::from_utf8(l) else {
                 return Err(Error::line(name, line, "not valid UTF-8"));
@@ -187,31 +246,44 @@ fn detect(name: &str, batch: &[Block], lines_before: usize) -> Result<Option<For
     Ok(None)
 }
 
-/// Reads the lines of every block of the batch, a block per thread.
-fn read_blocks(batch: &[Block], format: Format, workers: usize) -> Vec<ReadBlock<'_>> {
-    if workers <= 1 || batch.len() <= 1 {
-        return batch.iter().map(|b| read_block(b, format)).collect();
-    }
-    std::thread::scope(|s| {
-        let handles: Vec<_> =
-            batch[1..].iter().map(|b| s.spawn(move || read_block(b, format))).collect();
-        let mut out = vec![read_block(&batch[0], format)];
-        for h in handles {
-            match h.join() {
-                Ok(r) => out.push(r),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        out
-    })
+/// Numbers the distinct spellings of a block's keys or functions.
+#[derive(Default)]
+struct Local<'b> {
+    ids: FastMap<&'b [u8], u32>,
+    spans: Vec<Span>,
 }
 
-fn read_block(block: &Block, format: Format) -> ReadBlock<'_> {
-    let bytes = &block.bytes[..];
+impl<'b> Local<'b> {
+    fn id(&mut self, block: &'b [u8], text: &'b [u8]) -> u32 {
+        let next = self.spans.len() as u32;
+        *self.ids.entry(text).or_insert_with(|| {
+            self.spans.push(span(block, text));
+            next
+        })
+    }
+}
+
+/// Where `part` lies in `block`.
+fn span(block: &[u8], part: &[u8]) -> Span {
+    ((part.as_ptr() as usize - block.as_ptr() as usize) as u32, part.len() as u32)
+}
+
+fn read_block(block: Block, format: Format) -> (Block, ReadBlock) {
+    let read = read_lines(&block, format);
+    (block, read)
+}
+
+fn read_lines(block: &Block, format: Format) -> ReadBlock {
+    if block.too_long {
+        let lines = vec![Line { line: 1, text: (0, 0), read: Reading::TooLong }];
+        return ReadBlock { lines, count: 1, keys: Vec::new(), functions: Vec::new() };
+    }
+    let bytes = block.bytes();
     // One check of the whole block (lines one at a time cost a call each); a block that
     // fails it is checked line by line, to name the line.
     let utf8 = std::str::from_utf8(bytes).ok();
-    let mut lines = Vec::with_capacity(bytes.len() / 96);
+    let mut lines = Vec::with_capacity(bytes.len() / 64);
+    let (mut keys, mut functions) = (Local::default(), Local::default());
     let mut count = 0;
     let mut rest = bytes;
     while !rest.is_empty() {
@@ -223,20 +295,18 @@ fn read_block(block: &Block, format: Format) -> ReadBlock<'_> {
         count += 1;
         let line = count as u32;
         raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let at = span(bytes, raw);
         if raw.len() > MAX_LINE_BYTES {
-            lines.push(Parsed { line, text: "", read: Reading::TooLong });
+            lines.push(Line { line, text: at, read: Reading::TooLong });
             continue;
         }
         let text = match utf8 {
             // lines start and end at ASCII bytes, so these are char boundaries
-            Some(whole) => {
-                let start = raw.as_ptr() as usize - bytes.as_ptr() as usize;
-                whole.get(start..start + raw.len()).unwrap_or_default()
-            }
+            Some(whole) => whole.get(at.0 as usize..(at.0 + at.1) as usize).unwrap_or_default(),
             None => match std::str::from_utf8(raw) {
                 Ok(text) => text,
                 Err(_) => {
-                    lines.push(Parsed { line, text: "", read: Reading::NotUtf8 });
+                    lines.push(Line { line, text: at, read: Reading::NotUtf8 });
                     continue;
                 }
             },
@@ -245,16 +315,30 @@ fn read_block(block: &Block, format: Format) -> ReadBlock<'_> {
             continue;
         }
         let read = match quick(format, text) {
-            Some(e) => Reading::Quick(e),
+            Some(e) => Reading::Quick(Quick {
+                index: e.index,
+                time: e.time,
+                process: e.process,
+                kind: e.kind,
+                f: functions.id(bytes, e.f.as_bytes()),
+                key: match e.key {
+                    Some(Spelled::Text(k)) => keys.id(bytes, k),
+                    _ => NO_LOCAL_KEY,
+                },
+                value: match e.value {
+                    Spelled::Text(v) => Some(span(bytes, v)),
+                    Spelled::Value(_) => None,
+                },
+            }),
             None => match whole(format, text) {
-                Ok(Some((e, index))) => Reading::Whole(e, index),
+                Ok(Some(e)) => Reading::Whole(Box::new(e)),
                 Ok(None) => continue,
                 Err(r) => Reading::Refused(r),
             },
         };
-        lines.push(Parsed { line, text, read });
+        lines.push(Line { line, text: at, read });
     }
-    ReadBlock { lines, count }
+    ReadBlock { lines, count, keys: keys.spans, functions: functions.spans }
 }
 
 /// The position of the first newline in `s`, eight bytes at a time (a byte loop with an
@@ -276,40 +360,82 @@ fn find_newline(s: &[u8]) -> Option<usize> {
     chunks.remainder().iter().position(|&b| b == b'\n').map(|i| at + i)
 }
 
-/// Pairs one line read by a worker: the line's number if it is a torn tail (left out).
-fn take(
+/// Pairs a block's lines in order, and counts them into `lines_before`: the number of its
+/// last line if that is a torn tail (left out).
+fn pair_block(
     pairing: &mut Pairing,
     format: Format,
     name: &str,
-    line: usize,
-    p: &Parsed<'_>,
-    terminated: bool,
+    lines_before: &mut usize,
+    block: &Block,
+    read: ReadBlock,
 ) -> Result<Option<usize>, Error> {
-    let refused = |r: &Refused| {
-        if r.cut_short && !terminated && format != Format::JepsenLog {
-            return Ok(Some(line));
-        }
-        let message = match format {
-            Format::JepsenLog => r.message.clone(),
-            _ => format!("invalid event: {}", r.message),
+    let bytes = block.bytes();
+    let at = |(start, len): Span| &bytes[start as usize..(start + len) as usize];
+    let str_at = |s: Span| std::str::from_utf8(at(s)).unwrap_or_default();
+    // a key that does not read sends its lines to the whole reading, which names the problem
+    let keys: Vec<Option<u32>> = read.keys.iter().map(|&k| pairing.key_text(at(k)).ok()).collect();
+    // a function is registered once a client uses it (the nemesis's are not the history's)
+    let names: Vec<&str> = read.functions.iter().map(|&f| str_at(f)).collect();
+    let mut functions: Vec<Option<u32>> = vec![None; names.len()];
+    let mut torn = None;
+    for l in &read.lines {
+        let line = *lines_before + l.line as usize;
+        // only the input's last line can lack its newline: every other block ends with one
+        let terminated = l.line as usize != read.count || bytes.ends_with(b"\n");
+        let refused = |r: &Refused| {
+            if r.cut_short && !terminated && format != Format::JepsenLog {
+                return Ok(Some(line));
+            }
+            let message = match format {
+                Format::JepsenLog => r.message.clone(),
+                _ => format!("invalid event: {}", r.message),
+            };
+            Err(Error::line(name, line, message))
         };
-        Err(Error::line(name, line, message))
-    };
-    match &p.read {
-        Reading::Quick(e) => match pairing.key_of(e) {
-            Ok(key) => pairing.take(line, e, key).map(|()| None),
-            // the whole reading says exactly what is wrong with the key
-            Err(_) => match whole(format, p.text) {
-                Ok(Some((e, index))) => pairing.event(line, e.as_line_event(index)).map(|()| None),
-                Ok(None) => Ok(None),
-                Err(r) => refused(&r),
-            },
-        },
-        Reading::Whole(e, index) => pairing.event(line, e.as_line_event(*index)).map(|()| None),
-        Reading::Refused(r) => refused(r),
-        Reading::TooLong => Err(too_long(name, line)),
-        Reading::NotUtf8 => Err(Error::line(name, line, "not valid UTF-8")),
+        let whole_line = |pairing: &mut Pairing| match whole(format, str_at(l.text)) {
+            Ok(Some((e, index))) => pairing.event(line, e.as_line_event(index)).map(|()| None),
+            Ok(None) => Ok(None),
+            Err(r) => refused(&r),
+        };
+        let this = match &l.read {
+            Reading::Quick(q) => {
+                let key = match q.key {
+                    NO_LOCAL_KEY => Some(NO_KEY),
+                    k => keys[k as usize],
+                };
+                match key {
+                    Some(key) => {
+                        let name = names[q.f as usize];
+                        let f = match (q.process, functions[q.f as usize]) {
+                            (Process::Nemesis, _) => 0,
+                            (_, Some(f)) => f,
+                            (_, None) => *functions[q.f as usize].insert(pairing.function(name)),
+                        };
+                        let e = LineEvent {
+                            index: q.index,
+                            time: q.time,
+                            process: q.process,
+                            kind: q.kind,
+                            f: name,
+                            key: None,
+                            value: q.value.map_or(Spelled::Value(&NULL), |v| Spelled::Text(at(v))),
+                        };
+                        let key = (q.process != Process::Nemesis).then_some(key);
+                        pairing.take(line, &e, key, f).map(|()| None)
+                    }
+                    None => whole_line(pairing),
+                }
+            }
+            Reading::Whole(e) => pairing.event(line, e.0.as_line_event(e.1)).map(|()| None),
+            Reading::Refused(r) => refused(r),
+            Reading::TooLong => Err(too_long(name, line)),
+            Reading::NotUtf8 => Err(Error::line(name, line, "not valid UTF-8")),
+        };
+        torn = this?.or(torn);
     }
+    *lines_before += read.count;
+    Ok(torn)
 }
 
 /// The quick reading of a line, or `None` when it needs the whole one.
@@ -411,16 +537,17 @@ mod tests {
     fn blocks_end_at_line_ends_and_a_line_longer_than_a_block_is_refused() {
         let line = b"{:process 0, :type :invoke, :f :read, :value nil}\n";
         let text: Vec<u8> = line.iter().copied().cycle().take(line.len() * 200_000).collect();
-        let mut blocks = Blocks { reader: &text[..], carry: Vec::new(), done: false };
-        let mut total = 0;
+        let mut blocks = Blocks::new(&text[..]);
+        let mut all = Vec::new();
         while let Some(b) = blocks.next().unwrap() {
-            assert!(b.bytes.ends_with(b"\n") && !b.too_long);
-            assert!(b.bytes.len() <= BLOCK_BYTES + line.len());
-            total += b.bytes.len();
+            assert!(b.bytes().ends_with(b"\n") && !b.too_long);
+            assert!(b.len <= BLOCK_BYTES + (1 << 16));
+            all.extend_from_slice(b.bytes());
+            blocks.recycle(b);
         }
-        assert_eq!(total, text.len());
+        assert_eq!(all, text);
         let endless = std::io::Read::take(std::io::repeat(b'x'), 2 * BLOCK_BYTES as u64);
-        let mut blocks = Blocks { reader: endless, carry: Vec::new(), done: false };
+        let mut blocks = Blocks::new(endless);
         assert!(blocks.next().unwrap().unwrap().too_long);
         assert!(blocks.next().unwrap().is_none());
     }
