@@ -14,6 +14,7 @@ fn main() {
     let history =
         CompactHistory::read_file(path.as_ref(), Format::Auto).expect("a readable history");
     let read = t.elapsed();
+    let after_read = resident();
     let t = Instant::now();
     let options = CheckOptions::default();
     let result = match model.as_str() {
@@ -22,11 +23,28 @@ fn main() {
     }
     .expect("a checkable history");
     println!(
-        "{}: read {:.3} s ({} MiB held), check {:.3} s, {} configurations",
+        "{}: read {:.3} s ({} MiB held, {after_read} resident), check {:.3} s ({} at the peak), \
+         {} configurations",
         result.verdict,
         read.as_secs_f64(),
         history.bytes() >> 20,
         t.elapsed().as_secs_f64(),
+        peak(),
         result.configurations
     );
+}
+
+/// A line of `/proc/self/status`, such as the resident memory.
+fn status(field: &str) -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_default();
+    line.trim_start_matches(field).trim().to_string()
+}
+
+fn resident() -> String {
+    status("VmRSS:")
+}
+
+fn peak() -> String {
+    status("VmHWM:")
 }

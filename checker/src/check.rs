@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::explain::{OpSummary, Step, Violation};
 use crate::history::History;
 use crate::model::Model;
-use crate::search::{Limits, MemoryBudget, Search, SearchOutcome};
+use crate::search::{Failure, Limits, MemoryBudget, Search, SearchOutcome};
 
 /// How to check.
 #[derive(Debug, Clone, Default)]
@@ -82,14 +82,6 @@ pub struct CheckResult {
     pub violation: Option<Violation>,
 }
 
-struct Partition<O> {
-    /// The key's place in the history.
-    place: u32,
-    /// The partition's operations (positions among its key's), in order of invocation.
-    ops: Vec<u32>,
-    model_ops: Vec<O>,
-}
-
 /// Checks a history for linearizability against `model`.
 ///
 /// Semantics: an `ok` operation took effect between its invocation and completion; a
@@ -113,8 +105,9 @@ pub fn check<M: Model>(
 ///
 /// Operations are partitioned by key (operations on different keys are independent: the
 /// models are of one object per key, and linearizability is local, Herlihy and Wing §3.3).
-/// Each partition's operations are turned into the model's terms on the thread that takes
-/// it; the error of the earliest operation that does not fit the model is the result.
+/// Each partition's operations are turned into the model's terms by the thread that takes
+/// it first, and freed when its search ends; the error of the earliest operation that does
+/// not fit the model is the result, whatever the searches found.
 pub fn check_compact<M: Model>(
     model: &M,
     history: &CompactHistory,
@@ -125,102 +118,101 @@ pub fn check_compact<M: Model>(
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         t => t,
     };
+    let deadline = options.time_limit.map(|d| start + d);
+    let budget = options.memory_limit.map(|limit| MemoryBudget { limit, held: 0.into() });
+    let mut runs = schedule(model, history, threads, deadline, budget.as_ref());
 
-    // The partitions are the history's keys, in order of first appearance.
-    let parse_threads = if history.len() < PARALLEL_FROM { 1 } else { threads };
-    let places: Vec<u32> = (0..history.keys.len() as u32).collect();
-    let parsed = parallel_map(places, parse_threads, |k| parse_partition(model, history, k));
-    let mut partitions = Vec::with_capacity(parsed.len());
-    let mut first_error: Option<(u64, Error)> = None;
-    let mut operations = 0;
-    for p in parsed {
-        match p {
-            Ok((p, parsed)) => {
+    // Partitions a cancellation left unread are read now: their errors come first.
+    let unread: Vec<u32> =
+        (0..runs.len() as u32).filter(|&k| runs[k as usize].read.is_none()).collect();
+    let late = parallel_map(unread.clone(), threads, |k| {
+        parse_partition(model, history, k).map(|p| (p.ops.len(), p.parsed))
+    });
+    for (k, r) in unread.into_iter().zip(late) {
+        runs[k as usize].read = Some(r);
+    }
+    let mut first_error: Option<&(u64, Error)> = None;
+    let (mut operations, mut partitions) = (0, 0);
+    for run in &runs {
+        match run.read.as_ref().expect("every partition was read") {
+            Ok((kept, parsed)) => {
                 operations += parsed;
-                partitions.push(p);
+                partitions += usize::from(*kept > 0);
             }
-            Err((at, e)) => {
-                if first_error.as_ref().is_none_or(|(first, _)| at < *first) {
-                    first_error = Some((at, e));
+            Err(e) => {
+                if first_error.is_none_or(|first| e.0 < first.0) {
+                    first_error = Some(e);
                 }
             }
         }
     }
-    if let Some((_, e)) = first_error {
-        return Err(e);
+    if let Some((at, _)) = first_error {
+        let at = *at;
+        let run = runs.into_iter().find(|r| matches!(&r.read, Some(Err((s, _))) if *s == at));
+        match run.and_then(|r| r.read) {
+            Some(Err((_, e))) => return Err(e),
+            _ => unreachable!("the earliest error was found above"),
+        }
     }
-    partitions.retain(|p| !p.ops.is_empty());
 
-    let nemesis_events = history.nemesis_events();
-    let deadline = options.time_limit.map(|d| start + d);
-    let budget = options.memory_limit.map(|limit| MemoryBudget { limit, held: 0.into() });
-    let outcomes = schedule(model, history, &partitions, threads, deadline, budget.as_ref());
-    let configurations = outcomes.iter().map(|(_, c)| c).sum();
-
+    let configurations = runs.iter().map(|r| r.configurations).sum();
     let mut result = CheckResult {
         verdict: Verdict::Valid,
         reason: String::new(),
         operations,
-        partitions: partitions.len(),
-        nemesis_events,
+        partitions,
+        nemesis_events: history.nemesis_events(),
         configurations,
         violation: None,
     };
-    let illegal = outcomes.iter().enumerate().find_map(|(i, o)| match o {
-        (Some(SearchOutcome::Illegal(f)), _) => Some((i, f)),
-        _ => None,
-    });
-    if let Some((i, failure)) = illegal {
-        let p = &partitions[i];
-        let summary = |k: usize| OpSummary::new(history, (p.place, p.ops[k]));
+    let illegal = runs.iter().enumerate().find_map(|(k, r)| Some((k as u32, r.illegal.as_ref()?)));
+    if let Some((place, illegal)) = illegal {
+        let (failure, positions, reason) = illegal;
+        let summary = |i: usize| OpSummary::new(history, (place, positions[i]));
         let violation = Violation {
             model: model.name().to_string(),
-            key: key_text(history, p.place),
-            partition_operations: p.ops.len(),
+            key: key_text(history, place),
+            partition_operations: positions.len(),
             initial_state: model.describe_state(&model.init()),
             prefix: failure
                 .prefix
                 .iter()
-                .map(|(k, st)| Step {
-                    operation: summary(*k),
+                .map(|(i, st)| Step {
+                    operation: summary(*i),
                     state_after: model.describe_state(st),
                 })
                 .collect(),
             operation: summary(failure.blocked),
             state: model.describe_state(&failure.state),
-            reason: model.refusal(&failure.state, &p.model_ops[failure.blocked]),
-            pending: failure.pending.iter().map(|&k| summary(k)).collect(),
+            reason: reason.clone(),
+            pending: failure.pending.iter().map(|&i| summary(i)).collect(),
         };
         result.verdict = Verdict::Invalid;
         result.reason = violation.summary();
         result.violation = Some(violation);
-    } else if outcomes.iter().any(|o| !matches!(o, (Some(SearchOutcome::Linearizable), _))) {
+    } else if runs.iter().any(|r| !matches!(r.outcome, Some(SearchOutcome::Linearizable))) {
         result.verdict = Verdict::Unknown;
-        let out_of_memory = outcomes.iter().enumerate().find_map(|(i, o)| match o {
-            (Some(SearchOutcome::OutOfMemory(bytes)), configurations) => {
-                Some((i, *bytes, *configurations))
-            }
+        let out_of_memory = runs.iter().enumerate().find_map(|(k, r)| match r.outcome {
+            Some(SearchOutcome::OutOfMemory(bytes)) => Some((k as u32, r, bytes)),
             _ => None,
         });
         result.reason = match (out_of_memory, options.time_limit) {
-            (Some((i, bytes, configurations)), _) => format!(
+            (Some((place, run, bytes)), _) => format!(
                 "memory limit of {} MiB reached: the search of {} ({} operations) held {} MiB \
-                 after {configurations} configurations",
+                 after {} configurations",
                 options.memory_limit.unwrap_or(0) >> 20,
-                key_text(history, partitions[i].place)
-                    .map_or("the history".into(), |k| format!("key {k}")),
-                partitions[i].ops.len(),
+                key_text(history, place).map_or("the history".into(), |k| format!("key {k}")),
+                run.read.as_ref().map_or(0, |r| r.as_ref().map_or(0, |r| r.0)),
                 bytes >> 20,
+                run.configurations,
             ),
             (None, Some(d)) => format!("time limit of {} s reached", d.as_secs_f64()),
             (None, None) => "search stopped".into(),
         };
     } else {
         result.reason = format!(
-            "{} operations in {} partition{}",
-            operations,
-            partitions.len(),
-            if partitions.len() == 1 { "" } else { "s" }
+            "{operations} operations in {partitions} partition{}",
+            if partitions == 1 { "" } else { "s" }
         );
     }
     Ok(result)
@@ -231,10 +223,19 @@ fn key_text(history: &CompactHistory, place: u32) -> Option<String> {
     history.keys[place as usize].key.map(|k| history.values.get(k).to_string())
 }
 
-/// A partition in the model's terms, and how many of its operations the model kept, or
-/// the earliest operation that does not fit (its place among all invocations) and the
-/// error.
-type Parsed<O> = Result<(Partition<O>, usize), (u64, Error)>;
+/// A partition in the model's terms.
+struct Partition<O> {
+    /// Its operations the search takes (positions among its key's), in order of invocation.
+    ops: Vec<u32>,
+    model_ops: Vec<O>,
+    /// How many of its operations the model kept (before those nothing could observe were
+    /// left out).
+    parsed: usize,
+}
+
+/// A partition in the model's terms, or the earliest operation that does not fit (its
+/// place among all invocations) and the error.
+type Parsed<O> = Result<Partition<O>, (u64, Error)>;
 
 fn parse_partition<M: Model>(model: &M, history: &CompactHistory, place: u32) -> Parsed<M::Op> {
     let records = &history.keys[place as usize].ops;
@@ -274,7 +275,7 @@ fn parse_partition<M: Model>(model: &M, history: &CompactHistory, place: u32) ->
         let mut keep = dropped.iter().map(|&d| !d);
         model_ops.retain(|_| keep.next().unwrap_or(true));
     }
-    Ok((Partition { place, ops, model_ops }, parsed))
+    Ok(Partition { ops, model_ops, parsed })
 }
 
 /// `f` over `items` on `threads` threads (the calling one among them), results in order.
@@ -319,48 +320,54 @@ const FIRST_SLICE_PER_OP: u64 = 8;
 /// Histories with fewer operations than this start on the calling thread alone.
 const PARALLEL_FROM: usize = 1024;
 
-type Outcome<S> = (Option<SearchOutcome<S>>, usize);
+/// What became of one partition.
+struct Run<S> {
+    /// Its reading into the model's terms: the operations searched and those the model kept,
+    /// or the error. `None`: never read (a cancellation came first).
+    read: Option<Result<(usize, usize), (u64, Error)>>,
+    /// How its search ended; `None`: cancelled, or never started.
+    outcome: Option<SearchOutcome<S>>,
+    configurations: usize,
+    /// For an illegal partition: the dead end, the positions of the operations searched,
+    /// and why the model refuses the blocked one.
+    illegal: Option<(Failure<S>, Vec<u32>, String)>,
+}
+
+/// A partition's search in progress, with the positions of the operations it searches.
+type Searching<'m, M> = (Search<'m, M>, Vec<u32>);
 
 /// Searches the partitions on `threads` threads, in time slices (for a small history,
 /// the first slice of each partition on the calling thread): each thread takes
-/// the partition that has had the least work so far (the smaller on a tie) and runs it
-/// for as long as it has already run (at least [`MIN_SLICE`] steps, and
-/// [`FIRST_SLICE_PER_OP`] per operation). A partition that is hard to decide thus
-/// cannot hold up an easy illegal one, which cancels everything when found.
-/// Returns, per partition, its outcome (`None`: cancelled) and configurations visited.
+/// the partition that has had the least work so far (the smaller on a tie), reads it into
+/// the model's terms if it is new, and runs it for as long as it has already run (at least
+/// [`MIN_SLICE`] steps, and [`FIRST_SLICE_PER_OP`] per operation). A partition that is hard
+/// to decide thus cannot hold up an easy illegal one, which cancels everything when found;
+/// so does an operation that does not fit the model.
 fn schedule<M: Model>(
     model: &M,
     history: &CompactHistory,
-    partitions: &[Partition<M::Op>],
     threads: usize,
     deadline: Option<std::time::Instant>,
     memory: Option<&MemoryBudget>,
-) -> Vec<Outcome<M::State>> {
-    struct Queue<'a, M: Model> {
+) -> Vec<Run<M::State>> {
+    struct Queue<'m, M: Model> {
         /// (work so far, operations, partition) of the partitions waiting for a thread,
         /// least work first
         ready: BinaryHeap<std::cmp::Reverse<(u64, usize, usize)>>,
-        searches: Vec<Option<Search<'a, M>>>,
-        outcomes: Vec<Outcome<M::State>>,
+        searches: Vec<Option<Searching<'m, M>>>,
+        runs: Vec<Run<M::State>>,
         running: usize,
     }
     let cancel = AtomicBool::new(false);
     let limits = Limits { deadline, cancel: &cancel, memory };
-    // per partition: its calls, returns and operations, as the search takes them
-    type Input<'p, O> = (Vec<u64>, Vec<Option<u64>>, Vec<&'p O>);
-    let inputs: Vec<Input<'_, M::Op>> = partitions
-        .iter()
-        .map(|p| {
-            let (calls, rets) = p.ops.iter().map(|&o| history.points((p.place, o))).unzip();
-            (calls, rets, p.model_ops.iter().collect())
-        })
-        .collect();
+    let keys = &history.keys;
     let queue = Mutex::new(Queue::<M> {
-        ready: (0..partitions.len())
-            .map(|i| std::cmp::Reverse((0, partitions[i].ops.len(), i)))
+        ready: (0..keys.len()).map(|i| std::cmp::Reverse((0, keys[i].ops.len(), i))).collect(),
+        searches: keys.iter().map(|_| None).collect(),
+        runs: keys
+            .iter()
+            .map(|_| Run { read: None, outcome: None, configurations: 0, illegal: None })
             .collect(),
-        searches: partitions.iter().map(|_| None).collect(),
-        outcomes: partitions.iter().map(|_| (None, 0)).collect(),
         running: 0,
     });
     let wake = Condvar::new();
@@ -384,29 +391,62 @@ fn schedule<M: Model>(
                 continue;
             };
             q.running += 1;
-            let search = q.searches[i].take();
+            let searching = q.searches[i].take();
             drop(q);
-            let (calls, rets, model_ops) = &inputs[i];
-            let mut search = search.unwrap_or_else(|| Search::new(model, model_ops, calls, rets));
+            let (mut search, positions) = match searching {
+                Some(s) => s,
+                None => match parse_partition(model, history, i as u32) {
+                    Ok(p) => {
+                        let read = Ok((p.ops.len(), p.parsed));
+                        let (calls, rets): (Vec<u64>, Vec<Option<u64>>) =
+                            p.ops.iter().map(|&o| history.points((i as u32, o))).unzip();
+                        let search = Search::new(model, p.model_ops, &calls, &rets);
+                        q = lock();
+                        q.runs[i].read = Some(read);
+                        drop(q);
+                        (search, p.ops)
+                    }
+                    Err(e) => {
+                        cancel.store(true, Ordering::Relaxed);
+                        q = lock();
+                        q.runs[i].read = Some(Err(e));
+                        q.running -= 1;
+                        wake.notify_all();
+                        continue;
+                    }
+                },
+            };
             // A first slice long enough for an easy partition to finish in it, so that its
             // search is freed at once: partitions left waiting keep their memory.
             let slice = done.max(MIN_SLICE).max(FIRST_SLICE_PER_OP * size as u64);
             let outcome = search.run(slice, &limits);
+            let illegal = match &outcome {
+                Some(SearchOutcome::Illegal(f)) => {
+                    Some(model.refusal(&f.state, search.op(f.blocked)))
+                }
+                _ => None,
+            };
             q = lock();
             q.running -= 1;
             match outcome {
                 None => {
-                    q.searches[i] = Some(search);
+                    q.searches[i] = Some((search, positions));
                     q.ready.push(std::cmp::Reverse((done + slice, size, i)));
                 }
                 Some(o) => {
                     if let Some(budget) = memory {
                         budget.release(&search);
                     }
-                    if matches!(o, SearchOutcome::Illegal(_)) {
-                        cancel.store(true, Ordering::Relaxed);
+                    let run = &mut q.runs[i];
+                    run.configurations = search.configurations();
+                    match (o, illegal) {
+                        (SearchOutcome::Illegal(f), Some(reason)) => {
+                            cancel.store(true, Ordering::Relaxed);
+                            run.illegal = Some((f, positions, reason));
+                            run.outcome = Some(SearchOutcome::Aborted);
+                        }
+                        (o, _) => run.outcome = Some(o),
                     }
-                    q.outcomes[i] = (Some(o), search.configurations());
                 }
             }
             wake.notify_all();
@@ -414,15 +454,14 @@ fn schedule<M: Model>(
     };
     // Small histories are mostly decided within the first slices, where starting threads
     // would cost more than it saves: those run on the calling thread first.
-    let total: usize = partitions.iter().map(|p| p.ops.len()).sum();
-    if total < PARALLEL_FROM {
+    if history.len() < PARALLEL_FROM {
         work(true);
     }
     let unfinished = {
         let q = queue.lock().unwrap_or_else(|e| e.into_inner());
         !q.ready.is_empty() && !cancel.load(Ordering::Relaxed)
     };
-    let threads = threads.clamp(1, partitions.len().max(1));
+    let threads = threads.clamp(1, keys.len().max(1));
     if unfinished && threads > 1 {
         std::thread::scope(|s| {
             for _ in 1..threads {
@@ -434,5 +473,5 @@ fn schedule<M: Model>(
         work(false);
     }
     let q = queue.into_inner().unwrap_or_else(|e| e.into_inner());
-    q.outcomes
+    q.runs
 }

@@ -53,7 +53,15 @@ pub trait Model: Sync {
     /// this when `goal` must take effect next and is refused in `state`, and abandons the
     /// configuration on `false`. It must never answer `false` when such a sequence
     /// exists; answering `true` is always safe. The default prunes nothing.
-    fn may_enable(&self, state: &Self::State, goal: &Self::Op, pending: &[&Self::Op]) -> bool {
+    fn may_enable<'o>(
+        &self,
+        state: &Self::State,
+        goal: &Self::Op,
+        pending: impl Iterator<Item = &'o Self::Op>,
+    ) -> bool
+    where
+        Self::Op: 'o,
+    {
         let _ = (state, goal, pending);
         true
     }

@@ -168,7 +168,7 @@ impl<'m, M: Model> States<'m, M> {
     /// row of memoised transitions once it is left a second time (most states of a
     /// string model are left once; a register's few states are left constantly).
     #[inline]
-    fn step(&mut self, ops: &[&M::Op], s: u32, o: usize) -> u32 {
+    fn step(&mut self, ops: &[M::Op], s: u32, o: usize) -> u32 {
         let row = self.row[s as usize];
         if row != UNKNOWN {
             let r = self.memo[row as usize + o];
@@ -177,7 +177,7 @@ impl<'m, M: Model> States<'m, M> {
             }
         }
         let state = &self.list[s as usize];
-        let r = match self.model.step(state, ops[o]) {
+        let r = match self.model.step(state, &ops[o]) {
             None => ILLEGAL,
             Some(Cow::Borrowed(b)) if std::ptr::eq(b, state) => s,
             Some(Cow::Borrowed(b)) => match self.lookup(b) {
@@ -451,7 +451,7 @@ impl MemoryBudget {
 /// The search for a linearization of one partition's operations, resumable.
 pub(crate) struct Search<'a, M: Model> {
     model: &'a M,
-    ops: &'a [&'a M::Op],
+    ops: Vec<M::Op>,
     states: States<'a, M>,
     cache: Cache,
     // The list: entry 0 is the head sentinel; entries 1.. are calls and returns sorted
@@ -495,7 +495,6 @@ pub(crate) struct Search<'a, M: Model> {
     cands: Vec<u32>,
     /// The state after each candidate, when already computed (else [`UNKNOWN`]).
     after: Vec<u32>,
-    window: Vec<&'a M::Op>,
     best_depth: isize,
     failure: Option<DeadEnd>,
     done: bool,
@@ -507,12 +506,7 @@ impl<'a, M: Model> Search<'a, M> {
     /// Prepares the search. `calls[i]` is the real time of operation `i`'s invocation
     /// and `rets[i]` that of its return, `None` when its outcome is unknown (it may take
     /// effect at any point after its call, or never).
-    pub(crate) fn new(
-        model: &'a M,
-        ops: &'a [&'a M::Op],
-        calls: &[u64],
-        rets: &[Option<u64>],
-    ) -> Self {
+    pub(crate) fn new(model: &'a M, ops: Vec<M::Op>, calls: &[u64], rets: &[Option<u64>]) -> Self {
         let n = ops.len();
         let optional: Vec<bool> = rets.iter().map(Option::is_none).collect();
         let n_req = optional.iter().filter(|o| !**o).count();
@@ -594,7 +588,6 @@ impl<'a, M: Model> Search<'a, M> {
             levels: Vec::with_capacity(n + 1),
             cands: Vec::new(),
             after: Vec::new(),
-            window: Vec::new(),
             best_depth: -1,
             failure: None,
             done: n_req == 0,
@@ -606,6 +599,11 @@ impl<'a, M: Model> Search<'a, M> {
             search.push_level();
         }
         search
+    }
+
+    /// The `i`-th operation searched.
+    pub(crate) fn op(&self, i: usize) -> &M::Op {
+        &self.ops[i]
     }
 
     /// Configurations visited so far.
@@ -655,7 +653,7 @@ impl<'a, M: Model> Search<'a, M> {
     /// whether every required operation is now linearized.
     fn try_linearize(&mut self, o: usize, after: u32) -> bool {
         let ns = match after {
-            UNKNOWN => self.states.step(self.ops, self.state, o),
+            UNKNOWN => self.states.step(&self.ops, self.state, o),
             known => known,
         };
         if ns == ILLEGAL {
@@ -844,7 +842,7 @@ impl<'a, M: Model> Search<'a, M> {
     ///   only candidate, which collapses the orders of concurrent reads into one.
     fn narrow(&mut self, level: &mut Level) {
         let (start, end) = (level.start, level.end);
-        let (ops, state) = (self.ops, self.state);
+        let (ops, state) = (&self.ops, self.state);
         let urgent = self.cands[start] as usize;
         // the first candidate has the first return: the calls before it are the window
         let called = self.before_ret[urgent] as usize;
@@ -857,18 +855,16 @@ impl<'a, M: Model> Search<'a, M> {
             let after = self.states.step(ops, state, g);
             self.after[k] = after;
             if after != ILLEGAL {
-                if read.is_none() && self.model.read_only(ops[g]) {
+                if read.is_none() && self.model.read_only(&ops[g]) {
                     read = Some(k);
                 }
                 continue;
             }
-            self.window.clear();
             let others = self.cands[start..end].iter().filter(|&&o| o as usize != g);
-            self.window.extend(others.map(|&o| ops[o as usize]));
             let later = &self.by_call[called..self.before_ret[g] as usize];
-            self.window.extend(later.iter().map(|&o| ops[o as usize]));
+            let window = others.chain(later).map(|&o| &ops[o as usize]);
             let current = &self.states.list[state as usize];
-            if !self.model.may_enable(current, ops[g], &self.window) {
+            if !self.model.may_enable(current, &ops[g], window) {
                 level.pos = end;
                 level.blocked = g as u32;
                 return;
@@ -995,10 +991,9 @@ mod tests {
                 calls.push(call);
                 rets.push((rand(6) != 0).then(|| call + rand(10)));
             }
-            let refs: Vec<&(bool, i64)> = ops.iter().collect();
-            let mut whole = Search::new(&Register, &refs, &calls, &rets);
+            let mut whole = Search::new(&Register, ops.clone(), &calls, &rets);
             let a = whole.run(u64::MAX, &limits).expect("runs to the end");
-            let mut sliced = Search::new(&Register, &refs, &calls, &rets);
+            let mut sliced = Search::new(&Register, ops.clone(), &calls, &rets);
             let b = loop {
                 if let Some(o) = sliced.run(1, &limits) {
                     break o;
@@ -1113,8 +1108,7 @@ mod tests {
                 calls.push(call);
                 rets.push((rand(16) != 0).then(|| call + 5 + rand(30)));
             }
-            let refs: Vec<&(bool, i64)> = ops.iter().collect();
-            let mut search = Search::new(&Register, &refs, &calls, &rets);
+            let mut search = Search::new(&Register, ops.clone(), &calls, &rets);
             // a bounded slice: an illegal history with many unknown outcomes may take long
             // to refute, and what is checked here is every visit on the way
             match search.run(200_000, &limits) {

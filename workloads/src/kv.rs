@@ -80,12 +80,17 @@ impl Model for Kv {
     /// Before a get of `v` takes effect, the string is a base (the current string, or
     /// the value of a pending put) followed by appends, which only extend it. So some
     /// base must be a prefix of `v`.
-    fn may_enable(&self, state: &String, goal: &KvOp, pending: &[&KvOp]) -> bool {
+    fn may_enable<'o>(
+        &self,
+        state: &String,
+        goal: &KvOp,
+        mut pending: impl Iterator<Item = &'o KvOp>,
+    ) -> bool {
         let KvOp::Get(v) = goal else {
             return true;
         };
         v.starts_with(state.as_str())
-            || pending.iter().any(|p| matches!(p, KvOp::Put(w) if v.starts_with(w.as_str())))
+            || pending.any(|p| matches!(p, KvOp::Put(w) if v.starts_with(w.as_str())))
     }
 
     /// An append or put of a string that no get's result contains was seen by nobody.

@@ -90,14 +90,19 @@ impl Model for CasRegister {
 
     /// A read of `v`, or a cas from `v`, can become legal only when the register holds
     /// `v` or a pending write or cas can put `v` there.
-    fn may_enable(&self, state: &Value, goal: &RegisterOp, pending: &[&RegisterOp]) -> bool {
+    fn may_enable<'o>(
+        &self,
+        state: &Value,
+        goal: &RegisterOp,
+        mut pending: impl Iterator<Item = &'o RegisterOp>,
+    ) -> bool {
         let needed = match goal {
             RegisterOp::Read(v) => v,
             RegisterOp::Cas { from, .. } => from,
             RegisterOp::Write(_) => return true,
         };
         needed == state
-            || pending.iter().any(|p| match p {
+            || pending.any(|p| match p {
                 RegisterOp::Write(w) => w == needed,
                 RegisterOp::Cas { to, .. } => to == needed,
                 RegisterOp::Read(_) => false,
