@@ -1,9 +1,10 @@
 //! Benchmarks over the bundled Porcupine data: all etcd histories one after another,
-//! the slowest ones alone, and the kv histories.
+//! the slowest ones alone, and the kv histories; the histories already read (the check:
+//! the operations into the model's terms, and the search).
 
 use std::path::PathBuf;
 
-use checker::{check, CheckOptions, Format, History, Model};
+use checker::{check_compact, CheckOptions, CompactHistory, Format, Model};
 use criterion::{criterion_group, criterion_main, Criterion};
 use workloads::{CasRegister, Kv};
 
@@ -11,17 +12,17 @@ fn data(rel: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/porcupine")).join(rel)
 }
 
-fn load(rel: &str) -> History {
-    History::read_file(&data(rel), Format::Auto).expect("bundled data reads")
+fn load(rel: &str) -> CompactHistory {
+    CompactHistory::read_file(&data(rel), Format::Auto).expect("bundled data reads")
 }
 
-fn run<M: Model>(model: &M, h: &History, threads: usize) {
+fn run<M: Model>(model: &M, h: &CompactHistory, threads: usize) {
     let options = CheckOptions { threads, ..Default::default() };
-    std::hint::black_box(check(model, h, &options).expect("bundled data checks"));
+    std::hint::black_box(check_compact(model, h, &options).expect("bundled data checks"));
 }
 
 fn etcd(c: &mut Criterion) {
-    let all: Vec<History> =
+    let all: Vec<CompactHistory> =
         (0..=102).filter(|&n| n != 95).map(|n| load(&format!("jepsen/etcd_{n:03}.log"))).collect();
     c.bench_function("etcd/all-102-sequential", |b| {
         b.iter(|| all.iter().for_each(|h| run(&CasRegister, h, 1)))

@@ -39,6 +39,8 @@ struct Block {
     /// Its bytes are `buf[..len]`; the rest is room kept for the next use of the buffer.
     buf: Vec<u8>,
     len: usize,
+    /// Room for its lines as read, kept from an earlier block.
+    lines: Vec<Line>,
     /// A line longer than [`MAX_LINE_BYTES`] starts here (and the block holds nothing).
     too_long: bool,
 }
@@ -54,7 +56,7 @@ impl Block {
 struct Blocks<R> {
     reader: R,
     carry: Vec<u8>,
-    spare: Vec<Vec<u8>>,
+    spare: Vec<(Vec<u8>, Vec<Line>)>,
     done: bool,
 }
 
@@ -67,7 +69,7 @@ impl<R: Read> Blocks<R> {
         if self.done {
             return Ok(None);
         }
-        let mut buf = self.spare.pop().unwrap_or_default();
+        let (mut buf, lines) = self.spare.pop().unwrap_or_default();
         let room = BLOCK_BYTES + (1 << 16);
         if buf.len() < room {
             buf.resize(room, 0);
@@ -79,7 +81,8 @@ impl<R: Read> Blocks<R> {
             match self.reader.read(&mut buf[filled..]) {
                 Ok(0) => {
                     self.done = true;
-                    return Ok((filled > 0).then_some(Block { buf, len: filled, too_long: false }));
+                    let block = Block { buf, len: filled, lines, too_long: false };
+                    return Ok((filled > 0).then_some(block));
                 }
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -89,16 +92,17 @@ impl<R: Read> Blocks<R> {
         let Some(end) = buf[..filled].iter().rposition(|&b| b == b'\n') else {
             // no line ends within a block, which is longer than any line may be
             self.done = true;
-            return Ok(Some(Block { buf: Vec::new(), len: 0, too_long: true }));
+            return Ok(Some(Block { buf: Vec::new(), len: 0, lines, too_long: true }));
         };
         self.carry.extend_from_slice(&buf[end + 1..filled]);
-        Ok(Some(Block { buf, len: end + 1, too_long: false }))
+        Ok(Some(Block { buf, len: end + 1, lines, too_long: false }))
     }
 
-    /// Takes back a paired block's buffer.
-    fn recycle(&mut self, block: Block) {
+    /// Takes back a paired block's buffers.
+    fn recycle(&mut self, block: Block, mut lines: Vec<Line>) {
         if block.buf.len() > BLOCK_BYTES {
-            self.spare.push(block.buf);
+            lines.clear();
+            self.spare.push((block.buf, lines));
         }
     }
 }
@@ -191,15 +195,15 @@ pub(crate) fn read(name: &str, reader: impl Read, format: Format) -> Result<Comp
         if in_flight.is_empty() && blocks.done && batch.len() == 1 {
             // the whole input is one block: no thread
             let (block, read) = read_block(batch.remove(0), format);
-            torn = pair_block(pairing, format, name, &mut lines_before, &block, read)?.or(torn);
+            torn = pair_block(pairing, format, name, &mut lines_before, &block, &read)?.or(torn);
             break;
         }
         let next: Vec<_> =
             batch.into_iter().map(|b| std::thread::spawn(move || read_block(b, format))).collect();
         for handle in std::mem::replace(&mut in_flight, next) {
             let (block, read) = handle.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-            torn = pair_block(pairing, format, name, &mut lines_before, &block, read)?.or(torn);
-            blocks.recycle(block);
+            torn = pair_block(pairing, format, name, &mut lines_before, &block, &read)?.or(torn);
+            blocks.recycle(block, read.lines);
         }
         if last {
             break;
@@ -268,21 +272,22 @@ fn span(block: &[u8], part: &[u8]) -> Span {
     ((part.as_ptr() as usize - block.as_ptr() as usize) as u32, part.len() as u32)
 }
 
-fn read_block(block: Block, format: Format) -> (Block, ReadBlock) {
-    let read = read_lines(&block, format);
+fn read_block(mut block: Block, format: Format) -> (Block, ReadBlock) {
+    let lines = std::mem::take(&mut block.lines);
+    let read = read_lines(&block, lines, format);
     (block, read)
 }
 
-fn read_lines(block: &Block, format: Format) -> ReadBlock {
+fn read_lines(block: &Block, mut lines: Vec<Line>, format: Format) -> ReadBlock {
     if block.too_long {
-        let lines = vec![Line { line: 1, text: (0, 0), read: Reading::TooLong }];
+        lines.push(Line { line: 1, text: (0, 0), read: Reading::TooLong });
         return ReadBlock { lines, count: 1, keys: Vec::new(), functions: Vec::new() };
     }
     let bytes = block.bytes();
     // One check of the whole block (lines one at a time cost a call each); a block that
     // fails it is checked line by line, to name the line.
     let utf8 = std::str::from_utf8(bytes).ok();
-    let mut lines = Vec::with_capacity(bytes.len() / 64);
+    lines.reserve(bytes.len() / 64);
     let (mut keys, mut functions) = (Local::default(), Local::default());
     let mut count = 0;
     let mut rest = bytes;
@@ -368,7 +373,7 @@ fn pair_block(
     name: &str,
     lines_before: &mut usize,
     block: &Block,
-    read: ReadBlock,
+    read: &ReadBlock,
 ) -> Result<Option<usize>, Error> {
     let bytes = block.bytes();
     let at = |(start, len): Span| &bytes[start as usize..(start + len) as usize];
@@ -543,7 +548,7 @@ mod tests {
             assert!(b.bytes().ends_with(b"\n") && !b.too_long);
             assert!(b.len <= BLOCK_BYTES + (1 << 16));
             all.extend_from_slice(b.bytes());
-            blocks.recycle(b);
+            blocks.recycle(b, Vec::new());
         }
         assert_eq!(all, text);
         let endless = std::io::Read::take(std::io::repeat(b'x'), 2 * BLOCK_BYTES as u64);
