@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::fasthash::FastMap;
-use crate::history::{EventType, Format, History, Process};
+use crate::history::{Event, EventType, Format, History, Process};
 use crate::intern::{ValueId, Values};
 use crate::ops::{Operation, Outcome};
 
@@ -106,18 +106,7 @@ impl CompactHistory {
     pub fn from_history(history: &History) -> Result<Self, Error> {
         let mut pairing = Pairing::new(history.name(), history.format());
         for (i, e) in history.events().iter().enumerate() {
-            pairing.event(
-                history.line_of(i),
-                LineEvent {
-                    index: Some(e.index),
-                    time: e.time,
-                    process: e.process,
-                    kind: e.kind,
-                    f: &e.f,
-                    key: e.key.as_ref().map(Spelled::Value),
-                    value: Spelled::Value(&e.value),
-                },
-            )?;
+            pairing.event(history.line_of(i), e.as_line_event(Some(e.index)))?;
         }
         pairing.finish(history.torn_line())
     }
@@ -335,6 +324,22 @@ impl Open {
     fn for_each(&mut self, mut f: impl FnMut(&mut OpRef)) {
         self.direct.iter_mut().flatten().for_each(&mut f);
         self.others.values_mut().for_each(f);
+    }
+}
+
+impl Event {
+    /// The event as the pairing takes it, its values already parsed, with the `index` its
+    /// line gave (`None`: the event's position in the history).
+    pub(crate) fn as_line_event(&self, index: Option<u64>) -> LineEvent<'_> {
+        LineEvent {
+            index,
+            time: self.time,
+            process: self.process,
+            kind: self.kind,
+            f: &self.f,
+            key: self.key.as_ref().map(Spelled::Value),
+            value: Spelled::Value(&self.value),
+        }
     }
 }
 

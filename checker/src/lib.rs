@@ -2,10 +2,13 @@
 //!
 //! - [`History`] reads the project's JSON Lines format ([`Event`], one per line), and
 //!   imports Jepsen console logs and EDN op maps ([`Format`]); [`JsonlWriter`] writes it.
-//! - [`check`] pairs invocations with completions, partitions the operations (by key),
-//!   and searches each partition in parallel for a linearization against a [`Model`];
-//!   the first illegal partition cancels the rest, and a time limit yields
-//!   [`Verdict::Unknown`].
+//! - [`CompactHistory`] is what checking needs of a history: its invocations paired with
+//!   their completions, kept by key, each operation a small record. It streams a file of
+//!   any size in every format, on every core ([`CompactHistory::read_file`]), or takes a
+//!   [`History`].
+//! - [`check_compact`] (and [`check`], for a [`History`]) searches each key's operations in
+//!   parallel for a linearization against a [`Model`]; the first illegal partition cancels
+//!   the rest, and a time or memory limit yields [`Verdict::Unknown`].
 //! - On a violation, [`Violation`] explains it: the longest linearizable prefix found,
 //!   the operation that cannot follow, the state there and why the model refuses it.
 //!

@@ -497,22 +497,6 @@ fn whole(format: Format, line: &str) -> Result<Option<(Event, Option<u64>)>, Ref
     }
 }
 
-impl Event {
-    /// The event as the pairing takes it, its values already parsed, with the `index` its
-    /// line gave (`None`: the event's position in the history).
-    fn as_line_event(&self, index: Option<u64>) -> LineEvent<'_> {
-        LineEvent {
-            index,
-            time: self.time,
-            process: self.process,
-            kind: self.kind,
-            f: &self.f,
-            key: self.key.as_ref().map(Spelled::Value),
-            value: Spelled::Value(&self.value),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
