@@ -4,7 +4,7 @@
 //! [`History`] keeps each event as it was written (for reports and exports); checking
 //! needs less. A [`CompactHistory`] is built as the events arrive (read straight from a
 //! file by [`CompactHistory::read_file`], or from a [`History`]): each invocation opens an
-//! operation of its process, each completion closes it. What is kept per operation is 72
+//! operation of its process, each completion closes it. What is kept per operation is 80
 //! bytes (numbers, the id of its function, and where the texts of its argument and result
 //! lie), in the [`KeyOps`] of its key, beside the texts of that key's values: the check
 //! takes a key's operations one after another, from memory that holds little else. Values
@@ -24,7 +24,7 @@ use crate::ops::{Operation, Outcome};
 /// No time, or no completion.
 const NEVER: u64 = u64::MAX;
 
-/// One operation, paired.
+/// One operation, paired: 80 bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct Op {
     pub(crate) process: u64,
@@ -46,6 +46,8 @@ pub(crate) struct Op {
     result: Text,
     pub(crate) f: u32,
 }
+
+const _: () = assert!(std::mem::size_of::<Op>() == 80);
 
 /// The operations of one key (or of none), in order of invocation, and their values' texts.
 #[derive(Debug, Default)]

@@ -1,13 +1,12 @@
-//! Interned values: every distinct key, argument and result of a history is held once,
-//! and operations refer to it by a 4-byte id.
+//! Interned keys: every distinct key of a history is held once, and operations refer to it
+//! by a 4-byte id, which decides their partition.
 //!
-//! A value arrives as the text a line spelled it in (JSON or EDN) or as a parsed
-//! [`Value`]. Its text is the fast way in: most values repeat (keys, the results of
-//! reads, the arguments echoed by completions), and a repeat costs a hash of a few bytes.
-//! Text seen for the first time is parsed, and the value's canonical form (compact JSON)
-//! decides its id, so that two spellings of one value (`[1, 2]` and `[1,2]`, `"k\u0031"`
-//! and `"k1"`, EDN's `:k1` and JSON's `"k1"`) share it: partitions are told apart by key
-//! ids, so equal keys must have equal ids.
+//! A key arrives as the text a line spelled it in (JSON or EDN) or as a parsed [`Value`].
+//! Its text is the fast way in: keys repeat on every line, and a repeat costs a hash of a
+//! few bytes. Text seen for the first time is parsed, and the value's canonical form
+//! (compact JSON) decides its id, so that two spellings of one value (`[1, 2]` and `[1,2]`,
+//! `"k\u0031"` and `"k1"`, EDN's `:k1` and JSON's `"k1"`) share it: partitions are told
+//! apart by key ids, so equal keys must have equal ids.
 
 use serde_json::Value;
 
