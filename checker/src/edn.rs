@@ -52,7 +52,144 @@ pub(crate) struct OpMap<'a, V> {
 /// needs the whole reader ([`parse_event`]): it is malformed, or uses what the quick
 /// reading leaves to it (comments, `#` forms, map keys that are not keywords).
 pub(crate) fn op_map_spans(text: &str) -> Option<OpMap<'_, &str>> {
-    op_map(text, Parser::span).ok()
+    jepsen_op_map(text).or_else(|| op_map(text, Parser::span).ok())
+}
+
+/// The op map of a line laid out as Jepsen writes them (`{:process 0, :type :invoke, :f :get,
+/// :key "9", :value nil}`: keyword keys; a number or `:nemesis`; keywords for the type and
+/// the function; strings, tokens or brackets for the rest), read in one pass over its bytes;
+/// `None` for anything else, which [`op_map`] then reads. Most of a large history's reading
+/// is here.
+fn jepsen_op_map(text: &str) -> Option<OpMap<'_, &str>> {
+    let s = text.as_bytes();
+    let mut i = 0;
+    let gap = |i: &mut usize| {
+        while matches!(s.get(*i), Some(b' ' | b',' | b'\t')) {
+            *i += 1;
+        }
+    };
+    let token = |i: &mut usize| {
+        let start = *i;
+        while s.get(*i).is_some_and(|&b| !is_delim(b)) {
+            *i += 1;
+        }
+        text.get(start..*i)
+    };
+    let number = |t: &str| -> Option<u64> {
+        (!t.is_empty() && t.bytes().all(|b| b.is_ascii_digit())).then(|| t.parse().ok())?
+    };
+    gap(&mut i);
+    if s.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    let (mut index, mut time, mut process, mut kind, mut f) = (None, None, None, None, None);
+    let (mut key, mut value, mut error) = (None, None, None);
+    loop {
+        gap(&mut i);
+        match s.get(i)? {
+            b'}' => {
+                i += 1;
+                break;
+            }
+            b':' => i += 1,
+            _ => return None,
+        }
+        let name = token(&mut i)?;
+        gap(&mut i);
+        let keyword = |i: &mut usize| {
+            if s.get(*i) != Some(&b':') {
+                return None;
+            }
+            *i += 1;
+            token(i).filter(|t| !t.is_empty())
+        };
+        let slot = match name {
+            "process" => {
+                process = Some(match s.get(i)? {
+                    b':' => match keyword(&mut i)? {
+                        "nemesis" => Process::Nemesis,
+                        _ => return None,
+                    },
+                    _ => Process::Client(number(token(&mut i)?)?),
+                });
+                continue;
+            }
+            "type" => {
+                kind = Some(match keyword(&mut i)? {
+                    "invoke" => EventType::Invoke,
+                    "ok" => EventType::Ok,
+                    "fail" => EventType::Fail,
+                    "info" => EventType::Info,
+                    _ => return None,
+                });
+                continue;
+            }
+            "f" => {
+                f = Some(Cow::Borrowed(keyword(&mut i)?));
+                continue;
+            }
+            "index" => {
+                index = Some(number(token(&mut i)?)?);
+                continue;
+            }
+            "time" => {
+                time = Some(number(token(&mut i)?)?);
+                continue;
+            }
+            "key" => &mut key,
+            "value" => &mut value,
+            "error" => &mut error,
+            _ => return None,
+        };
+        if slot.is_some() {
+            return None; // a repeated key: the whole reader decides
+        }
+        let start = i;
+        let mut depth = 0usize;
+        loop {
+            match *s.get(i)? {
+                b'"' => {
+                    i += 1;
+                    loop {
+                        match *s.get(i)? {
+                            b'"' => break,
+                            b'\\' => match s.get(i + 1)? {
+                                b'n' | b't' | b'r' | b'b' | b'f' | b'"' | b'\\' => i += 2,
+                                _ => return None,
+                            },
+                            _ => i += 1,
+                        }
+                    }
+                    i += 1;
+                }
+                b'[' | b'(' | b'{' if depth < MAX_DEPTH - 1 => {
+                    depth += 1;
+                    i += 1;
+                }
+                b']' | b')' | b'}' if depth > 0 => {
+                    depth -= 1;
+                    i += 1;
+                }
+                b' ' | b',' | b'\t' if depth > 0 => i += 1,
+                b'#' | b';' | b'[' | b'(' | b'{' | b']' | b')' | b'}' | b'\\' => return None,
+                _ => {
+                    if token(&mut i)?.is_empty() {
+                        return None;
+                    }
+                }
+            }
+            if depth == 0 {
+                break;
+            }
+        }
+        *slot = Some(text.get(start..i)?);
+    }
+    gap(&mut i);
+    if i != s.len() {
+        return None;
+    }
+    Some(OpMap { index, time, process: process?, kind: kind?, f: f?, key, value, error })
 }
 
 fn op_map<'a, V>(
@@ -487,6 +624,39 @@ mod tests {
         assert_eq!(parse(":timed-out").unwrap(), json!("timed-out"));
         assert_eq!(parse("#{1 2} ").unwrap(), json!([1, 2]));
         assert_eq!(parse("-3").unwrap(), json!(-3));
+    }
+
+    #[test]
+    fn the_jepsen_layout_reads_as_the_general_op_map_reader_reads_it() {
+        let lines = [
+            r#"{:process 5, :type :invoke, :f :put, :key "596", :value "x 5 0 y"}"#,
+            r#"{:type :ok, :process 12, :f :cas, :key [1 "a"], :value [3 (4 5)], :index 9, :time 77}"#,
+            r#"{:process :nemesis, :type :info, :f :start, :value nil, :error :timed-out}"#,
+            r#"  {:process 0 :type :fail :f :read :value "a \"q\" \\ b"}  "#,
+            r#"{:process 0, :type :ok, :f :read, :value {:a [1 2], "b" #{3}}}"#,
+            r#"{:process 0, :type :ok, :f :read, :value "\u0041"}"#,
+            r#"{:process +5, :type :ok, :f :read, :value 1}"#,
+            r#"{:process 5, :type ok, :f read, :value 1}"#,
+            r#"{:process 5, :type :ok, :f "read", :value 1, :extra 2}"#,
+            r#"{:process 5, :type :ok, :f :read, :value 1 ; a comment"#,
+            r#"{:process 5, :type :ok, :f :read, :key 1, :key 2}"#,
+            r#"{:process 5, :type :ok, :f :read, :value [1 2}"#,
+            r#"{:process 5, :type :ok, :f :read, :value}"#,
+            r#"{:process 5, :type :ok, :f :read, :value "x"} tail"#,
+            r#"{"process" 5, :type :ok, :f :read}"#,
+        ];
+        for line in lines {
+            let general = op_map(line, Parser::span).ok();
+            let Some(quick) = jepsen_op_map(line) else { continue };
+            let general = general.unwrap_or_else(|| panic!("only the quick reading reads {line}"));
+            fn fields<'a>(m: &OpMap<'a, &'a str>) -> impl PartialEq + std::fmt::Debug + 'a {
+                (m.index, m.time, m.process, m.kind, m.f.to_string(), m.key, m.value, m.error)
+            }
+            assert_eq!(fields(&quick), fields(&general), "{line}");
+        }
+        // the common layout takes the quick path
+        assert!(jepsen_op_map(lines[0]).is_some() && jepsen_op_map(lines[1]).is_some());
+        assert!(jepsen_op_map(lines[2]).is_some() && jepsen_op_map(lines[3]).is_some());
     }
 
     #[test]
