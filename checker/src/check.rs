@@ -131,28 +131,24 @@ pub fn check_compact<M: Model>(
     for (k, r) in unread.into_iter().zip(late) {
         runs[k as usize].read = Some(r);
     }
-    let mut first_error: Option<&(u64, Error)> = None;
-    let (mut operations, mut partitions) = (0, 0);
-    for run in &runs {
-        match run.read.as_ref().expect("every partition was read") {
-            Ok((kept, parsed)) => {
-                operations += parsed;
-                partitions += usize::from(*kept > 0);
-            }
-            Err(e) => {
-                if first_error.is_none_or(|first| e.0 < first.0) {
-                    first_error = Some(e);
-                }
-            }
+    // the error of the earliest operation that does not fit, whatever the searches found
+    let earliest = runs
+        .iter()
+        .enumerate()
+        .filter_map(|(k, r)| match &r.read {
+            Some(Err((at, _))) => Some((*at, k)),
+            _ => None,
+        })
+        .min();
+    if let Some((_, k)) = earliest {
+        if let Some(Err((_, e))) = runs.swap_remove(k).read {
+            return Err(e);
         }
     }
-    if let Some((at, _)) = first_error {
-        let at = *at;
-        let run = runs.into_iter().find(|r| matches!(&r.read, Some(Err((s, _))) if *s == at));
-        match run.and_then(|r| r.read) {
-            Some(Err((_, e))) => return Err(e),
-            _ => unreachable!("the earliest error was found above"),
-        }
+    let (mut operations, mut partitions) = (0, 0);
+    for (kept, parsed) in runs.iter().filter_map(|r| r.read.as_ref()?.as_ref().ok()) {
+        operations += parsed;
+        partitions += usize::from(*kept > 0);
     }
 
     let configurations = runs.iter().map(|r| r.configurations).sum();

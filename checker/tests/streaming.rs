@@ -244,3 +244,29 @@ fn devices_and_endless_lines_are_refused() {
     assert!(matches!(err, Error::Line { line: 1, .. }), "{err}");
     assert!(err.to_string().contains("longer than 1 MiB"), "{err}");
 }
+
+#[test]
+fn the_earliest_operation_that_does_not_fit_is_the_error_even_beside_a_violation() {
+    // key "b" is not linearizable; keys "c" and "a" each have a cas that is not a pair
+    let text = r#"{"process":0,"type":"invoke","f":"write","key":"b","value":1}
+{"process":0,"type":"ok","f":"write","key":"b","value":1}
+{"process":1,"type":"invoke","f":"read","key":"b","value":null}
+{"process":1,"type":"ok","f":"read","key":"b","value":2}
+{"process":4,"type":"invoke","f":"write","key":"c","value":1}
+{"process":4,"type":"ok","f":"write","key":"c","value":1}
+{"process":2,"type":"invoke","f":"cas","key":"c","value":7}
+{"process":2,"type":"ok","f":"cas","key":"c","value":7}
+{"process":3,"type":"invoke","f":"cas","key":"a","value":8}
+{"process":3,"type":"ok","f":"cas","key":"a","value":8}
+"#;
+    let h = CompactHistory::read("h", text.as_bytes(), Format::Jsonl).unwrap();
+    for threads in [1, 2] {
+        let options = CheckOptions { threads, ..CheckOptions::default() };
+        match check_compact(&CasRegister, &h, &options) {
+            Err(Error::Line { line: 7, message, .. }) => {
+                assert!(message.contains("cas"), "{message}")
+            }
+            other => panic!("expected the error of line 7, got {other:?}"),
+        }
+    }
+}
