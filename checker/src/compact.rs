@@ -267,7 +267,11 @@ impl Text {
     }
 }
 
+/// `null`, for an event without a value.
+pub(crate) static NULL: Value = Value::Null;
+
 /// A value as a line spelled it, or as already parsed.
+#[derive(Debug, PartialEq)]
 pub(crate) enum Spelled<'a> {
     /// Text in the history's format.
     Text(&'a [u8]),
@@ -275,7 +279,8 @@ pub(crate) enum Spelled<'a> {
     Value(&'a Value),
 }
 
-/// An event as read from a line, its values not yet interned.
+/// An event as read from a line, its key not yet interned.
+#[derive(Debug)]
 pub(crate) struct LineEvent<'a> {
     pub(crate) index: Option<u64>,
     pub(crate) time: Option<u64>,

@@ -1,24 +1,12 @@
 //! The quick reading of a JSON Lines event: its fields found, its key and value left as
-//! text for the value table to parse once per distinct spelling.
+//! their text (the pairing interns keys by it; values are parsed when the check needs them).
 //!
 //! It reads the lines the project writes and most others; anything else (an escaped
 //! field name, a duplicate field, a malformed line) is `None`, and the caller reads the
 //! line with `serde_json`, whose errors name the problem exactly.
 
+use crate::compact::{LineEvent, Spelled, NULL};
 use crate::history::{EventType, Process};
-
-/// The fields of one event; key and value as their JSON text.
-pub(crate) struct JsonEvent<'a> {
-    pub(crate) index: Option<u64>,
-    pub(crate) time: Option<u64>,
-    pub(crate) process: Process,
-    pub(crate) kind: EventType,
-    pub(crate) f: &'a str,
-    /// `None` when absent or `null` (as serde reads an `Option`).
-    pub(crate) key: Option<&'a [u8]>,
-    /// `None` when absent (`null` then).
-    pub(crate) value: Option<&'a [u8]>,
-}
 
 /// The deepest nesting the quick reading follows (serde_json's own limit).
 const MAX_DEPTH: usize = 128;
@@ -128,8 +116,9 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Reads `line` quickly, or `None` (see the module's documentation).
-pub(crate) fn parse(line: &str) -> Option<JsonEvent<'_>> {
+/// Reads `line` quickly, or `None` (see the module's documentation). A `null` key is no key
+/// (as serde reads an `Option`); an absent value is `null`.
+pub(crate) fn parse(line: &str) -> Option<LineEvent<'_>> {
     let mut c = Cursor { s: line.as_bytes(), pos: 0 };
     c.eat(b'{')?;
     let (mut index, mut time, mut process, mut kind, mut f) = (None, None, None, None, None);
@@ -206,7 +195,15 @@ pub(crate) fn parse(line: &str) -> Option<JsonEvent<'_>> {
     if c.pos != c.s.len() {
         return None;
     }
-    Some(JsonEvent { index, time, process: process?, kind: kind?, f: f?, key, value })
+    Some(LineEvent {
+        index,
+        time,
+        process: process?,
+        kind: kind?,
+        f: f?,
+        key: key.map(Spelled::Text),
+        value: value.map_or(Spelled::Value(&NULL), Spelled::Text),
+    })
 }
 
 #[cfg(test)]
@@ -223,16 +220,17 @@ mod tests {
             (e.index, e.time, e.process, e.kind, e.f),
             (Some(2), Some(1600000), Process::Client(1), EventType::Invoke, "cas")
         );
-        assert_eq!(e.key, Some(&b"\"k3\""[..]));
-        assert_eq!(e.value, Some(&b"[4, 1]"[..]));
+        assert_eq!(e.key, Some(Spelled::Text(b"\"k3\"")));
+        assert_eq!(e.value, Spelled::Text(b"[4, 1]"));
         let e = parse(
             r#" { "process" : "nemesis", "type":"info", "f":"kill", "key": null, "time": null } "#,
         )
         .unwrap();
-        assert_eq!((e.process, e.key, e.value, e.time), (Process::Nemesis, None, None, None));
+        assert_eq!((e.process, e.key, e.time), (Process::Nemesis, None, None));
+        assert_eq!(e.value, Spelled::Value(&NULL));
         let e = parse(r#"{"process":0,"type":"ok","f":"get","value":"a \"quoted\" \\ value"}"#)
             .unwrap();
-        assert_eq!(e.value, Some(&br#""a \"quoted\" \\ value""#[..]));
+        assert_eq!(e.value, Spelled::Text(br#""a \"quoted\" \\ value""#));
     }
 
     #[test]

@@ -10,8 +10,9 @@ use crate::ops::{Operation, Outcome};
 ///
 /// The checker partitions the operations by key (a model describes one object; objects
 /// are independent), calls [`Model::parse`] once per operation, and searches each
-/// partition for a linearization with [`Model::step`], starting from [`Model::init`]. States are interned and transitions
-/// memoised by the checker, so `step` is called once per distinct (state, operation).
+/// partition for a linearization with [`Model::step`], starting from [`Model::init`].
+/// States are interned and transitions memoised by the checker, so `step` is called once
+/// per distinct (state, operation).
 pub trait Model: Sync {
     /// The state of one partition.
     type State: Clone + Eq + Hash + Send;

@@ -14,9 +14,7 @@
 use std::io::{self, Read};
 use std::thread::JoinHandle;
 
-use serde_json::Value;
-
-use crate::compact::{CompactHistory, LineEvent, Pairing, Spelled, NO_KEY};
+use crate::compact::{CompactHistory, LineEvent, Pairing, Spelled, NO_KEY, NULL};
 use crate::error::Error;
 use crate::fasthash::FastMap;
 use crate::history::{Event, EventType, Format, Process, RawEvent, MAX_LINE_BYTES};
@@ -24,8 +22,6 @@ use crate::{edn, import, json_line};
 
 /// About how much of the input one block holds (it ends at a line's end).
 const BLOCK_BYTES: usize = 4 << 20;
-
-static NULL: Value = Value::Null;
 
 /// Why the whole reading refused a line: its message, and whether the line ended before
 /// it was whole (for a torn last line).
@@ -446,15 +442,7 @@ fn pair_block(
 /// The quick reading of a line, or `None` when it needs the whole one.
 fn quick(format: Format, line: &str) -> Option<LineEvent<'_>> {
     match format {
-        Format::Jsonl => json_line::parse(line).map(|e| LineEvent {
-            index: e.index,
-            time: e.time,
-            process: e.process,
-            kind: e.kind,
-            f: e.f,
-            key: e.key.map(Spelled::Text),
-            value: e.value.map_or(Spelled::Value(&NULL), Spelled::Text),
-        }),
+        Format::Jsonl => json_line::parse(line),
         Format::Edn => {
             let e = edn::op_map_spans(line)?;
             let std::borrow::Cow::Borrowed(f) = e.f else { return None };
