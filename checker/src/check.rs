@@ -224,6 +224,9 @@ struct Partition<O> {
     /// Its operations the search takes (positions among its key's), in order of invocation.
     ops: Vec<u32>,
     model_ops: Vec<O>,
+    /// Their real-time points: calls, and returns where the outcome is known.
+    calls: Vec<u64>,
+    rets: Vec<Option<u64>>,
     /// How many of its operations the model kept (before those nothing could observe were
     /// left out).
     parsed: usize,
@@ -237,13 +240,19 @@ fn parse_partition<M: Model>(model: &M, history: &CompactHistory, place: u32) ->
     let records = &history.keys[place as usize].ops;
     let mut ops = Vec::with_capacity(records.len());
     let mut model_ops = Vec::with_capacity(records.len());
-    for (i, record) in records.iter().enumerate() {
+    let (mut calls, mut rets) = (Vec::new(), Vec::new());
+    for (i, &seq) in records.iter().enumerate() {
+        history.prefetch(records.get(i + 8).copied(), records.get(i + 4).copied());
         let i = i as u32;
-        let op = history.operation((place, i)).map_err(|e| (record.seq, e))?;
+        let seq = u64::from(seq);
+        let op = history.operation((place, i)).map_err(|e| (seq, e))?;
         match model.parse(&op) {
             Ok(Some(m)) => {
                 ops.push(i);
                 model_ops.push(m);
+                let (call, ret) = history.points((place, i));
+                calls.push(call);
+                rets.push(ret);
             }
             Ok(None) => {}
             Err(e) => {
@@ -251,14 +260,13 @@ fn parse_partition<M: Model>(model: &M, history: &CompactHistory, place: u32) ->
                     (true, Some(c)) => c,
                     _ => op.invoke_line,
                 };
-                return Err((record.seq, Error::line(history.name(), line, e.message)));
+                return Err((seq, Error::line(history.name(), line, e.message)));
             }
         }
     }
     let parsed = ops.len();
     // Indeterminate operations that nothing could observe are taken to have had no effect.
-    let unknown: Vec<usize> =
-        (0..ops.len()).filter(|&j| history.points((place, ops[j])).1.is_none()).collect();
+    let unknown: Vec<usize> = (0..ops.len()).filter(|&j| rets[j].is_none()).collect();
     if !unknown.is_empty() {
         let mut dropped = vec![false; ops.len()];
         for j in unknown {
@@ -270,8 +278,12 @@ fn parse_partition<M: Model>(model: &M, history: &CompactHistory, place: u32) ->
         ops.retain(|_| keep.next().unwrap_or(true));
         let mut keep = dropped.iter().map(|&d| !d);
         model_ops.retain(|_| keep.next().unwrap_or(true));
+        let mut keep = dropped.iter().map(|&d| !d);
+        calls.retain(|_| keep.next().unwrap_or(true));
+        let mut keep = dropped.iter().map(|&d| !d);
+        rets.retain(|_| keep.next().unwrap_or(true));
     }
-    Ok(Partition { ops, model_ops, parsed })
+    Ok(Partition { ops, model_ops, calls, rets, parsed })
 }
 
 /// `f` over `items` on `threads` threads (the calling one among them), results in order.
@@ -394,9 +406,7 @@ fn schedule<M: Model>(
                 None => match parse_partition(model, history, i as u32) {
                     Ok(p) => {
                         let read = Ok((p.ops.len(), p.parsed));
-                        let (calls, rets): (Vec<u64>, Vec<Option<u64>>) =
-                            p.ops.iter().map(|&o| history.points((i as u32, o))).unzip();
-                        let search = Search::new(model, p.model_ops, &calls, &rets);
+                        let search = Search::new(model, p.model_ops, &p.calls, &p.rets);
                         q = lock();
                         q.runs[i].read = Some(read);
                         drop(q);

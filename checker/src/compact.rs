@@ -24,13 +24,10 @@ use crate::ops::{Operation, Outcome};
 /// No time, or no completion.
 const NEVER: u64 = u64::MAX;
 
-/// One operation, paired: 80 bytes.
-#[derive(Debug, Clone)]
+/// One operation, paired: 72 bytes.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Op {
     pub(crate) process: u64,
-    /// Its place among all invocations of the history (failed ones included): the order
-    /// of invocation across keys.
-    pub(crate) seq: u64,
     /// The `index` of the invocation and of the completion ([`NEVER`]: none).
     pub(crate) invoke_index: u64,
     pub(crate) complete_index: u64,
@@ -40,22 +37,23 @@ pub(crate) struct Op {
     /// The 1-based lines of the invocation and of the completion (0: none).
     pub(crate) invoke_line: u32,
     pub(crate) complete_line: u32,
-    /// The invocation's value, in its key's texts.
+    /// The invocation's value, in the history's texts.
     value: Text,
     /// The result of an `ok` completion; [`Text::UNKNOWN`] when the outcome is unknown.
     result: Text,
     pub(crate) f: u32,
 }
 
-const _: () = assert!(std::mem::size_of::<Op>() == 80);
+const _: () = assert!(std::mem::size_of::<Op>() == 72);
 
-/// The operations of one key (or of none), in order of invocation, and their values' texts.
+/// The operations of one key (or of none), in order of invocation: while pairing, their
+/// places in the array of all operations; once paired, where they lie in
+/// [`CompactHistory::ops`], together.
 #[derive(Debug, Default)]
 pub(crate) struct KeyOps {
     /// The key's id; `None` for the operations without a key.
     pub(crate) key: Option<ValueId>,
-    pub(crate) ops: Vec<Op>,
-    texts: Vec<u8>,
+    pub(crate) ops: Vec<u32>,
 }
 
 /// Where an operation is: its key's place in [`CompactHistory::keys`], and its own there.
@@ -81,6 +79,10 @@ pub struct CompactHistory {
     pub(crate) torn_line: Option<usize>,
     /// The keys.
     pub(crate) values: Values,
+    /// The operations, each key's together in order of invocation, and their values'
+    /// texts (in order of invocation).
+    ops: Vec<Op>,
+    texts: Vec<u8>,
     pub(crate) keys: Vec<KeyOps>,
     functions: Vec<Box<str>>,
     len: usize,
@@ -143,27 +145,50 @@ impl CompactHistory {
     /// to here).
     pub fn operations(&self) -> impl Iterator<Item = Result<Operation<'_>, Error>> + '_ {
         // a merge of the keys' operations, each key's in order of invocation already
-        let mut next: std::collections::BinaryHeap<std::cmp::Reverse<(u64, u32, u32)>> = self
+        let mut next: std::collections::BinaryHeap<std::cmp::Reverse<(u32, u32, u32)>> = self
             .keys
             .iter()
             .enumerate()
-            .filter_map(|(k, ops)| Some(std::cmp::Reverse((ops.ops.first()?.seq, k as u32, 0))))
+            .filter_map(|(k, ops)| Some(std::cmp::Reverse((*ops.ops.first()?, k as u32, 0))))
             .collect();
         std::iter::from_fn(move || {
             let std::cmp::Reverse((_, k, pos)) = next.pop()?;
-            if let Some(op) = self.keys[k as usize].ops.get(pos as usize + 1) {
-                next.push(std::cmp::Reverse((op.seq, k, pos + 1)));
+            if let Some(&op) = self.keys[k as usize].ops.get(pos as usize + 1) {
+                next.push(std::cmp::Reverse((op, k, pos + 1)));
             }
             Some(self.operation((k, pos)))
         })
     }
 
+    /// An operation as paired.
+    pub(crate) fn op(&self, (k, pos): OpRef) -> &Op {
+        &self.ops[self.keys[k as usize].ops[pos as usize] as usize]
+    }
+
+    /// Hints to the processor that the operation at `op` (a place in
+    /// [`CompactHistory::ops`]) and the value texts of the one at `texts_of` are wanted
+    /// soon: a key's operations are spread over the array, and read one after another each
+    /// would wait for memory.
+    pub(crate) fn prefetch(&self, op: Option<u32>, texts_of: Option<u32>) {
+        if let Some(o) = op {
+            prefetch(&self.ops[o as usize]);
+        }
+        if let Some(o) = texts_of {
+            let op = &self.ops[o as usize];
+            for t in [op.value, op.result] {
+                if let Some(b) = t.first_byte(&self.texts) {
+                    prefetch(b);
+                }
+            }
+        }
+    }
+
     /// An operation, its values parsed.
-    pub(crate) fn operation(&self, (k, pos): OpRef) -> Result<Operation<'_>, Error> {
-        let key = &self.keys[k as usize];
-        let op = &key.ops[pos as usize];
+    pub(crate) fn operation(&self, at: OpRef) -> Result<Operation<'_>, Error> {
+        let key = &self.keys[at.0 as usize];
+        let op = self.op(at);
         let value = |t: Text, line: u32| {
-            t.value(&key.texts).map_err(|m| {
+            t.value(&self.texts).map_err(|m| {
                 Error::line(&self.name, line as usize, format!("invalid event: bad value: {m}"))
             })
         };
@@ -193,8 +218,8 @@ impl CompactHistory {
 
     /// The real-time points of an operation's call and, when its outcome is known, its
     /// return.
-    pub(crate) fn points(&self, (k, pos): OpRef) -> (u64, Option<u64>) {
-        let op = &self.keys[k as usize].ops[pos as usize];
+    pub(crate) fn points(&self, at: OpRef) -> (u64, Option<u64>) {
+        let op = self.op(at);
         let known = op.result != Text::UNKNOWN;
         if self.use_time {
             (op.call_time, known.then_some(op.ret_time))
@@ -205,16 +230,13 @@ impl CompactHistory {
 
     /// The bytes the history holds, roughly.
     pub fn bytes(&self) -> usize {
-        let keys: usize = self
-            .keys
-            .iter()
-            .map(|k| k.ops.capacity() * std::mem::size_of::<Op>() + k.texts.capacity() + 64)
-            .sum();
-        keys + self.values.bytes()
+        let keys = self.keys.capacity() * std::mem::size_of::<KeyOps>();
+        let ops = self.ops.capacity() * std::mem::size_of::<Op>();
+        keys + ops + self.texts.capacity() + self.values.bytes()
     }
 }
 
-/// Where a value's text lies in its key's texts: its offset (42 bits), its length (21 bits:
+/// Where a value's text lies in the history's texts: its offset (42 bits), its length (21 bits:
 /// a line is at most 1 MiB) and its format (the top bit: JSON, or EDN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Text(u64);
@@ -224,8 +246,6 @@ impl Text {
     const UNKNOWN: Text = Text(u64::MAX);
     /// The result of an operation that completed with `fail` (dropped when pairing ends).
     const FAILED: Text = Text(u64::MAX - 1);
-    /// The value of an operation moved to another key (dropped when pairing ends).
-    const MOVED: Text = Text(u64::MAX - 2);
     const EDN: u64 = 1 << 63;
     const LEN_BITS: u32 = 21;
     const OFFSET_BITS: u32 = 42;
@@ -233,7 +253,7 @@ impl Text {
     fn push(texts: &mut Vec<u8>, text: &[u8], edn: bool) -> Text {
         debug_assert!(text.len() < 1 << Text::LEN_BITS);
         let offset = texts.len() as u64;
-        assert!(offset < 1 << Text::OFFSET_BITS, "more than 4 TiB of values in one key");
+        assert!(offset < 1 << Text::OFFSET_BITS, "more than 4 TiB of values");
         texts.extend_from_slice(text);
         Text(offset | (text.len() as u64) << Text::OFFSET_BITS | if edn { Text::EDN } else { 0 })
     }
@@ -242,6 +262,14 @@ impl Text {
         let offset = (self.0 & ((1 << Text::OFFSET_BITS) - 1)) as usize;
         let len = ((self.0 >> Text::OFFSET_BITS) & ((1 << Text::LEN_BITS) - 1)) as usize;
         &texts[offset..offset + len]
+    }
+
+    /// The first byte of the text, if it is one.
+    fn first_byte(self, texts: &[u8]) -> Option<&u8> {
+        match self {
+            Text::UNKNOWN | Text::FAILED => None,
+            t => texts.get((t.0 & ((1 << Text::OFFSET_BITS) - 1)) as usize),
+        }
     }
 
     fn is_edn(self) -> bool {
@@ -291,7 +319,8 @@ pub(crate) struct LineEvent<'a> {
     pub(crate) value: Spelled<'a>,
 }
 
-/// The operation in progress of each process: a table for process numbers below
+/// The operation in progress of each process (its key's place, its own in
+/// [`CompactHistory::ops`]): a table for process numbers below
 /// [`Open::DIRECT`] (Jepsen numbers its clients from 0, a new number after each `info`), a
 /// map for the rest.
 #[derive(Default)]
@@ -327,11 +356,6 @@ impl Open {
             false => self.others.remove(&p),
         }
     }
-
-    fn for_each(&mut self, mut f: impl FnMut(&mut OpRef)) {
-        self.direct.iter_mut().flatten().for_each(&mut f);
-        self.others.values_mut().for_each(f);
-    }
 }
 
 impl Event {
@@ -362,6 +386,8 @@ pub(crate) struct Pairing {
     edn: bool,
     /// The keys.
     values: Values,
+    ops: Vec<Op>,
+    texts: Vec<u8>,
     keys: Vec<KeyOps>,
     /// Each key id's place in `keys`.
     key_place: Vec<u32>,
@@ -374,9 +400,8 @@ pub(crate) struct Pairing {
     /// Each process's operation in progress.
     open: Open,
     events: u64,
-    invocations: u64,
     nemesis_events: usize,
-    /// Operations failed or moved, to drop at the end.
+    /// Operations failed, to drop at the end.
     dropped: usize,
     all_timed: bool,
     /// The first completion timed before its invocation: (its line, the invocation's). An
@@ -406,6 +431,8 @@ impl Pairing {
             },
             edn: format != Format::Jsonl,
             values: Values::default(),
+            ops: Vec::new(),
+            texts: Vec::new(),
             keys: Vec::new(),
             key_place: Vec::new(),
             no_key: None,
@@ -414,7 +441,6 @@ impl Pairing {
             function_ids: FastMap::default(),
             open: Open::default(),
             events: 0,
-            invocations: 0,
             nemesis_events: 0,
             dropped: 0,
             all_timed: true,
@@ -452,8 +478,8 @@ impl Pairing {
         })
     }
 
-    /// A value's text in its key's texts; the invocation's own when a completion repeats it.
-    fn text(&mut self, place: u32, v: &Spelled<'_>, same_as: Option<Text>) -> Text {
+    /// A value's text in the texts; the invocation's own when a completion repeats it.
+    fn text(&mut self, v: &Spelled<'_>, same_as: Option<Text>) -> Text {
         let (text, edn) = match *v {
             Spelled::Text(t) => (t, self.edn),
             Spelled::Value(v) => {
@@ -462,10 +488,9 @@ impl Pairing {
                 (&self.json[..], false)
             }
         };
-        let texts = &mut self.keys[place as usize].texts;
         match same_as {
-            Some(t) if t.is_edn() == edn && t.get(texts) == text => t,
-            _ => Text::push(texts, text, edn),
+            Some(t) if t.is_edn() == edn && t.get(&self.texts) == text => t,
+            _ => Text::push(&mut self.texts, text, edn),
         }
     }
 
@@ -529,19 +554,22 @@ impl Pairing {
         let time = e.time.unwrap_or(NEVER);
         let err = |m: String| Error::line(&self.name, line, m);
         if e.kind == EventType::Invoke {
-            if let Some((k, o)) = self.open.get(p) {
-                let from = self.keys[k as usize].ops[o as usize].invoke_line;
+            if let Some((_, o)) = self.open.get(p) {
+                let from = self.ops[o as usize].invoke_line;
                 return Err(err(format!(
                     "process {p} invokes an operation while its operation from line {from} is still in progress"
                 )));
             }
+            let Ok(seq) = u32::try_from(self.ops.len()) else {
+                return Err(err("more than 2^32 operations: too long a history".into()));
+            };
             let place = self.place(key);
-            let value = self.text(place, &e.value, None);
-            let ops = &mut self.keys[place as usize].ops;
-            self.open.insert(p, (place, ops.len() as u32));
-            ops.push(Op {
+            let value = self.text(&e.value, None);
+            self.keys[place as usize].ops.push(seq);
+            self.open.insert(p, (place, seq));
+            self.ops.push(Op {
                 process: p,
-                seq: self.invocations,
+
                 invoke_index: index,
                 complete_index: NEVER,
                 call_time: time,
@@ -552,16 +580,15 @@ impl Pairing {
                 result: Text::UNKNOWN,
                 f,
             });
-            self.invocations += 1;
             return Ok(());
         }
-        let Some((mut place, mut o)) = self.open.remove(p) else {
+        let Some((place, o)) = self.open.remove(p) else {
             return Err(err(format!(
                 "completion ({}) without an invocation: process {p} has no operation in progress",
                 e.kind
             )));
         };
-        let op = &self.keys[place as usize].ops[o as usize];
+        let op = &self.ops[o as usize];
         if op.f != f {
             return Err(err(format!(
                 "completion of {:?} does not match the invocation of {:?} at line {}",
@@ -579,19 +606,19 @@ impl Pairing {
                 )))
             }
             // the key comes with the completion: the operation moves to that key
-            None if key != NO_KEY => (place, o) = self.move_to(place, o, key),
+            None if key != NO_KEY => self.move_to(place, o, key),
             _ => {}
         }
-        let op = &self.keys[place as usize].ops[o as usize];
+        let op = &self.ops[o as usize];
         if time != NEVER && op.call_time != NEVER && time < op.call_time {
             self.backwards.get_or_insert((line, op.invoke_line as usize));
         }
         let invoked = op.value;
         let result = match e.kind {
-            EventType::Ok => Some(self.text(place, &e.value, Some(invoked))),
+            EventType::Ok => Some(self.text(&e.value, Some(invoked))),
             _ => None,
         };
-        let op = &mut self.keys[place as usize].ops[o as usize];
+        let op = &mut self.ops[o as usize];
         op.complete_index = index;
         op.complete_line = line32;
         match e.kind {
@@ -609,26 +636,18 @@ impl Pairing {
         Ok(())
     }
 
-    /// Moves an operation invoked without a key to `key` (its completion named it), where
-    /// it keeps its order of invocation; the old place is dropped at the end.
-    fn move_to(&mut self, place: u32, o: u32, key: ValueId) -> OpRef {
+    /// Moves operation `o`, invoked without a key, from `place` to `key` (its completion
+    /// named it), where it keeps its order of invocation.
+    fn move_to(&mut self, place: u32, o: u32, key: ValueId) {
+        let from = &mut self.keys[place as usize].ops;
+        // it was invoked lately: look from the end
+        if let Some(at) = from.iter().rposition(|&other| other == o) {
+            from.remove(at);
+        }
         let to = self.place(key);
-        let from = &mut self.keys[place as usize];
-        let mut op = from.ops[o as usize].clone();
-        let text = op.value.get(&from.texts).to_vec();
-        from.ops[o as usize].value = Text::MOVED;
-        self.dropped += 1;
-        let to_key = &mut self.keys[to as usize];
-        op.value = Text::push(&mut to_key.texts, &text, op.value.is_edn());
-        let at = to_key.ops.partition_point(|other| other.seq < op.seq);
-        to_key.ops.insert(at, op);
-        // the operations after it there moved up one: those still open are found again
-        self.open.for_each(|r| {
-            if r.0 == to && r.1 >= at as u32 {
-                r.1 += 1;
-            }
-        });
-        (to, at as u32)
+        let to_key = &mut self.keys[to as usize].ops;
+        let at = to_key.partition_point(|&other| other < o);
+        to_key.insert(at, o);
     }
 
     /// Ends the pairing: operations still open never completed (their outcome is unknown).
@@ -643,19 +662,20 @@ impl Pairing {
                 format!("completion time is before its invocation's time (line {from})"),
             ));
         }
-        let mut len = 0;
-        for k in &mut self.keys {
-            if self.dropped > 0 {
-                k.ops.retain(|op| op.result != Text::FAILED && op.value != Text::MOVED);
+        if self.dropped > 0 {
+            for k in &mut self.keys {
+                k.ops.retain(|&o| self.ops[o as usize].result != Text::FAILED);
             }
-            len += k.ops.len();
         }
         self.keys.retain(|k| !k.ops.is_empty());
+        let len = self.keys.iter().map(|k| k.ops.len()).sum();
         Ok(CompactHistory {
             name: self.name,
             format: self.format,
             torn_line,
             values: self.values,
+            ops: self.ops,
+            texts: self.texts,
             keys: self.keys,
             functions: self.functions,
             len,
@@ -663,6 +683,19 @@ impl Pairing {
             use_time: self.all_timed,
         })
     }
+}
+
+/// Asks the processor to bring `t` into its cache (a hint: nothing is read or written).
+#[inline]
+fn prefetch<T>(t: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing and cannot fault, and SSE is part of x86-64.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((t as *const T).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = t;
 }
 
 #[cfg(test)]
@@ -716,7 +749,7 @@ mod tests {
 {"process":1,"type":"ok","f":"write","key":"a","value":2}"#);
         assert_eq!((h.len(), h.keys.len()), (3, 1));
         let lines: Vec<_> =
-            h.keys[0].ops.iter().map(|op| (op.invoke_line, op.complete_line)).collect();
+            (0..3).map(|i| h.op((0, i))).map(|op| (op.invoke_line, op.complete_line)).collect();
         assert_eq!(lines, [(1, 4), (2, 6), (3, 5)]);
         let values: Vec<_> = h.operations().map(|op| op.unwrap().value).collect();
         assert_eq!(values, [json!(1), json!(2), json!(3)]);

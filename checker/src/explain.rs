@@ -44,7 +44,7 @@ impl OpSummary {
     /// (Its values parsed when the check took it into the model's terms.)
     pub(crate) fn new(history: &CompactHistory, at: OpRef) -> Self {
         let op = history.operation(at).expect("the check parsed this operation's values");
-        let record = &history.keys[at.0 as usize].ops[at.1 as usize];
+        let record = history.op(at);
         OpSummary {
             process: op.process,
             description: describe_operation(&op),
