@@ -249,17 +249,29 @@ fn detect(name: &str, batch: &[Block], lines_before: usize) -> Result<Option<For
 /// Numbers the distinct spellings of a block's keys or functions.
 #[derive(Default)]
 struct Local<'b> {
-    ids: FastMap<&'b [u8], u32>,
+    /// Spellings of up to 15 bytes, packed with their length into one number (most are:
+    /// hashing and comparing a number is a fraction of hashing and comparing a slice).
+    short: FastMap<u128, u32>,
+    long: FastMap<&'b [u8], u32>,
     spans: Vec<Span>,
 }
 
 impl<'b> Local<'b> {
     fn id(&mut self, block: &'b [u8], text: &'b [u8]) -> u32 {
         let next = self.spans.len() as u32;
-        *self.ids.entry(text).or_insert_with(|| {
+        let id = match text.len() {
+            0..16 => {
+                let mut packed = [0u8; 16];
+                packed[..text.len()].copy_from_slice(text);
+                packed[15] = text.len() as u8;
+                *self.short.entry(u128::from_le_bytes(packed)).or_insert(next)
+            }
+            _ => *self.long.entry(text).or_insert(next),
+        };
+        if id == next {
             self.spans.push(span(block, text));
-            next
-        })
+        }
+        id
     }
 }
 
