@@ -669,6 +669,9 @@ impl Pairing {
         }
         self.keys.retain(|k| !k.ops.is_empty());
         let len = self.keys.iter().map(|k| k.ops.len()).sum();
+        // the arrays grew by doubling: give back what they will never use
+        self.ops.shrink_to_fit();
+        self.texts.shrink_to_fit();
         Ok(CompactHistory {
             name: self.name,
             format: self.format,
