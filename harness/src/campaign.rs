@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::exit;
 use crate::nemesis::FaultKind;
 pub use crate::shard::{in_shard, parse_shard};
-use crate::system::{System, SystemArgs};
+use crate::system::SystemArgs;
 
 /// Options of a campaign.
 #[derive(clap::Args, Clone, Debug, Serialize)]
@@ -263,13 +263,7 @@ pub fn run(args: CampaignArgs) -> i32 {
             args.target.system.check_faults(n, &mut FaultKind::parse_list(n)?)?;
         }
         if let Some(bug) = &args.bug {
-            if args.target.system != System::Gauntlet {
-                let name = args.target.system.name();
-                return Err(format!("--bug: --system {name} has no bugs to plant"));
-            }
-            if bug != "stale-read" {
-                bug.parse::<raft::Bug>().map_err(|e| e.to_string())?;
-            }
+            crate::run::check_bug(args.target.system, bug)?;
         }
         args.target.validate()?;
         Ok((shard, duration))

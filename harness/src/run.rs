@@ -172,10 +172,7 @@ fn validate(args: &RunArgs) -> Result<(Workload, Vec<FaultKind>), String> {
     args.target.validate()?;
     validate_system(args)?;
     if let Some(bug) = &args.bug {
-        if bug != "stale-read" {
-            bug.parse::<raft::Bug>()
-                .map_err(|e| format!("--bug: {e}; or the node-level stale-read"))?;
-        }
+        check_bug(args.target.system, bug)?;
     }
     if args.nodes == 0 || args.concurrency == 0 || args.keys == 0 {
         return Err("--nodes, --concurrency and --keys must be at least 1".into());
@@ -205,12 +202,22 @@ fn validate(args: &RunArgs) -> Result<(Workload, Vec<FaultKind>), String> {
     Ok((workload, kinds))
 }
 
+/// Whether `bug` can be planted in `system`'s nodes (for `gauntlet run` and campaigns).
+pub(crate) fn check_bug(system: System, bug: &str) -> Result<(), String> {
+    if system != System::Gauntlet {
+        let name = system.name();
+        return Err(format!("--bug plants bugs in gauntlet's nodes; --system {name} has none"));
+    }
+    if bug != "stale-read" {
+        bug.parse::<raft::Bug>()
+            .map_err(|e| format!("--bug: {e}; or the node-level stale-read"))?;
+    }
+    Ok(())
+}
+
 /// The run's options that depend on the system.
 fn validate_system(args: &RunArgs) -> Result<(), String> {
     let system = args.target.system.name();
-    if args.target.system != System::Gauntlet && args.bug.is_some() {
-        return Err(format!("--bug plants bugs in gauntlet's nodes; --system {system} has none"));
-    }
     if !args.target.has_sessions() && args.client_retries.is_some_and(|r| r > 0) {
         return Err(format!(
             "--client-retries: --system {system} has no client sessions, so a resent write may \
