@@ -46,9 +46,8 @@ pub(crate) struct Op {
 
 const _: () = assert!(std::mem::size_of::<Op>() == 72);
 
-/// The operations of one key (or of none), in order of invocation: while pairing, their
-/// places in the array of all operations; once paired, where they lie in
-/// [`CompactHistory::ops`], together.
+/// The operations of one key (or of none), in order of invocation, as their places in the
+/// array of all operations ([`CompactHistory::ops`]).
 #[derive(Debug, Default)]
 pub(crate) struct KeyOps {
     /// The key's id; `None` for the operations without a key.
@@ -79,8 +78,9 @@ pub struct CompactHistory {
     pub(crate) torn_line: Option<usize>,
     /// The keys.
     pub(crate) values: Values,
-    /// The operations, each key's together in order of invocation, and their values'
-    /// texts (in order of invocation).
+    /// Every operation in order of invocation (failed ones too, which no key lists), and
+    /// their values' texts. One array written in order, not one per key: the pairing's
+    /// stores stay sequential, where a thousand keys' arrays would each wait for memory.
     ops: Vec<Op>,
     texts: Vec<u8>,
     pub(crate) keys: Vec<KeyOps>,
@@ -569,7 +569,6 @@ impl Pairing {
             self.open.insert(p, (place, seq));
             self.ops.push(Op {
                 process: p,
-
                 invoke_index: index,
                 complete_index: NEVER,
                 call_time: time,
