@@ -56,71 +56,173 @@ pub struct AppliedEntry {
     pub durable: bool,
 }
 
-/// One line of `events.jsonl`. Which optional fields are present depends on `event`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// One line of `events.jsonl`: when, which node, in which term, and what happened.
+///
+/// ```
+/// use checker::safety::{NodeEvent, NodeEventKind};
+/// let line = r#"{"time_ms":5,"node":2,"term":3,"event":"became-leader","last_index":9}"#;
+/// let e: NodeEvent = serde_json::from_str(line)?;
+/// assert_eq!(e.kind, NodeEventKind::BecameLeader { last_index: 9 });
+/// assert_eq!(serde_json::to_string(&e)?, line);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeEvent {
     /// Wall-clock time of the event, milliseconds since the Unix epoch.
     #[serde(default)]
     pub time_ms: Option<u64>,
     /// The node.
     pub node: u64,
-    /// `started` and `restarted` (with the hard state recovered: `term` and `vote`), `refused`
-    /// (a start that found storage it cannot trust: `reason`),
-    /// `became-leader`, `stepped-down`, `vote-granted` (`candidate`, the candidate's
-    /// `candidate_last_index` and `candidate_last_term`, the node's own `last_index` and
-    /// `last_term`), `higher-term` (a message
-    /// of a higher term was stepped: `from`, `message`, `granted`, `message_term`, the node's
-    /// `term` before and `term_after`, `role_before`) or `leader-commit` (where a leadership's commit index
-    /// first moved: `index`, `entry_term`).
-    pub event: String,
-    /// The term the event happened in.
+    /// The term the event happened in (for a start, the term it recovered; none when its
+    /// storage could not be opened).
     #[serde(default)]
     pub term: Option<u64>,
-    /// The node's last log index (on start and restart, and when it granted a vote).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_index: Option<u64>,
-    /// The term of the node's last log entry when it granted a vote.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_term: Option<u64>,
-    /// The vote recovered on a start or restart.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vote: Option<u64>,
-    /// Whom a vote was granted to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub candidate: Option<u64>,
-    /// The last log index the candidate's vote request carried.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub candidate_last_index: Option<u64>,
-    /// The last log term the candidate's vote request carried.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub candidate_last_term: Option<u64>,
-    /// The sender of a message of a higher term.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<u64>,
-    /// The kind of a message of a higher term (`AppendEntries`, `PreVoteResponse`, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// Whether a (pre-)vote response of a higher term granted the vote.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub granted: Option<bool>,
-    /// The term a message of a higher term carried.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message_term: Option<u64>,
-    /// The node's term after it stepped a message of a higher term.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub term_after: Option<u64>,
-    /// The node's role before it stepped a message of a higher term (`Leader`, `Follower`, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role_before: Option<String>,
-    /// Why a `refused` start refused (the node then exited without serving).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// The index where a leader's commit index first moved.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub index: Option<u64>,
-    /// The term of the entry at `index`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub entry_term: Option<u64>,
+    /// What happened, named by the line's `event` field.
+    #[serde(flatten)]
+    pub kind: NodeEventKind,
+}
+
+impl NodeEvent {
+    /// An event of `node` in `term`, without a time.
+    pub fn new(node: u64, term: Option<u64>, kind: NodeEventKind) -> Self {
+        NodeEvent { time_ms: None, node, term, kind }
+    }
+}
+
+/// What a [`NodeEvent`] records, with the fields each kind has.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum NodeEventKind {
+    /// A first start (on empty storage), with the hard state recovered (its term is the
+    /// event's).
+    Started {
+        /// The vote recovered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vote: Option<u64>,
+        /// The last log index recovered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_index: Option<u64>,
+    },
+    /// A start on existing storage, with the hard state recovered.
+    Restarted {
+        /// The vote recovered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vote: Option<u64>,
+        /// The last log index recovered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_index: Option<u64>,
+    },
+    /// A start that found storage it cannot trust (the node then exited without serving).
+    Refused {
+        /// Why it refused.
+        reason: String,
+        /// The vote recovered, when the storage could be opened.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vote: Option<u64>,
+        /// The last log index recovered, when the storage could be opened.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_index: Option<u64>,
+    },
+    /// The node stopped on an error (a failed sync, say) instead of carrying on.
+    Failed {
+        /// The error.
+        reason: String,
+    },
+    /// The node became leader.
+    BecameLeader {
+        /// Its last log index then.
+        last_index: u64,
+    },
+    /// The node stopped leading.
+    SteppedDown {
+        /// Its last log index then.
+        last_index: u64,
+    },
+    /// The node granted its vote (the message went out after the vote's sync).
+    VoteGranted {
+        /// Whom to.
+        candidate: u64,
+        /// The last log index the vote request carried (absent: an empty log).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        candidate_last_index: Option<u64>,
+        /// The last log term the vote request carried.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        candidate_last_term: Option<u64>,
+        /// The node's own last log index when it decided.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_index: Option<u64>,
+        /// The node's own last log term when it decided.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_term: Option<u64>,
+    },
+    /// The node stepped a message of a higher term than its own (the event's term is the
+    /// node's before).
+    HigherTerm {
+        /// The sender.
+        from: u64,
+        /// The message's kind (`AppendEntries`, `PreVoteResponse`, ...).
+        message: String,
+        /// Whether a (pre-)vote response granted the vote.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        granted: Option<bool>,
+        /// The term the message carried.
+        message_term: u64,
+        /// The node's term after it stepped the message.
+        term_after: u64,
+        /// The node's role before (`Leader`, `Follower`, ...).
+        role_before: String,
+    },
+    /// Where a leadership's commit index first moved.
+    LeaderCommit {
+        /// The index.
+        index: u64,
+        /// The term of its entry.
+        entry_term: u64,
+    },
+    /// An event this reader does not know (a newer writer's); the checks pass it by.
+    #[serde(other)]
+    Other,
+}
+
+impl NodeEventKind {
+    /// The kind's name, as the `event` field spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            NodeEventKind::Started { .. } => "started",
+            NodeEventKind::Restarted { .. } => "restarted",
+            NodeEventKind::Refused { .. } => "refused",
+            NodeEventKind::Failed { .. } => "failed",
+            NodeEventKind::BecameLeader { .. } => "became-leader",
+            NodeEventKind::SteppedDown { .. } => "stepped-down",
+            NodeEventKind::VoteGranted { .. } => "vote-granted",
+            NodeEventKind::HigherTerm { .. } => "higher-term",
+            NodeEventKind::LeaderCommit { .. } => "leader-commit",
+            NodeEventKind::Other => "other",
+        }
+    }
+
+    /// Whether this is a start of the node: `started`, `restarted` or `refused`.
+    pub fn is_start(&self) -> bool {
+        matches!(
+            self,
+            NodeEventKind::Started { .. }
+                | NodeEventKind::Restarted { .. }
+                | NodeEventKind::Refused { .. }
+        )
+    }
+
+    /// The last log index the event records, if it records one.
+    pub fn last_index(&self) -> Option<u64> {
+        match *self {
+            NodeEventKind::Started { last_index, .. }
+            | NodeEventKind::Restarted { last_index, .. }
+            | NodeEventKind::Refused { last_index, .. }
+            | NodeEventKind::VoteGranted { last_index, .. } => last_index,
+            NodeEventKind::BecameLeader { last_index }
+            | NodeEventKind::SteppedDown { last_index } => Some(last_index),
+            _ => None,
+        }
+    }
 }
 
 /// What one node left behind.
@@ -308,8 +410,8 @@ fn check_in_order(nodes: &[NodeRecord]) -> SafetyCheck {
 fn check_one_leader_per_term(nodes: &[NodeRecord]) -> SafetyCheck {
     let mut leaders: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
     for n in nodes {
-        for e in n.events.iter().filter(|e| e.event == "became-leader") {
-            if let Some(term) = e.term {
+        for e in &n.events {
+            if let (NodeEventKind::BecameLeader { .. }, Some(term)) = (&e.kind, e.term) {
                 leaders.entry(term).or_default().insert(n.node);
             }
         }
@@ -351,23 +453,20 @@ fn check_votes_durable(nodes: &[NodeRecord]) -> SafetyCheck {
         let mut granted: BTreeMap<u64, u64> = BTreeMap::new();
         for e in &n.events {
             let Some(term) = e.term else { continue };
-            match e.event.as_str() {
-                "vote-granted" => {
-                    let Some(candidate) = e.candidate else { continue };
-                    match granted.get(&term) {
-                        Some(&first) if first != candidate => violations.push(format!(
-                            "node {} granted its vote in term {term} to {first}, then to {candidate}",
-                            n.node
-                        )),
-                        Some(_) => {}
-                        None => {
-                            granted.insert(term, candidate);
-                        }
+            match e.kind {
+                NodeEventKind::VoteGranted { candidate, .. } => match granted.get(&term) {
+                    Some(&first) if first != candidate => violations.push(format!(
+                        "node {} granted its vote in term {term} to {first}, then to {candidate}",
+                        n.node
+                    )),
+                    Some(_) => {}
+                    None => {
+                        granted.insert(term, candidate);
                     }
-                }
+                },
                 // A refused start records the hard state it recovered too: it lost the vote
                 // all the same, even though the node did not run on it.
-                "restarted" | "refused" => {
+                NodeEventKind::Restarted { vote, .. } | NodeEventKind::Refused { vote, .. } => {
                     if let Some(&voted_term) = granted.keys().next_back() {
                         if voted_term > term {
                             violations.push(format!(
@@ -378,12 +477,12 @@ fn check_votes_durable(nodes: &[NodeRecord]) -> SafetyCheck {
                         }
                     }
                     if let Some(&candidate) = granted.get(&term) {
-                        if e.vote != Some(candidate) {
+                        if vote != Some(candidate) {
                             violations.push(format!(
                                 "node {} granted its vote in term {term} to {candidate}, then \
                                  restarted in term {term} with vote {}",
                                 n.node,
-                                e.vote.map_or("none".to_string(), |v| v.to_string())
+                                vote.map_or("none".to_string(), |v| v.to_string())
                             ));
                         }
                     }
@@ -398,10 +497,17 @@ fn check_votes_durable(nodes: &[NodeRecord]) -> SafetyCheck {
 fn check_votes_up_to_date(nodes: &[NodeRecord]) -> SafetyCheck {
     let mut violations = Vec::new();
     for n in nodes {
-        for e in n.events.iter().filter(|e| e.event == "vote-granted") {
-            let (Some(term), Some(candidate)) = (e.term, e.candidate) else { continue };
-            let (Some(c_index), Some(c_term), Some(own_index), Some(own_term)) =
-                (e.candidate_last_index, e.candidate_last_term, e.last_index, e.last_term)
+        for e in &n.events {
+            let (
+                Some(term),
+                NodeEventKind::VoteGranted {
+                    candidate,
+                    candidate_last_index: Some(c_index),
+                    candidate_last_term: Some(c_term),
+                    last_index: Some(own_index),
+                    last_term: Some(own_term),
+                },
+            ) = (e.term, &e.kind)
             else {
                 continue;
             };
@@ -421,22 +527,31 @@ fn check_votes_up_to_date(nodes: &[NodeRecord]) -> SafetyCheck {
 fn check_term_adoption(nodes: &[NodeRecord]) -> SafetyCheck {
     let mut violations = Vec::new();
     for n in nodes {
-        for e in n.events.iter().filter(|e| e.event == "higher-term") {
-            let (Some(before), Some(carried), Some(after), Some(message)) =
-                (e.term, e.message_term, e.term_after, e.message.as_deref())
+        for e in &n.events {
+            let (
+                Some(before),
+                NodeEventKind::HigherTerm {
+                    from,
+                    message,
+                    granted,
+                    message_term: carried,
+                    term_after: after,
+                    ..
+                },
+            ) = (e.term, &e.kind)
             else {
                 continue;
             };
+            let message = message.as_str();
             // A vote request may be ignored within a leader lease, and a granted pre-vote
             // carries the term its candidate would campaign in: neither must be adopted.
             let exempt = matches!(message, "RequestVote" | "PreVote")
-                || (message == "PreVoteResponse" && e.granted == Some(true));
+                || (message == "PreVoteResponse" && *granted == Some(true));
             if !exempt && after < carried {
                 violations.push(format!(
-                    "node {} in term {before} stepped a {message} of term {carried} from node {} \
-                     and stayed in term {after}",
-                    n.node,
-                    e.from.map_or("?".to_string(), |f| f.to_string())
+                    "node {} in term {before} stepped a {message} of term {carried} from node \
+                     {from} and stayed in term {after}",
+                    n.node
                 ));
             }
         }
@@ -447,11 +562,12 @@ fn check_term_adoption(nodes: &[NodeRecord]) -> SafetyCheck {
 fn check_leader_commit_rule(nodes: &[NodeRecord]) -> SafetyCheck {
     let mut violations = Vec::new();
     for n in nodes {
-        for e in n.events.iter().filter(|e| e.event == "leader-commit") {
-            let (Some(term), Some(index), Some(entry_term)) = (e.term, e.index, e.entry_term)
+        for e in &n.events {
+            let (Some(term), NodeEventKind::LeaderCommit { index, entry_term }) = (e.term, &e.kind)
             else {
                 continue;
             };
+            let (index, entry_term) = (*index, *entry_term);
             if entry_term != term {
                 violations.push(format!(
                     "node {}, leader of term {term}, first committed index {index}, an entry of \
@@ -481,11 +597,7 @@ mod tests {
     }
 
     fn leader(node: u64, term: u64) -> NodeEvent {
-        event(node, "became-leader", term)
-    }
-
-    fn event(node: u64, name: &str, term: u64) -> NodeEvent {
-        NodeEvent { node, event: name.into(), term: Some(term), ..NodeEvent::default() }
+        NodeEvent::new(node, Some(term), NodeEventKind::BecameLeader { last_index: 0 })
     }
 
     fn node(id: u64, applied: Vec<AppliedEntry>, events: Vec<NodeEvent>) -> NodeRecord {
@@ -494,6 +606,32 @@ mod tests {
 
     fn by_name<'a>(checks: &'a [SafetyCheck], name: &str) -> &'a SafetyCheck {
         checks.iter().find(|c| c.name == name).unwrap()
+    }
+
+    #[test]
+    fn events_read_by_kind_a_known_one_without_its_fields_is_an_error_naming_its_line() {
+        let events = concat!(
+            r#"{"time_ms":1,"node":2,"event":"started","term":0,"last_index":0}"#,
+            "\n",
+            r#"{"time_ms":2,"node":2,"event":"snapshot-taken","term":1,"index":9}"#,
+            "\n",
+            r#"{"time_ms":3,"node":2,"event":"vote-granted","term":2,"candidate":3}"#,
+            "\n",
+        );
+        let record = NodeRecord::parse(2, ("applied.jsonl", ""), ("events.jsonl", events)).unwrap();
+        let kinds: Vec<_> = record.events.iter().map(|e| e.kind.name()).collect();
+        assert_eq!(kinds, ["started", "other", "vote-granted"]);
+        assert_eq!(record.events[0].kind.last_index(), Some(0));
+        let granted = &record.events[2].kind;
+        assert!(matches!(
+            granted,
+            NodeEventKind::VoteGranted { candidate: 3, last_index: None, .. }
+        ));
+
+        let lacking = format!("{events}{}\n", r#"{"node":2,"event":"leader-commit","term":2}"#);
+        let err = NodeRecord::parse(2, ("applied.jsonl", ""), ("events.jsonl", &lacking));
+        let err = err.unwrap_err().to_string();
+        assert!(err.contains("events.jsonl:4") && err.contains("index"), "{err}");
     }
 
     #[test]
@@ -529,11 +667,19 @@ mod tests {
 
     #[test]
     fn a_vote_forgotten_in_a_restart_or_given_twice_is_found() {
-        let grant = |term, candidate| NodeEvent {
-            candidate: Some(candidate),
-            ..event(1, "vote-granted", term)
+        let grant = |term, candidate| {
+            let kind = NodeEventKind::VoteGranted {
+                candidate,
+                candidate_last_index: None,
+                candidate_last_term: None,
+                last_index: None,
+                last_term: None,
+            };
+            NodeEvent::new(1, Some(term), kind)
         };
-        let restart = |term, vote| NodeEvent { vote, ..event(1, "restarted", term) };
+        let restart = |term, vote| {
+            NodeEvent::new(1, Some(term), NodeEventKind::Restarted { vote, last_index: None })
+        };
         let check = |events: Vec<NodeEvent>| check_votes_durable(&[node(1, vec![], events)]);
 
         // Kept: the restart recovers the vote, and a later term's vote is free.
@@ -556,13 +702,15 @@ mod tests {
 
     #[test]
     fn a_vote_for_a_log_behind_the_voters_is_found() {
-        let grant = |candidate_last: (u64, u64), own_last: (u64, u64)| NodeEvent {
-            candidate: Some(2),
-            candidate_last_index: Some(candidate_last.0),
-            candidate_last_term: Some(candidate_last.1),
-            last_index: Some(own_last.0),
-            last_term: Some(own_last.1),
-            ..event(1, "vote-granted", 5)
+        let grant = |candidate_last: (u64, u64), own_last: (u64, u64)| {
+            let kind = NodeEventKind::VoteGranted {
+                candidate: 2,
+                candidate_last_index: Some(candidate_last.0),
+                candidate_last_term: Some(candidate_last.1),
+                last_index: Some(own_last.0),
+                last_term: Some(own_last.1),
+            };
+            NodeEvent::new(1, Some(5), kind)
         };
         let check = |events: Vec<NodeEvent>| check_votes_up_to_date(&[node(1, vec![], events)]);
         // A later last term wins whatever the length; the same term needs the same length.
@@ -575,13 +723,16 @@ mod tests {
 
     #[test]
     fn a_higher_term_not_adopted_is_found_except_where_the_rules_allow_it() {
-        let higher = |message: &str, granted, carried, after| NodeEvent {
-            from: Some(2),
-            message: Some(message.into()),
-            granted,
-            message_term: Some(carried),
-            term_after: Some(after),
-            ..event(1, "higher-term", 3)
+        let higher = |message: &str, granted, carried, after| {
+            let kind = NodeEventKind::HigherTerm {
+                from: 2,
+                message: message.into(),
+                granted,
+                message_term: carried,
+                term_after: after,
+                role_before: "Follower".into(),
+            };
+            NodeEvent::new(1, Some(3), kind)
         };
         let check = |events: Vec<NodeEvent>| check_term_adoption(&[node(1, vec![], events)]);
         let allowed = check(vec![
@@ -598,7 +749,9 @@ mod tests {
             higher("PreVoteResponse", Some(false), 5, 3),
             higher("Heartbeat", None, 4, 3),
         ] {
-            let name = ignored.message.clone().unwrap();
+            let NodeEventKind::HigherTerm { message: name, .. } = ignored.kind.clone() else {
+                unreachable!("made as a higher-term event")
+            };
             let found = check(vec![ignored]);
             assert!(!found.valid, "{name}");
             assert!(
@@ -610,10 +763,8 @@ mod tests {
 
     #[test]
     fn a_leader_committing_an_earlier_terms_entry_first_is_found() {
-        let commit = |term, index, entry_term| NodeEvent {
-            index: Some(index),
-            entry_term: Some(entry_term),
-            ..event(1, "leader-commit", term)
+        let commit = |term, index, entry_term| {
+            NodeEvent::new(1, Some(term), NodeEventKind::LeaderCommit { index, entry_term })
         };
         let check = |events: Vec<NodeEvent>| check_leader_commit_rule(&[node(1, vec![], events)]);
         assert!(check(vec![commit(2, 7, 2), commit(3, 9, 3)]).valid);

@@ -184,7 +184,7 @@ pub fn histories(testdata: &std::path::Path) -> Seeds {
 
 /// Seeds of `node_records`: the records a node's own writers leave.
 pub fn node_records() -> Seeds {
-    use harness::node::events::{event, AppliedLog, EventLog};
+    use harness::node::events::{event, AppliedLog, EventKind, EventLog};
 
     let dir = files::scratch_dir();
     let mut applied = AppliedLog::open(dir.path()).expect("a new applied.jsonl");
@@ -193,8 +193,12 @@ pub fn node_records() -> Seeds {
     applied.push(3, 2, false, b"write k 2", Some((4, 2)), false);
     applied.flush().unwrap();
     let mut events = EventLog::open(dir.path(), 1).expect("a new events.jsonl");
-    let restarted = harness::node::events::Event { vote: Some(1), ..event("restarted", 1) };
-    for e in [event("started", 0), event("became-leader", 1), restarted, event("stepped-down", 2)] {
+    for e in [
+        event(Some(0), EventKind::Started { vote: None, last_index: Some(0) }),
+        event(Some(1), EventKind::BecameLeader { last_index: 3 }),
+        event(Some(1), EventKind::Restarted { vote: Some(1), last_index: Some(3) }),
+        event(Some(2), EventKind::SteppedDown { last_index: 3 }),
+    ] {
         events.record(e).unwrap();
     }
     let mut input = std::fs::read(dir.path().join("applied.jsonl")).unwrap();

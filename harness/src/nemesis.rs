@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use checker::safety::{NodeEvent, NodeEventKind};
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -804,20 +805,28 @@ pub fn current_leader(cluster: &Cluster) -> Option<u64> {
         let Some(last) = last_role_event(&cluster.info(id).dir.join("events.jsonl")) else {
             continue;
         };
-        if last.0 == "became-leader" && best.is_none_or(|(t, _)| last.1 > t) {
-            best = Some((last.1, id));
+        let term = last.term.unwrap_or(0);
+        let leads = matches!(last.kind, NodeEventKind::BecameLeader { .. });
+        if leads && best.is_none_or(|(t, _)| term > t) {
+            best = Some((term, id));
         }
     }
     best.map(|(_, id)| id)
 }
 
-fn last_role_event(path: &Path) -> Option<(String, u64)> {
+/// The node's last event that changed its role: a leadership won or lost, or a start.
+fn last_role_event(path: &Path) -> Option<NodeEvent> {
     let text = std::fs::read_to_string(path).ok()?;
     text.lines().rev().find_map(|line| {
-        let v: Value = serde_json::from_str(line).ok()?;
-        let event = v.get("event")?.as_str()?;
-        matches!(event, "became-leader" | "stepped-down" | "started" | "restarted")
-            .then(|| (event.to_string(), v.get("term").and_then(Value::as_u64).unwrap_or(0)))
+        let e: NodeEvent = serde_json::from_str(line).ok()?;
+        let role = matches!(
+            e.kind,
+            NodeEventKind::BecameLeader { .. }
+                | NodeEventKind::SteppedDown { .. }
+                | NodeEventKind::Started { .. }
+                | NodeEventKind::Restarted { .. }
+        );
+        role.then_some(e)
     })
 }
 

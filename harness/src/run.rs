@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use checker::safety::{acknowledged_writes, check_safety, NodeRecord, SafetyCheck};
+use checker::safety::{
+    acknowledged_writes, check_safety, NodeEvent, NodeEventKind, NodeRecord, SafetyCheck,
+};
 use checker::{check, CheckOptions, CheckResult, Format, History, Verdict};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
@@ -660,7 +662,10 @@ async fn check_run(
         Some(watch) => watch.leaderships_seen(),
         None => records
             .iter()
-            .map(|r| r.events.iter().filter(|e| e.event == "became-leader").count())
+            .map(|r| {
+                let leads = |e: &&NodeEvent| matches!(e.kind, NodeEventKind::BecameLeader { .. });
+                r.events.iter().filter(leads).count()
+            })
             .sum(),
     };
     let counts = run.rec.counts();

@@ -22,7 +22,7 @@ use raft::storage::{CrashDisk, CrashFamily, CrashReport, DiskError, InjectedErro
 use raft::Index;
 use serde::{Deserialize, Serialize};
 
-use super::events::now_ms;
+use super::events::{now_ms, Event, EventKind};
 
 /// The request the harness leaves before its SIGUSR1.
 pub const REQUEST_FILE: &str = "crash-request.json";
@@ -254,9 +254,9 @@ pub fn check_recovery(nodes: &[(u64, &Path)]) -> anyhow::Result<SafetyCheck> {
             let refused = events
                 .iter()
                 .filter(|e| e.time_ms.is_some_and(|t| t >= time_ms))
-                .filter(|e| matches!(e.event.as_str(), "started" | "restarted" | "refused"))
+                .filter(|e| e.kind.is_start())
                 .take(2)
-                .any(|e| e.event == "refused");
+                .any(|e| matches!(e.kind, EventKind::Refused { .. }));
             if !refused {
                 violations
                     .push(format!("{what}: started on damaged synced data instead of refusing"));
@@ -265,12 +265,12 @@ pub fn check_recovery(nodes: &[(u64, &Path)]) -> anyhow::Result<SafetyCheck> {
         for (time_ms, what, persisted_index, must_fail) in incidents {
             let mut after = events.iter().filter(|e| {
                 e.time_ms.is_some_and(|t| t >= time_ms)
-                    && matches!(e.event.as_str(), "started" | "restarted" | "refused" | "failed")
+                    && (e.kind.is_start() || matches!(e.kind, EventKind::Failed { .. }))
             });
             let mut next = after.next();
             if must_fail {
                 match next {
-                    Some(e) if e.event == "failed" => next = after.next(),
+                    Some(Event { kind: EventKind::Failed { .. }, .. }) => next = after.next(),
                     _ => violations.push(format!(
                         "{what}: carried on instead of stopping (it may acknowledge what it \
                          could not sync)"
@@ -279,16 +279,17 @@ pub fn check_recovery(nodes: &[(u64, &Path)]) -> anyhow::Result<SafetyCheck> {
             }
             match next {
                 None => violations.push(format!("{what}: never started again")),
-                Some(e) if e.event == "refused" => {
-                    let reason = e.reason.as_deref().unwrap_or("(no reason recorded)");
+                Some(Event { kind: EventKind::Refused { reason, .. }, .. }) => {
                     let reason = reason.strip_prefix("refusing to start: ").unwrap_or(reason);
                     violations.push(format!("{what}: refused to start: {reason}"))
                 }
-                Some(e) if e.event == "started" && persisted_index > 0 => violations.push(format!(
-                    "{what}: started on a new, empty storage, but index {persisted_index} was \
-                     durable before it"
-                )),
-                Some(e) => match e.last_index {
+                Some(Event { kind: EventKind::Started { .. }, .. }) if persisted_index > 0 => {
+                    violations.push(format!(
+                        "{what}: started on a new, empty storage, but index {persisted_index} \
+                         was durable before it"
+                    ))
+                }
+                Some(e) => match e.kind.last_index() {
                     Some(last) if last < persisted_index => violations.push(format!(
                         "{what}: recovered its log up to index {last}, but index \
                          {persisted_index} was durable before it"
@@ -343,7 +344,7 @@ mod tests {
     }
 
     fn event(time_ms: u64, name: &str, last_index: Option<Index>) -> String {
-        let reason = (name == "refused").then(|| "bad storage".to_string());
+        let reason = matches!(name, "refused" | "failed").then(|| "bad storage".to_string());
         let e = serde_json::json!({"time_ms": time_ms, "node": 1, "event": name, "term": 1,
                                    "last_index": last_index, "reason": reason});
         e.to_string() + "\n"

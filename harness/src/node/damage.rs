@@ -17,7 +17,7 @@ use raft::Index;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::events::now_ms;
+use super::events::{now_ms, EventKind};
 
 /// The records of damage done to a node's files.
 pub const RECORD_FILE: &str = "disk-damage.jsonl";
@@ -174,11 +174,13 @@ fn flip(path: &Path, at: u64, rng: &mut impl Rng) -> anyhow::Result<()> {
 pub fn refusals(record: &NodeRecord, dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     for damage in records(dir)?.into_iter().filter(|d| d.damage.expects_refusal()) {
-        let refusal = record
-            .events
-            .iter()
-            .find(|e| e.event == "refused" && e.time_ms.is_some_and(|t| t >= damage.time_ms));
-        if let Some(refusal) = refusal {
+        let refusal = record.events.iter().find_map(|e| match &e.kind {
+            EventKind::Refused { reason, .. } if e.time_ms.is_some_and(|t| t >= damage.time_ms) => {
+                Some(reason)
+            }
+            _ => None,
+        });
+        if let Some(reason) = refusal {
             let file = damage.file.file_name().unwrap_or(damage.file.as_os_str());
             out.push(format!(
                 "node {} refused to start after {} of {} at byte {}: {}",
@@ -186,7 +188,7 @@ pub fn refusals(record: &NodeRecord, dir: &Path) -> anyhow::Result<Vec<String>> 
                 damage.damage.name(),
                 file.to_string_lossy(),
                 damage.offset,
-                refusal.reason.as_deref().unwrap_or("(no reason recorded)")
+                reason
             ));
         }
     }

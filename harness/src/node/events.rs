@@ -17,24 +17,26 @@ use raft::{Index, NodeId, Term};
 use super::kv::digest;
 
 /// One line of `events.jsonl`: the checker's type, so that writer and reader agree.
-pub use checker::safety::NodeEvent as Event;
+pub use checker::safety::{NodeEvent as Event, NodeEventKind as EventKind};
 
-/// An event named `name` in `term`; the caller fills in the rest.
-pub fn event(name: &str, term: Term) -> Event {
-    Event { event: name.to_string(), term: Some(term), ..Event::default() }
+/// An event of this node in `term` (the [`EventLog`] stamps the node and the time).
+pub fn event(term: Option<Term>, kind: EventKind) -> Event {
+    Event::new(0, term, kind)
 }
 
 /// The line for a protocol event of the Raft node.
 pub fn from_trace(trace: &TraceEvent) -> Event {
     match *trace {
-        TraceEvent::VoteGranted { term, candidate, candidate_last, own_last } => Event {
-            candidate: Some(candidate),
-            candidate_last_index: candidate_last.map(|l| l.0),
-            candidate_last_term: candidate_last.map(|l| l.1),
-            last_index: own_last.map(|l| l.0),
-            last_term: own_last.map(|l| l.1),
-            ..event("vote-granted", term)
-        },
+        TraceEvent::VoteGranted { term, candidate, candidate_last, own_last } => event(
+            Some(term),
+            EventKind::VoteGranted {
+                candidate,
+                candidate_last_index: candidate_last.map(|l| l.0),
+                candidate_last_term: candidate_last.map(|l| l.1),
+                last_index: own_last.map(|l| l.0),
+                last_term: own_last.map(|l| l.1),
+            },
+        ),
         TraceEvent::HigherTerm {
             from,
             message,
@@ -43,26 +45,26 @@ pub fn from_trace(trace: &TraceEvent) -> Event {
             term_before,
             term_after,
             role_before,
-        } => Event {
-            from: Some(from),
-            message: Some(message.to_string()),
-            granted,
-            message_term: Some(message_term),
-            term_after: Some(term_after),
-            role_before: Some(format!("{role_before:?}")),
-            ..event("higher-term", term_before)
-        },
+        } => event(
+            Some(term_before),
+            EventKind::HigherTerm {
+                from,
+                message: message.to_string(),
+                granted,
+                message_term,
+                term_after,
+                role_before: format!("{role_before:?}"),
+            },
+        ),
         TraceEvent::BecameLeader { term, last_index } => {
-            Event { last_index: Some(last_index), ..event("became-leader", term) }
+            event(Some(term), EventKind::BecameLeader { last_index })
         }
         TraceEvent::SteppedDown { term, last_index } => {
-            Event { last_index: Some(last_index), ..event("stepped-down", term) }
+            event(Some(term), EventKind::SteppedDown { last_index })
         }
-        TraceEvent::LeaderCommit { term, index, entry_term } => Event {
-            index: Some(index),
-            entry_term: Some(entry_term),
-            ..event("leader-commit", term)
-        },
+        TraceEvent::LeaderCommit { term, index, entry_term } => {
+            event(Some(term), EventKind::LeaderCommit { index, entry_term })
+        }
     }
 }
 
@@ -79,9 +81,9 @@ pub fn durable_vote(dir: &Path, node: NodeId) -> anyhow::Result<Option<(Term, Op
     for e in &record.events {
         let (Some(term), vote) = (
             e.term,
-            match e.event.as_str() {
-                "vote-granted" => e.candidate,
-                "started" | "restarted" => e.vote,
+            match e.kind {
+                EventKind::VoteGranted { candidate, .. } => Some(candidate),
+                EventKind::Started { vote, .. } | EventKind::Restarted { vote, .. } => vote,
                 _ => continue,
             },
         ) else {

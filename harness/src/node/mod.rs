@@ -21,12 +21,12 @@ use clap::Args;
 use raft::node::{Node, NodeConfig, TraceEvent};
 use raft::storage::{CrashDisk, Disk, FileStorage, FileStorageOptions, OsDisk, Storage};
 use raft::transport::{ClusterSecret, TransportConfig};
-use raft::{Config, NodeId};
+use raft::{Config, Index, NodeId, Term};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
-use self::events::{AppliedLog, Event, EventLog};
+use self::events::{AppliedLog, EventKind, EventLog};
 use self::server::{ClientLimits, ReadPath, Server};
 
 /// The smallest `--max-frame-bytes`: a longest request line (1 MiB) as one entry, with room for
@@ -245,15 +245,20 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     // vote granted before a crash must be here after it.
     let storage = match open_storage(dir, disk, core_bug, durable_vote, &applied_log) {
         Ok(storage) => {
-            let name = if storage.recovery().created { "started" } else { "restarted" };
-            events.record(lifecycle(name, Some(&storage), None))?;
+            let (term, vote, last_index) = recovered(&storage);
+            let kind = match storage.recovery().created {
+                true => EventKind::Started { vote, last_index },
+                false => EventKind::Restarted { vote, last_index },
+            };
+            events.record(events::event(term, kind))?;
             storage
         }
         Err(Refusal { error, storage }) => {
             // For the offline checks, which tell an expected refusal (after damage to synced
             // data) from one a crash alone caused.
-            let reason = Some(format!("{error:#}"));
-            events.record(lifecycle("refused", storage.as_deref(), reason))?;
+            let (term, vote, last_index) = storage.as_deref().map_or((None, None, None), recovered);
+            let reason = format!("{error:#}");
+            events.record(events::event(term, EventKind::Refused { reason, vote, last_index }))?;
             return Err(error);
         }
     };
@@ -354,8 +359,9 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     if let Err(e) = &node_result {
         // For the offline checks: the node stopped on an error (a failed sync, say) instead
         // of carrying on.
-        let reason = Some(format!("{e:#}"));
-        let failed = Event { reason, ..events::event("failed", server.node().status().term) };
+        let reason = format!("{e:#}");
+        let term = Some(server.node().status().term);
+        let failed = events::event(term, EventKind::Failed { reason });
         let _ = EventLog::open(dir, id).and_then(|mut log| Ok(log.record(failed)?));
     }
     node_result?;
@@ -369,17 +375,11 @@ struct Refusal {
     storage: Option<Box<FileStorage>>,
 }
 
-/// A start's event `name` with the hard state and last index `storage` recovered (none when
-/// the storage could not be opened).
-fn lifecycle(name: &str, storage: Option<&FileStorage>, reason: Option<String>) -> Event {
-    let mut event = Event { event: name.into(), reason, ..Event::default() };
-    if let Some(storage) = storage {
-        let hard_state = storage.hard_state();
-        event.term = Some(hard_state.term);
-        event.vote = hard_state.vote;
-        event.last_index = Some(storage.last_index());
-    }
-    event
+/// What a start recovered from `storage`, for its event: the term, the vote and the last
+/// log index.
+fn recovered(storage: &FileStorage) -> (Option<Term>, Option<NodeId>, Option<Index>) {
+    let hard_state = storage.hard_state();
+    (Some(hard_state.term), hard_state.vote, Some(storage.last_index()))
 }
 
 /// Opens the Raft storage in `dir/raft` on `disk`, and refuses storage that holds less than

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use checker::safety::{NodeRecord, SafetyCheck};
+use checker::safety::{NodeEventKind, NodeRecord, SafetyCheck};
 use checker::{CheckResult, Event, EventType, Format, History, Process, Verdict};
 use serde::Deserialize;
 use serde_json::Value;
@@ -798,17 +798,18 @@ fn node_data(
         if let Some(term) = e.term {
             node.last_term = Some(node.last_term.map_or(term, |m| m.max(term)));
         }
-        match e.event.as_str() {
-            "became-leader" => {
+        match e.kind {
+            NodeEventKind::BecameLeader { .. } => {
                 close(&mut current, t, &mut node.leaderships);
                 current = Some(Leadership { term: e.term.unwrap_or(0), start: t, end: None });
             }
-            "stepped-down" => close(&mut current, t, &mut node.leaderships),
-            "restarted" => {
-                close(&mut current, t, &mut node.leaderships);
-                node.restarts.push((t, e.term, e.last_index));
+            NodeEventKind::SteppedDown { .. } | NodeEventKind::Started { .. } => {
+                close(&mut current, t, &mut node.leaderships)
             }
-            "started" => close(&mut current, t, &mut node.leaderships),
+            NodeEventKind::Restarted { last_index, .. } => {
+                close(&mut current, t, &mut node.leaderships);
+                node.restarts.push((t, e.term, last_index));
+            }
             _ => {}
         }
     }
@@ -968,21 +969,17 @@ mod tests {
             node: 5,
             applied: Vec::new(),
             events: [
-                (1000, "started", 0),
-                (1100, "became-leader", 1),
-                (1900, "restarted", 1),
-                (2000, "became-leader", 2),
-                (2500, "stepped-down", 2),
-                (2600, "became-leader", 3),
+                (1000, NodeEventKind::Started { vote: None, last_index: Some(0) }, 0),
+                (1100, NodeEventKind::BecameLeader { last_index: 0 }, 1),
+                (1900, NodeEventKind::Restarted { vote: None, last_index: Some(0) }, 1),
+                (2000, NodeEventKind::BecameLeader { last_index: 0 }, 2),
+                (2500, NodeEventKind::SteppedDown { last_index: 0 }, 2),
+                (2600, NodeEventKind::BecameLeader { last_index: 0 }, 3),
             ]
-            .iter()
-            .map(|&(t, e, term)| checker::safety::NodeEvent {
+            .into_iter()
+            .map(|(t, kind, term)| checker::safety::NodeEvent {
                 time_ms: Some(t),
-                node: 5,
-                event: e.into(),
-                term: Some(term),
-                last_index: Some(0),
-                ..Default::default()
+                ..checker::safety::NodeEvent::new(5, Some(term), kind)
             })
             .collect(),
         };
