@@ -274,16 +274,18 @@ fn parse_partition<M: Model>(model: &M, history: &CompactHistory, place: u32) ->
                 model_ops.iter().enumerate().filter(|&(k, _)| k != j).map(|(_, m)| m).collect();
             dropped[j] = model.unobservable(&model_ops[j], &others);
         }
-        let mut keep = dropped.iter().map(|&d| !d);
-        ops.retain(|_| keep.next().unwrap_or(true));
-        let mut keep = dropped.iter().map(|&d| !d);
-        model_ops.retain(|_| keep.next().unwrap_or(true));
-        let mut keep = dropped.iter().map(|&d| !d);
-        calls.retain(|_| keep.next().unwrap_or(true));
-        let mut keep = dropped.iter().map(|&d| !d);
-        rets.retain(|_| keep.next().unwrap_or(true));
+        retain_kept(&mut ops, &dropped);
+        retain_kept(&mut model_ops, &dropped);
+        retain_kept(&mut calls, &dropped);
+        retain_kept(&mut rets, &dropped);
     }
     Ok(Partition { ops, model_ops, calls, rets, parsed })
+}
+
+/// Leaves out of `items` those whose place is marked in `dropped`.
+fn retain_kept<T>(items: &mut Vec<T>, dropped: &[bool]) {
+    let mut drop = dropped.iter();
+    items.retain(|_| !drop.next().copied().unwrap_or(false));
 }
 
 /// `f` over `items` on `threads` threads (the calling one among them), results in order.

@@ -258,8 +258,12 @@ impl Text {
         Text(offset | (text.len() as u64) << Text::OFFSET_BITS | if edn { Text::EDN } else { 0 })
     }
 
+    fn offset(self) -> usize {
+        (self.0 & ((1 << Text::OFFSET_BITS) - 1)) as usize
+    }
+
     fn get(self, texts: &[u8]) -> &[u8] {
-        let offset = (self.0 & ((1 << Text::OFFSET_BITS) - 1)) as usize;
+        let offset = self.offset();
         let len = ((self.0 >> Text::OFFSET_BITS) & ((1 << Text::LEN_BITS) - 1)) as usize;
         &texts[offset..offset + len]
     }
@@ -268,7 +272,7 @@ impl Text {
     fn first_byte(self, texts: &[u8]) -> Option<&u8> {
         match self {
             Text::UNKNOWN | Text::FAILED => None,
-            t => texts.get((t.0 & ((1 << Text::OFFSET_BITS) - 1)) as usize),
+            t => texts.get(t.offset()),
         }
     }
 

@@ -185,22 +185,6 @@ pub enum NodeEventKind {
 }
 
 impl NodeEventKind {
-    /// The kind's name, as the `event` field spells it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            NodeEventKind::Started { .. } => "started",
-            NodeEventKind::Restarted { .. } => "restarted",
-            NodeEventKind::Refused { .. } => "refused",
-            NodeEventKind::Failed { .. } => "failed",
-            NodeEventKind::BecameLeader { .. } => "became-leader",
-            NodeEventKind::SteppedDown { .. } => "stepped-down",
-            NodeEventKind::VoteGranted { .. } => "vote-granted",
-            NodeEventKind::HigherTerm { .. } => "higher-term",
-            NodeEventKind::LeaderCommit { .. } => "leader-commit",
-            NodeEventKind::Other => "other",
-        }
-    }
-
     /// Whether this is a start of the node: `started`, `restarted` or `refused`.
     pub fn is_start(&self) -> bool {
         matches!(
@@ -619,8 +603,8 @@ mod tests {
             "\n",
         );
         let record = NodeRecord::parse(2, ("applied.jsonl", ""), ("events.jsonl", events)).unwrap();
-        let kinds: Vec<_> = record.events.iter().map(|e| e.kind.name()).collect();
-        assert_eq!(kinds, ["started", "other", "vote-granted"]);
+        let kinds: Vec<_> = record.events.iter().map(|e| &e.kind).collect();
+        assert!(matches!(kinds[..], [NodeEventKind::Started { .. }, NodeEventKind::Other, _]));
         assert_eq!(record.events[0].kind.last_index(), Some(0));
         let granted = &record.events[2].kind;
         assert!(matches!(
