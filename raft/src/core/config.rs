@@ -49,6 +49,10 @@ pub struct Config {
     pub max_uncommitted_bytes: usize,
     /// How [`RawNode::read_index`](super::RawNode::read_index) confirms the leadership.
     pub read_only: ReadOnly,
+    /// At most this many bytes of snapshot in one InstallSnapshot message: a large snapshot
+    /// goes in chunks, one in flight per follower, so that it neither exceeds a transport's
+    /// frame limit nor holds a link for long.
+    pub max_snapshot_chunk_bytes: usize,
     /// A deliberately broken protocol variant, for proving that the tests find bugs.
     #[cfg(feature = "bugs")]
     pub bug: Option<super::Bug>,
@@ -98,6 +102,7 @@ impl Config {
             max_uncommitted_entries: 1 << 16,
             max_uncommitted_bytes: 64 << 20,
             read_only: ReadOnly::Safe,
+            max_snapshot_chunk_bytes: 1 << 20,
             #[cfg(feature = "bugs")]
             bug: None,
         }
@@ -132,6 +137,9 @@ impl Config {
         }
         if self.read_only == ReadOnly::LeaseBased && !self.check_quorum {
             return Err(ConfigError::Invalid("lease-based reads need check_quorum"));
+        }
+        if self.max_snapshot_chunk_bytes == 0 {
+            return Err(ConfigError::Invalid("max_snapshot_chunk_bytes must be at least 1"));
         }
         if self.max_uncommitted_entries == 0 || self.max_uncommitted_bytes == 0 {
             return Err(ConfigError::Invalid(

@@ -96,6 +96,16 @@ decisions! {
     ReadServedAlone = "read-served-alone", "a read went without a heartbeat round (a single-peer cluster)";
     ReadServedByLease = "read-served-by-lease", "a read went under the leader's lease (§6.4.1)";
     ReadConfirmed = "read-confirmed", "a read went once a majority answered a round started after it (§6.4)";
+    SnapshotTaken = "snapshot-taken", "the service's snapshot replaced the log up to an applied index (§7)";
+    SnapshotSendStarted = "snapshot-send-started", "a leader began sending its snapshot to a follower that needs compacted entries";
+    SnapshotAnswerStale = "snapshot-answer-stale", "a leader ignored an answer about a snapshot it no longer sends";
+    SnapshotChunkReceived = "snapshot-chunk-received", "a follower took a chunk of the leader's snapshot and waits for the next";
+    SnapshotChunkOutOfOrder = "snapshot-chunk-out-of-order", "a follower got a chunk other than the next one and asked again";
+    SnapshotIgnoredCommitted = "snapshot-ignored-committed", "a follower ignored a snapshot covering only what it had committed";
+    SnapshotInstalled = "snapshot-installed", "a follower installed the leader's snapshot in place of its whole log";
+    SnapshotToReplicate = "snapshot-to-replicate", "a follower holding the snapshot was acknowledged and went back to appends";
+    AppendBelowSnapshot = "append-below-snapshot", "an append began inside the follower's snapshot: checked from the snapshot's end";
+    SnapshotInstalledKeepingLog = "snapshot-installed-keeping-log", "a follower installed a snapshot and kept the entries after it (§7)";
 }
 
 /// How often each [`Decision`] was taken.

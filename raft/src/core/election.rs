@@ -172,7 +172,9 @@ impl RawNode {
                 self.tally_votes(pre_vote);
             }
             // Another peer won this term (§5.2): follow it.
-            MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+            MessageBody::AppendEntries { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::InstallSnapshot { .. } => {
                 self.coverage.hit(Decision::CandidateFollowsLeader);
                 self.become_follower(msg.term, Some(msg.from));
                 self.step_follower(msg);

@@ -8,11 +8,13 @@
 //! outputs.
 //!
 //! The driver's loop, for every [`Ready`]:
-//! 1. persist `hard_state` and `entries` (an entry at index `i` replaces the stored entry at `i`
-//!    and everything after it) and make them durable;
+//! 1. persist `hard_state`, `snapshot` (which replaces the log up to its index) and `entries`
+//!    (an entry at index `i` replaces the stored entry at `i` and everything after it) and make
+//!    them durable;
 //! 2. send `messages` (some of them — vote grants, append acknowledgements — are only true once
 //!    step 1 is durable);
-//! 3. apply `committed_entries` in order;
+//! 3. if `restore_snapshot`, restore the service's state from `snapshot`; then apply
+//!    `committed_entries` in order;
 //! 4. call [`RawNode::advance`] with the ready.
 
 mod bugs;
@@ -24,14 +26,17 @@ mod progress;
 mod raw_node;
 mod read_only;
 mod replication;
+mod snapshot;
 mod types;
 
 pub use bugs::{Bug, UnknownBug};
 pub use config::{Config, ConfigError, ReadOnly};
 pub use coverage::{Coverage, Decision};
 pub use raw_node::{ProposeError, RawNode, ReadError, Ready, Status};
+pub use snapshot::SnapshotError;
 pub use types::{
-    Entry, EntryKind, HardState, Index, Message, MessageBody, NodeId, ReadState, Role, Term,
+    Entry, EntryKind, HardState, Index, Message, MessageBody, NodeId, ReadState, Role, Snapshot,
+    Term,
 };
 
 #[cfg(test)]

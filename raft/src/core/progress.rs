@@ -13,6 +13,9 @@ pub(crate) enum ReplicationState {
     /// The follower's log matches up to `match_index`: appends are pipelined, up to
     /// `max_inflight` unacknowledged at once.
     Replicate,
+    /// The follower needs entries this leader compacted away: it is sent the snapshot, one
+    /// chunk at a time, each answered before the next; no appends until it holds it.
+    Snapshot,
 }
 
 /// The leader's record of one follower.
@@ -23,8 +26,12 @@ pub(crate) struct Progress {
     /// The index of the next entry to send.
     pub next_index: Index,
     pub state: ReplicationState,
-    /// In `Probe`: an append was sent and is not answered yet.
+    /// In `Probe`: an append was sent and is not answered yet. In `Snapshot`: a chunk was.
     pub probe_sent: bool,
+    /// In `Snapshot`: the index of the snapshot being sent, and how many of its bytes the
+    /// follower said it holds (where the next chunk starts).
+    pub pending_snapshot: Index,
+    pub snapshot_sent: u64,
     /// In `Replicate`: the last index of each unacknowledged append, oldest first.
     pub inflight: VecDeque<Index>,
     /// Whether the follower answered anything since the last check-quorum round.
@@ -40,6 +47,8 @@ impl Progress {
             next_index,
             state: ReplicationState::Probe,
             probe_sent: false,
+            pending_snapshot: 0,
+            snapshot_sent: 0,
             inflight: VecDeque::new(),
             recent_active: true,
             match_at_last_heartbeat: 0,
@@ -49,7 +58,7 @@ impl Progress {
     /// Whether no append may be sent now.
     pub fn is_paused(&self, max_inflight: usize) -> bool {
         match self.state {
-            ReplicationState::Probe => self.probe_sent,
+            ReplicationState::Probe | ReplicationState::Snapshot => self.probe_sent,
             ReplicationState::Replicate => self.inflight.len() >= max_inflight,
         }
     }
@@ -68,10 +77,19 @@ impl Progress {
         self.next_index = self.match_index + 1;
     }
 
-    /// An append carrying entries up to `last` went out.
+    /// Starts sending the snapshot at `index` from its first byte.
+    pub fn become_snapshot(&mut self, index: Index) {
+        self.state = ReplicationState::Snapshot;
+        self.probe_sent = false;
+        self.inflight.clear();
+        self.pending_snapshot = index;
+        self.snapshot_sent = 0;
+    }
+
+    /// An append carrying entries up to `last` (or a snapshot chunk) went out.
     pub fn sent(&mut self, last: Index) {
         match self.state {
-            ReplicationState::Probe => self.probe_sent = true,
+            ReplicationState::Probe | ReplicationState::Snapshot => self.probe_sent = true,
             ReplicationState::Replicate => {
                 self.next_index = last + 1;
                 self.inflight.push_back(last);

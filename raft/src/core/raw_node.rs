@@ -13,6 +13,7 @@ use super::coverage::{Coverage, Decision};
 use super::log::RaftLog;
 use super::progress::Progress;
 use super::read_only::Reads;
+use super::snapshot::IncomingSnapshot;
 use super::types::*;
 
 /// Everything the driver must do after feeding inputs to a [`RawNode`].
@@ -20,6 +21,15 @@ use super::types::*;
 pub struct Ready {
     /// The hard state to persist, when it changed.
     pub hard_state: Option<HardState>,
+    /// A snapshot to persist after `hard_state` and before `entries`: it replaces the stored
+    /// log up to its index (entries after it stay if the stored log holds its last entry with
+    /// its term; otherwise the whole stored log goes), and storage may drop what it covers. The
+    /// service's own (taken with [`RawNode::snapshot`]) or the leader's (installed).
+    pub snapshot: Option<Snapshot>,
+    /// Whether the service must restore its state from `snapshot` before applying
+    /// `committed_entries`: set when the snapshot is the leader's, which covers entries this
+    /// peer never applied.
+    pub restore_snapshot: bool,
     /// Entries to persist: the first replaces the stored entry at its index and everything after.
     pub entries: Vec<Entry>,
     /// Messages to send once `hard_state` and `entries` are durable.
@@ -35,6 +45,7 @@ impl Ready {
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.hard_state.is_none()
+            && self.snapshot.is_none()
             && self.entries.is_empty()
             && self.messages.is_empty()
             && self.committed_entries.is_empty()
@@ -57,6 +68,9 @@ pub struct Status {
     pub last_term: Term,
     /// The last index known durable.
     pub persisted_index: Index,
+    /// The last index the latest snapshot covers (0 when the log was never compacted); entries
+    /// up to it are no longer held.
+    pub snapshot_index: Index,
 }
 
 /// Why a proposal was refused. Either way nothing was appended: the proposal has no effect.
@@ -164,6 +178,11 @@ pub struct RawNode {
     pub(super) coverage: Coverage,
     /// Reads without the log, and the clock of leases.
     pub(super) reads: Reads,
+    /// The leader's snapshot as far as its chunks came in.
+    pub(super) incoming: Option<IncomingSnapshot>,
+    /// The latest snapshot is not yet handed out to persist, or (for the leader's) to restore.
+    pub(super) snapshot_to_persist: bool,
+    pub(super) snapshot_to_restore: bool,
 }
 
 impl RawNode {
@@ -175,12 +194,30 @@ impl RawNode {
         entries: Vec<Entry>,
         seed: u64,
     ) -> Result<RawNode, ConfigError> {
+        RawNode::restore(config, hard_state, Snapshot::default(), entries, seed)
+    }
+
+    /// A peer restarting from what its storage holds: `hard_state`, the latest `snapshot`
+    /// (index 0 for none) and the `entries` after it (contiguous from `snapshot.index + 1`).
+    /// The service restores its state from the snapshot before anything else: the core counts
+    /// it applied.
+    pub fn restore(
+        config: Config,
+        hard_state: HardState,
+        snapshot: Snapshot,
+        entries: Vec<Entry>,
+        seed: u64,
+    ) -> Result<RawNode, ConfigError> {
         config.validate()?;
-        if entries.iter().enumerate().any(|(i, e)| e.index != i as Index + 1) {
-            return Err(ConfigError::Invalid("entries must be contiguous from index 1"));
+        if entries.iter().enumerate().any(|(i, e)| e.index != snapshot.index + 1 + i as Index) {
+            return Err(ConfigError::Invalid("entries must be contiguous from the snapshot's"));
         }
-        if entries.last().is_some_and(|e| e.term > hard_state.term) {
+        let last_term = entries.last().map_or(snapshot.term, |e| e.term);
+        if last_term > hard_state.term {
             return Err(ConfigError::Invalid("an entry's term is above the hard state's term"));
+        }
+        if entries.first().is_some_and(|e| e.term < snapshot.term) {
+            return Err(ConfigError::Invalid("an entry's term is below the snapshot's term"));
         }
         let mut node = RawNode {
             id: config.id,
@@ -189,7 +226,7 @@ impl RawNode {
             vote: hard_state.vote,
             role: Role::Follower,
             leader: None,
-            log: RaftLog::restore(entries),
+            log: RaftLog::restore(snapshot, entries),
             progress: BTreeMap::new(),
             votes: BTreeMap::new(),
             election_elapsed: 0,
@@ -202,6 +239,9 @@ impl RawNode {
             reported_hard_state: hard_state,
             coverage: Coverage::default(),
             reads: Reads::default(),
+            incoming: None,
+            snapshot_to_persist: false,
+            snapshot_to_restore: false,
         };
         node.reset_election_timer();
         Ok(node)
@@ -260,12 +300,15 @@ impl RawNode {
                 MessageBody::RequestVoteResponse { .. }
                 | MessageBody::AppendEntriesResponse { .. }
                 | MessageBody::HeartbeatResponse { .. }
+                | MessageBody::InstallSnapshotResponse { .. }
                     if self.role == Role::Leader
                         && self.config.has_bug(Bug::IgnoreHigherTermReply) =>
                 {
                     return;
                 }
-                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+                MessageBody::AppendEntries { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. } => {
                     self.coverage.hit(Decision::HigherTermAdopted);
                     self.become_follower(msg.term, Some(msg.from));
                 }
@@ -296,7 +339,9 @@ impl RawNode {
             // A deposed leader (or one cut off for a while) learns the newer term from this
             // answer and steps down; without it, pre-vote and check-quorum could leave it
             // leading alone forever.
-            MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+            MessageBody::AppendEntries { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::InstallSnapshot { .. } => {
                 self.coverage.hit(Decision::StaleAppendAnswered);
                 self.send(
                     msg.from,
@@ -340,6 +385,11 @@ impl RawNode {
             MessageBody::ReadIndexResponse { request, index } => {
                 self.reads.ready.push(ReadState { request, index });
             }
+            MessageBody::InstallSnapshot { index, snapshot_term, offset, total, data } => {
+                self.election_elapsed = 0;
+                self.leader = Some(msg.from);
+                self.handle_snapshot_chunk(msg.from, index, snapshot_term, offset, total, data);
+            }
             _ => {}
         }
     }
@@ -372,6 +422,8 @@ impl RawNode {
         self.hard_state() != self.reported_hard_state
             || !self.outbox.is_empty()
             || self.log.persisted < self.log.last_index()
+            || self.snapshot_to_persist
+            || self.snapshot_to_restore
             || self.applicable_up_to() > self.log.applied
             || !self.reads.ready.is_empty()
             || self.read_round_due()
@@ -393,8 +445,12 @@ impl RawNode {
                 hard_state
             }
         });
+        let snapshot =
+            std::mem::take(&mut self.snapshot_to_persist).then(|| self.log.snapshot().clone());
         Ready {
             hard_state,
+            snapshot,
+            restore_snapshot: std::mem::take(&mut self.snapshot_to_restore),
             entries: self.log.unpersisted().to_vec(),
             messages: std::mem::take(&mut self.outbox),
             committed_entries: self
@@ -408,6 +464,9 @@ impl RawNode {
     /// Acknowledges that `ready` was handled: its entries are durable and its committed entries
     /// applied.
     pub fn advance(&mut self, ready: Ready) {
+        if let Some(snapshot) = ready.snapshot.as_ref().filter(|_| ready.restore_snapshot) {
+            self.log.applied = self.log.applied.max(snapshot.index);
+        }
         if let Some(last) = ready.entries.last() {
             self.log.persisted_to(last.index, last.term);
             if self.role == Role::Leader {
@@ -433,10 +492,12 @@ impl RawNode {
             last_index: self.log.last_index(),
             last_term: self.log.last_term(),
             persisted_index: self.log.persisted,
+            snapshot_index: self.log.snapshot().index,
         }
     }
 
-    /// The whole log this peer holds in memory; `entries()[i]` has index `i + 1`.
+    /// The entries this peer holds in memory: those after its latest snapshot;
+    /// `entries()[i]` has index `status().snapshot_index + 1 + i`.
     pub fn entries(&self) -> &[Entry] {
         self.log.all()
     }
@@ -506,6 +567,9 @@ fn is_well_formed(msg: &Message) -> bool {
                 prev = (e.index, e.term);
             }
             true
+        }
+        MessageBody::InstallSnapshot { offset, total, data, .. } => {
+            offset.checked_add(data.len() as u64).is_some_and(|end| end <= *total)
         }
         _ => true,
     }

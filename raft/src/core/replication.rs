@@ -98,6 +98,11 @@ impl RawNode {
     /// append without entries (a probe of where its log matches) when it lacks nothing.
     pub(super) fn send_append(&mut self, peer: NodeId, even_if_empty: bool) {
         let Some(pr) = self.progress.get(&peer) else { return };
+        // §7: the follower's next entry is compacted away, or it is getting the snapshot.
+        if pr.state == ReplicationState::Snapshot || pr.next_index <= self.log.snapshot().index {
+            self.send_snapshot_chunk(peer);
+            return;
+        }
         if pr.is_paused(self.config.max_inflight) {
             self.coverage.hit(Decision::AppendPaused);
             return;
@@ -150,6 +155,7 @@ impl RawNode {
                 conflict_index,
             } => {
                 let last_index = self.log.last_index();
+                let first_index = self.log.first_index();
                 let Some(pr) = self.progress.get_mut(&from) else { return };
                 pr.recent_active = true;
                 if success {
@@ -160,9 +166,18 @@ impl RawNode {
                     }
                     self.coverage.hit(Decision::AckAccepted);
                     let news = pr.acknowledge(index);
-                    if pr.state == ReplicationState::Probe {
-                        self.coverage.hit(Decision::ProbeToReplicate);
-                        pr.become_replicate();
+                    match pr.state {
+                        ReplicationState::Probe => {
+                            self.coverage.hit(Decision::ProbeToReplicate);
+                            pr.become_replicate();
+                        }
+                        // The follower holds a snapshot (this one, or its own) reaching the
+                        // entries this leader still has.
+                        ReplicationState::Snapshot if pr.match_index + 1 >= first_index => {
+                            self.coverage.hit(Decision::SnapshotToReplicate);
+                            pr.become_replicate();
+                        }
+                        _ => {}
                     }
                     if news {
                         self.maybe_commit();
@@ -174,6 +189,8 @@ impl RawNode {
                     let stale = match pr.state {
                         ReplicationState::Probe => index.checked_add(1) != Some(pr.next_index),
                         ReplicationState::Replicate => index <= pr.match_index,
+                        // No append is out while a snapshot is.
+                        ReplicationState::Snapshot => true,
                     };
                     if stale || index == 0 {
                         self.coverage.hit(Decision::RejectionStale);
@@ -215,6 +232,9 @@ impl RawNode {
                 }
             }
             MessageBody::ReadIndex { request } => self.leader_read(Some(from), request),
+            MessageBody::InstallSnapshotResponse { index, received } => {
+                self.handle_snapshot_response(from, index, received)
+            }
             _ => {}
         }
     }
@@ -252,9 +272,19 @@ impl RawNode {
         leader: NodeId,
         prev_log_index: Index,
         prev_log_term: Term,
-        entries: Vec<Entry>,
+        mut entries: Vec<Entry>,
         leader_commit: Index,
     ) {
+        let (mut prev_log_index, mut prev_log_term) = (prev_log_index, prev_log_term);
+        let snapshot = self.log.snapshot();
+        if prev_log_index < snapshot.index {
+            // The entries up to the snapshot are committed, so the leader's are the same: check
+            // the log from the snapshot's last entry on.
+            self.coverage.hit(Decision::AppendBelowSnapshot);
+            let covered = (snapshot.index - prev_log_index) as usize;
+            entries.drain(..covered.min(entries.len()));
+            (prev_log_index, prev_log_term) = (snapshot.index, snapshot.term);
+        }
         if self.log.term_at(prev_log_index) != Some(prev_log_term) {
             let conflict_term = self
                 .log

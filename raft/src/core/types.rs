@@ -42,6 +42,22 @@ impl Entry {
     }
 }
 
+/// The service's state as of an applied index, standing in for the log up to it (§7).
+///
+/// The service takes one with [`RawNode::snapshot`](super::RawNode::snapshot); a leader sends
+/// its latest to a follower whose missing entries it no longer holds (InstallSnapshot, in
+/// chunks). `data` is the service's business: the library stores and sends it, never reads it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Snapshot {
+    /// The last index the snapshot covers (the paper's `lastIncludedIndex`).
+    pub index: Index,
+    /// The term of the entry at `index` (`lastIncludedTerm`): the log check of the entry after
+    /// it needs it once the entry itself is gone.
+    pub term: Term,
+    /// The service's state, shared rather than copied between the core, storage and messages.
+    pub data: std::sync::Arc<[u8]>,
+}
+
 /// The state that must be durable before the peer answers anything that depends on it (§5.1,
 /// Figure 2 "Persistent state on all servers").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -105,6 +121,22 @@ pub enum MessageBody {
     /// The leader's answer once a majority confirmed its leadership: reads of state that
     /// includes `index` are linearizable.
     ReadIndexResponse { request: u64, index: Index },
+    /// One chunk of the leader's snapshot covering the log up to (`index`, `snapshot_term`)
+    /// (§7, InstallSnapshot): `data` goes at byte `offset` of the snapshot, `total` bytes long.
+    /// The chunk that reaches `total` completes it.
+    InstallSnapshot {
+        index: Index,
+        snapshot_term: Term,
+        offset: u64,
+        total: u64,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// The answer to a chunk: the follower holds the first `received` bytes of the snapshot
+    /// at `index`, so the next chunk it wants starts there (0 when it dropped what it had). A
+    /// completed snapshot is answered by an [`AppendEntriesResponse`](Self::AppendEntriesResponse)
+    /// as well, once it is durable.
+    InstallSnapshotResponse { index: Index, received: u64 },
 }
 
 impl MessageBody {
@@ -116,6 +148,7 @@ impl MessageBody {
                 | MessageBody::AppendEntries { .. }
                 | MessageBody::Heartbeat { .. }
                 | MessageBody::ReadIndex { .. }
+                | MessageBody::InstallSnapshot { .. }
         )
     }
 
@@ -132,6 +165,8 @@ impl MessageBody {
             MessageBody::HeartbeatResponse { .. } => "HeartbeatResponse",
             MessageBody::ReadIndex { .. } => "ReadIndex",
             MessageBody::ReadIndexResponse { .. } => "ReadIndexResponse",
+            MessageBody::InstallSnapshot { .. } => "InstallSnapshot",
+            MessageBody::InstallSnapshotResponse { .. } => "InstallSnapshotResponse",
         }
     }
 }

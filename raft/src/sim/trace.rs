@@ -88,6 +88,23 @@ pub enum MsgDetail {
         /// The index the read may be served at.
         index: Index,
     },
+    /// A chunk of the leader's snapshot.
+    SnapshotChunk {
+        /// The snapshot's last index and term.
+        index: Index,
+        snapshot_term: Term,
+        /// Where the chunk starts, how long it is, and the snapshot's whole length.
+        offset: u64,
+        len: usize,
+        total: u64,
+    },
+    /// The answer to a chunk.
+    SnapshotResponse {
+        /// The snapshot's last index.
+        index: Index,
+        /// How many of its bytes the follower holds.
+        received: u64,
+    },
 }
 
 impl MsgSummary {
@@ -136,6 +153,18 @@ impl MsgSummary {
             MessageBody::ReadIndex { request } => MsgDetail::ReadIndex { request: *request },
             MessageBody::ReadIndexResponse { request, index } => {
                 MsgDetail::ReadIndexResponse { request: *request, index: *index }
+            }
+            MessageBody::InstallSnapshot { index, snapshot_term, offset, total, data } => {
+                MsgDetail::SnapshotChunk {
+                    index: *index,
+                    snapshot_term: *snapshot_term,
+                    offset: *offset,
+                    len: data.len(),
+                    total: *total,
+                }
+            }
+            MessageBody::InstallSnapshotResponse { index, received } => {
+                MsgDetail::SnapshotResponse { index: *index, received: *received }
             }
         };
         MsgSummary { from: msg.from, to: msg.to, term: msg.term, detail }
@@ -200,6 +229,14 @@ impl fmt::Display for MsgSummary {
             }
             MsgDetail::ReadIndexResponse { request, index } => {
                 write!(f, "ReadIndexResponse t{} request={request} index={index}", self.term)
+            }
+            MsgDetail::SnapshotChunk { index, snapshot_term, offset, len, total } => write!(
+                f,
+                "InstallSnapshot t{} snap={index}/t{snapshot_term} bytes {offset}+{len} of {total}",
+                self.term
+            ),
+            MsgDetail::SnapshotResponse { index, received } => {
+                write!(f, "InstallSnapshotResponse t{} snap={index} received={received}", self.term)
             }
         }
     }
