@@ -224,7 +224,7 @@ mod tests {
                         queue.extend(rd.messages.drain(..));
                         self.nodes[i].advance(rd);
                         let applied = self.applied[i].len() as Index;
-                        if applied % self.every == 0
+                        if applied.is_multiple_of(self.every)
                             && applied > self.nodes[i].latest_snapshot().index
                         {
                             let data = self.applied[i].clone();
