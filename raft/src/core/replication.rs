@@ -270,12 +270,11 @@ impl RawNode {
     pub(super) fn handle_append(
         &mut self,
         leader: NodeId,
-        prev_log_index: Index,
-        prev_log_term: Term,
+        mut prev_log_index: Index,
+        mut prev_log_term: Term,
         mut entries: Vec<Entry>,
         leader_commit: Index,
     ) {
-        let (mut prev_log_index, mut prev_log_term) = (prev_log_index, prev_log_term);
         let snapshot = self.log.snapshot();
         if prev_log_index < snapshot.index {
             // The entries up to the snapshot are committed, so the leader's are the same: check
