@@ -170,7 +170,8 @@ impl Cluster {
     }
 
     /// Starts a new peer `i` from its storage and connects it (the labs' `start1` then
-    /// `connect`). A running peer is crashed first. The new peer re-applies its log from index 1.
+    /// `connect`). A running peer is crashed first. The new peer restores its durable snapshot
+    /// and re-applies the log after it.
     pub fn restart(&self, i: usize) {
         let mut sim = self.sim();
         sim.restart(i);
@@ -214,6 +215,18 @@ impl Cluster {
     /// it leads and appended it, `None` if it is down or not the leader.
     pub fn start(&self, i: usize, cmd: impl Into<Vec<u8>>) -> Option<(Index, Term)> {
         self.sim().propose(i, cmd.into())
+    }
+
+    /// The largest durable Raft state of any peer, in bytes, without the snapshots' data (the
+    /// labs' `LogSize`, which a service that snapshots keeps bounded).
+    pub fn log_size(&self) -> usize {
+        let sim = self.view();
+        (0..self.n()).map(|i| sim.node(i).image().raft_state_bytes()).max().unwrap_or(0)
+    }
+
+    /// The index of peer `i`'s durable snapshot (0: none).
+    pub fn snapshot_index(&self, i: usize) -> Index {
+        self.view().node(i).image().snapshot.index
     }
 
     /// Requests sent so far by all peers (the labs' RPC count).

@@ -20,11 +20,17 @@
 //!
 //! - Read safety: a read the core lets go (a read state) is at an index no lower than what was
 //!   committed when the read was asked (checked by the simulator, which asks the reads).
+//! - Snapshot agreement (§7): a snapshot a peer persists or restores covers only committed
+//!   entries, names the term of the last one, and holds the service state those entries make.
+//! - Applied state never goes back: a peer restores no snapshot older than what it applied.
 //!
 //! Each check returns a [`Violation`]: the [`Property`] it breaks and a description; the
 //! simulator turns it into a failure with the seed and the trace, classified by the property.
 
-use crate::core::{Entry, EntryKind, HardState, Index, Message, MessageBody, NodeId, Ready, Term};
+use super::service::{link, ServiceState};
+use crate::core::{
+    Entry, EntryKind, HardState, Index, Message, MessageBody, NodeId, Ready, Snapshot, Term,
+};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -58,6 +64,10 @@ pub enum Property {
     ReadSafety,
     /// A message to a peer that does not exist, or from another than its sender.
     Misaddressed,
+    /// A snapshot agrees with the committed entries it stands for.
+    SnapshotAgreement,
+    /// A peer's applied state never goes back.
+    AppliedRegressed,
 }
 
 impl Property {
@@ -77,6 +87,8 @@ impl Property {
             Property::DurableStateRegressed => "durable state regressed",
             Property::ReadSafety => "read safety",
             Property::Misaddressed => "misaddressed message",
+            Property::SnapshotAgreement => "snapshot agreement",
+            Property::AppliedRegressed => "applied state regressed",
         }
     }
 }
@@ -111,8 +123,61 @@ pub struct CommittedEntry {
     /// The command (empty for a no-op).
     pub data: Arc<[u8]>,
     digest: u64,
+    /// The service's state once it is applied (see [`ServiceState`]).
+    chain: u64,
     /// The peer that applied it first.
     pub first_applier: NodeId,
+}
+
+/// A peer's log as the checks read it: a snapshot standing for the entries up to its index,
+/// then the entries after it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogView<'a> {
+    /// The last index the snapshot covers (0: none).
+    pub snapshot_index: Index,
+    /// The term of the entry at `snapshot_index`.
+    pub snapshot_term: Term,
+    /// The entries after the snapshot: `entries[i]` has index `snapshot_index + 1 + i`.
+    pub entries: &'a [Entry],
+}
+
+impl<'a> LogView<'a> {
+    /// A log from index 1, never compacted.
+    pub fn from_start(entries: &'a [Entry]) -> LogView<'a> {
+        LogView { snapshot_index: 0, snapshot_term: 0, entries }
+    }
+
+    /// The index of the last entry (the snapshot's when no entry follows it).
+    pub fn last_index(&self) -> Index {
+        self.snapshot_index + self.entries.len() as Index
+    }
+
+    /// The entry at `index`, if the log holds it (not compacted, not past the end).
+    pub fn entry(&self, index: Index) -> Option<&'a Entry> {
+        let k = index.checked_sub(self.snapshot_index + 1)?;
+        self.entries.get(k as usize)
+    }
+
+    /// The term at `index`: the snapshot's at its index (0 at index 0), `None` when compacted
+    /// or past the end.
+    pub fn term_at(&self, index: Index) -> Option<Term> {
+        if index == self.snapshot_index {
+            return Some(self.snapshot_term);
+        }
+        self.entry(index).map(|e| e.term)
+    }
+
+    /// The log once a snapshot at `index` of `term` is installed (Figure 13): the entries after
+    /// it stay when the log holds its last entry with its term; otherwise they all go.
+    pub fn after_install(self, index: Index, term: Term) -> LogView<'a> {
+        let entries = match self.term_at(index) {
+            Some(t) if t == term && index >= self.snapshot_index => {
+                &self.entries[(index - self.snapshot_index) as usize..]
+            }
+            _ => &[],
+        };
+        LogView { snapshot_index: index, snapshot_term: term, entries }
+    }
 }
 
 /// The incremental state of every check.
@@ -153,12 +218,13 @@ impl Invariants {
     }
 
     /// Checks a [`Ready`] that `node`, whose durable state is `hard_state` and `log`, is about
-    /// to persist.
+    /// to persist: its hard state, then its snapshot, then its entries, in the order storage
+    /// writes them.
     pub fn on_persist(
         &mut self,
         node: NodeId,
         hard_state: &HardState,
-        log: &[Entry],
+        log: LogView<'_>,
         ready: &Ready,
     ) -> Result<(), Violation> {
         if let Some(hs) = &ready.hard_state {
@@ -182,12 +248,32 @@ impl Invariants {
                 ));
             }
         }
+        let mut log = log;
+        if let Some(snapshot) = &ready.snapshot {
+            if snapshot.index < log.snapshot_index {
+                return Err(Violation::new(
+                    Property::DurableStateRegressed,
+                    format!(
+                        "n{node}'s durable snapshot went back from index {} to {}",
+                        log.snapshot_index, snapshot.index
+                    ),
+                ));
+            }
+            self.check_snapshot(node, snapshot)?;
+            log = log.after_install(snapshot.index, snapshot.term);
+        }
         let Some(first) = ready.entries.first() else {
             return Ok(());
         };
         let start = first.index;
-        let old_last = log.len() as Index;
-        if start == 0 || start > old_last + 1 {
+        let old_last = log.last_index();
+        if start <= log.snapshot_index {
+            return Err(Violation::new(Property::LogContiguity, format!(
+                "n{node} was asked to persist entries from index {start}, which its snapshot up to {} covers",
+                log.snapshot_index
+            )));
+        }
+        if start > old_last + 1 {
             return Err(Violation::new(Property::LogContiguity, format!(
                 "n{node} was asked to persist entries from index {start} but holds only {old_last}: a gap"
             )));
@@ -196,7 +282,7 @@ impl Invariants {
         // No committed entry this peer holds may be overwritten or truncated away.
         let check_to = old_last.min(self.committed.len() as Index);
         for k in start..=check_to {
-            let old = &log[(k - 1) as usize];
+            let old = log.entry(k).expect("held: between the snapshot and the log's end");
             let c = &self.committed[(k - 1) as usize];
             if old.term != c.term {
                 continue;
@@ -209,7 +295,7 @@ impl Invariants {
                 )));
             }
         }
-        let mut prev_term = if start == 1 { 0 } else { log[(start - 2) as usize].term };
+        let mut prev_term = log.term_at(start - 1).expect("the entry before a contiguous write");
         for (k, e) in ready.entries.iter().enumerate() {
             let expected = start + k as Index;
             if e.index != expected {
@@ -254,7 +340,7 @@ impl Invariants {
         &mut self,
         node: NodeId,
         hard_state: &HardState,
-        log: &[Entry],
+        log: LogView<'_>,
         msg: &Message,
     ) -> Result<(), Violation> {
         match &msg.body {
@@ -284,13 +370,13 @@ impl Invariants {
                 }
             }
             MessageBody::AppendEntriesResponse { success: true, index, .. }
-                if *index > log.len() as Index =>
+                if *index > log.last_index() =>
             {
                 return Err(Violation::new(
                     Property::DurabilityBeforeSending,
                     format!(
                         "n{node} acknowledged entries up to {index} but only {} are durable",
-                        log.len()
+                        log.last_index()
                     ),
                 ));
             }
@@ -339,7 +425,12 @@ impl Invariants {
 
     /// Checks that `node`, which became leader of `term` holding `log`, is the only leader of
     /// that term and holds every committed entry of an earlier term.
-    pub fn on_leader(&mut self, node: NodeId, term: Term, log: &[Entry]) -> Result<(), Violation> {
+    pub fn on_leader(
+        &mut self,
+        node: NodeId,
+        term: Term,
+        log: LogView<'_>,
+    ) -> Result<(), Violation> {
         match self.leaders.get(&term) {
             Some(&other) if other != node => {
                 return Err(Violation::new(
@@ -357,15 +448,19 @@ impl Invariants {
             if c.term >= term {
                 break;
             }
-            let held = log.get(k).map(|e| e.term);
+            let index = k as Index + 1;
+            if index < log.snapshot_index {
+                // Its snapshot stands for it (and agreed with it when it was persisted).
+                continue;
+            }
+            let held = log.term_at(index);
             if held != Some(c.term) {
                 return Err(Violation::new(Property::LeaderCompleteness, format!(
-                    "n{node} became leader of term {term} without committed entry {} (term {}); it holds {}",
-                    k + 1,
+                    "n{node} became leader of term {term} without committed entry {index} (term {}); it holds {}",
                     c.term,
                     match held {
                         Some(t) => format!("an entry of term {t} there"),
-                        None => format!("only {} entries", log.len()),
+                        None => format!("only {} entries", log.last_index()),
                     }
                 )));
             }
@@ -401,13 +496,68 @@ impl Invariants {
             }
         } else {
             debug_assert_eq!(k, self.committed.len());
+            let before = self.committed.last().map_or(0, |c| c.chain);
             self.committed.push(CommittedEntry {
                 term: e.term,
                 kind: e.kind,
                 data: Arc::from(&e.data[..]),
                 digest: d,
+                chain: link(before, d),
                 first_applier: node,
             });
+        }
+        Ok(())
+    }
+
+    /// Checks a snapshot `node`, which had applied up to `applied`, restores its service from:
+    /// it must not take the state back, and it must agree with the committed entries.
+    pub fn on_restore(
+        &self,
+        node: NodeId,
+        applied: Index,
+        snapshot: &Snapshot,
+    ) -> Result<(), Violation> {
+        if snapshot.index < applied {
+            return Err(Violation::new(
+                Property::AppliedRegressed,
+                format!(
+                    "n{node} restored a snapshot at index {} after applying up to {applied}: its state went back",
+                    snapshot.index
+                ),
+            ));
+        }
+        self.check_snapshot(node, snapshot)
+    }
+
+    /// Checks that `snapshot` covers only committed entries, names the last one's term, and
+    /// holds the state the simulated service reaches by applying them.
+    fn check_snapshot(&self, node: NodeId, snapshot: &Snapshot) -> Result<(), Violation> {
+        let (index, term) = (snapshot.index, snapshot.term);
+        let Some(c) = index.checked_sub(1).and_then(|k| self.committed.get(k as usize)) else {
+            return Err(Violation::new(
+                Property::SnapshotAgreement,
+                format!(
+                    "n{node}'s snapshot at index {index} covers entries never known committed ({} are)",
+                    self.committed.len()
+                ),
+            ));
+        };
+        if c.term != term {
+            return Err(Violation::new(
+                Property::SnapshotAgreement,
+                format!(
+                    "n{node}'s snapshot at index {index} names term {term}, but the entry committed there is of term {}",
+                    c.term
+                ),
+            ));
+        }
+        if ServiceState::decode(&snapshot.data) != Some(ServiceState { index, chain: c.chain }) {
+            return Err(Violation::new(
+                Property::SnapshotAgreement,
+                format!(
+                    "n{node}'s snapshot at index {index} holds a state other than the committed entries' up to it"
+                ),
+            ));
         }
         Ok(())
     }
@@ -446,12 +596,16 @@ mod tests {
     fn log_matching_rejects_a_different_entry_under_the_same_index_and_term() {
         let mut inv = Invariants::new();
         let hs = HardState::default();
-        inv.on_persist(0, &hs, &[], &ready(vec![e(1, 1, 10), e(2, 1, 20)])).unwrap();
-        inv.on_persist(1, &hs, &[], &ready(vec![e(1, 1, 10)])).unwrap();
-        let err = inv.on_persist(1, &hs, &[e(1, 1, 10)], &ready(vec![e(2, 1, 21)])).unwrap_err();
+        inv.on_persist(0, &hs, LogView::default(), &ready(vec![e(1, 1, 10), e(2, 1, 20)])).unwrap();
+        inv.on_persist(1, &hs, LogView::default(), &ready(vec![e(1, 1, 10)])).unwrap();
+        let err = inv
+            .on_persist(1, &hs, LogView::from_start(&[e(1, 1, 10)]), &ready(vec![e(2, 1, 21)]))
+            .unwrap_err();
         assert_eq!(err.property, Property::LogMatching, "{err}");
         // Same index and term after a different previous term.
-        let err = inv.on_persist(2, &hs, &[], &ready(vec![e(1, 2, 10), e(2, 1, 20)])).unwrap_err();
+        let err = inv
+            .on_persist(2, &hs, LogView::default(), &ready(vec![e(1, 2, 10), e(2, 1, 20)]))
+            .unwrap_err();
         assert!(err.what.contains("term"), "{err}");
     }
 
@@ -459,16 +613,19 @@ mod tests {
     fn persist_rejects_gaps_and_overwriting_committed_entries() {
         let mut inv = Invariants::new();
         let hs = HardState::default();
-        let err = inv.on_persist(0, &hs, &[], &ready(vec![e(2, 1, 10)])).unwrap_err();
+        let err =
+            inv.on_persist(0, &hs, LogView::default(), &ready(vec![e(2, 1, 10)])).unwrap_err();
         assert_eq!(err.property, Property::LogContiguity, "{err}");
         assert!(err.what.contains("gap"), "{err}");
         inv.on_apply(0, 1, &e(1, 1, 10)).unwrap();
         let log = vec![e(1, 1, 10), e(2, 1, 20)];
-        let err = inv.on_persist(1, &hs, &log, &ready(vec![e(1, 2, 11)])).unwrap_err();
+        let err = inv
+            .on_persist(1, &hs, LogView::from_start(&log), &ready(vec![e(1, 2, 11)]))
+            .unwrap_err();
         assert_eq!(err.property, Property::CommittedOverwritten, "{err}");
         assert!(err.what.contains("committed entry 1"), "{err}");
         // Rewriting the uncommitted suffix is fine.
-        inv.on_persist(1, &hs, &log, &ready(vec![e(2, 2, 21)])).unwrap();
+        inv.on_persist(1, &hs, LogView::from_start(&log), &ready(vec![e(2, 2, 21)])).unwrap();
     }
 
     #[test]
@@ -477,13 +634,13 @@ mod tests {
         let hs = HardState { term: 3, vote: Some(1) };
         let back =
             Ready { hard_state: Some(HardState { term: 2, vote: None }), ..Ready::default() };
-        assert!(inv.on_persist(0, &hs, &[], &back).is_err());
+        assert!(inv.on_persist(0, &hs, LogView::default(), &back).is_err());
         let revote =
             Ready { hard_state: Some(HardState { term: 3, vote: Some(2) }), ..Ready::default() };
-        assert!(inv.on_persist(0, &hs, &[], &revote).is_err());
+        assert!(inv.on_persist(0, &hs, LogView::default(), &revote).is_err());
         let next =
             Ready { hard_state: Some(HardState { term: 4, vote: None }), ..Ready::default() };
-        inv.on_persist(0, &hs, &[], &next).unwrap();
+        inv.on_persist(0, &hs, LogView::default(), &next).unwrap();
     }
 
     #[test]
@@ -495,11 +652,15 @@ mod tests {
             term: 5,
             body: MessageBody::RequestVoteResponse { pre_vote: false, granted: true },
         };
-        let err = inv.on_send(0, &HardState { term: 5, vote: None }, &[], &grant(1)).unwrap_err();
+        let err = inv
+            .on_send(0, &HardState { term: 5, vote: None }, LogView::default(), &grant(1))
+            .unwrap_err();
         assert!(err.what.contains("before the vote was durable"), "{err}");
-        inv.on_send(0, &HardState { term: 5, vote: Some(1) }, &[], &grant(1)).unwrap();
-        let err =
-            inv.on_send(0, &HardState { term: 5, vote: Some(2) }, &[], &grant(2)).unwrap_err();
+        inv.on_send(0, &HardState { term: 5, vote: Some(1) }, LogView::default(), &grant(1))
+            .unwrap();
+        let err = inv
+            .on_send(0, &HardState { term: 5, vote: Some(2) }, LogView::default(), &grant(2))
+            .unwrap_err();
         assert_eq!(err.property, Property::DoubleVote, "{err}");
     }
 
@@ -508,15 +669,16 @@ mod tests {
         let mut inv = Invariants::new();
         inv.on_apply(0, 1, &e(1, 1, 10)).unwrap();
         inv.on_apply(0, 2, &e(2, 2, 20)).unwrap();
-        inv.on_leader(1, 3, &[e(1, 1, 10), e(2, 2, 20)]).unwrap();
-        let err = inv.on_leader(2, 3, &[e(1, 1, 10), e(2, 2, 20)]).unwrap_err();
+        inv.on_leader(1, 3, LogView::from_start(&[e(1, 1, 10), e(2, 2, 20)])).unwrap();
+        let err =
+            inv.on_leader(2, 3, LogView::from_start(&[e(1, 1, 10), e(2, 2, 20)])).unwrap_err();
         assert_eq!(err.property, Property::ElectionSafety, "{err}");
         assert!(err.what.contains("both leaders of term 3"), "{err}");
-        let err = inv.on_leader(2, 4, &[e(1, 1, 10)]).unwrap_err();
+        let err = inv.on_leader(2, 4, LogView::from_start(&[e(1, 1, 10)])).unwrap_err();
         assert_eq!(err.property, Property::LeaderCompleteness, "{err}");
         assert!(err.what.contains("without committed entry 2"), "{err}");
         // A leader of term 2 need not hold term 2's committed entry.
-        inv.on_leader(2, 2, &[e(1, 1, 10)]).unwrap();
+        inv.on_leader(2, 2, LogView::from_start(&[e(1, 1, 10)])).unwrap();
     }
 
     #[test]
@@ -542,5 +704,92 @@ mod tests {
         assert!(err.what.contains("at index 1 n1 applied cmd 11"), "{err}");
         inv.on_apply(1, 1, &e(1, 1, 10)).unwrap();
         assert_eq!(inv.committed().len(), 1);
+    }
+
+    /// The simulated service's snapshot after applying `entries`.
+    fn snapshot_of(entries: &[Entry]) -> Snapshot {
+        let mut state = ServiceState::default();
+        entries.iter().for_each(|e| state.apply(e));
+        let term = entries.last().map_or(0, |e| e.term);
+        Snapshot { index: state.index, term, data: state.encode().into() }
+    }
+
+    #[test]
+    fn a_snapshot_must_agree_with_the_committed_entries_it_stands_for() {
+        let mut inv = Invariants::new();
+        let log = [e(1, 1, 10), e(2, 1, 20), e(3, 2, 30)];
+        for entry in &log[..2] {
+            inv.on_apply(0, entry.index, entry).unwrap();
+        }
+        let hs = HardState { term: 2, vote: None };
+        let good = snapshot_of(&log[..2]);
+        let persist = |s: Snapshot| Ready { snapshot: Some(s), ..Ready::default() };
+        inv.on_persist(1, &hs, LogView::from_start(&log), &persist(good.clone())).unwrap();
+        inv.on_restore(1, 1, &good).unwrap();
+        // The last included term lost, the state of other entries, uncommitted entries.
+        let no_term = Snapshot { term: 0, ..good.clone() };
+        let err = inv.on_persist(1, &hs, LogView::default(), &persist(no_term)).unwrap_err();
+        assert_eq!(err.property, Property::SnapshotAgreement, "{err}");
+        assert!(err.what.contains("names term 0"), "{err}");
+        let other =
+            Snapshot { data: snapshot_of(&[e(1, 1, 10), e(2, 1, 21)]).data, ..good.clone() };
+        let err = inv.on_restore(1, 0, &other).unwrap_err();
+        assert!(err.what.contains("a state other than"), "{err}");
+        let ahead = snapshot_of(&log);
+        let err = inv.on_restore(1, 0, &ahead).unwrap_err();
+        assert!(err.what.contains("never known committed"), "{err}");
+        // A restore below what was applied takes the state back.
+        let err = inv.on_restore(1, 3, &good).unwrap_err();
+        assert_eq!(err.property, Property::AppliedRegressed, "{err}");
+        // A durable snapshot never goes back either.
+        let view = LogView { snapshot_index: 2, snapshot_term: 1, entries: &log[2..] };
+        let older = snapshot_of(&log[..1]);
+        let err = inv.on_persist(1, &hs, view, &persist(older)).unwrap_err();
+        assert_eq!(err.property, Property::DurableStateRegressed, "{err}");
+    }
+
+    #[test]
+    fn entries_are_checked_against_the_log_after_the_snapshot_in_the_same_ready() {
+        let mut inv = Invariants::new();
+        let log = [e(1, 1, 10), e(2, 1, 20), e(3, 1, 30)];
+        for entry in &log {
+            inv.on_apply(0, entry.index, entry).unwrap();
+        }
+        let hs = HardState { term: 1, vote: None };
+        let snapshot = snapshot_of(&log);
+        // From an empty log: the snapshot, then the entry after it.
+        let ready = Ready {
+            snapshot: Some(snapshot.clone()),
+            entries: vec![e(4, 1, 40)],
+            ..Ready::default()
+        };
+        inv.on_persist(1, &hs, LogView::default(), &ready).unwrap();
+        // An entry the snapshot covers is not the log's to write any more.
+        let ready =
+            Ready { snapshot: Some(snapshot), entries: vec![e(3, 1, 30)], ..Ready::default() };
+        let err = inv.on_persist(1, &hs, LogView::default(), &ready).unwrap_err();
+        assert_eq!(err.property, Property::LogContiguity, "{err}");
+        assert!(err.what.contains("snapshot up to 3 covers"), "{err}");
+        // A leader whose snapshot stands for the committed prefix is complete.
+        let view = LogView { snapshot_index: 2, snapshot_term: 1, entries: &log[2..] };
+        inv.on_leader(1, 2, view).unwrap();
+        let view = LogView { snapshot_index: 2, snapshot_term: 1, entries: &[] };
+        let err = inv.on_leader(2, 3, view).unwrap_err();
+        assert!(err.what.contains("without committed entry 3"), "{err}");
+    }
+
+    #[test]
+    fn installing_a_snapshot_keeps_the_tail_only_after_its_last_entry() {
+        let log = [e(1, 1, 10), e(2, 1, 20), e(3, 2, 30)];
+        let view = LogView::from_start(&log);
+        let kept = view.after_install(2, 1);
+        assert_eq!((kept.snapshot_index, kept.entries.len(), kept.last_index()), (2, 1, 3));
+        assert_eq!(kept.term_at(2), Some(1));
+        assert_eq!(kept.term_at(1), None, "compacted");
+        assert_eq!(kept.entry(3).map(|e| e.term), Some(2));
+        let dropped = view.after_install(2, 2);
+        assert_eq!((dropped.entries.len(), dropped.last_index()), (0, 2));
+        let beyond = view.after_install(5, 2);
+        assert_eq!((beyond.entries.len(), beyond.last_index()), (0, 5));
     }
 }

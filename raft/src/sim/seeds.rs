@@ -151,8 +151,20 @@ where
     F: Fn(Cluster) -> Fut,
     Fut: Future<Output = ()>,
 {
+    scenario_with(name, n, |_| {}, body);
+}
+
+/// [`scenario`] on a cluster whose configuration `configure` adjusts first (for example to
+/// make the service snapshot).
+pub fn scenario_with<F, Fut>(name: &str, n: usize, configure: impl Fn(&mut SimConfig), body: F)
+where
+    F: Fn(Cluster) -> Fut,
+    Fut: Future<Output = ()>,
+{
     run_scenario(name, |trial| {
-        let c = trial.cluster(n);
+        let mut cfg = trial.config(n);
+        configure(&mut cfg);
+        let c = Cluster::with_config(cfg);
         c.block_on(body(c.clone()));
     });
 }

@@ -318,6 +318,22 @@ pub enum TraceKind {
         /// The last index written.
         to: Index,
     },
+    /// A peer's service snapshotted its state at `index`.
+    SnapshotTaken {
+        /// The peer.
+        node: NodeId,
+        /// The last index the snapshot covers.
+        index: Index,
+    },
+    /// A peer's service restored the leader's snapshot up to `index` (of `term`).
+    SnapshotRestored {
+        /// The peer.
+        node: NodeId,
+        /// The last index the snapshot covers.
+        index: Index,
+        /// The term of the entry at `index`.
+        term: Term,
+    },
     /// A peer crashed.
     Crash(NodeId),
     /// A peer restarted from its durable state.
@@ -375,9 +391,15 @@ impl fmt::Display for TraceEvent {
             }
             TraceKind::PowerFailure { node, family, kept } => write!(
                 f,
-                "n{node} POWER FAILURE ({family}) at the {:?} step of a sync: kept the hard state: {}, the cut: {}, {} appended entries",
-                kept.crashed_at, kept.hard_state, kept.cut, kept.entries
+                "n{node} POWER FAILURE ({family}) at the {:?} step of a sync: kept the hard state: {}, the snapshot: {}, the cut: {}, {} appended entries",
+                kept.crashed_at, kept.hard_state, kept.snapshot, kept.cut, kept.entries
             ),
+            TraceKind::SnapshotTaken { node, index } => {
+                write!(f, "n{node} snapshotted its state up to {index}")
+            }
+            TraceKind::SnapshotRestored { node, index, term } => {
+                write!(f, "n{node} restored the leader's snapshot up to {index} (term {term})")
+            }
             TraceKind::Crash(n) => write!(f, "n{n} CRASHED"),
             TraceKind::Restart(n) => write!(f, "n{n} restarted from its durable state"),
             TraceKind::Connect(n) => write!(f, "n{n} connected"),

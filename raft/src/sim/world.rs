@@ -4,9 +4,10 @@
 //! `(time, sequence number)`, and every random choice comes from generators derived from the
 //! seed, so a run is exactly reproducible from its seed.
 
-use super::invariants::{CommittedEntry, Invariants, Property, Violation};
+use super::invariants::{CommittedEntry, Invariants, LogView, Property, Violation};
 use super::network::{Fate, Network};
 use super::node::SimNode;
+use super::service::ServiceState;
 use super::swarm::Swarm;
 use super::trace::{DropReason, MsgSummary, Trace, TraceKind};
 use crate::core::{Bug, Config, Coverage, Index, Message, NodeId, RawNode, Role, Status, Term};
@@ -35,6 +36,9 @@ pub struct SimConfig {
     /// A swarm configuration over the profile: its protocol settings, its tick jitter and its
     /// network noise (none: the profile as it is, a steady clock, the labs' network).
     pub swarm: Option<Swarm>,
+    /// Every peer's service snapshots its state once it applied this many entries past its
+    /// latest snapshot (the labs' `SnapShotInterval`); `None`: never.
+    pub snapshot_every: Option<Index>,
 }
 
 impl SimConfig {
@@ -48,6 +52,7 @@ impl SimConfig {
             profile: Config::lab,
             bug: None,
             swarm: None,
+            snapshot_every: None,
         }
     }
 }
@@ -156,7 +161,8 @@ impl Sim {
                 cfg.bug.is_none(),
                 "a bug can only be switched on in a build with the cargo feature `bugs`"
             );
-            nodes.push(SimNode::new(config, derive_seed(cfg.seed, STREAM_NODE, (i as u64) << 32)));
+            let seed = derive_seed(cfg.seed, STREAM_NODE, (i as u64) << 32);
+            nodes.push(SimNode::new(config, seed, cfg.snapshot_every));
         }
         let mut sim = Sim {
             seed: cfg.seed,
@@ -315,7 +321,8 @@ impl Sim {
     }
 
     /// Starts a new incarnation of peer `i` from its durable image (crashing the running one
-    /// first, if any). It re-applies its log from index 1 as the commit index becomes known.
+    /// first, if any). Its service restores the durable snapshot, and it re-applies the log after
+    /// it as the commit index becomes known.
     pub fn restart(&mut self, i: usize) {
         self.crash(i);
         let seed = derive_seed(
@@ -439,17 +446,18 @@ impl Sim {
                 Some(s) => {
                     let _ = writeln!(
                         out,
-                        "  n{i}: {:?} term {} vote {:?} leader {:?} last {}/t{} commit {} applied {} durable {} ({link})",
+                        "  n{i}: {:?} term {} vote {:?} leader {:?} last {}/t{} commit {} applied {} snapshot {} durable {} ({link})",
                         s.role, s.term, s.vote, s.leader, s.last_index, s.last_term, s.commit_index,
-                        s.applied_index, img.last_index()
+                        s.applied_index, s.snapshot_index, img.last_index()
                     );
                 }
                 None => {
                     let _ = writeln!(
                         out,
-                        "  n{i}: DOWN durable term {} vote {:?} log {} ({link})",
+                        "  n{i}: DOWN durable term {} vote {:?} snapshot {} log {} ({link})",
                         img.hard_state.term,
                         img.hard_state.vote,
+                        img.snapshot.index,
                         img.last_index()
                     );
                 }
@@ -554,12 +562,9 @@ impl Sim {
             };
             // 1. Persist.
             let node = &mut self.nodes[i];
-            if let Err(e) = self.inv.on_persist(
-                i as NodeId,
-                &node.image.hard_state,
-                &node.image.entries,
-                &ready,
-            ) {
+            if let Err(e) =
+                self.inv.on_persist(i as NodeId, &node.image.hard_state, node.image.view(), &ready)
+            {
                 self.violation(e);
             }
             // The catalogue's ack-before-sync and vote-before-sync: some answers go before the
@@ -597,7 +602,21 @@ impl Sim {
                 self.send(i, msg);
             }
             ready.messages = messages;
-            // 3. Apply.
+            // 3. Apply: the leader's snapshot first, when it brought one.
+            if let Some(snapshot) = ready.snapshot.as_ref().filter(|_| ready.restore_snapshot) {
+                let node = &mut self.nodes[i];
+                if let Err(e) = self.inv.on_restore(i as NodeId, node.service.index, snapshot) {
+                    self.violation(e);
+                }
+                node.service = ServiceState::decode(&snapshot.data).unwrap_or_default();
+                node.next_apply = snapshot.index + 1;
+                node.applied_ever = node.applied_ever.max(snapshot.index);
+                let (index, term) = (snapshot.index, snapshot.term);
+                self.trace.record(
+                    self.now,
+                    TraceKind::SnapshotRestored { node: i as NodeId, index, term },
+                );
+            }
             if let (Some(first), Some(last)) =
                 (ready.committed_entries.first(), ready.committed_entries.last())
             {
@@ -609,6 +628,7 @@ impl Sim {
                     }
                     node.next_apply += 1;
                     node.applied_ever = node.applied_ever.max(e.index);
+                    node.service.apply(e);
                 }
                 self.trace.record(self.now, TraceKind::Applied { node: i as NodeId, from, to });
             }
@@ -629,7 +649,17 @@ impl Sim {
                 }
             }
             // 4. Advance.
-            self.nodes[i].raw.as_mut().expect("running").advance(ready);
+            let node = &mut self.nodes[i];
+            node.raw.as_mut().expect("running").advance(ready);
+            // The service snapshots when it is due; the next ready persists the snapshot.
+            if node.snapshot_due() {
+                let index = node.service.index;
+                let raw = node.raw.as_mut().expect("running");
+                raw.snapshot(index, node.service.encode()).unwrap_or_else(|e| {
+                    panic!("n{i}'s service applied up to {index} but cannot snapshot there: {e}")
+                });
+                self.trace.record(self.now, TraceKind::SnapshotTaken { node: i as NodeId, index });
+            }
         }
         self.after_step(i);
     }
@@ -646,7 +676,12 @@ impl Sim {
         self.trace
             .record(self.now, TraceKind::Role { node: i as NodeId, role: s.role, term: s.term });
         if s.role == Role::Leader {
-            if let Err(e) = self.inv.on_leader(i as NodeId, s.term, raw.entries()) {
+            let log = LogView {
+                snapshot_index: s.snapshot_index,
+                snapshot_term: raw.latest_snapshot().term,
+                entries: raw.entries(),
+            };
+            if let Err(e) = self.inv.on_leader(i as NodeId, s.term, log) {
                 self.violation(e);
             }
         }
@@ -655,7 +690,7 @@ impl Sim {
     fn send(&mut self, from: usize, msg: &Message) {
         let node = &self.nodes[from];
         if let Err(e) =
-            self.inv.on_send(from as NodeId, &node.image.hard_state, &node.image.entries, msg)
+            self.inv.on_send(from as NodeId, &node.image.hard_state, node.image.view(), msg)
         {
             self.violation(e);
         }
