@@ -102,6 +102,7 @@ decisions! {
     SnapshotChunkReceived = "snapshot-chunk-received", "a follower took a chunk of the leader's snapshot and waits for the next";
     SnapshotChunkOutOfOrder = "snapshot-chunk-out-of-order", "a follower got a chunk other than the next one and asked again";
     SnapshotIgnoredCommitted = "snapshot-ignored-committed", "a follower ignored a snapshot covering only what it had committed";
+    SnapshotAnswerNoProgress = "snapshot-answer-no-progress", "a leader sent no chunk for an answer that holds no more of its snapshot than the last (duplicated, late, or from a follower that lost it)";
     SnapshotInstalled = "snapshot-installed", "a follower installed the leader's snapshot in place of its whole log";
     SnapshotToReplicate = "snapshot-to-replicate", "a follower holding the snapshot was acknowledged and went back to appends";
     AppendBelowSnapshot = "append-below-snapshot", "an append began inside the follower's snapshot: checked from the snapshot's end";

@@ -94,6 +94,16 @@ impl RawNode {
             self.coverage.hit(Decision::SnapshotAnswerStale);
             return;
         }
+        if received <= pr.snapshot_sent {
+            // No progress: a duplicated or late answer, or a follower that lost what it held.
+            // Only an answer that moves the transfer on sends the next chunk; were every answer
+            // to send one, each duplicate would add a chunk in flight for good, and the
+            // duplicates of those more (a message storm). The next heartbeat answer resends
+            // from what the follower says it holds.
+            self.coverage.hit(Decision::SnapshotAnswerNoProgress);
+            pr.snapshot_sent = received;
+            return;
+        }
         pr.probe_sent = false;
         pr.snapshot_sent = received;
         if received < self.log.snapshot().data.len() as u64 {
@@ -206,6 +216,12 @@ mod tests {
         /// Handles every ready (as a driver that persists at once) and delivers every message,
         /// until nothing moves; `drop` may lose a message on the way.
         fn settle(&mut self, mut drop: impl FnMut(&Message) -> bool) {
+            self.settle_copies(|m| usize::from(!drop(m)));
+        }
+
+        /// As [`Three::settle`], delivering as many copies of each message as `copies` says
+        /// (0 loses it, 2 duplicates it).
+        fn settle_copies(&mut self, mut copies: impl FnMut(&Message) -> usize) {
             let mut queue = VecDeque::new();
             for steps in 0.. {
                 assert!(steps < 100_000, "the cluster never settles: a message storm");
@@ -234,8 +250,10 @@ mod tests {
                 }
                 let Some(m) = queue.pop_front() else { return };
                 let cut = [m.from, m.to].iter().any(|&p| Some(p as usize - 1) == self.down);
-                if !cut && !drop(&m) {
-                    self.nodes[(m.to - 1) as usize].step(m);
+                if !cut {
+                    for _ in 0..copies(&m) {
+                        self.nodes[(m.to - 1) as usize].step(m.clone());
+                    }
                 }
             }
         }
@@ -346,6 +364,35 @@ mod tests {
         assert!(lost, "a second chunk went out");
         assert_eq!(c.restored[lagging], 1);
         assert_eq!(c.applied[lagging], (0..12).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn duplicated_answers_move_the_transfer_on_once() {
+        let mut c = Three::new(10, 1);
+        let l = c.leader();
+        let lagging = (l + 1) % 3;
+        c.down = Some(lagging);
+        c.propose(0..12);
+        c.down = None;
+        // Every answer arrives three times: only the first of each may send a chunk, or the
+        // chunks in flight would triple at every answer.
+        let mut chunks = 0;
+        for _ in 0..20 {
+            c.nodes.iter_mut().for_each(RawNode::tick);
+            c.settle_copies(|m| match m.body {
+                MessageBody::InstallSnapshotResponse { .. } => 3,
+                MessageBody::InstallSnapshot { .. } => {
+                    chunks += 1;
+                    1
+                }
+                _ => 1,
+            });
+        }
+        assert_eq!(c.restored[lagging], 1);
+        assert_eq!(c.applied[lagging], (0..12).collect::<Vec<u8>>());
+        assert!(c.nodes[l].coverage().count(Decision::SnapshotAnswerNoProgress) > 0);
+        // Ten one-byte chunks, and a few resent at heartbeat answers.
+        assert!((10..=14).contains(&chunks), "{chunks} chunks sent for a 10-byte snapshot");
     }
 
     #[test]

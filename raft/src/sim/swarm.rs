@@ -48,6 +48,18 @@ pub struct Swarm {
     /// clocks that keep within the lease's drift bound: jitter of 10% at most).
     #[serde(default)]
     pub lease_reads: bool,
+    /// The service snapshots once it applied this many entries past its latest snapshot (0:
+    /// never), and followers behind the leader's snapshot catch up by InstallSnapshot.
+    #[serde(default)]
+    pub snapshot_every: u16,
+    /// [`Config::max_snapshot_chunk_bytes`]: below the simulated service's 16 bytes, a
+    /// snapshot goes in several chunks.
+    #[serde(default = "default_snapshot_chunk_bytes")]
+    pub snapshot_chunk_bytes: u32,
+}
+
+fn default_snapshot_chunk_bytes() -> u32 {
+    Swarm::LAB.snapshot_chunk_bytes
 }
 
 fn default_max_append_bytes() -> usize {
@@ -77,6 +89,8 @@ impl Swarm {
         tail_ms: 0,
         dup_per_mille: 0,
         lease_reads: false,
+        snapshot_every: 0,
+        snapshot_chunk_bytes: 1 << 20,
     };
 
     /// Draws a configuration. Each setting is drawn on its own, with the lab's value among the
@@ -107,9 +121,20 @@ impl Swarm {
             tail_ms: if tail { [100, 500, 2_000][rng.gen_range(0..3)] } else { 0 },
             dup_per_mille: if dup { [5, 20, 100][rng.gen_range(0..3)] } else { 0 },
             lease_reads: false,
+            snapshot_every: 0,
+            snapshot_chunk_bytes: Swarm::LAB.snapshot_chunk_bytes,
         };
         swarm.lease_reads = swarm.check_quorum && swarm.tick_jitter_pct <= 10 && rng.gen_bool(0.5);
         swarm
+    }
+
+    /// Draws the snapshot settings: in half of the runs the service snapshots, every 3 to 50
+    /// entries, its snapshot sent whole or in chunks down to a byte.
+    pub fn draw_snapshots(&mut self, rng: &mut ChaCha8Rng) {
+        if rng.gen_bool(0.5) {
+            self.snapshot_every = [3, 10, 10, 50][rng.gen_range(0..4)];
+            self.snapshot_chunk_bytes = [1 << 20, 1 << 20, 5, 1][rng.gen_range(0..4)];
+        }
     }
 
     /// The shortest election timeout, in milliseconds (ticks of 10 ms).
@@ -127,6 +152,7 @@ impl Swarm {
         config.max_append_entries = self.max_append_entries;
         config.max_append_bytes = self.max_append_bytes;
         config.max_inflight = self.max_inflight;
+        config.max_snapshot_chunk_bytes = self.snapshot_chunk_bytes as usize;
         if self.lease_reads {
             config.read_only = ReadOnly::LeaseBased;
         }
@@ -146,8 +172,12 @@ impl Swarm {
         if self.lease_reads && (!self.check_quorum || self.tick_jitter_pct > 10) {
             return Err("swarm: lease reads need check-quorum and jitter of 10% at most".into());
         }
-        if self.max_append_entries == 0 || self.max_inflight == 0 || self.max_append_bytes == 0 {
-            return Err("swarm: ae, ab and if must be at least 1".to_string());
+        if self.max_append_entries == 0
+            || self.max_inflight == 0
+            || self.max_append_bytes == 0
+            || self.snapshot_chunk_bytes == 0
+        {
+            return Err("swarm: ae, ab, if and sc must be at least 1".to_string());
         }
         if self.tick_jitter_pct > 90 {
             return Err(format!("swarm: jitter {}% is over 90%", self.tick_jitter_pct));
@@ -163,11 +193,19 @@ impl Swarm {
 
     /// The one-token encoding of [`Schedule::to_compact`](super::Schedule::to_compact):
     /// `et30,hb10,pv1,cq1,noop0,ae64,ab1048576,if16,jit0,tail0/0,dup0` (and `,lr1` with lease
-    /// reads).
+    /// reads, `,snap10` when the service snapshots every 10 entries, `,sc5` for chunks of 5
+    /// bytes).
     pub fn to_compact(&self) -> String {
         let b = |on: bool| u8::from(on);
+        let mut snapshots = String::new();
+        if self.snapshot_every > 0 {
+            snapshots += &format!(",snap{}", self.snapshot_every);
+        }
+        if self.snapshot_chunk_bytes != Swarm::LAB.snapshot_chunk_bytes {
+            snapshots += &format!(",sc{}", self.snapshot_chunk_bytes);
+        }
         format!(
-            "et{},hb{},pv{},cq{},noop{},ae{},ab{},if{},jit{},tail{}/{},dup{}{}",
+            "et{},hb{},pv{},cq{},noop{},ae{},ab{},if{},jit{},tail{}/{},dup{}{}{snapshots}",
             self.election_tick,
             self.heartbeat_tick,
             b(self.pre_vote),
@@ -225,9 +263,11 @@ impl Swarm {
                 }
                 "dup" => s.dup_per_mille = small(1000)? as u16,
                 "lr" => s.lease_reads = flag()?,
+                "snap" => s.snapshot_every = small(u16::MAX as u32)? as u16,
+                "sc" => s.snapshot_chunk_bytes = number()?,
                 _ => {
                     return Err(format!(
-                        "swarm {item:?}: unknown setting {key:?} (et, hb, pv, cq, noop, ae, ab, if, jit, tail, dup, lr)"
+                        "swarm {item:?}: unknown setting {key:?} (et, hb, pv, cq, noop, ae, ab, if, jit, tail, dup, lr, snap, sc)"
                     ))
                 }
             }
@@ -269,6 +309,13 @@ impl fmt::Display for Swarm {
         if self.lease_reads {
             f.write_str(", lease reads")?;
         }
+        if self.snapshot_every > 0 {
+            write!(
+                f,
+                ", snapshots every {} entries sent in chunks of {} bytes",
+                self.snapshot_every, self.snapshot_chunk_bytes
+            )?;
+        }
         Ok(())
     }
 }
@@ -283,7 +330,8 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut seen = std::collections::HashSet::new();
         for _ in 0..500 {
-            let s = Swarm::draw(&mut rng);
+            let mut s = Swarm::draw(&mut rng);
+            s.draw_snapshots(&mut rng);
             s.validate().unwrap();
             assert_eq!(Swarm::parse_compact(&s.to_compact()).unwrap(), s);
             seen.insert((s.max_append_entries, s.max_inflight, s.pre_vote, s.check_quorum));
@@ -307,6 +355,7 @@ mod tests {
             ("jit95", "at most 90"),
             ("tail50", "tailP/MS"),
             ("speed3", "unknown setting"),
+            ("sc0", "at least 1"),
             ("et", "a setting and a number"),
         ] {
             let err = Swarm::parse_compact(text).unwrap_err();
@@ -316,13 +365,15 @@ mod tests {
 
     #[test]
     fn a_swarm_sets_the_protocol_settings() {
-        let s = Swarm::parse_compact("et10,hb1,pv0,cq0,noop1,ae1,if1").unwrap();
+        let s = Swarm::parse_compact("et10,hb1,pv0,cq0,noop1,ae1,if1,snap3,sc2").unwrap();
+        assert_eq!(s.snapshot_every, 3);
         let mut c = Config::lab(0, vec![0, 1, 2]);
         s.configure(&mut c);
         assert_eq!(
             (c.election_tick, c.heartbeat_tick, c.max_append_entries, c.max_inflight),
             (10, 1, 1, 1)
         );
+        assert_eq!(c.max_snapshot_chunk_bytes, 2);
         assert!(!c.pre_vote && !c.check_quorum && c.noop_on_election);
         c.validate().unwrap();
     }

@@ -281,17 +281,20 @@ pub enum Family {
     ElectionCrash,
     /// Figure 8 composed: a leader that reaches one follower only, then crashes.
     Figure8,
+    /// Followers brought back behind the leader's snapshot, and faults while it is in flight.
+    Snapshots,
 }
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 7] = [
         Family::Mixed,
         Family::Churn,
         Family::Storm,
         Family::Tails,
         Family::ElectionCrash,
         Family::Figure8,
+        Family::Snapshots,
     ];
 
     /// The family's name in reports.
@@ -303,6 +306,7 @@ impl Family {
             Family::Tails => "tails",
             Family::ElectionCrash => "election-crash",
             Family::Figure8 => "figure-8",
+            Family::Snapshots => "snapshots",
         }
     }
 
@@ -310,7 +314,8 @@ impl Family {
     pub fn of_seed(seed: u64) -> Family {
         let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_SCHEDULE, 2));
         match rng.gen_range(0..100) {
-            0..=39 => Family::Mixed,
+            0..=31 => Family::Mixed,
+            32..=39 => Family::Snapshots,
             40..=54 => Family::Churn,
             55..=69 => Family::Storm,
             70..=81 => Family::Tails,
@@ -380,10 +385,10 @@ fn random_node(rng: &mut ChaCha8Rng, nodes: usize) -> Target {
 
 impl Schedule {
     /// The schedule of `seed`: a cluster of 3 to 7 peers (even sizes too), a [`Swarm`]
-    /// configuration (the lab profile in a quarter of the seeds), and the steps of one
-    /// [`Family`]:
+    /// configuration (the lab profile in a quarter of the seeds; otherwise the service
+    /// snapshots in half of them), and the steps of one [`Family`]:
     ///
-    /// - Mixed (40%): a fault phase of 2 to 4 virtual seconds, clients proposing 1 to 3
+    /// - Mixed (32%): a fault phase of 2 to 4 virtual seconds, clients proposing 1 to 3
     ///   commands every 5-150 ms, and fault episodes every 30-500 ms, each undone after
     ///   50-1500 ms (a crash by a restart, a disconnection by a reconnection, a partition or
     ///   cut by a heal, a network mode by switching it off): crashes, power failures and
@@ -405,14 +410,24 @@ impl Schedule {
     /// - Figure 8 (8%): the leader is cut off with one follower, offered commands that reach
     ///   that follower only, then crashes or loses power; the rest elect a leader while the
     ///   follower holds the only copies of an earlier term's entries.
+    /// - Snapshots (8%): the service snapshots every 2 to 5 entries, sent in chunks of 1 to 16
+    ///   bytes or whole; rounds cut a follower off or crash it while the leader, offered tens of
+    ///   commands, compacts past it, then bring it back; while its snapshot is in flight, it
+    ///   crashes, loses power or reboots, the leader is cut off, or the chunks are reordered or
+    ///   duplicated.
     pub fn generate(seed: u64) -> Schedule {
         let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_SCHEDULE, 0));
         let mut swarm_rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_SCHEDULE, 3));
         let nodes = [3, 3, 4, 5, 5, 6, 7][swarm_rng.gen_range(0..7)];
         let mut swarm =
             if swarm_rng.gen_bool(0.25) { Swarm::LAB } else { Swarm::draw(&mut swarm_rng) };
-        // Which crashes are power failures comes from a stream of its own.
+        // Which crashes are power failures comes from a stream of its own, and so do the
+        // snapshot settings.
         let mut power = ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_SCHEDULE, 1));
+        let mut snapshots = ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_SCHEDULE, 4));
+        if swarm != Swarm::LAB {
+            swarm.draw_snapshots(&mut snapshots);
+        }
         match Family::of_seed(seed) {
             Family::Mixed => Schedule::mixed(nodes, swarm, &mut rng, &mut power),
             Family::Churn => Schedule::churn(nodes, swarm, &mut rng),
@@ -429,6 +444,11 @@ impl Schedule {
             }
             Family::ElectionCrash => Schedule::election_crash(nodes, swarm, &mut rng, &mut power),
             Family::Figure8 => Schedule::figure8(nodes, swarm, &mut rng, &mut power),
+            Family::Snapshots => {
+                swarm.snapshot_every = snapshots.gen_range(2..=5);
+                swarm.snapshot_chunk_bytes = [1, 4, 16, 1 << 20][snapshots.gen_range(0..4)];
+                Schedule::snapshots(nodes, swarm, &mut rng, &mut power)
+            }
         }
     }
 
@@ -651,6 +671,55 @@ impl Schedule {
             s.push(back, Action::Restart(Target::All));
             s.push(back + rng.gen_range(0..=2 * timeout_ms), Action::Connect(Target::All));
             t = back + duration(rng, 2 * timeout_ms, 1_000.max(4 * timeout_ms));
+        }
+        s.done(nodes, swarm)
+    }
+
+    fn snapshots(
+        nodes: usize,
+        swarm: Swarm,
+        rng: &mut ChaCha8Rng,
+        power: &mut ChaCha8Rng,
+    ) -> Schedule {
+        let mut s = Steps::new(rng.gen_range(3_000..=5_000u64));
+        let timeout_ms = swarm.election_timeout_ms();
+        s.clients(rng, 3, 10, 100);
+        let mut t = rng.gen_range(200..600);
+        while t < s.end_ms {
+            let victim = random_node(rng, nodes);
+            let crashed = rng.gen_bool(0.5);
+            s.push(
+                t,
+                if crashed {
+                    crash_or_power_failure(victim, power)
+                } else {
+                    Action::Isolate(victim)
+                },
+            );
+            // Enough commands for the leader to compact past the victim several times.
+            s.push(t + 1, Action::Propose(rng.gen_range(10..=40)));
+            let back = t + rng.gen_range(timeout_ms..=3 * timeout_ms) + 200;
+            s.push(back, if crashed { Action::Restart(victim) } else { Action::Connect(victim) });
+            // The victim now needs the leader's snapshot: strike while it is in flight.
+            let during = back + rng.gen_range(1..=60);
+            let over = during + rng.gen_range(timeout_ms..=2 * timeout_ms);
+            match rng.gen_range(0..6) {
+                0 => s.push(during, crash_or_power_failure(victim, power)),
+                1 => s.push(during, Action::Restart(victim)),
+                2 => s.push(during, Action::Isolate(Target::Leader)),
+                3 => {
+                    s.push(during, Action::LongReordering(true));
+                    s.push(over, Action::LongReordering(false));
+                }
+                4 => {
+                    s.push(during, Action::Duplicate(rng.gen_range(1..=4) * 100));
+                    s.push(over, Action::Duplicate(0));
+                }
+                _ => s.push(during, Action::Propose(rng.gen_range(1..=5))),
+            }
+            s.push(over, Action::Heal);
+            s.push(over, Action::Restart(Target::All));
+            t = over + duration(rng, 50, 600);
         }
         s.done(nodes, swarm)
     }
@@ -1125,22 +1194,31 @@ impl Driver {
         sim.network().set_slow_replies(false);
     }
 
-    /// Every command a client saw committed is at its index in every peer's log, and every
-    /// peer applied up to the final command and holds the committed entries up to it.
+    /// Every command a client saw committed is at its index in every peer's log (or, once
+    /// compacted, in the committed entries its snapshot agrees with), and every peer applied up
+    /// to the final command and holds the committed entries up to it.
     fn final_logs(&self, final_index: Index) -> Result<(), String> {
         let sim = self.c.sim();
+        let committed = sim.committed();
         for &(index, v) in &self.seen {
             for i in 0..self.n {
-                let entry = sim.node(i).raw().and_then(|r| r.entry(index));
-                if !entry.is_some_and(|e| e.kind == EntryKind::Normal && e.data == num(v)) {
-                    let held = entry.map_or("nothing".to_string(), |e| describe(e.kind, &e.data));
+                let raw = sim.node(i).raw().expect("every peer runs after the heal");
+                let entry = match raw.entry(index) {
+                    Some(e) => Some((e.kind, &e.data[..])),
+                    // The invariants checked the snapshot against the committed entries.
+                    None if index <= raw.status().snapshot_index => {
+                        committed.get(index as usize - 1).map(|c| (c.kind, &c.data[..]))
+                    }
+                    None => None,
+                };
+                if !entry.is_some_and(|(kind, data)| kind == EntryKind::Normal && data == num(v)) {
+                    let held = entry.map_or("nothing".to_string(), |(k, d)| describe(k, d));
                     return Err(format!(
                         "lost a committed command: a client saw cmd {v} committed at index {index}, but n{i}'s log holds {held} there"
                     ));
                 }
             }
         }
-        let committed = sim.committed();
         for i in 0..self.n {
             let raw = sim.node(i).raw().expect("every peer runs after the heal");
             if raw.status().applied_index < final_index {
@@ -1148,15 +1226,14 @@ impl Driver {
                     "not applied: n{i} did not apply up to the final command at {final_index}"
                 ));
             }
-            for (k, e) in raw.entries().iter().take(final_index as usize).enumerate() {
-                let same = committed.get(k).is_some_and(|ce| {
+            for e in raw.entries().iter().take_while(|e| e.index <= final_index) {
+                let same = committed.get(e.index as usize - 1).is_some_and(|ce| {
                     ce.term == e.term && ce.kind == e.kind && ce.data[..] == e.data[..]
                 });
                 if !same {
                     return Err(format!(
                         "logs disagree: n{i}'s entry {} (term {}) is not the committed one",
-                        k + 1,
-                        e.term
+                        e.index, e.term
                     ));
                 }
             }
@@ -1334,6 +1411,40 @@ mod tests {
             s.steps.iter().find(|st| !matches!(st.action, Action::Propose(_))).unwrap().action,
             Action::Crash(Target::Leader) | Action::PowerFail(Target::Leader, _)
         ));
+
+        let s = Schedule::generate(seed_of(Family::Snapshots, 0));
+        assert!((2..=5).contains(&s.swarm.snapshot_every), "{}", s.swarm);
+        let away = s.steps.iter().position(|st| !matches!(st.action, Action::Propose(_))).unwrap();
+        assert!(matches!(
+            s.steps[away].action,
+            Action::Isolate(Target::Node(_))
+                | Action::Crash(Target::Node(_))
+                | Action::PowerFail(Target::Node(_), _)
+        ));
+        assert!(matches!(s.steps[away + 1].action, Action::Propose(k) if k >= 10));
+    }
+
+    #[test]
+    fn snapshot_schedules_compact_and_install() {
+        use crate::core::Decision;
+        silence_run_panics();
+        let mut all = Coverage::default();
+        for k in 0..10 {
+            let seed = seed_of(Family::Snapshots, k * 100);
+            match run(&RunOptions::new(seed), &Schedule::generate(seed)) {
+                Ok(p) => all.merge(&p.coverage),
+                Err(f) => panic!("seed {seed}: {}", f.message),
+            }
+        }
+        for d in [
+            Decision::SnapshotTaken,
+            Decision::SnapshotSendStarted,
+            Decision::SnapshotChunkReceived,
+            Decision::SnapshotInstalled,
+            Decision::SnapshotToReplicate,
+        ] {
+            assert!(all.count(d) > 0, "{d} never taken in 10 snapshot schedules: {all:?}");
+        }
     }
 
     #[test]

@@ -145,6 +145,9 @@ impl Sim {
         assert!(cfg.nodes > 0, "a cluster needs at least one peer");
         assert!(cfg.tick_ms > 0, "a tick must last some time");
         let peers: Vec<NodeId> = (0..cfg.nodes as NodeId).collect();
+        let snapshot_every = cfg.snapshot_every.or(cfg
+            .swarm
+            .and_then(|s| (s.snapshot_every > 0).then_some(s.snapshot_every as Index)));
         let mut nodes = Vec::with_capacity(cfg.nodes);
         for i in 0..cfg.nodes {
             #[allow(unused_mut)]
@@ -162,7 +165,7 @@ impl Sim {
                 "a bug can only be switched on in a build with the cargo feature `bugs`"
             );
             let seed = derive_seed(cfg.seed, STREAM_NODE, (i as u64) << 32);
-            nodes.push(SimNode::new(config, seed, cfg.snapshot_every));
+            nodes.push(SimNode::new(config, seed, snapshot_every));
         }
         let mut sim = Sim {
             seed: cfg.seed,
