@@ -31,6 +31,14 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::history::{EventType, History, Process};
 
+/// [`AppliedEntry::kind`] of a leader's no-op entry.
+pub const NOOP_KIND: &str = "noop";
+
+/// [`AppliedEntry::kind`] of a line that stands for a snapshot the node's state became: every
+/// index after the line before it, up to its own, was applied as part of the snapshot rather
+/// than one by one (its digest is the snapshot data's).
+pub const SNAPSHOT_KIND: &str = "snapshot";
+
 /// One line of `applied.jsonl`: the type its writer (the gauntlet node) and its readers share.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedEntry {
@@ -46,7 +54,8 @@ pub struct AppliedEntry {
     /// The client's sequence number of the command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
-    /// `noop` for a leader's no-op entry; absent for commands.
+    /// [`NOOP_KIND`] for a leader's no-op entry, [`SNAPSHOT_KIND`] for a snapshot; absent for
+    /// commands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// Whether the entry was in the node's own durable log when it was applied (the node's
@@ -296,6 +305,10 @@ pub struct SafetyCheck {
     pub violations: Vec<String>,
     /// How many violations there were in all.
     pub violation_count: usize,
+    /// What the check could not see (for example entries a node only holds under a snapshot),
+    /// in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unseen: Vec<String>,
 }
 
 impl SafetyCheck {
@@ -306,7 +319,15 @@ impl SafetyCheck {
             valid: violations.is_empty(),
             violations: violations.into_iter().take(10).collect(),
             violation_count,
+            unseen: Vec::new(),
         }
+    }
+}
+
+impl AppliedEntry {
+    /// Whether the line stands for a snapshot rather than one entry.
+    pub fn is_snapshot(&self) -> bool {
+        self.kind.as_deref() == Some(SNAPSHOT_KIND)
     }
 }
 
@@ -357,9 +378,26 @@ pub fn check_safety(nodes: &[NodeRecord], acknowledged: &BTreeSet<(u64, u64)>) -
 
 fn check_state_machine_safety(nodes: &[NodeRecord]) -> SafetyCheck {
     let mut first: BTreeMap<u64, (u64, &AppliedEntry)> = BTreeMap::new();
+    let mut snapshots: BTreeMap<u64, (u64, &AppliedEntry)> = BTreeMap::new();
     let mut violations = Vec::new();
     for n in nodes {
         for e in &n.applied {
+            if e.is_snapshot() {
+                // The same state at one index encodes to the same bytes.
+                match snapshots.get(&e.index) {
+                    None => {
+                        snapshots.insert(e.index, (n.node, e));
+                    }
+                    Some((other, o)) if o.term != e.term || o.digest != e.digest => {
+                        violations.push(format!(
+                            "index {}: node {} restored a snapshot of term {} digest {}, node {} one of term {} digest {}",
+                            e.index, other, o.term, o.digest, n.node, e.term, e.digest
+                        ));
+                    }
+                    Some(_) => {}
+                }
+                continue;
+            }
             match first.get(&e.index) {
                 None => {
                     first.insert(e.index, (n.node, e));
@@ -374,18 +412,34 @@ fn check_state_machine_safety(nodes: &[NodeRecord]) -> SafetyCheck {
             }
         }
     }
+    // A snapshot names the term of the last entry it covers: the one applied there.
+    for (index, (node, snapshot)) in &snapshots {
+        if let Some((other, e)) = first.get(index).filter(|(_, e)| e.term != snapshot.term) {
+            violations.push(format!(
+                "index {index}: node {node} restored a snapshot ending in term {}, node {other} applied an entry of term {} there",
+                snapshot.term, e.term
+            ));
+        }
+    }
     SafetyCheck::new("state-machine-safety", violations)
 }
 
 fn check_in_order(nodes: &[NodeRecord]) -> SafetyCheck {
     let mut violations = Vec::new();
     for n in nodes {
-        let out_of_place = n.applied.iter().zip(1u64..).find(|(e, expected)| e.index != *expected);
-        if let Some((e, expected)) = out_of_place {
+        let mut next = 1;
+        for e in &n.applied {
+            // A snapshot may move the state past indexes never applied one by one; never back.
+            if e.index == next || (e.is_snapshot() && e.index >= next) {
+                next = e.index + 1;
+                continue;
+            }
+            let what = if e.is_snapshot() { "restored a snapshot up to" } else { "applied" };
             violations.push(format!(
-                "node {} applied index {} where index {} was due",
-                n.node, e.index, expected
+                "node {} {what} index {} where index {next} was due",
+                n.node, e.index
             ));
+            break;
         }
     }
     SafetyCheck::new("applied-in-order", violations)
@@ -413,10 +467,36 @@ fn check_acknowledged_writes(
     acknowledged: &BTreeSet<(u64, u64)>,
 ) -> SafetyCheck {
     let mut violations = Vec::new();
+    let mut unseen = Vec::new();
+    // Where some node applied each write one by one.
+    let mut applied_at: HashMap<(u64, u64), u64> = HashMap::new();
+    for n in nodes {
+        for e in &n.applied {
+            if let (Some(client), Some(seq)) = (e.client, e.seq) {
+                applied_at.entry((client, seq)).or_insert(e.index);
+            }
+        }
+    }
     for n in nodes {
         let held: BTreeSet<(u64, u64)> =
             n.applied.iter().filter_map(|e| Some((e.client?, e.seq?))).collect();
-        let missing: Vec<_> = acknowledged.difference(&held).collect();
+        // Writes under one of its snapshots are in its state if they are where another node
+        // applied them (state machine safety checks that the logs agree).
+        let snapshot_to = n.applied.iter().filter(|e| e.is_snapshot()).map(|e| e.index).max();
+        let under_snapshot = |w: &(u64, u64)| {
+            snapshot_to.is_some_and(|to| applied_at.get(w).is_none_or(|&at| at <= to))
+        };
+        type Writes<'a> = Vec<&'a (u64, u64)>;
+        let (covered, missing): (Writes, Writes) =
+            acknowledged.difference(&held).partition(|w| under_snapshot(w));
+        let invisible = covered.iter().filter(|w| !applied_at.contains_key(w)).count();
+        if invisible > 0 {
+            unseen.push(format!(
+                "node {}: {invisible} acknowledged write(s) lie under its snapshot up to index {} and no node's record shows them one by one",
+                n.node,
+                snapshot_to.unwrap_or(0)
+            ));
+        }
         if let Some(first) = missing.first() {
             violations.push(format!(
                 "node {} lacks {} acknowledged write(s), first: client {} seq {}",
@@ -427,7 +507,7 @@ fn check_acknowledged_writes(
             ));
         }
     }
-    SafetyCheck::new("acknowledged-writes-durable", violations)
+    SafetyCheck { unseen, ..SafetyCheck::new("acknowledged-writes-durable", violations) }
 }
 
 fn check_votes_durable(nodes: &[NodeRecord]) -> SafetyCheck {
@@ -590,6 +670,61 @@ mod tests {
 
     fn by_name<'a>(checks: &'a [SafetyCheck], name: &str) -> &'a SafetyCheck {
         checks.iter().find(|c| c.name == name).unwrap()
+    }
+
+    fn snapshot_line(index: u64, term: u64, digest: &str) -> AppliedEntry {
+        AppliedEntry { kind: Some(SNAPSHOT_KIND.into()), ..entry(index, term, digest, None) }
+    }
+
+    #[test]
+    fn snapshots_skip_indexes_forward_only_and_agree_with_the_entries_they_cover() {
+        let full: Vec<AppliedEntry> =
+            (1..=4).map(|i| entry(i, 1, &format!("d{i}"), Some((7, i)))).collect();
+        // Node 2 caught up by the leader's snapshot up to 3, then applied 4.
+        let caught_up =
+            vec![entry(1, 1, "d1", Some((7, 1))), snapshot_line(3, 1, "s3"), full[3].clone()];
+        let nodes = [node(1, full.clone(), vec![]), node(2, caught_up, vec![])];
+        let acked: BTreeSet<(u64, u64)> = (1..=4).map(|s| (7, s)).collect();
+        let checks = check_safety(&nodes, &acked);
+        assert!(checks.iter().all(|c| c.valid), "{checks:?}");
+        assert!(by_name(&checks, "acknowledged-writes-durable").unseen.is_empty());
+        // A snapshot of another term than the entry applied at its index; one that goes back.
+        let wrong_term = vec![snapshot_line(3, 2, "s3")];
+        let back = vec![full[0].clone(), full[1].clone(), snapshot_line(1, 1, "s1")];
+        let nodes =
+            [node(1, full.clone(), vec![]), node(2, wrong_term, vec![]), node(3, back, vec![])];
+        let checks = check_safety(&nodes, &BTreeSet::new());
+        let sms = by_name(&checks, "state-machine-safety");
+        assert!(sms.violations.iter().any(|v| v.contains("snapshot ending in term 2")), "{sms:?}");
+        let order = by_name(&checks, "applied-in-order");
+        assert!(
+            order.violations[0].contains("node 3 restored a snapshot up to index 1 where index 3"),
+            "{order:?}"
+        );
+        // Two snapshots at one index with different states.
+        let nodes = [
+            node(1, vec![snapshot_line(3, 1, "a")], vec![]),
+            node(2, vec![snapshot_line(3, 1, "b")], vec![]),
+        ];
+        let sms = by_name(&check_safety(&nodes, &BTreeSet::new()), "state-machine-safety").clone();
+        assert!(sms.violations[0].contains("restored a snapshot of term 1 digest a"), "{sms:?}");
+    }
+
+    #[test]
+    fn a_write_only_under_snapshots_is_not_seen_and_said_so() {
+        // No node shows write (7, 1) one by one; node 2 holds it under its snapshot.
+        let nodes = [node(2, vec![snapshot_line(5, 1, "s5")], vec![])];
+        let acked: BTreeSet<(u64, u64)> = [(7, 1)].into();
+        let check = by_name(&check_safety(&nodes, &acked), "acknowledged-writes-durable").clone();
+        assert!(check.valid, "{check:?}");
+        assert!(
+            check.unseen[0]
+                .contains("1 acknowledged write(s) lie under its snapshot up to index 5"),
+            "{check:?}"
+        );
+        // Without a snapshot it is missing.
+        let nodes = [node(2, vec![entry(1, 1, "d", None)], vec![])];
+        assert!(!by_name(&check_safety(&nodes, &acked), "acknowledged-writes-durable").valid);
     }
 
     #[test]

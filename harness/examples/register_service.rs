@@ -229,12 +229,14 @@ async fn main() -> anyhow::Result<()> {
 async fn apply_loop(mut applied: mpsc::Receiver<ApplyMsg>, waiters: Waiters) {
     let mut registers = Registers::default();
     while let Some(msg) = applied.recv().await {
+        // No node of this service snapshots, so none is ever delivered.
+        let ApplyMsg::Entry(entry) = msg else { unreachable!("a snapshot: {msg:?}") };
         // Every node proposes only well-formed requests.
-        let req: Request = serde_json::from_slice(&msg.command).expect("a request in the log");
+        let req: Request = serde_json::from_slice(&entry.data).expect("a request in the log");
         let answer = registers.apply(&req);
-        if let Some((term, tx)) = waiters.lock().unwrap().remove(&msg.index) {
+        if let Some((term, tx)) = waiters.lock().unwrap().remove(&entry.index) {
             // Another leader's entry took the index: this request can never apply.
-            let answer = if term == msg.term {
+            let answer = if term == entry.term {
                 answer
             } else {
                 json!({"type": "fail", "error": "superseded"})

@@ -798,6 +798,9 @@ fn print_summary(v: &RunVerdict, dir: &Path, report: Option<&Path>) {
         for what in &c.violations {
             println!("  {what}");
         }
+        for what in &c.unseen {
+            println!("  not seen: {what}");
+        }
     }
     for what in &v.unavailable_checks {
         println!("not available: {what}");

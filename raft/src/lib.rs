@@ -17,6 +17,6 @@ pub mod transport;
 pub use crate::core::{
     Bug, Config, ConfigError, Coverage, Decision, Entry, EntryKind, HardState, Index, Message,
     MessageBody, NodeId, ProposeError, RawNode, ReadError, ReadOnly, ReadState, Ready, Role,
-    Status, Term,
+    Snapshot, SnapshotError, Status, Term,
 };
 pub use crate::node::{ApplyMsg, Node, NodeConfig, NodeError, ReadIndexError};

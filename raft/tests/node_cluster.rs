@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use raft::node::{ApplyMsg, Node, NodeConfig, TraceEvent};
 use raft::storage::FileStorage;
-use raft::{Config, EntryKind, Index, NodeId, Role};
+use raft::{Config, Entry, EntryKind, Index, NodeId, Role};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -25,11 +25,11 @@ const GUARD: Duration = Duration::from_secs(60);
 /// delivers the log again from index 1).
 #[derive(Default)]
 struct Applied {
-    incarnations: Vec<Vec<ApplyMsg>>,
+    incarnations: Vec<Vec<Entry>>,
 }
 
 impl Applied {
-    fn current(&self) -> &[ApplyMsg] {
+    fn current(&self) -> &[Entry] {
         self.incarnations.last().map_or(&[], |v| v.as_slice())
     }
 }
@@ -92,7 +92,9 @@ impl Cluster {
         let changed = self.changed.clone();
         tokio::spawn(async move {
             while let Some(msg) = rx.recv().await {
-                applied.lock().unwrap().incarnations.last_mut().unwrap().push(msg);
+                // These nodes never snapshot: only entries come.
+                let ApplyMsg::Entry(entry) = msg else { panic!("a snapshot: {msg:?}") };
+                applied.lock().unwrap().incarnations.last_mut().unwrap().push(entry);
                 changed.send_modify(|n| *n += 1);
             }
         });
@@ -151,7 +153,7 @@ impl Cluster {
         timeout(GUARD, wait).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"));
     }
 
-    fn applied_by(&self, i: usize) -> Vec<ApplyMsg> {
+    fn applied_by(&self, i: usize) -> Vec<Entry> {
         self.applied[i].lock().unwrap().current().to_vec()
     }
 
@@ -184,7 +186,7 @@ impl Cluster {
                 .applied_by(leader)
                 .into_iter()
                 .filter(|m| m.kind == EntryKind::Normal)
-                .map(|m| m.command)
+                .map(|m| m.data)
                 .collect();
             missing.retain(|c| !done.contains(c));
         }
@@ -192,7 +194,7 @@ impl Cluster {
 
     /// Waits until every running node applied up to the leader's commit index, and checks that
     /// they all applied the same entries, each from index 1 without gaps.
-    async fn converge(&self) -> Vec<ApplyMsg> {
+    async fn converge(&self) -> Vec<Entry> {
         let leader = self.wait_leader().await;
         let commit = self.node(leader).status().commit_index;
         let running: Vec<usize> = self.running().map(|(i, _)| i).collect();
@@ -233,7 +235,7 @@ async fn select_all<F: std::future::Future + Unpin>(futures: impl Iterator<Item 
 }
 
 /// Indexes 1, 2, 3, ... in order: every entry delivered, none twice.
-fn assert_gap_free(log: &[ApplyMsg]) {
+fn assert_gap_free(log: &[Entry]) {
     for (i, m) in log.iter().enumerate() {
         assert_eq!(m.index, i as Index + 1, "applied out of order or with a gap");
     }
@@ -243,11 +245,11 @@ fn commands(prefix: &str, n: usize) -> Vec<Vec<u8>> {
     (0..n).map(|i| format!("{prefix}-{i}").into_bytes()).collect()
 }
 
-fn normal_commands(log: &[ApplyMsg]) -> Vec<Vec<u8>> {
-    log.iter().filter(|m| m.kind == EntryKind::Normal).map(|m| m.command.clone()).collect()
+fn normal_commands(log: &[Entry]) -> Vec<Vec<u8>> {
+    log.iter().filter(|m| m.kind == EntryKind::Normal).map(|m| m.data.clone()).collect()
 }
 
-fn assert_contains_all(log: &[ApplyMsg], expected: &[Vec<u8>]) {
+fn assert_contains_all(log: &[Entry], expected: &[Vec<u8>]) {
     let applied: BTreeSet<Vec<u8>> = normal_commands(log).into_iter().collect();
     for cmd in expected {
         assert!(applied.contains(cmd), "{} was not applied", String::from_utf8_lossy(cmd));
@@ -272,7 +274,7 @@ async fn elects_and_replicates_a_thousand_commands_in_order_on_every_node() {
     assert_contains_all(&log, &cmds);
     // The first entry of every term is the leader's no-op, never a command.
     assert_eq!(log[0].kind, EntryKind::Noop);
-    assert!(log[0].command.is_empty());
+    assert!(log[0].data.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,7 +316,7 @@ async fn a_killed_leader_restarts_from_its_directory_with_every_committed_entry(
     assert_contains_all(&log, &after);
     for e in &on_disk {
         let m = &log[e.index as usize - 1];
-        assert_eq!((e.index, e.term, &e.data), (m.index, m.term, &m.command));
+        assert_eq!((e.index, e.term, &e.data), (m.index, m.term, &m.data));
     }
     // The first incarnation of the old leader applied a prefix of the final log.
     let first_life = cluster.applied[old_leader].lock().unwrap().incarnations[0].clone();
@@ -437,7 +439,7 @@ async fn a_clean_shutdown_frees_the_ports_and_syncs_the_storage() {
         let state = raft::storage::Storage::initial_state(&storage).unwrap();
         assert!(state.entries.len() >= committed.len());
         for (e, m) in state.entries.iter().zip(&committed) {
-            assert_eq!((e.index, e.term, &e.data), (m.index, m.term, &m.command));
+            assert_eq!((e.index, e.term, &e.data), (m.index, m.term, &m.data));
         }
     }
 }

@@ -86,7 +86,8 @@ async fn a_service_that_stops_reading_does_not_stall_its_node() {
     for (n, rx) in applied.iter_mut().enumerate() {
         for i in 0..100u32 {
             let msg = timeout(GUARD, rx.recv()).await.expect("an entry").expect("the node runs");
-            assert_eq!(msg.command, i.to_be_bytes().to_vec(), "node {} entry {i}", n + 1);
+            let entry = msg.entry().expect("an entry: nothing snapshots here");
+            assert_eq!(entry.data, i.to_be_bytes().to_vec(), "node {} entry {i}", n + 1);
         }
     }
     for node in nodes {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use raft::node::{Node, NodeConfig, NodeError};
 use raft::storage::{InitialState, MemStorage, Storage, StorageError};
-use raft::{Config, Entry, HardState, Index, Role};
+use raft::{Config, Entry, HardState, Index, Role, Snapshot};
 use tokio::net::TcpListener;
 use tokio::time::timeout;
 
@@ -26,6 +26,12 @@ impl Storage for FailingStorage {
     }
     fn hard_state(&self) -> HardState {
         self.inner.hard_state()
+    }
+    fn snapshot(&self) -> Snapshot {
+        self.inner.snapshot()
+    }
+    fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.inner.apply_snapshot(snapshot)
     }
     fn set_hard_state(&mut self, hard_state: HardState) -> Result<(), StorageError> {
         self.inner.set_hard_state(hard_state)
@@ -68,7 +74,8 @@ async fn a_failed_sync_stops_the_node_with_a_storage_error_and_acknowledges_noth
     timeout(GUARD, status.wait_for(|s| s.role == Role::Leader)).await.unwrap().unwrap();
     let (index, _) = node.propose(b"durable".to_vec()).unwrap();
     let msg = timeout(GUARD, applied.recv()).await.unwrap().unwrap();
-    assert_eq!((msg.index, msg.command), (index, b"durable".to_vec()));
+    let entry = msg.entry().expect("an entry");
+    assert_eq!((entry.index, &entry.data[..]), (index, &b"durable"[..]));
 
     fail.store(true, Ordering::SeqCst);
     let (lost, _) = node.propose(b"never durable".to_vec()).unwrap();
@@ -87,7 +94,10 @@ async fn a_failed_sync_stops_the_node_with_a_storage_error_and_acknowledges_noth
     })
     .await
     .unwrap();
-    assert!(rest.iter().all(|m| m.index < lost), "applied an entry that is not durable: {rest:?}");
+    assert!(
+        rest.iter().all(|m| m.index() < lost),
+        "applied an entry that is not durable: {rest:?}"
+    );
 
     match node.shutdown().await {
         Err(NodeError::Storage(StorageError::Poisoned(why))) => {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use raft::storage::{FileStorage, FileStorageOptions, MemStorage, Storage, StorageError};
-use raft::{Entry, EntryKind, HardState, Index, Term};
+use raft::{Entry, EntryKind, HardState, Index, Snapshot, Term};
 
 /// How to make and restart one implementation.
 trait Subject {
@@ -81,10 +81,13 @@ fn with_subject<T: Subject>(check: impl FnOnce(&Path, T::S) -> T::S) {
     let storage = T::create(&path);
     let mut storage = check(&path, storage);
     // Whatever a check leaves, once synced, survives a restart unchanged.
-    let before = (storage.hard_state(), all(&storage));
+    let before = (storage.hard_state(), storage.snapshot(), storage.first_index(), all(&storage));
     storage.sync().expect("sync");
     let storage = T::restart(storage, &path);
-    assert_eq!((storage.hard_state(), all(&storage)), before);
+    assert_eq!(
+        (storage.hard_state(), storage.snapshot(), storage.first_index(), all(&storage)),
+        before
+    );
 }
 
 fn starts_empty<T: Subject>() {
@@ -248,9 +251,10 @@ fn hard_state_round_trips<T: Subject>() {
 
 fn group_commit_of_several_readies_survives_restart<T: Subject>() {
     with_subject::<T>(|dir, mut storage| {
-        storage.persist(Some(HardState { term: 1, vote: Some(1) }), &entries(1..=3, 1)).unwrap();
-        storage.persist(None, &entries(4..=4, 1)).unwrap();
-        storage.persist(Some(HardState { term: 2, vote: None }), &entries(3..=6, 2)).unwrap();
+        let hs = |term, vote| Some(HardState { term, vote });
+        storage.persist(hs(1, Some(1)), None, &entries(1..=3, 1)).unwrap();
+        storage.persist(None, None, &entries(4..=4, 1)).unwrap();
+        storage.persist(hs(2, None), None, &entries(3..=6, 2)).unwrap();
         storage.sync().unwrap();
         let storage = T::restart(storage, dir);
         let state = storage.initial_state().unwrap();
@@ -308,6 +312,100 @@ fn a_long_log_with_many_overwrites<T: Subject>() {
     });
 }
 
+fn snapshot(index: Index, term: Term) -> Snapshot {
+    Snapshot { index, term, data: format!("state up to {index}").into_bytes().into() }
+}
+
+fn a_snapshot_matching_the_log_keeps_the_entries_after_it<T: Subject>() {
+    with_subject::<T>(|dir, mut storage| {
+        storage.append(&entries(1..=4, 1)).unwrap();
+        storage.append(&entries(5..=8, 2)).unwrap();
+        storage.sync().unwrap();
+        storage.persist(None, Some(&snapshot(5, 2)), &[]).unwrap();
+        assert_eq!((storage.first_index(), storage.last_index()), (6, 8));
+        assert_eq!(all(&storage), entries(6..=8, 2));
+        assert!(storage.entries(5..6).is_err(), "compacted");
+        storage.sync().unwrap();
+        let mut storage = T::restart(storage, dir);
+        let state = storage.initial_state().unwrap();
+        assert_eq!((state.snapshot, state.first_index), (snapshot(5, 2), 6));
+        assert_eq!(state.entries, entries(6..=8, 2));
+        // Appending and replacing go on after the snapshot, and never reach into it.
+        storage.append(&entries(8..=9, 3)).unwrap();
+        assert!(matches!(
+            storage.append(&entries(5..=5, 3)),
+            Err(StorageError::AppendOutOfRange { first_index: 6, .. })
+        ));
+        storage
+    });
+}
+
+fn a_snapshot_the_log_does_not_match_replaces_the_whole_log<T: Subject>() {
+    with_subject::<T>(|dir, mut storage| {
+        storage.append(&entries(1..=6, 1)).unwrap();
+        storage.sync().unwrap();
+        // The leader's snapshot: another term at its index, and one past the log's end.
+        storage.persist(None, Some(&snapshot(4, 2)), &entries(5..=5, 2)).unwrap();
+        assert_eq!((storage.first_index(), all(&storage)), (5, entries(5..=5, 2)));
+        storage.sync().unwrap();
+        let mut storage = T::restart(storage, dir);
+        assert_eq!((storage.first_index(), all(&storage)), (5, entries(5..=5, 2)));
+        storage.persist(None, Some(&snapshot(10, 3)), &[]).unwrap();
+        assert_eq!((storage.first_index(), storage.last_index()), (11, 10));
+        storage.sync().unwrap();
+        let mut storage = T::restart(storage, dir);
+        assert_eq!((storage.first_index(), storage.last_index()), (11, 10));
+        storage.append(&entries(11..=12, 3)).unwrap();
+        storage
+    });
+}
+
+fn an_older_snapshot_is_refused_and_the_same_one_changes_nothing<T: Subject>() {
+    with_subject::<T>(|_, mut storage| {
+        storage.append(&entries(1..=6, 1)).unwrap();
+        storage.apply_snapshot(&snapshot(4, 1)).unwrap();
+        assert!(matches!(
+            storage.apply_snapshot(&snapshot(3, 1)),
+            Err(StorageError::SnapshotOutOfDate { index: 3, snapshot_index: 4 })
+        ));
+        storage.apply_snapshot(&snapshot(4, 1)).unwrap();
+        assert_eq!((storage.snapshot(), all(&storage)), (snapshot(4, 1), entries(5..=6, 1)));
+        storage
+    });
+}
+
+fn unsynced_entries_and_a_snapshot_in_one_sync<T: Subject>() {
+    with_subject::<T>(|dir, mut storage| {
+        // A snapshot over entries that are not on disk yet, and a cut inside it.
+        storage.append(&entries(1..=5, 1)).unwrap();
+        storage.append(&entries(3..=7, 2)).unwrap();
+        storage.apply_snapshot(&snapshot(4, 2)).unwrap();
+        assert_eq!(all(&storage), entries(5..=7, 2));
+        storage.sync().unwrap();
+        let storage = T::restart(storage, dir);
+        assert_eq!((storage.first_index(), all(&storage)), (5, entries(5..=7, 2)));
+        storage
+    });
+}
+
+fn compaction_over_many_snapshots_keeps_the_tail<T: Subject>() {
+    with_subject::<T>(|dir, mut storage| {
+        let mut next = 1;
+        for round in 0..40u64 {
+            storage.append(&entries(next..=next + 4, 1)).unwrap();
+            next += 5;
+            storage.sync().unwrap();
+            storage.apply_snapshot(&snapshot(next - 3, 1)).unwrap();
+            if round % 7 == 6 {
+                storage.sync().unwrap();
+                storage = T::restart(storage, dir);
+            }
+            assert_eq!(all(&storage), entries(next - 2..=next - 1, 1), "round {round}");
+        }
+        storage
+    });
+}
+
 macro_rules! conformance {
     ($module:ident, $subject:ty, [$($check:ident),* $(,)?]) => {
         mod $module {
@@ -339,6 +437,11 @@ macro_rules! suite {
                 group_commit_of_several_readies_survives_restart,
                 odd_entries_round_trip,
                 a_long_log_with_many_overwrites,
+                a_snapshot_matching_the_log_keeps_the_entries_after_it,
+                a_snapshot_the_log_does_not_match_replaces_the_whole_log,
+                an_older_snapshot_is_refused_and_the_same_one_changes_nothing,
+                unsynced_entries_and_a_snapshot_in_one_sync,
+                compaction_over_many_snapshots_keeps_the_tail,
             ]
         );
     };

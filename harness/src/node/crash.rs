@@ -306,6 +306,7 @@ pub fn check_recovery(nodes: &[(u64, &Path)]) -> anyhow::Result<SafetyCheck> {
         valid: violation_count == 0,
         violations,
         violation_count,
+        unseen: Vec::new(),
     })
 }
 

@@ -133,6 +133,7 @@ impl EventLog {
 
 /// One line of `applied.jsonl`: the checker's type, so that writer and readers agree.
 pub use checker::safety::AppliedEntry;
+use checker::safety::{NOOP_KIND, SNAPSHOT_KIND};
 
 /// `applied.jsonl`: one gap-free, in-order sequence of entries across restarts.
 pub struct AppliedLog {
@@ -178,7 +179,9 @@ impl AppliedLog {
             let entry: AppliedEntry = serde_json::from_slice(line).with_context(|| {
                 format!("{} line {}: not an applied entry", path.display(), n + 1)
             })?;
-            if entry.index != logged + 1 {
+            // A snapshot stands for the indexes up to its own.
+            let jump = entry.kind.as_deref() == Some(SNAPSHOT_KIND) && entry.index > logged;
+            if entry.index != logged + 1 && !jump {
                 bail!(
                     "{} line {}: index {} follows index {logged}",
                     path.display(),
@@ -230,8 +233,31 @@ impl AppliedLog {
             digest: format!("{:016x}", digest(command)),
             client: session.map(|s| s.0),
             seq: session.map(|s| s.1),
-            kind: noop.then(|| "noop".to_string()),
+            kind: noop.then(|| NOOP_KIND.to_string()),
             durable,
+        };
+        serde_json::to_writer(&mut self.buf, &entry).expect("an applied entry serializes");
+        self.buf.push(b'\n');
+        self.logged = index;
+    }
+
+    /// Records that the state became a snapshot's, up to `index` (of `term`), when the file does
+    /// not reach `index` yet: the indexes after its last line up to `index` were applied as part
+    /// of the snapshot (the leader's, installed because this node was too far behind, or its
+    /// own, after a crash that lost the file's last lines), not one by one. The line's digest
+    /// is the snapshot data's. Buffered until [`flush`].
+    ///
+    /// [`flush`]: AppliedLog::flush
+    pub fn push_snapshot(&mut self, index: Index, term: Term, data: &[u8]) {
+        if index <= self.logged {
+            return;
+        }
+        let entry = AppliedEntry {
+            index,
+            term,
+            digest: format!("{:016x}", digest(data)),
+            kind: Some(SNAPSHOT_KIND.to_string()),
+            ..AppliedEntry::default()
         };
         serde_json::to_writer(&mut self.buf, &entry).expect("an applied entry serializes");
         self.buf.push(b'\n');

@@ -1,11 +1,14 @@
 //! The replicated state machine: registers and strings under string keys, with sessions that
-//! make a retried command apply once, and the binary encoding of commands in the Raft log.
+//! make a retried command apply once, the binary encoding of commands in the Raft log, and the
+//! state's encoding in a snapshot.
 
 use std::collections::HashMap;
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// A value under a key: a register holds an integer, the kv operations work on strings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Value {
     Int(i64),
     Str(String),
@@ -44,7 +47,7 @@ pub struct Command {
 }
 
 /// What applying an operation gave.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// Done; reads carry the value read (`None`: an absent register).
     Ok(Option<Value>),
@@ -60,20 +63,57 @@ pub enum Outcome {
 }
 
 /// The last request applied for one client.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Session {
     seq: u64,
     outcome: Outcome,
 }
 
 /// The state machine.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Kv {
     data: HashMap<String, Value>,
     sessions: HashMap<u64, Session>,
 }
 
+/// A snapshot's data: the state's postcard encoding, keys and sessions in order, so that two
+/// nodes with the same state write the same bytes.
+#[derive(Serialize, Deserialize)]
+struct SnapshotState {
+    version: u8,
+    data: Vec<(String, Value)>,
+    sessions: Vec<(u64, Session)>,
+}
+
+/// The version of [`SnapshotState`].
+const SNAPSHOT_VERSION: u8 = 1;
+
 impl Kv {
+    /// The state, for a snapshot: the same state always encodes to the same bytes.
+    pub fn encode_state(&self) -> Vec<u8> {
+        let mut data: Vec<(String, Value)> =
+            self.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        data.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut sessions: Vec<(u64, Session)> =
+            self.sessions.iter().map(|(c, s)| (*c, s.clone())).collect();
+        sessions.sort_unstable_by_key(|s| s.0);
+        let state = SnapshotState { version: SNAPSHOT_VERSION, data, sessions };
+        postcard::to_allocvec(&state).expect("the state encodes")
+    }
+
+    /// The state a snapshot's data holds.
+    pub fn decode_state(bytes: &[u8]) -> Result<Kv, String> {
+        let state: SnapshotState =
+            postcard::from_bytes(bytes).map_err(|e| format!("undecodable snapshot: {e}"))?;
+        if state.version != SNAPSHOT_VERSION {
+            return Err(format!("snapshot of version {}, not {SNAPSHOT_VERSION}", state.version));
+        }
+        Ok(Kv {
+            data: state.data.into_iter().collect(),
+            sessions: state.sessions.into_iter().collect(),
+        })
+    }
+
     /// Applies a command. A command of a session whose sequence number was already applied is
     /// not applied again: the same sequence number gets the outcome it had.
     pub fn apply(&mut self, cmd: Command) -> Outcome {
@@ -440,6 +480,25 @@ mod tests {
             kv.apply(cmd(Some((9, 1)), Op::Read { key: "r".into() })),
             Outcome::Ok(Some(Value::Int(1)))
         );
+    }
+
+    #[test]
+    fn the_state_survives_a_snapshot_and_encodes_the_same_whatever_its_history() {
+        let mut a = Kv::default();
+        let mut b = Kv::default();
+        let put = |k: &str, v: &str| cmd(Some((1, 1)), Op::Put { key: k.into(), value: v.into() });
+        a.apply(put("x", "1"));
+        a.apply(cmd(None, Op::Write { key: "r".into(), value: Some(5) }));
+        b.apply(cmd(None, Op::Write { key: "r".into(), value: Some(5) }));
+        b.apply(put("x", "1"));
+        assert_eq!(a.encode_state(), b.encode_state());
+        let restored = Kv::decode_state(&a.encode_state()).unwrap();
+        assert_eq!(restored, a);
+        // The session came along: the retried request is not applied again.
+        let mut restored = restored;
+        assert_eq!(restored.apply(put("x", "2")), Outcome::Ok(None));
+        assert_eq!(restored.read_string("x"), Outcome::Ok(Some(Value::Str("1".into()))));
+        assert!(Kv::decode_state(b"garbage").is_err());
     }
 
     #[test]

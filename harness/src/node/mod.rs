@@ -27,7 +27,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use self::events::{AppliedLog, EventKind, EventLog};
-use self::server::{ClientLimits, ReadPath, Server};
+use self::server::{ClientLimits, ReadPath, Server, SnapshotPolicy};
 
 /// The smallest `--max-frame-bytes`: a longest request line (1 MiB) as one entry, with room for
 /// the AppendEntries around it.
@@ -103,6 +103,14 @@ pub struct NodeArgs {
     /// node buffer. At least 1 MiB + 64 KiB, so that the largest request fits in one frame.
     #[arg(long, default_value_t = TransportConfig::default().max_frame_len)]
     pub max_frame_bytes: usize,
+    /// Snapshot the state once this many entries were applied since the last snapshot, so that
+    /// the log, its storage and a restart stay bounded (0: not by count).
+    #[arg(long, default_value_t = SnapshotPolicy::default().every_entries)]
+    pub snapshot_entries: u64,
+    /// Snapshot the state once this many bytes of commands were applied since the last
+    /// snapshot (0: not by size).
+    #[arg(long, default_value_t = SnapshotPolicy::default().every_bytes)]
+    pub snapshot_bytes: u64,
     /// Put the Raft storage on a disk that keeps track of what is not yet synced, so that
     /// the harness can make a simulated power failure (SIGUSR1 with a request file, see
     /// docs/node.md). For torture runs only: unsynced writes are kept in memory.
@@ -296,7 +304,9 @@ async fn serve(args: NodeArgs) -> anyhow::Result<()> {
     let peer_clients: HashMap<NodeId, SocketAddr> = args.peer_clients.iter().copied().collect();
     let reads = if args.bug == Some(NodeBug::StaleRead) { ReadPath::Stale } else { args.reads };
     let server = Arc::new(Server::new(node, peer_clients, reads, limits));
-    let applier = tokio::spawn(server.clone().apply(applied, applied_log));
+    let snapshots =
+        SnapshotPolicy { every_entries: args.snapshot_entries, every_bytes: args.snapshot_bytes };
+    let applier = tokio::spawn(server.clone().apply(applied, applied_log, snapshots));
     let accept = tokio::spawn(server.clone().accept(clients));
     let sweep = tokio::spawn(server.clone().sweep());
     let recorder = tokio::spawn(record_events(events, traced));

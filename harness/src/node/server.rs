@@ -59,6 +59,30 @@ impl Default for ClientLimits {
     }
 }
 
+/// When the node's service snapshots its state, so that the Raft log and its storage stay
+/// bounded (`docs/node.md`): once either bound is reached since the last snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Entries applied (0: no bound by count).
+    pub every_entries: u64,
+    /// Bytes of commands applied (0: no bound by size).
+    pub every_bytes: u64,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        SnapshotPolicy { every_entries: 10_000, every_bytes: 64 << 20 }
+    }
+}
+
+impl SnapshotPolicy {
+    /// Whether `entries` entries of `bytes` bytes applied since the last snapshot call for one.
+    pub fn due(&self, entries: u64, bytes: u64) -> bool {
+        (self.every_entries > 0 && entries >= self.every_entries)
+            || (self.every_bytes > 0 && bytes >= self.every_bytes)
+    }
+}
+
 /// How the node answers reads (`read`, `get`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -399,43 +423,80 @@ impl Server {
     }
 
     /// Runs the state machine over the committed entries, logs them in applied.jsonl and
-    /// answers their waiters. Ends when the node stops.
-    pub async fn apply(self: Arc<Self>, mut rx: mpsc::Receiver<ApplyMsg>, mut log: AppliedLog) {
+    /// answers their waiters; takes a snapshot of the state as `snapshots` says, and restores
+    /// the snapshots the node delivers. Ends when the node stops.
+    pub async fn apply(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<ApplyMsg>,
+        mut log: AppliedLog,
+        snapshots: SnapshotPolicy,
+    ) {
         let mut batch = Vec::with_capacity(256);
         let mut answers: Vec<(Index, Term, Outcome)> = Vec::with_capacity(256);
-        while rx.recv_many(&mut batch, MAX_APPLY_BATCH).await > 0 {
+        // What was applied since the last snapshot: entries, and their commands' bytes.
+        let (mut since_entries, mut since_bytes) = (0u64, 0u64);
+        let mut applied = 0;
+        'batches: while rx.recv_many(&mut batch, MAX_APPLY_BATCH).await > 0 {
             // Entries up to here are in this node's own durable log (the others were delivered
             // while its write of them was in progress); applied.jsonl says which.
             let persisted = self.node.status().persisted_index;
             {
                 let mut kv = lock(&self.kv);
                 for msg in batch.drain(..) {
-                    let noop = msg.kind == EntryKind::Noop;
+                    let e = match msg {
+                        ApplyMsg::Entry(e) => e,
+                        ApplyMsg::Snapshot(snapshot) => {
+                            match Kv::decode_state(&snapshot.data) {
+                                Ok(state) => *kv = state,
+                                Err(e) => {
+                                    // Only a broken peer or disk makes this: serve nothing
+                                    // rather than a state that is not the log's.
+                                    let index = snapshot.index;
+                                    tracing::error!(index, error = %e, "cannot restore the snapshot; no more entries are applied");
+                                    break 'batches;
+                                }
+                            }
+                            log.push_snapshot(snapshot.index, snapshot.term, &snapshot.data);
+                            applied = snapshot.index;
+                            (since_entries, since_bytes) = (0, 0);
+                            continue;
+                        }
+                    };
+                    let noop = e.kind == EntryKind::Noop;
                     let (outcome, session) = if noop {
                         (Outcome::Ok(None), None)
                     } else {
-                        match Command::decode(&msg.command) {
+                        match Command::decode(&e.data) {
                             Ok(cmd) => {
                                 let session = cmd.session;
                                 (kv.apply(cmd), session)
                             }
-                            Err(e) => {
-                                tracing::error!(index = msg.index, error = %e, "bad command in the log");
+                            Err(err) => {
+                                tracing::error!(index = e.index, error = %err, "bad command in the log");
                                 (Outcome::BadCommand, None)
                             }
                         }
                     };
-                    let durable = msg.index <= persisted;
-                    log.push(msg.index, msg.term, noop, &msg.command, session, durable);
-                    answers.push((msg.index, msg.term, outcome));
+                    let durable = e.index <= persisted;
+                    log.push(e.index, e.term, noop, &e.data, session, durable);
+                    answers.push((e.index, e.term, outcome));
+                    applied = e.index;
+                    since_entries += 1;
+                    since_bytes += e.data.len() as u64;
+                }
+                if snapshots.due(since_entries, since_bytes) {
+                    (since_entries, since_bytes) = (0, 0);
+                    match self.node.snapshot(applied, kv.encode_state()) {
+                        Ok(()) => tracing::debug!(index = applied, "snapshot taken"),
+                        // A newer one (the leader's) is already in place.
+                        Err(e) => tracing::debug!(index = applied, error = %e, "no snapshot"),
+                    }
                 }
             }
             if let Err(e) = log.flush() {
                 tracing::error!(error = %e, "cannot write applied.jsonl");
             }
-            if let Some(&(last, _, _)) = answers.last() {
-                self.applied.send_replace(last);
-            }
+            self.applied.send_replace(applied);
             let leader = self.node.status().leader;
             let mut pending = lock(&self.pending);
             for (index, term, outcome) in answers.drain(..) {
@@ -772,7 +833,8 @@ mod tests {
     async fn a_request_is_answered_when_its_entry_applies_and_a_retry_applies_once() {
         let (server, applied) = server().await;
         let dir = temp_dir("apply");
-        let applier = tokio::spawn(server.clone().apply(applied, AppliedLog::open(&dir).unwrap()));
+        let log = AppliedLog::open(&dir).unwrap();
+        let applier = tokio::spawn(server.clone().apply(applied, log, SnapshotPolicy::default()));
         let (tx, mut rx) = mpsc::unbounded_channel();
         let put = br#"{"id":1,"client":9,"seq":1,"op":"append","key":"k","value":"x"}"#;
         server.handle(put, &tx);
@@ -817,10 +879,10 @@ mod tests {
         }
         // The entry at 100 is of another term: another leader's.
         let (feed, entries) = mpsc::channel(4);
-        let applier = tokio::spawn(server.clone().apply(entries, AppliedLog::open(&dir).unwrap()));
-        feed.send(ApplyMsg { index: 100, term: 2, kind: EntryKind::Noop, command: vec![] })
-            .await
-            .unwrap();
+        let log = AppliedLog::open(&dir).unwrap();
+        let applier = tokio::spawn(server.clone().apply(entries, log, SnapshotPolicy::default()));
+        let noop = raft::Entry { index: 100, term: 2, kind: EntryKind::Noop, data: vec![] };
+        feed.send(ApplyMsg::Entry(noop)).await.unwrap();
         let answer = parse_answer(rx.recv().await.unwrap());
         assert_eq!(
             (answer["id"].as_u64(), answer["error"].as_str()),

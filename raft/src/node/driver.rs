@@ -20,7 +20,7 @@ use super::io::{Persisting, StorageThread};
 use super::trace::Tracer;
 use super::{ApplyMsg, NodeError, Shared, StopMode};
 use crate::core::{
-    Entry, EntryKind, Index, Message, MessageBody, NodeId, RawNode, Ready, Role, Status, Term,
+    EntryKind, Index, Message, MessageBody, NodeId, RawNode, Ready, Role, Status, Term,
 };
 use crate::transport::Transport;
 
@@ -193,7 +193,8 @@ impl Driver {
         if let Some(last) = committed.last() {
             self.applicable = self.applicable.max(last.index);
         }
-        let needs_sync = ready.hard_state.is_some() || !ready.entries.is_empty();
+        let needs_sync =
+            ready.hard_state.is_some() || ready.snapshot.is_some() || !ready.entries.is_empty();
         let write = if needs_sync {
             Write::InFlight(self.storage.submit(ready).map_err(Exit::Failed)?)
         } else {
@@ -241,7 +242,9 @@ impl Driver {
             self.transport.send(msg);
         }
         ready.committed_entries = committed;
-        self.shared.lock().raw.advance(ready);
+        let mut core = self.shared.lock();
+        core.raw.advance(ready);
+        take_pending_snapshot(&mut core);
         Ok(())
     }
 
@@ -290,8 +293,23 @@ impl Driver {
     }
 }
 
-/// The entries committed beyond `delivered`, at most `room` of them (the room left in the apply
-/// channel). Only committed entries are taken here: anything else waits for its ready.
+/// Takes the snapshot the service handed over before the core counted its index applied, once
+/// it has.
+fn take_pending_snapshot(core: &mut super::Core) {
+    let applied = core.raw.status().applied_index;
+    if core.pending_snapshot.as_ref().is_some_and(|(index, _)| *index <= applied) {
+        let (index, data) = core.pending_snapshot.take().expect("checked");
+        if let Err(e) = core.raw.snapshot(index, data) {
+            // A newer snapshot (the leader's) came in meanwhile.
+            tracing::debug!(index, error = %e, "the service's snapshot is no longer needed");
+        }
+    }
+}
+
+/// What is committed beyond `delivered`, at most `room` messages (the room left in the apply
+/// channel): the latest snapshot first when the next entry is compacted away (after a restart
+/// from it, or when it came from the leader), then entries. Only committed entries are taken
+/// here: anything else waits for its ready.
 fn collect_committed(
     raw: &RawNode,
     commit: Index,
@@ -300,13 +318,19 @@ fn collect_committed(
     mut room: usize,
 ) -> Vec<ApplyMsg> {
     let mut out = Vec::new();
+    let snapshot = raw.latest_snapshot();
+    if *delivered < snapshot.index && room > 0 {
+        *delivered = snapshot.index;
+        out.push(ApplyMsg::Snapshot(snapshot.clone()));
+        room -= 1;
+    }
     while *delivered < commit && room > 0 {
         let Some(entry) = raw.entry(*delivered + 1) else { break };
         *delivered = entry.index;
         if entry.kind == EntryKind::Noop && !deliver_noops {
             continue;
         }
-        out.push(apply_msg(entry));
+        out.push(ApplyMsg::Entry(entry.clone()));
         room -= 1;
     }
     out
@@ -346,10 +370,6 @@ fn tick_if_due(next_tick: &mut Instant, tick: Duration, raw: &mut RawNode) {
             *next_tick = now + tick;
         }
     }
-}
-
-fn apply_msg(entry: &Entry) -> ApplyMsg {
-    ApplyMsg { index: entry.index, term: entry.term, kind: entry.kind, command: entry.data.clone() }
 }
 
 /// Resolves when the node is asked to stop (with `kill_only`, to stop at once).

@@ -16,7 +16,8 @@ use crate::storage::{Storage, StorageError};
 
 /// A request to the storage thread.
 enum Job {
-    /// Write the ready's hard state and entries, then make them durable with one sync.
+    /// Write the ready's hard state, snapshot and entries, then make them durable with one
+    /// sync.
     Persist(Ready, oneshot::Sender<(Ready, Result<(), StorageError>)>),
     /// Sync whatever was written and release the storage.
     Close(oneshot::Sender<Result<(), StorageError>>),
@@ -46,7 +47,7 @@ impl StorageThread {
                     match job {
                         Job::Persist(ready, reply) => {
                             let result = storage
-                                .persist(ready.hard_state, &ready.entries)
+                                .persist(ready.hard_state, ready.snapshot.as_ref(), &ready.entries)
                                 .and_then(|()| storage.sync());
                             // The driver may have gone (killed): the write stands, as after a
                             // crash right after it.

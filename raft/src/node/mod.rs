@@ -15,8 +15,17 @@
 //!   entries are delivered in order as [`ApplyMsg`]s on the channel returned at start.
 //!
 //! A storage or transport failure stops the node with a [`NodeError`]; nothing that was not
-//! synced has been acknowledged to anyone by then. A restarted node (a new [`Node`] on the same
-//! storage) delivers the log again from index 1 as it learns what is committed.
+//! synced has been acknowledged to anyone by then.
+//!
+//! # Snapshots
+//!
+//! A service that has applied up to an index hands the node its state there with
+//! [`Node::snapshot`]; the node replaces its log up to that index by the snapshot, in memory and
+//! in storage (which drops the log it covers). A follower the leader can no longer bring up to
+//! date with entries gets the leader's snapshot: it arrives on the apply channel as
+//! [`ApplyMsg::Snapshot`], in order with the entries (the service replaces its state with it;
+//! the entries after it follow). A restarted node (a new [`Node`] on the same storage)
+//! delivers its latest snapshot first, then the log after it as it learns what is committed.
 //!
 //! # Example
 //!
@@ -67,7 +76,8 @@
 //! // and is not delivered as a command).
 //! for apply in &mut applied {
 //!     let msg = apply.recv().await.expect("the node runs");
-//!     assert_eq!((msg.index, msg.command.as_slice()), (index, &b"x = 1"[..]));
+//!     let entry = msg.entry().expect("an entry, not a snapshot");
+//!     assert_eq!((entry.index, entry.data.as_slice()), (index, &b"x = 1"[..]));
 //! }
 //! for node in nodes {
 //!     node.shutdown().await?;
@@ -94,7 +104,8 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::core::{
-    Config, ConfigError, EntryKind, Index, NodeId, ProposeError, RawNode, Role, Status, Term,
+    Config, ConfigError, Entry, Index, NodeId, ProposeError, RawNode, Role, Snapshot,
+    SnapshotError, Status, Term,
 };
 use crate::storage::{Storage, StorageError};
 use crate::transport::{Transport, TransportConfig};
@@ -118,7 +129,8 @@ pub struct NodeConfig {
     /// behind, the node waits for it. Default 4096.
     pub apply_capacity: usize,
     /// Whether committed no-op entries (the entry a new leader appends, §8) are delivered too,
-    /// as [`ApplyMsg`]s of kind [`EntryKind::Noop`] with an empty command. Off by default: a
+    /// as [`ApplyMsg`]s of kind [`EntryKind::Noop`](crate::EntryKind::Noop) with an empty
+    /// command. Off by default: a
     /// service then sees only its commands, with gaps in the indexes where no-ops are. A
     /// service that records every index it applied turns it on.
     pub deliver_noops: bool,
@@ -142,18 +154,40 @@ impl NodeConfig {
     }
 }
 
-/// A committed entry, delivered to the service in log order.
+/// What the service applies, in log order: committed entries, and snapshots that replace its
+/// state (the seed labs' `ApplyMsg`, whose `CommandValid` and `SnapshotValid` are the two
+/// variants).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ApplyMsg {
-    /// The entry's index in the log.
-    pub index: Index,
-    /// The term in which the entry was proposed.
-    pub term: Term,
-    /// [`EntryKind::Normal`] for a command; [`EntryKind::Noop`] only with
-    /// [`NodeConfig::deliver_noops`].
-    pub kind: EntryKind,
-    /// The command as given to [`Node::start`] (empty for a no-op).
-    pub command: Vec<u8>,
+pub enum ApplyMsg {
+    /// A committed entry: its index, the term in which it was proposed, its kind
+    /// ([`EntryKind::Normal`](crate::EntryKind::Normal) for a command;
+    /// [`EntryKind::Noop`](crate::EntryKind::Noop) only with
+    /// [`NodeConfig::deliver_noops`]) and the command as given to [`Node::start`] (empty for a
+    /// no-op).
+    Entry(Entry),
+    /// A snapshot: the service's state after applying every entry up to `index` (whose term
+    /// is `term`), as some service handed it to [`Node::snapshot`]. The service replaces its
+    /// state with `data`; the next entry delivered is `index + 1`. It comes first after a
+    /// restart from a snapshot, and when the leader's snapshot brought this node up to date.
+    Snapshot(Snapshot),
+}
+
+impl ApplyMsg {
+    /// The index of the entry, or the last index the snapshot covers.
+    pub fn index(&self) -> Index {
+        match self {
+            ApplyMsg::Entry(e) => e.index,
+            ApplyMsg::Snapshot(s) => s.index,
+        }
+    }
+
+    /// The entry, if this is one.
+    pub fn entry(&self) -> Option<&Entry> {
+        match self {
+            ApplyMsg::Entry(e) => Some(e),
+            ApplyMsg::Snapshot(_) => None,
+        }
+    }
 }
 
 /// Why a node could not start, or why it stopped. The cause, where there is one, is the
@@ -166,9 +200,6 @@ pub enum NodeError {
     /// Reading or writing the storage failed. Everything acknowledged before is durable.
     #[error("storage failed")]
     Storage(#[from] StorageError),
-    /// The storage's log does not start at index 1 (snapshots are not supported yet).
-    #[error("the stored log starts at index {0}, but this runtime needs a log from index 1")]
-    UnsupportedFirstIndex(Index),
     /// The listening address could not be bound.
     #[error("cannot listen for peers on {addr}")]
     Bind {
@@ -228,6 +259,9 @@ enum StopMode {
 struct Core {
     raw: RawNode,
     stopped: bool,
+    /// A snapshot the service took of entries it was handed before the core counted them
+    /// applied (their ready was still being written): taken once the core has.
+    pending_snapshot: Option<(Index, Vec<u8>)>,
     /// Reads asked of the core and not answered yet.
     reads: WaitingReads,
     next_read: u64,
@@ -363,16 +397,25 @@ impl Node {
     ) -> Result<(Node, mpsc::Receiver<ApplyMsg>), NodeError> {
         let id = config.raft.id;
         let initial = storage.initial_state()?;
-        if initial.first_index != 1 {
-            return Err(NodeError::UnsupportedFirstIndex(initial.first_index));
-        }
         let seed = config.seed.unwrap_or_else(|| rand::random::<u64>() ^ id);
         let early_bug = config.raft.bug_of_kind(|bug| {
             matches!(bug, crate::Bug::AckBeforeSync | crate::Bug::VoteBeforeSync)
         });
-        let raw = RawNode::new(config.raft, initial.hard_state, initial.entries, seed)?;
+        let raw = RawNode::restore(
+            config.raft,
+            initial.hard_state,
+            initial.snapshot,
+            initial.entries,
+            seed,
+        )?;
         let status = raw.status();
-        tracing::info!(id, term = status.term, last_index = status.last_index, "starting the node");
+        tracing::info!(
+            id,
+            term = status.term,
+            snapshot_index = status.snapshot_index,
+            last_index = status.last_index,
+            "starting the node"
+        );
         let storage = StorageThread::start(format!("raft-storage-{id}"), Box::new(storage))?;
         let (transport, inbox) = Transport::start(id, listener, peers, config.transport);
         let local_addr = transport.local_addr();
@@ -382,7 +425,13 @@ impl Node {
         let shared = Arc::new(Shared {
             id,
             tick_nanos: AtomicU64::new(tick.as_nanos() as u64),
-            core: Mutex::new(Core { raw, stopped: false, reads: HashMap::new(), next_read: 0 }),
+            core: Mutex::new(Core {
+                raw,
+                stopped: false,
+                pending_snapshot: None,
+                reads: HashMap::new(),
+                next_read: 0,
+            }),
             wake: Notify::new(),
             status: watch::Sender::new(status),
             stop,
@@ -451,6 +500,36 @@ impl Node {
             self.shared.wake.notify_one();
         }
         result
+    }
+
+    /// The service's state after applying every entry up to `index` is `data` (the seed labs'
+    /// `Snapshot(index, snapshot)`): the node replaces its log up to `index` with it, and its
+    /// storage drops the entries it covers once the snapshot is durable. `index` must have been
+    /// delivered to the service; if the node has not yet counted it applied (its ready is still
+    /// being written), the snapshot is taken as soon as it has. Refused with
+    /// [`SnapshotError::Stale`] when the log is already compacted at or past `index`, and with
+    /// [`SnapshotError::NotApplied`] for an index never delivered.
+    pub fn snapshot(&self, index: Index, data: Vec<u8>) -> Result<(), SnapshotError> {
+        {
+            let mut core = self.shared.lock();
+            let status = core.raw.status();
+            if index <= status.snapshot_index {
+                return Err(SnapshotError::Stale { index, snapshot_index: status.snapshot_index });
+            }
+            if index > status.commit_index {
+                return Err(SnapshotError::NotApplied { index, applied: status.applied_index });
+            }
+            if index > status.applied_index {
+                // Delivered, but its ready is still being written: the driver takes it after.
+                if core.pending_snapshot.as_ref().is_none_or(|(pending, _)| *pending < index) {
+                    core.pending_snapshot = Some((index, data));
+                }
+                return Ok(());
+            }
+            core.raw.snapshot(index, data)?;
+        }
+        self.shared.wake.notify_one();
+        Ok(())
     }
 
     /// Asks for a linearizable read without a log entry (ReadIndex, thesis §6.4): resolves to

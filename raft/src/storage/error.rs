@@ -44,10 +44,10 @@ pub enum StorageError {
         path: PathBuf,
     },
 
-    /// The hard state records a term or a vote, but no log segment is left. The first segment
-    /// is created right after the hard state when the directory is new, and segments are never
-    /// removed, so the log was lost: starting with an empty one could lose entries this peer
-    /// had promised to keep.
+    /// The hard state records a term or a vote, but neither a log segment nor a snapshot is
+    /// left. The first segment is created right after the hard state when the directory is
+    /// new, and segments are only removed once a snapshot covers them, so the log was lost:
+    /// starting with an empty one could lose entries this peer had promised to keep.
     #[error(
         "{}: the hard state records term {term} but no log segment is left (the log was lost)",
         dir.display()
@@ -88,6 +88,11 @@ pub enum StorageError {
         "range {lo}..{hi} is outside the log (first index {first_index}, last index {last_index})"
     )]
     OutOfRange { lo: Index, hi: Index, first_index: Index, last_index: Index },
+
+    /// A snapshot older than the one the storage holds: storing it would take the service's
+    /// state back.
+    #[error("cannot store a snapshot at index {index}: the storage holds one at {snapshot_index}")]
+    SnapshotOutOfDate { index: Index, snapshot_index: Index },
 
     /// An entry whose encoding exceeds the largest record the log accepts.
     #[error("entry {index} encodes to {size} bytes, more than the limit of {limit}")]
@@ -143,6 +148,9 @@ pub enum Corruption {
     /// The hard state file is too short, has the wrong magic, a bad checksum or an undecodable
     /// payload.
     HardState(String),
+    /// The snapshot file is too short, has the wrong magic, a bad checksum or an impossible
+    /// index.
+    Snapshot(String),
 }
 
 impl fmt::Display for Corruption {
@@ -178,6 +186,7 @@ impl fmt::Display for Corruption {
             }
             Corruption::SegmentHeader(why) => write!(f, "bad segment header: {why}"),
             Corruption::HardState(why) => write!(f, "bad hard state file: {why}"),
+            Corruption::Snapshot(why) => write!(f, "bad snapshot file: {why}"),
         }
     }
 }

@@ -2,8 +2,10 @@
 
 use std::ops::Range;
 
-use super::{check_append, check_range, InitialState, Storage, StorageError};
-use crate::core::{Entry, HardState, Index};
+use super::{
+    check_append, check_range, check_snapshot, keeps_tail, InitialState, Storage, StorageError,
+};
+use crate::core::{Entry, HardState, Index, Snapshot};
 
 /// A [`Storage`] in memory. Every write is "durable" at once: a simulated crash keeps exactly
 /// what was written, so [`sync`](Storage::sync) does nothing. Clone it to keep a copy of a
@@ -11,6 +13,8 @@ use crate::core::{Entry, HardState, Index};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemStorage {
     hard_state: HardState,
+    snapshot: Snapshot,
+    /// `snapshot.index + 1`.
     first_index: Index,
     entries: Vec<Entry>,
 }
@@ -18,7 +22,12 @@ pub struct MemStorage {
 impl MemStorage {
     /// An empty log (next index 1) and the default hard state (term 0, no vote).
     pub fn new() -> MemStorage {
-        MemStorage { hard_state: HardState::default(), first_index: 1, entries: Vec::new() }
+        MemStorage {
+            hard_state: HardState::default(),
+            snapshot: Snapshot::default(),
+            first_index: 1,
+            entries: Vec::new(),
+        }
     }
 }
 
@@ -32,9 +41,32 @@ impl Storage for MemStorage {
     fn initial_state(&self) -> Result<InitialState, StorageError> {
         Ok(InitialState {
             hard_state: self.hard_state,
+            snapshot: self.snapshot.clone(),
             first_index: self.first_index,
             entries: self.entries.clone(),
         })
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        self.snapshot.clone()
+    }
+
+    fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        if !check_snapshot(snapshot, &self.snapshot)? {
+            return Ok(());
+        }
+        let term_there = match snapshot.index.checked_sub(self.first_index) {
+            Some(k) => self.entries.get(k as usize).map(|e| e.term),
+            None => None,
+        };
+        if keeps_tail(snapshot, term_there) {
+            self.entries.drain(..=(snapshot.index - self.first_index) as usize);
+        } else {
+            self.entries.clear();
+        }
+        self.first_index = snapshot.index + 1;
+        self.snapshot = snapshot.clone();
+        Ok(())
     }
 
     fn hard_state(&self) -> HardState {

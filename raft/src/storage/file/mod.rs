@@ -6,6 +6,7 @@ mod inspect;
 mod record;
 mod recover;
 mod segment;
+mod snapshot_file;
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::ops::Range;
@@ -18,10 +19,10 @@ use self::fsutil::sync_dir;
 use self::record::{Frame, Record};
 use self::recover::Recovered;
 use super::{
-    check_append, check_range, Corruption, Disk, DiskFile, InitialState, OsDisk, Storage,
-    StorageError,
+    check_append, check_range, check_snapshot, keeps_tail, Corruption, Disk, DiskFile,
+    InitialState, OsDisk, Storage, StorageError,
 };
-use crate::core::{Entry, HardState, Index};
+use crate::core::{Entry, HardState, Index, Snapshot, Term};
 
 /// How a [`FileStorage`] lays out its log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +89,9 @@ impl Segment {
 ///   encoding of the [`HardState`]. Replaced atomically: written to `hardstate.tmp`, fsynced,
 ///   renamed over `hardstate`, and the directory fsynced; so it is either the old or the new
 ///   one, whole.
+/// - `snapshot`: the latest snapshot, `b"RAFTSN01"`, a CRC32 (u32 LE) of the rest, the last
+///   included index and term (u64 LE each), and the service's data. Replaced atomically like
+///   the hard state. Absent until the first snapshot.
 /// - `wal-<first index, 20 digits>.log`: log segments. A 20-byte header (`b"RAFTWAL1"`, the
 ///   first index as u64 LE, a CRC32 of those 16 bytes), then records. A record is `len` (u32 LE,
 ///   payload length), `len_crc` (CRC32 of those 4 bytes), `payload_crc` (CRC32 of the payload),
@@ -104,11 +108,20 @@ impl Segment {
 /// [`sync`](Storage::sync) then, in this order:
 ///
 /// 1. replaces the hard state file, if the hard state changed;
-/// 2. if entries that were on disk were replaced or removed: deletes whole segments after the
+/// 2. if a snapshot was applied ([`apply_snapshot`](Storage::apply_snapshot)): replaces the
+///    snapshot file, and only once it is durable drops the log it covers: when the log held
+///    the snapshot's last entry with its term, deletes the segments that hold nothing after
+///    the snapshot (oldest first; never the last one), and otherwise deletes every segment
+///    (last first) and creates an empty one starting right after the snapshot; the directory
+///    is fsynced after each deletion, so a crash leaves a suffix or a prefix of the segments,
+///    never a hole;
+/// 3. if entries that were on disk were replaced or removed: deletes whole segments after the
 ///    cut (last first), fsyncs the directory, `ftruncate`s the segment holding the cut at the
 ///    offset of the first removed record (kept in memory for every entry) and fsyncs it, so no
 ///    old record can reappear behind new ones;
-/// 3. writes all new entries and one sync marker with a single write, and `fdatasync`s.
+/// 4. writes all new entries with a single write and `fdatasync`s, then writes a sync marker
+///    (made durable by the next sync's `fdatasync`): a marker on disk proves that the bytes
+///    before it had been synced.
 ///
 /// So one sync costs one `fdatasync` in the common case, however many readies it covers. The
 /// hard state goes first so that on disk the hard state's term is never below the term of a
@@ -128,10 +141,11 @@ impl Segment {
 /// - **Torn tail** (cut off, logged with `tracing` at warn level, reported in [`recovery`]),
 ///   only in the last segment: fewer than 12 bytes left; or a verified length whose payload runs
 ///   past the end of the file; or a checksum mismatch (of the length or of the payload) with no
-///   whole sync marker at any byte offset after the damaged record. No sync marker after the
-///   damage means no `sync` ever returned for those bytes, so cutting them loses nothing that was
-///   acknowledged, even when whole records follow the damage (a crash can persist the pages of an
-///   unsynced write out of order).
+///   whole sync marker at any byte offset after the damaged record. A marker is only written
+///   once the bytes before it are durable, and a crash cannot damage durable bytes: damage with
+///   no marker after it is a write the crash interrupted, so cutting it loses nothing that was
+///   acknowledged, even when whole records follow the damage (a crash can persist the pages of
+///   an unsynced write out of order).
 /// - **Corruption** (open fails with [`StorageError::Corrupt`] naming the file and the byte
 ///   offset of the damaged record or header): a checksum mismatch followed by a whole sync marker
 ///   (those bytes were made durable and then damaged); a verified length of zero or above 64 MiB;
@@ -142,9 +156,16 @@ impl Segment {
 ///   ([`StorageError::MissingHardState`]); a hard state with a term or a vote but no segment
 ///   ([`StorageError::MissingLog`]).
 ///
+/// Then the snapshot, when there is one (a damaged snapshot file is corruption too): the first
+/// segment must start at or before the entry after it (else [`Corruption::IndexGap`]);
+/// entries it covers are ignored; and when the log does not hold the snapshot's last entry
+/// with its term (a crash in the middle of step 2 replacing the whole log), the log is dropped
+/// as step 2 would have, which loses nothing: the snapshot was durable first.
+///
 /// Damage to the last sync marker itself is indistinguishable from a torn write and is cut,
-/// which keeps every entry. Damage in acknowledged data after which nothing was ever synced
-/// cannot happen: a sync always ends with its marker.
+/// which keeps every entry. The entries of the last sync are the one place where damage at
+/// rest would pass for a torn write: their marker is durable only with the next sync. Earlier
+/// ones are covered by durable markers.
 ///
 /// Dropping a `FileStorage` without [`sync`](Storage::sync) loses what was written since the
 /// last sync, as a crash would. A `FileStorage` holds an exclusive lock (`flock`) on the file
@@ -163,7 +184,7 @@ impl Segment {
 /// let dir = tempfile::tempdir()?;
 /// let mut storage = FileStorage::open(dir.path())?;
 /// let entry = Entry { index: 1, term: 1, kind: EntryKind::Normal, data: b"x".to_vec() };
-/// storage.persist(Some(HardState { term: 1, vote: Some(1) }), &[entry.clone()])?;
+/// storage.persist(Some(HardState { term: 1, vote: Some(1) }), None, &[entry.clone()])?;
 /// storage.sync()?;
 /// drop(storage);
 ///
@@ -171,6 +192,7 @@ impl Segment {
 /// let state = storage.initial_state()?;
 /// assert_eq!(state.hard_state, HardState { term: 1, vote: Some(1) });
 /// assert_eq!(state.entries, vec![entry]);
+/// assert_eq!(state.snapshot.index, 0, "never compacted");
 /// # Ok(())
 /// # }
 /// ```
@@ -182,14 +204,24 @@ pub struct FileStorage {
     /// Holds the directory's lock (released when closed).
     _lock: File,
     hard_state_path: PathBuf,
+    snapshot_path: PathBuf,
     options: FileStorageOptions,
     /// The last hard state set, and the one on disk.
     hard_state: HardState,
     durable_hard_state: HardState,
+    /// The last snapshot applied, and the index of the one on disk. Entries up to
+    /// `snapshot.index` may still be in the first segment, but are no longer the log's.
+    snapshot: Snapshot,
+    durable_snapshot_index: Index,
+    /// The snapshot applied replaces the whole log: the next sync deletes every segment and
+    /// starts a new one at `snapshot.index + 1` (meanwhile nothing on disk is read).
+    replace_log: bool,
     /// The segments as written; never empty. Only the last may hold no entry.
     segments: Vec<Segment>,
-    /// Whether the last segment ends with a sync marker.
+    /// Whether the last segment ends with a sync marker, and whether that marker is durable
+    /// (it is written after the entries it follows are synced, and synced with the next batch).
     sealed: bool,
+    marker_durable: bool,
     /// Entries on disk at `cut` and after are replaced or removed (applied by the next sync).
     cut: Index,
     /// The records of the entries appended since the last sync, from index `cut`, and the
@@ -231,18 +263,24 @@ impl FileStorage {
             create_dir_durably(&*disk, &dir)?;
         }
         let lock = lock(&dir)?;
-        let Recovered { hard_state, segments, sealed, recovery } = recover::recover(&*disk, &dir)?;
+        let Recovered { hard_state, snapshot, segments, sealed, recovery } =
+            recover::recover(&*disk, &dir)?;
         let cut = segments.last().expect("at least one segment").last_index() + 1;
-        Ok(FileStorage {
+        let mut storage = FileStorage {
             hard_state_path: dir.join(hard_state::FILE_NAME),
+            snapshot_path: dir.join(snapshot_file::FILE_NAME),
             dir,
             disk,
             _lock: lock,
             options,
             hard_state,
             durable_hard_state: hard_state,
+            durable_snapshot_index: snapshot.index,
+            snapshot,
+            replace_log: false,
             segments,
             sealed,
+            marker_durable: sealed,
             cut,
             pending: Vec::new(),
             pending_offsets: Vec::new(),
@@ -250,7 +288,94 @@ impl FileStorage {
             recovery,
             #[cfg(feature = "bugs")]
             bug: None,
-        })
+        };
+        storage.recover_snapshot()?;
+        Ok(storage)
+    }
+
+    /// The snapshot's part of recovery: the first segment must start at or before the entry
+    /// after the snapshot, and a log that does not hold the snapshot's last entry with its term
+    /// is dropped, as the interrupted sync that installed the snapshot would have.
+    fn recover_snapshot(&mut self) -> Result<(), StorageError> {
+        let first = &self.segments[0];
+        let after = self.snapshot.index + 1;
+        if first.first_index > after {
+            let kind = Corruption::IndexGap { expected: after, found: first.first_index };
+            return Err(StorageError::corrupt(&first.path, 0, kind));
+        }
+        if self.snapshot.index == 0 {
+            return Ok(());
+        }
+        let term_there = if first.first_index == after {
+            // The entry is gone, and the log starts right after it: the snapshot's own log.
+            Some(self.snapshot.term)
+        } else {
+            self.disk_term_at(self.snapshot.index)?
+        };
+        if !keeps_tail(&self.snapshot, term_there) {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                snapshot_index = self.snapshot.index,
+                "dropping a log that does not hold the snapshot's last entry (an interrupted install)"
+            );
+            self.replace_log_on_disk()?;
+        }
+        Ok(())
+    }
+
+    /// The term of entry `index` on disk, if the segments hold it.
+    fn disk_term_at(&self, index: Index) -> Result<Option<Term>, StorageError> {
+        if index < self.segments[0].first_index || index > self.disk_last_index() {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(1);
+        self.read_disk(index..index + 1, &mut out)?;
+        Ok(out.first().map(|e| e.term))
+    }
+
+    /// Deletes every segment and starts an empty one right after the snapshot. The segments go
+    /// last first, each removal made durable before the next, so that a crash leaves a prefix
+    /// of the old log (which recovery drops in turn), never one with a hole.
+    fn replace_log_on_disk(&mut self) -> Result<(), StorageError> {
+        while let Some(seg) = self.segments.pop() {
+            let removed = self.disk.remove_file(&seg.path);
+            removed.map_err(|e| StorageError::io("remove", &seg.path, e))?;
+            sync_dir(&*self.disk, &self.dir)?;
+        }
+        let first_index = self.snapshot.index + 1;
+        let (path, file) = segment::create(&*self.disk, &self.dir, first_index)?;
+        let len = segment::HEADER_LEN;
+        self.segments.push(Segment { first_index, path, file, offsets: Vec::new(), len });
+        self.sealed = false;
+        // Nothing is on disk after the snapshot now (pending entries start right after it).
+        self.cut = first_index;
+        self.replace_log = false;
+        Ok(())
+    }
+
+    /// Step 2 of a sync: the snapshot file, then the log it covers dropped.
+    fn sync_snapshot(&mut self) -> Result<(), StorageError> {
+        if self.snapshot.index == self.durable_snapshot_index {
+            return Ok(());
+        }
+        snapshot_file::store(&*self.disk, &self.dir, &self.snapshot_path, &self.snapshot)?;
+        self.durable_snapshot_index = self.snapshot.index;
+        if self.replace_log {
+            return self.replace_log_on_disk();
+        }
+        // Segments that hold nothing after the snapshot and nothing a pending cut replaces,
+        // oldest first, each removal durable before the next: a crash leaves a suffix of the
+        // segments, which still starts at or before the entry after the snapshot.
+        while self.segments.len() > 1
+            && self.segments[0].last_index() <= self.snapshot.index
+            && self.segments[0].last_index() < self.cut
+        {
+            let seg = self.segments.remove(0);
+            let result = self.disk.remove_file(&seg.path);
+            result.map_err(|e| StorageError::io("remove", &seg.path, e))?;
+            sync_dir(&*self.disk, &self.dir)?;
+        }
+        Ok(())
     }
 
     /// Switches on a durability bug of the catalogue: `skip-log-sync`,
@@ -311,6 +436,10 @@ impl FileStorage {
 
     /// Reads entries `range` (all before `cut`) from the segments.
     fn read_disk(&self, range: Range<Index>, out: &mut Vec<Entry>) -> Result<(), StorageError> {
+        if self.replace_log {
+            // Nothing on disk is the log's any more (and `cut` is past it).
+            return Ok(());
+        }
         let mut index = range.start;
         while index < range.end {
             let seg = &self.segments[self.segment_of(index)];
@@ -392,6 +521,8 @@ impl FileStorage {
             let mut marker = Vec::new();
             record::encode_sync(next - 1, &mut marker);
             self.write_tail(&marker)?;
+        }
+        if !self.sealed || !self.marker_durable {
             self.fdatasync_tail()?;
         }
         let (path, file) = segment::create(&*self.disk, &self.dir, next)?;
@@ -406,7 +537,7 @@ impl FileStorage {
         Ok(())
     }
 
-    /// Steps 2 and 3 of a sync: the pending cut, then the pending entries and a sync marker.
+    /// Steps 3 and 4 of a sync: the pending cut, then the pending entries, and a sync marker.
     fn sync_log(&mut self) -> Result<(), StorageError> {
         self.truncate_disk()?;
         if self.pending_offsets.is_empty() {
@@ -415,13 +546,20 @@ impl FileStorage {
         self.roll_if_full()?;
         let last_index = self.cut + self.pending_offsets.len() as u64 - 1;
         let mut bytes = std::mem::take(&mut self.pending);
-        record::encode_sync(last_index, &mut bytes);
         let at = self.write_tail(&bytes)?;
         self.fdatasync_tail()?;
         let seg = self.segments.last_mut().expect("at least one segment");
         seg.offsets.extend(self.pending_offsets.drain(..).map(|o| at + o as u64));
-        self.sealed = true;
         self.cut = last_index + 1;
+        // The marker is written only once the entries before it are durable, so that a marker
+        // on disk proves the bytes before it were synced: damage before one is corruption,
+        // while a crash during this sync (whose pages may reach the disk in any order) leaves
+        // damage with no marker after it, a torn tail. The next sync makes it durable.
+        bytes.clear();
+        record::encode_sync(last_index, &mut bytes);
+        self.write_tail(&bytes)?;
+        self.sealed = true;
+        self.marker_durable = false;
         bytes.clear();
         self.pending = bytes;
         Ok(())
@@ -502,9 +640,37 @@ impl Storage for FileStorage {
     fn initial_state(&self) -> Result<InitialState, StorageError> {
         Ok(InitialState {
             hard_state: self.hard_state,
+            snapshot: self.snapshot.clone(),
             first_index: self.first_index(),
             entries: self.entries(self.first_index()..self.last_index() + 1)?,
         })
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        self.snapshot.clone()
+    }
+
+    fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.check_usable()?;
+        if !check_snapshot(snapshot, &self.snapshot)? {
+            return Ok(());
+        }
+        let index = snapshot.index;
+        let term_there = if (self.first_index()..=self.last_index()).contains(&index) {
+            self.entries(index..index + 1)?.first().map(|e| e.term)
+        } else {
+            None
+        };
+        if !keeps_tail(snapshot, term_there) {
+            // The whole log goes: nothing on disk is read from now on, and the next entry is
+            // the one after the snapshot.
+            self.replace_log = true;
+            self.cut = index + 1;
+            self.pending.clear();
+            self.pending_offsets.clear();
+        }
+        self.snapshot = snapshot.clone();
+        Ok(())
     }
 
     fn hard_state(&self) -> HardState {
@@ -577,7 +743,7 @@ impl Storage for FileStorage {
     }
 
     fn first_index(&self) -> Index {
-        self.segments[0].first_index
+        self.segments[0].first_index.max(self.snapshot.index + 1)
     }
 
     fn last_index(&self) -> Index {
@@ -599,6 +765,8 @@ impl Storage for FileStorage {
             self.poison_on_error(result)?;
             self.durable_hard_state = hard_state;
         }
+        let result = self.sync_snapshot();
+        self.poison_on_error(result)?;
         let result = self.sync_log();
         self.poison_on_error(result)
     }

@@ -4,13 +4,15 @@
 use std::path::{Path, PathBuf};
 
 use super::fsutil::{sync_dir, TEMP_SUFFIX};
-use super::{hard_state, segment, Recovery, Segment, TornTail};
-use crate::core::{HardState, Index};
+use super::{hard_state, segment, snapshot_file, Recovery, Segment, TornTail};
+use crate::core::{HardState, Index, Snapshot};
 use crate::storage::{Corruption, Disk, StorageError};
 
 /// What a storage directory holds once recovered.
 pub(super) struct Recovered {
     pub hard_state: HardState,
+    /// Index 0 when there is no snapshot file.
+    pub snapshot: Snapshot,
     /// Never empty.
     pub segments: Vec<Segment>,
     /// Whether the last segment ends with a sync marker.
@@ -24,14 +26,20 @@ pub(super) fn recover(disk: &dyn Disk, dir: &Path) -> Result<Recovered, StorageE
     let mut recovery = Recovery::default();
     let segment_names = list(disk, dir, &mut recovery)?;
 
+    let snapshot = snapshot_file::load(disk, &dir.join(snapshot_file::FILE_NAME))?;
     let hard_state_path = dir.join(hard_state::FILE_NAME);
     let hard_state = match hard_state::load(disk, &hard_state_path)? {
-        // A crash between creating the hard state and the first segment leaves the default.
-        Some(hard_state) if segment_names.is_empty() && hard_state != HardState::default() => {
+        // A crash between creating the hard state and the first segment leaves the default;
+        // one in the middle of replacing the whole log by a snapshot leaves the snapshot.
+        Some(hard_state)
+            if segment_names.is_empty()
+                && snapshot.is_none()
+                && hard_state != HardState::default() =>
+        {
             return Err(StorageError::MissingLog { dir: dir.to_path_buf(), term: hard_state.term });
         }
         Some(hard_state) => hard_state,
-        None if segment_names.is_empty() => {
+        None if segment_names.is_empty() && snapshot.is_none() => {
             // The hard state is created before the first segment, so this is a new directory.
             recovery.created = true;
             let hard_state = HardState::default();
@@ -51,12 +59,14 @@ pub(super) fn recover(disk: &dyn Disk, dir: &Path) -> Result<Recovered, StorageE
         segments.push(segment);
         sealed = segment_sealed;
     }
+    let snapshot = snapshot.unwrap_or_default();
     if segments.is_empty() {
-        let (path, file) = segment::create(disk, dir, 1)?;
+        let first_index = snapshot.index + 1;
+        let (path, file) = segment::create(disk, dir, first_index)?;
         let len = segment::HEADER_LEN;
-        segments.push(Segment { first_index: 1, path, file, offsets: Vec::new(), len });
+        segments.push(Segment { first_index, path, file, offsets: Vec::new(), len });
     }
-    Ok(Recovered { hard_state, segments, sealed, recovery })
+    Ok(Recovered { hard_state, snapshot, segments, sealed, recovery })
 }
 
 /// Removes the temporary files an interrupted atomic replacement left, and lists the segments
@@ -71,7 +81,8 @@ fn list(
     for name in listing {
         let Some(name) = name.to_str() else { continue };
         if let Some(target) = name.strip_suffix(TEMP_SUFFIX) {
-            if target == hard_state::FILE_NAME || segment::parse_file_name(target).is_some() {
+            let ours = target == hard_state::FILE_NAME || target == snapshot_file::FILE_NAME;
+            if ours || segment::parse_file_name(target).is_some() {
                 let path = dir.join(name);
                 disk.remove_file(&path).map_err(|e| StorageError::io("remove", &path, e))?;
                 tracing::info!(path = %path.display(), "removed an interrupted temporary file");
