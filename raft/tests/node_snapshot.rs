@@ -135,9 +135,10 @@ impl Cluster {
             c.nodes.iter().flatten().any(|n| n.status().role == Role::Leader)
         })
         .await;
-        let leader = self.nodes.iter().position(|n| {
-            n.as_ref().is_some_and(|n| n.status().role == Role::Leader)
-        });
+        let leader = self
+            .nodes
+            .iter()
+            .position(|n| n.as_ref().is_some_and(|n| n.status().role == Role::Leader));
         leader.expect("a leader")
     }
 
