@@ -222,7 +222,12 @@ fn start_cluster(args: &BenchArgs, dir: &Path) -> anyhow::Result<(Cluster, Api)>
             peers: addrs.iter().filter(|a| a.0 != id).map(|a| (a.0, a.1)).collect(),
         })
         .collect();
-    let own = GauntletNodeOptions { tick_ms: 10, bug: None, crash_disk: false };
+    let own = GauntletNodeOptions {
+        tick_ms: 10,
+        snapshot_entries: crate::node::server::SnapshotPolicy::default().every_entries,
+        bug: None,
+        crash_disk: false,
+    };
     let cluster_name = format!("gauntlet-bench-{}", std::process::id());
     let (launcher, api) = args.target.launcher(dir, own, &cluster_name)?;
     let mut cluster = Cluster::new(launcher, infos, ports);

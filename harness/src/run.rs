@@ -90,6 +90,11 @@ pub struct RunArgs {
     /// The nodes' tick in milliseconds.
     #[arg(long, default_value_t = 10)]
     pub tick_ms: u64,
+    /// `gauntlet node`s snapshot their state every this many applied entries (0: never):
+    /// often, so that a run compacts logs many times and lagging or restarted nodes come back
+    /// by the leader's snapshot.
+    #[arg(long, default_value_t = DEFAULT_SNAPSHOT_ENTRIES)]
+    pub snapshot_entries: u64,
     /// After healing, the cluster must serve again within this many seconds.
     #[arg(long, default_value_t = 20)]
     pub recovery_timeout: u64,
@@ -133,6 +138,9 @@ pub struct Liveness {
     pub final_reads_ok: usize,
     pub keys: usize,
 }
+
+/// How often the nodes of a torture run snapshot, in applied entries.
+pub const DEFAULT_SNAPSHOT_ENTRIES: u64 = 200;
 
 impl RunArgs {
     /// How many times the resending workers resend.
@@ -323,6 +331,7 @@ impl Run {
             .collect();
         let own = GauntletNodeOptions {
             tick_ms: args.tick_ms,
+            snapshot_entries: args.snapshot_entries,
             bug: args.bug.clone(),
             crash_disk: kinds.iter().any(|k| k.needs_crash_disk()),
         };
@@ -749,6 +758,9 @@ fn write_test_json(dir: &Path, args: &RunArgs, seed: u64) -> anyhow::Result<()> 
     }
     if let Some(retries) = args.client_retries {
         replay.push_str(&format!(" --client-retries {retries}"));
+    }
+    if args.snapshot_entries != DEFAULT_SNAPSHOT_ENTRIES {
+        replay.push_str(&format!(" --snapshot-entries {}", args.snapshot_entries));
     }
     let test = json!({
         "seed": seed,

@@ -179,9 +179,10 @@ impl AppliedLog {
             let entry: AppliedEntry = serde_json::from_slice(line).with_context(|| {
                 format!("{} line {}: not an applied entry", path.display(), n + 1)
             })?;
-            // A snapshot stands for the indexes up to its own.
-            let jump = entry.kind.as_deref() == Some(SNAPSHOT_KIND) && entry.index > logged;
-            if entry.index != logged + 1 && !jump {
+            // A snapshot stands for the indexes up to its own (one that went back is the
+            // offline checks' to report; the node goes on from the highest index).
+            let snapshot = entry.is_snapshot();
+            if entry.index != logged + 1 && !snapshot {
                 bail!(
                     "{} line {}: index {} follows index {logged}",
                     path.display(),
@@ -189,7 +190,7 @@ impl AppliedLog {
                     entry.index
                 );
             }
-            logged = entry.index;
+            logged = logged.max(entry.index);
             if entry.durable {
                 durable = entry.index;
             }
@@ -245,11 +246,12 @@ impl AppliedLog {
     /// not reach `index` yet: the indexes after its last line up to `index` were applied as part
     /// of the snapshot (the leader's, installed because this node was too far behind, or its
     /// own, after a crash that lost the file's last lines), not one by one. The line's digest
-    /// is the snapshot data's. Buffered until [`flush`].
+    /// is the snapshot data's. A snapshot that took the state `back` is written wherever it
+    /// is, for the checks to find. Buffered until [`flush`].
     ///
     /// [`flush`]: AppliedLog::flush
-    pub fn push_snapshot(&mut self, index: Index, term: Term, data: &[u8]) {
-        if index <= self.logged {
+    pub fn push_snapshot(&mut self, index: Index, term: Term, data: &[u8], back: bool) {
+        if index <= self.logged && !back {
             return;
         }
         let entry = AppliedEntry {
@@ -261,7 +263,7 @@ impl AppliedLog {
         };
         serde_json::to_writer(&mut self.buf, &entry).expect("an applied entry serializes");
         self.buf.push(b'\n');
-        self.logged = index;
+        self.logged = self.logged.max(index);
     }
 
     /// Writes what was pushed, in one write.
@@ -337,6 +339,30 @@ mod tests {
         .unwrap();
         let err = AppliedLog::open(&dir).err().expect("refused");
         assert!(err.to_string().contains("index 3 follows index 1"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_line_skips_forward_and_one_that_went_back_is_written_for_the_checks() {
+        let dir = temp_dir("snapshot");
+        let mut log = AppliedLog::open(&dir).unwrap();
+        log.push(1, 1, true, b"", None, true);
+        // The leader's snapshot up to 5; then entry 6.
+        log.push_snapshot(5, 1, b"state", false);
+        log.push(6, 1, false, b"cmd", None, true);
+        // A restart's own snapshot at 5 again: already covered, not written.
+        log.push_snapshot(5, 1, b"state", false);
+        // One that took the state back is written all the same.
+        log.push_snapshot(3, 1, b"older", true);
+        log.flush().unwrap();
+        let reopened = AppliedLog::open(&dir).unwrap();
+        assert_eq!(reopened.logged(), 6);
+        let text = std::fs::read_to_string(dir.join("applied.jsonl")).unwrap();
+        let lines: Vec<AppliedEntry> =
+            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.iter().map(|l| l.index).collect::<Vec<_>>(), vec![1, 5, 6, 3]);
+        assert!(lines[1].is_snapshot() && lines[3].is_snapshot());
+        assert_eq!(lines[1].digest, format!("{:016x}", digest(b"state")));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -456,7 +456,17 @@ impl Server {
                                     break 'batches;
                                 }
                             }
-                            log.push_snapshot(snapshot.index, snapshot.term, &snapshot.data);
+                            // The first message of a restart is the node's own snapshot; any
+                            // other at or below what was applied takes the state back.
+                            let back = applied > 0 && snapshot.index <= applied;
+                            if back {
+                                tracing::error!(
+                                    index = snapshot.index,
+                                    applied,
+                                    "a snapshot took the state back"
+                                );
+                            }
+                            log.push_snapshot(snapshot.index, snapshot.term, &snapshot.data, back);
                             applied = snapshot.index;
                             (since_entries, since_bytes) = (0, 0);
                             continue;

@@ -13,6 +13,8 @@ pub struct GauntletNode {
     pub exe: PathBuf,
     /// Milliseconds per Raft tick.
     pub tick_ms: u64,
+    /// Entries applied between two snapshots of a node's state.
+    pub snapshot_entries: u64,
     /// A bug of the catalogue every node runs with.
     pub bug: Option<String>,
     /// The cluster secret and client token every node is given.
@@ -37,7 +39,9 @@ impl Launch for GauntletNode {
             .arg("--data-dir")
             .arg(&node.dir)
             .arg("--tick-ms")
-            .arg(self.tick_ms.to_string());
+            .arg(self.tick_ms.to_string())
+            .arg("--snapshot-entries")
+            .arg(self.snapshot_entries.to_string());
         for (peer, addr) in &node.peers {
             cmd.arg("--peer").arg(format!("{peer}={addr}"));
         }

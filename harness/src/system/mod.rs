@@ -215,6 +215,7 @@ impl SystemArgs {
                 let node = gauntlet::GauntletNode {
                     exe: std::env::current_exe().context("finding the gauntlet binary")?,
                     tick_ms: own.tick_ms,
+                    snapshot_entries: own.snapshot_entries,
                     bug: own.bug,
                     credentials: Some(credentials),
                     crash_disk: own.crash_disk,
@@ -280,6 +281,8 @@ impl SystemArgs {
 pub struct GauntletNodeOptions {
     /// Milliseconds per Raft tick (the other systems' election timing follows it too).
     pub tick_ms: u64,
+    /// Entries applied between two snapshots of a node's state (`--snapshot-entries`).
+    pub snapshot_entries: u64,
     /// A planted bug of the library's catalogue.
     pub bug: Option<String>,
     /// Whether the nodes write through the crash-consistent disk that storage faults need.

@@ -51,11 +51,15 @@ pub enum Bug {
     /// (Reads) lease reads: once a leader held a lease, it serves reads alone even after the
     /// lease ran out (thesis §6.4.1). Switches lease-based reads on.
     LeaseReadAfterExpiry,
+    /// (Snapshots) a follower installs the leader's snapshot even when it has already
+    /// committed (and maybe applied) past it: its service goes back to the older state (§7:
+    /// a snapshot the log already holds is not installed).
+    InstallOlderSnapshot,
 }
 
 impl Bug {
     /// Every variant of the catalogue.
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 14] = [
         Bug::VoteWithoutLogCheck,
         Bug::CommitOldTerm,
         Bug::ForgetVote,
@@ -69,6 +73,7 @@ impl Bug {
         Bug::IgnoreFailedFsync,
         Bug::ReadIndexWithoutQuorum,
         Bug::LeaseReadAfterExpiry,
+        Bug::InstallOlderSnapshot,
     ];
 
     /// The variant's name on command lines and in `RAFT_BUG`.
@@ -87,6 +92,7 @@ impl Bug {
             Bug::IgnoreFailedFsync => "ignore-failed-fsync",
             Bug::ReadIndexWithoutQuorum => "read-index-without-quorum",
             Bug::LeaseReadAfterExpiry => "lease-read-after-expiry",
+            Bug::InstallOlderSnapshot => "install-older-snapshot",
         }
     }
 
@@ -136,6 +142,9 @@ impl Bug {
                 "(reads) answers ReadIndex without confirming the leadership with a majority"
             }
             Bug::LeaseReadAfterExpiry => "(reads) serves lease reads after the lease ran out",
+            Bug::InstallOlderSnapshot => {
+                "(snapshots) installs a snapshot older than what the follower committed"
+            }
         }
     }
 }

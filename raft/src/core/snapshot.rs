@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::bugs::Bug;
 use super::coverage::Decision;
 use super::progress::ReplicationState;
 use super::raw_node::RawNode;
@@ -123,7 +124,12 @@ impl RawNode {
         total: u64,
         data: Vec<u8>,
     ) {
-        if index <= self.log.committed {
+        // The catalogue's install-older-snapshot installs it all the same (a duplicate of the
+        // one it installed too; never one older than its own snapshot, which its log cannot
+        // even place).
+        let older_installed =
+            self.config.has_bug(Bug::InstallOlderSnapshot) && index >= self.log.snapshot().index;
+        if index <= self.log.committed && !older_installed {
             // Everything it covers is committed here already: say how far this log matches
             // the leader's (committed entries are the leader's too), so it resumes appends.
             self.coverage.hit(Decision::SnapshotIgnoredCommitted);
