@@ -458,7 +458,7 @@ impl Server {
                             }
                             // The first message of a restart is the node's own snapshot; any
                             // other at or below what was applied takes the state back.
-                            let back = applied > 0 && snapshot.index <= applied;
+                            let back = applied > 0 && snapshot.index < applied;
                             if back {
                                 tracing::error!(
                                     index = snapshot.index,

@@ -14,6 +14,18 @@ pub(crate) fn temp_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The bytes of the file at `path`, or `None` when there is no such file.
+pub(crate) fn read_if_exists(
+    disk: &dyn Disk,
+    path: &Path,
+) -> Result<Option<Vec<u8>>, StorageError> {
+    match disk.read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageError::io("read", path, e)),
+    }
+}
+
 /// Makes the directory's entries (created, renamed, removed files) durable.
 pub(crate) fn sync_dir(disk: &dyn Disk, path: &Path) -> Result<(), StorageError> {
     disk.sync_dir(path).map_err(|e| StorageError::io("fsync directory", path, e))

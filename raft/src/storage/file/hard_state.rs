@@ -3,10 +3,9 @@
 //! It is only ever replaced whole ([`write_atomically`]), so it is never seen half-written; the
 //! checksum catches damage at rest.
 
-use std::io::ErrorKind;
 use std::path::Path;
 
-use super::fsutil::write_atomically;
+use super::fsutil::{read_if_exists, write_atomically};
 use crate::core::HardState;
 use crate::storage::{Corruption, Disk, StorageError};
 
@@ -49,11 +48,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<HardState, (u64, Corruption)> {
 
 /// Reads the hard state file at `path`; `None` when it does not exist.
 pub(crate) fn load(disk: &dyn Disk, path: &Path) -> Result<Option<HardState>, StorageError> {
-    let bytes = match disk.read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StorageError::io("read", path, e)),
-    };
+    let Some(bytes) = read_if_exists(disk, path)? else { return Ok(None) };
     decode(&bytes).map(Some).map_err(|(offset, kind)| StorageError::corrupt(path, offset, kind))
 }
 

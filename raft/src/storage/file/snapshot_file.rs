@@ -4,11 +4,10 @@
 //! Like the hard state file it is only ever replaced whole ([`write_atomically`]): a crash
 //! leaves the previous snapshot or the new one, and the checksum catches damage at rest.
 
-use std::io::ErrorKind;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::fsutil::write_atomically;
+use super::fsutil::{read_if_exists, write_atomically};
 use crate::core::Snapshot;
 use crate::storage::{Corruption, Disk, StorageError};
 
@@ -56,11 +55,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, (u64, Corruption)> {
 
 /// Reads the snapshot file at `path`; `None` when it does not exist.
 pub(crate) fn load(disk: &dyn Disk, path: &Path) -> Result<Option<Snapshot>, StorageError> {
-    let bytes = match disk.read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StorageError::io("read", path, e)),
-    };
+    let Some(bytes) = read_if_exists(disk, path)? else { return Ok(None) };
     decode(&bytes).map(Some).map_err(|(offset, kind)| StorageError::corrupt(path, offset, kind))
 }
 
