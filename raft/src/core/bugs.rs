@@ -55,11 +55,16 @@ pub enum Bug {
     /// committed (and maybe applied) past it: its service goes back to the older state (§7:
     /// a snapshot the log already holds is not installed).
     InstallOlderSnapshot,
+    /// (Snapshots) a snapshot goes to storage without its last included term (as 0): a peer
+    /// restarted from it checks the entry after the snapshot against the wrong term, and its
+    /// log looks older than it is to the vote check (§7: the snapshot keeps the term of its
+    /// last entry for both).
+    SnapshotWithoutTerm,
 }
 
 impl Bug {
     /// Every variant of the catalogue.
-    pub const ALL: [Bug; 14] = [
+    pub const ALL: [Bug; 15] = [
         Bug::VoteWithoutLogCheck,
         Bug::CommitOldTerm,
         Bug::ForgetVote,
@@ -74,6 +79,7 @@ impl Bug {
         Bug::ReadIndexWithoutQuorum,
         Bug::LeaseReadAfterExpiry,
         Bug::InstallOlderSnapshot,
+        Bug::SnapshotWithoutTerm,
     ];
 
     /// The variant's name on command lines and in `RAFT_BUG`.
@@ -93,6 +99,7 @@ impl Bug {
             Bug::ReadIndexWithoutQuorum => "read-index-without-quorum",
             Bug::LeaseReadAfterExpiry => "lease-read-after-expiry",
             Bug::InstallOlderSnapshot => "install-older-snapshot",
+            Bug::SnapshotWithoutTerm => "snapshot-without-term",
         }
     }
 
@@ -144,6 +151,9 @@ impl Bug {
             Bug::LeaseReadAfterExpiry => "(reads) serves lease reads after the lease ran out",
             Bug::InstallOlderSnapshot => {
                 "(snapshots) installs a snapshot older than what the follower committed"
+            }
+            Bug::SnapshotWithoutTerm => {
+                "(snapshots) persists a snapshot without its last included term"
             }
         }
     }

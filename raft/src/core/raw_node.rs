@@ -445,8 +445,14 @@ impl RawNode {
                 hard_state
             }
         });
-        let snapshot =
-            std::mem::take(&mut self.snapshot_to_persist).then(|| self.log.snapshot().clone());
+        let snapshot = std::mem::take(&mut self.snapshot_to_persist).then(|| {
+            let snapshot = self.log.snapshot().clone();
+            if self.config.has_bug(Bug::SnapshotWithoutTerm) {
+                Snapshot { term: 0, ..snapshot }
+            } else {
+                snapshot
+            }
+        });
         Ready {
             hard_state,
             snapshot,
