@@ -130,9 +130,8 @@ pub struct NodeConfig {
     pub apply_capacity: usize,
     /// Whether committed no-op entries (the entry a new leader appends, §8) are delivered too,
     /// as [`ApplyMsg`]s of kind [`EntryKind::Noop`](crate::EntryKind::Noop) with an empty
-    /// command. Off by default: a
-    /// service then sees only its commands, with gaps in the indexes where no-ops are. A
-    /// service that records every index it applied turns it on.
+    /// command. Off by default: a service then sees only its commands, with gaps in the indexes
+    /// where no-ops are. A service that records every index it applied turns it on.
     pub deliver_noops: bool,
     /// Where to report [`TraceEvent`]s (votes granted, higher terms stepped, each leadership's
     /// first commit) for offline checking of the protocol's rules. None by default.
