@@ -14,6 +14,38 @@ pub(crate) fn temp_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// A small file replaced whole (the hard state, the snapshot): `magic | crc32 of the payload
+/// (u32 LE) | payload`.
+pub(crate) fn checksummed(magic: &[u8; 8], payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(magic.len() + 4 + payload.len());
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The offset of a [`checksummed`] file's payload.
+pub(crate) const PAYLOAD_AT: usize = 12;
+
+/// The payload of a [`checksummed`] file with `magic`; on damage, the offset and what is wrong.
+pub(crate) fn verify_checksummed<'a>(
+    magic: &[u8; 8],
+    bytes: &'a [u8],
+) -> Result<&'a [u8], (usize, &'static str)> {
+    if bytes.len() < PAYLOAD_AT {
+        return Err((0, "shorter than its header"));
+    }
+    if &bytes[..magic.len()] != magic {
+        return Err((0, "wrong magic"));
+    }
+    let crc = u32::from_le_bytes(bytes[magic.len()..PAYLOAD_AT].try_into().expect("4 bytes"));
+    let payload = &bytes[PAYLOAD_AT..];
+    if crc32fast::hash(payload) != crc {
+        return Err((PAYLOAD_AT, "checksum mismatch"));
+    }
+    Ok(payload)
+}
+
 /// The bytes of the file at `path`, or `None` when there is no such file.
 pub(crate) fn read_if_exists(
     disk: &dyn Disk,

@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
-use super::fsutil::{read_if_exists, write_atomically};
+use super::fsutil::{
+    checksummed, read_if_exists, verify_checksummed, write_atomically, PAYLOAD_AT,
+};
 use crate::core::HardState;
 use crate::storage::{Corruption, Disk, StorageError};
 
@@ -13,32 +15,17 @@ use crate::storage::{Corruption, Disk, StorageError};
 pub(crate) const FILE_NAME: &str = "hardstate";
 
 const MAGIC: &[u8; 8] = b"RAFTHS01";
-const PAYLOAD_AT: usize = MAGIC.len() + 4;
 
 /// The file's bytes for `hard_state`.
 pub(crate) fn encode(hard_state: &HardState) -> Vec<u8> {
     let payload = postcard::to_allocvec(hard_state).expect("postcard encodes a hard state");
-    let mut out = Vec::with_capacity(PAYLOAD_AT + payload.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-    out
+    checksummed(MAGIC, &payload)
 }
 
 /// Decodes the file's bytes; on damage, the offset and what is wrong.
 pub(crate) fn decode(bytes: &[u8]) -> Result<HardState, (u64, Corruption)> {
     let bad = |offset: usize, why: &str| (offset as u64, Corruption::HardState(why.to_string()));
-    if bytes.len() < PAYLOAD_AT {
-        return Err(bad(0, "shorter than its header"));
-    }
-    if &bytes[..MAGIC.len()] != MAGIC {
-        return Err(bad(0, "wrong magic"));
-    }
-    let crc = u32::from_le_bytes(bytes[MAGIC.len()..PAYLOAD_AT].try_into().expect("4 bytes"));
-    let payload = &bytes[PAYLOAD_AT..];
-    if crc32fast::hash(payload) != crc {
-        return Err(bad(PAYLOAD_AT, "checksum mismatch"));
-    }
+    let payload = verify_checksummed(MAGIC, bytes).map_err(|(at, why)| bad(at, why))?;
     match postcard::take_from_bytes::<HardState>(payload) {
         Ok((hard_state, [])) => Ok(hard_state),
         Ok(_) => Err(bad(PAYLOAD_AT, "trailing bytes after the payload")),

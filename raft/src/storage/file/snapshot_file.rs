@@ -7,7 +7,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::fsutil::{read_if_exists, write_atomically};
+use super::fsutil::{
+    checksummed, read_if_exists, verify_checksummed, write_atomically, PAYLOAD_AT,
+};
 use crate::core::Snapshot;
 use crate::storage::{Corruption, Disk, StorageError};
 
@@ -15,42 +17,29 @@ use crate::storage::{Corruption, Disk, StorageError};
 pub(crate) const FILE_NAME: &str = "snapshot";
 
 const MAGIC: &[u8; 8] = b"RAFTSN01";
-const CRC_AT: usize = MAGIC.len();
-const INDEX_AT: usize = CRC_AT + 4;
-const DATA_AT: usize = INDEX_AT + 16;
 
 /// The file's bytes for `snapshot`.
 pub(crate) fn encode(snapshot: &Snapshot) -> Vec<u8> {
-    let mut out = Vec::with_capacity(DATA_AT + snapshot.data.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&snapshot.index.to_le_bytes());
-    out.extend_from_slice(&snapshot.term.to_le_bytes());
-    out.extend_from_slice(&snapshot.data);
-    let crc = crc32fast::hash(&out[INDEX_AT..]);
-    out[CRC_AT..INDEX_AT].copy_from_slice(&crc.to_le_bytes());
-    out
+    let mut payload = Vec::with_capacity(16 + snapshot.data.len());
+    payload.extend_from_slice(&snapshot.index.to_le_bytes());
+    payload.extend_from_slice(&snapshot.term.to_le_bytes());
+    payload.extend_from_slice(&snapshot.data);
+    checksummed(MAGIC, &payload)
 }
 
 /// Decodes the file's bytes; on damage, the offset and what is wrong.
 pub(crate) fn decode(bytes: &[u8]) -> Result<Snapshot, (u64, Corruption)> {
     let bad = |offset: usize, why: &str| (offset as u64, Corruption::Snapshot(why.to_string()));
-    if bytes.len() < DATA_AT {
-        return Err(bad(0, "shorter than its header"));
+    let payload = verify_checksummed(MAGIC, bytes).map_err(|(at, why)| bad(at, why))?;
+    if payload.len() < 16 {
+        return Err(bad(PAYLOAD_AT, "shorter than its index and term"));
     }
-    if &bytes[..MAGIC.len()] != MAGIC {
-        return Err(bad(0, "wrong magic"));
-    }
-    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-    if crc32fast::hash(&bytes[INDEX_AT..]) != u32_at(CRC_AT) {
-        return Err(bad(INDEX_AT, "checksum mismatch"));
-    }
-    let (index, term) = (u64_at(INDEX_AT), u64_at(INDEX_AT + 8));
+    let u64_at = |at: usize| u64::from_le_bytes(payload[at..at + 8].try_into().expect("8 bytes"));
+    let (index, term) = (u64_at(0), u64_at(8));
     if index == 0 || index == u64::MAX {
-        return Err(bad(INDEX_AT, &format!("impossible last included index {index}")));
+        return Err(bad(PAYLOAD_AT, &format!("impossible last included index {index}")));
     }
-    Ok(Snapshot { index, term, data: Arc::from(&bytes[DATA_AT..]) })
+    Ok(Snapshot { index, term, data: Arc::from(&payload[16..]) })
 }
 
 /// Reads the snapshot file at `path`; `None` when it does not exist.
