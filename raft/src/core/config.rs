@@ -53,6 +53,13 @@ pub struct Config {
     /// goes in chunks, one in flight per follower, so that it neither exceeds a transport's
     /// frame limit nor holds a link for long.
     pub max_snapshot_chunk_bytes: usize,
+    /// When the entries held in memory pass this many bytes, those applied and durable are
+    /// dropped from memory, oldest first, down to half of it: storage holds them, and a leader
+    /// that needs them for a lagging follower reads them back
+    /// ([`Ready::read_entries`](super::Ready::read_entries)). The log's memory then stays
+    /// bounded between snapshots however long it grows; `usize::MAX` keeps every entry after
+    /// the snapshot. Default: 64 MiB.
+    pub max_log_memory_bytes: usize,
     /// A deliberately broken protocol variant, for proving that the tests find bugs.
     #[cfg(feature = "bugs")]
     pub bug: Option<super::Bug>,
@@ -103,6 +110,7 @@ impl Config {
             max_uncommitted_bytes: 64 << 20,
             read_only: ReadOnly::Safe,
             max_snapshot_chunk_bytes: 1 << 20,
+            max_log_memory_bytes: 64 << 20,
             #[cfg(feature = "bugs")]
             bug: None,
         }

@@ -70,6 +70,9 @@ decisions! {
     ProposalRefused = "proposal-refused", "a peer that does not lead refused a command";
     ProposalRefusedOverloaded = "proposal-refused-overloaded", "a leader refused a command: its uncommitted entries reached the flow-control bound";
     AppendPaused = "append-paused", "an append was held back: a probe unanswered or the pipeline full";
+    EntriesEvicted = "entries-evicted", "applied, durable entries were dropped from memory to keep the log within its budget";
+    EntriesReadAsked = "entries-read-asked", "a leader asked to read back evicted entries a follower lacks";
+    EntriesReadBack = "entries-read-back", "a leader sent a follower entries read back from storage";
     BatchCutByCount = "batch-cut-by-count", "an append was cut at max_append_entries";
     BatchCutByBytes = "batch-cut-by-bytes", "an append was cut at max_append_bytes";
     PipelineStalled = "pipeline-stalled", "a pipeline without progress for a heartbeat round fell back to probing";

@@ -15,7 +15,9 @@
 //!    step 1 is durable);
 //! 3. if `restore_snapshot`, restore the service's state from `snapshot`; then apply
 //!    `committed_entries` in order;
-//! 4. call [`RawNode::advance`] with the ready.
+//! 4. call [`RawNode::advance`] with the ready;
+//! 5. if `read_entries` asks for entries, read them from storage and hand them to
+//!    [`RawNode::entries_read`].
 
 mod bugs;
 mod config;
@@ -24,6 +26,7 @@ mod election;
 mod log;
 mod progress;
 mod raw_node;
+mod read_back;
 mod read_only;
 mod replication;
 mod snapshot;

@@ -3,6 +3,7 @@
 //! `replication.rs`.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -12,6 +13,7 @@ use super::config::{Config, ConfigError};
 use super::coverage::{Coverage, Decision};
 use super::log::RaftLog;
 use super::progress::Progress;
+use super::read_back::ReadBack;
 use super::read_only::Reads;
 use super::snapshot::IncomingSnapshot;
 use super::types::*;
@@ -39,6 +41,12 @@ pub struct Ready {
     /// Reads asked with [`RawNode::read_index`] that may now be served, once the service has
     /// applied their index.
     pub read_states: Vec<ReadState>,
+    /// Entries a leader needs for a lagging follower and no longer holds in memory (evicted by
+    /// [`Config::max_log_memory_bytes`]; they are durable): read them from storage and hand
+    /// them to [`RawNode::entries_read`] after advancing this ready, an empty list if storage
+    /// no longer has them (compacted since). One read is asked at a time; replication to that
+    /// follower waits for the answer.
+    pub read_entries: Option<Range<Index>>,
 }
 
 impl Ready {
@@ -50,6 +58,7 @@ impl Ready {
             && self.messages.is_empty()
             && self.committed_entries.is_empty()
             && self.read_states.is_empty()
+            && self.read_entries.is_none()
     }
 }
 
@@ -71,6 +80,9 @@ pub struct Status {
     /// The last index the latest snapshot covers (0 when the log was never compacted); entries
     /// up to it are no longer held.
     pub snapshot_index: Index,
+    /// The first index held in memory: `snapshot_index + 1` unless applied entries were
+    /// evicted ([`Config::max_log_memory_bytes`]).
+    pub held_from: Index,
 }
 
 /// Why a proposal was refused. Either way nothing was appended: the proposal has no effect.
@@ -183,6 +195,8 @@ pub struct RawNode {
     /// The latest snapshot is not yet handed out to persist, or (for the leader's) to restore.
     pub(super) snapshot_to_persist: bool,
     pub(super) snapshot_to_restore: bool,
+    /// Evicted entries to read back from storage, asked and answered one read at a time.
+    pub(super) read_back: ReadBack,
 }
 
 impl RawNode {
@@ -242,6 +256,7 @@ impl RawNode {
             incoming: None,
             snapshot_to_persist: false,
             snapshot_to_restore: false,
+            read_back: ReadBack::default(),
         };
         node.reset_election_timer();
         Ok(node)
@@ -427,6 +442,7 @@ impl RawNode {
             || self.applicable_up_to() > self.log.applied
             || !self.reads.ready.is_empty()
             || self.read_round_due()
+            || self.read_back.to_ask.is_some()
     }
 
     /// Takes what the driver must persist, send and apply. Call [`RawNode::advance`] with it
@@ -464,6 +480,7 @@ impl RawNode {
                 .slice(self.log.applied + 1, self.applicable_up_to())
                 .to_vec(),
             read_states: std::mem::take(&mut self.reads.ready),
+            read_entries: self.read_back.to_ask.take(),
         }
     }
 
@@ -483,6 +500,9 @@ impl RawNode {
         if let Some(last) = ready.committed_entries.last() {
             self.log.applied = self.log.applied.max(last.index);
         }
+        if self.log.evict(self.config.max_log_memory_bytes) > 0 {
+            self.coverage.hit(Decision::EntriesEvicted);
+        }
     }
 
     /// The peer's state.
@@ -499,13 +519,21 @@ impl RawNode {
             last_term: self.log.last_term(),
             persisted_index: self.log.persisted,
             snapshot_index: self.log.snapshot().index,
+            held_from: self.log.held_from(),
         }
     }
 
-    /// The entries this peer holds in memory: those after its latest snapshot;
-    /// `entries()[i]` has index `status().snapshot_index + 1 + i`.
+    /// The entries this peer holds in memory: those after its latest snapshot that were not
+    /// evicted ([`Config::max_log_memory_bytes`]), up to the last; `entries()[i]` has index
+    /// `status().held_from + i`.
     pub fn entries(&self) -> &[Entry] {
-        self.log.all()
+        self.log.held()
+    }
+
+    /// The term of the entry at `index`, held in memory or evicted; the snapshot's at its index;
+    /// `None` when compacted or past the end.
+    pub fn term(&self, index: Index) -> Option<Term> {
+        self.log.term_at(index)
     }
 
     /// The entry at `index`, if this peer holds it.

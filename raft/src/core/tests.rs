@@ -891,3 +891,65 @@ fn a_new_leader_counts_the_uncommitted_entries_it_inherits() {
     assert_eq!(l.propose(vec![9]), Ok((4, 3)));
     assert!(matches!(l.propose(vec![9]), Err(ProposeError::Overloaded { entries: 4, .. })));
 }
+
+// ---- Entries read back from storage ----
+
+/// The append `out` holds for `to`: its previous index and the indexes it carries.
+fn append_to(out: &[Message], to: NodeId) -> Option<(Index, Vec<Index>)> {
+    out.iter().find(|m| m.to == to).and_then(|m| match &m.body {
+        MessageBody::AppendEntries { prev_log_index, entries, .. } => {
+            Some((*prev_log_index, entries.iter().map(|e| e.index).collect()))
+        }
+        _ => None,
+    })
+}
+
+#[test]
+fn a_leader_reads_evicted_entries_back_for_a_follower_that_lags() {
+    let mut l = leader(2, &[1, 1, 1, 1, 1, 1]);
+    l.config.max_log_memory_bytes = 0;
+    let (index, _) = l.propose(b"x".to_vec()).unwrap();
+    flush(&mut l);
+    let ack = |index| MessageBody::AppendEntriesResponse {
+        success: true,
+        index,
+        conflict_term: None,
+        conflict_index: 0,
+    };
+    l.step(msg(2, 1, 2, ack(index)));
+    flush(&mut l);
+    let s = l.status();
+    assert_eq!((s.commit_index, s.applied_index, s.held_from), (7, 7, 8), "all applied, evicted");
+    assert_eq!((l.term(3), l.entry(3)), (Some(1), None), "terms stay; entries go");
+
+    // Peer 3 holds only two entries: the leader needs 3..=7, which it no longer holds.
+    let short = MessageBody::AppendEntriesResponse {
+        success: false,
+        index: 6,
+        conflict_term: None,
+        conflict_index: 3,
+    };
+    l.step(msg(3, 1, 2, short));
+    let mut rd = l.ready();
+    assert_eq!(rd.read_entries, Some(3..8), "a read of what peer 3 lacks, up to what is held");
+    let out = std::mem::take(&mut rd.messages);
+    assert_eq!(append_to(&out, 3), Some((2, vec![])), "meanwhile a probe without entries");
+    l.advance(rd);
+    // One read at a time: the probe's answer asks for nothing more while it is out.
+    l.step(msg(3, 1, 2, ack(2)));
+    assert!(flush(&mut l).iter().all(|m| m.to != 3), "nothing to send until the read is back");
+    assert!(!l.has_ready());
+
+    // Entries whose terms disagree with the log (storage changed since) are not sent.
+    l.entries_read(vec![entry(3, 9)]);
+    assert!(append_to(&flush(&mut l), 3).is_none());
+    l.step(msg(3, 1, 2, MessageBody::HeartbeatResponse { round: 0 }));
+    let mut rd = l.ready();
+    assert_eq!(rd.read_entries, Some(3..8), "asked again");
+    rd.messages.clear();
+    l.advance(rd);
+    l.entries_read(log_of(&[1, 1, 1, 1, 1, 1]).split_off(2));
+    let out = flush(&mut l);
+    assert_eq!(append_to(&out, 3), Some((2, vec![3, 4, 5, 6])), "sent from what was read");
+    assert_eq!(l.coverage().count(Decision::EntriesReadBack), 1);
+}

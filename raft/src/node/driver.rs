@@ -10,6 +10,7 @@
 //! that falls behind never stops the driver from ticking and answering its peers (the entries
 //! wait in the core's log, and go out as the service takes them).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use super::io::{Persisting, StorageThread};
 use super::trace::Tracer;
 use super::{ApplyMsg, NodeError, Shared, StopMode};
 use crate::core::{
-    EntryKind, Index, Message, MessageBody, NodeId, RawNode, Ready, Role, Status, Term,
+    Entry, EntryKind, Index, Message, MessageBody, NodeId, RawNode, Ready, Role, Status, Term,
 };
 use crate::transport::Transport;
 
@@ -45,6 +46,9 @@ pub(super) struct Driver {
     pub(super) applicable: Index,
     /// Committed entries wait beyond `delivered` for room in the apply channel.
     pub(super) backlog: bool,
+    /// Entries of past readies the service has not taken yet: the core counts them applied
+    /// once their ready is advanced, and may then evict them from memory.
+    pub(super) undelivered: VecDeque<Entry>,
     /// The service dropped its receiver: nothing more is delivered.
     pub(super) apply_closed: bool,
     pub(super) tracer: Tracer,
@@ -193,8 +197,10 @@ impl Driver {
         if let Some(last) = committed.last() {
             self.applicable = self.applicable.max(last.index);
         }
-        let needs_sync =
-            ready.hard_state.is_some() || ready.snapshot.is_some() || !ready.entries.is_empty();
+        let needs_sync = ready.hard_state.is_some()
+            || ready.snapshot.is_some()
+            || !ready.entries.is_empty()
+            || ready.read_entries.is_some();
         let write = if needs_sync {
             Write::InFlight(self.storage.submit(ready).map_err(Exit::Failed)?)
         } else {
@@ -210,8 +216,8 @@ impl Driver {
 
         // While the sync runs, keep stepping messages and ticking: a leader learns of its
         // followers' acknowledgements, and what that commits goes to the service at once.
-        let mut ready = match write {
-            Write::Done(ready) => ready,
+        let (mut ready, read) = match write {
+            Write::Done(ready) => (ready, Vec::new()),
             Write::InFlight(mut sync) => loop {
                 tokio::select! {
                     biased;
@@ -241,9 +247,15 @@ impl Driver {
             self.tracer.sending(&msg);
             self.transport.send(msg);
         }
+        // Those the service has not taken yet are kept: the core may evict them once advanced.
+        self.undelivered.extend(committed.iter().filter(|e| e.index > self.delivered).cloned());
         ready.committed_entries = committed;
         let mut core = self.shared.lock();
+        let read_asked = ready.read_entries.is_some();
         core.raw.advance(ready);
+        if read_asked {
+            core.raw.entries_read(read);
+        }
         take_pending_snapshot(&mut core);
         Ok(())
     }
@@ -272,8 +284,14 @@ impl Driver {
             let core = self.shared.lock();
             let commit = core.raw.status().commit_index.max(self.applicable);
             let room = self.apply.capacity();
-            let msgs =
-                collect_committed(&core.raw, commit, &mut self.delivered, self.deliver_noops, room);
+            let msgs = collect_committed(
+                &core.raw,
+                &mut self.undelivered,
+                commit,
+                &mut self.delivered,
+                self.deliver_noops,
+                room,
+            );
             (msgs, self.delivered < commit)
         };
         for msg in msgs {
@@ -308,10 +326,11 @@ fn take_pending_snapshot(core: &mut super::Core) {
 
 /// What is committed beyond `delivered`, at most `room` messages (the room left in the apply
 /// channel): the latest snapshot first when the next entry is compacted away (after a restart
-/// from it, or when it came from the leader), then entries. Only committed entries are taken
-/// here: anything else waits for its ready.
+/// from it, or when it came from the leader), then entries, from `undelivered` or the core's
+/// log. Only committed entries are taken here: anything else waits for its ready.
 fn collect_committed(
     raw: &RawNode,
+    undelivered: &mut VecDeque<Entry>,
     commit: Index,
     delivered: &mut Index,
     deliver_noops: bool,
@@ -324,13 +343,24 @@ fn collect_committed(
         out.push(ApplyMsg::Snapshot(snapshot.clone()));
         room -= 1;
     }
+    while undelivered.front().is_some_and(|e| e.index <= *delivered) {
+        undelivered.pop_front();
+    }
     while *delivered < commit && room > 0 {
-        let Some(entry) = raw.entry(*delivered + 1) else { break };
+        let next = *delivered + 1;
+        let entry = if undelivered.front().is_some_and(|e| e.index == next) {
+            undelivered.pop_front().expect("checked")
+        } else {
+            match raw.entry(next) {
+                Some(entry) => entry.clone(),
+                None => break,
+            }
+        };
         *delivered = entry.index;
         if entry.kind == EntryKind::Noop && !deliver_noops {
             continue;
         }
-        out.push(ApplyMsg::Entry(entry.clone()));
+        out.push(ApplyMsg::Entry(entry));
         room -= 1;
     }
     out

@@ -11,20 +11,20 @@ use std::thread;
 use tokio::sync::oneshot;
 
 use super::NodeError;
-use crate::core::Ready;
+use crate::core::{Entry, Index, Ready};
 use crate::storage::{Storage, StorageError};
 
 /// A request to the storage thread.
 enum Job {
     /// Write the ready's hard state, snapshot and entries, then make them durable with one
-    /// sync.
-    Persist(Ready, oneshot::Sender<(Ready, Result<(), StorageError>)>),
+    /// sync; then read the evicted entries it asks for, if any.
+    Persist(Ready, oneshot::Sender<(Ready, Result<Vec<Entry>, StorageError>)>),
     /// Sync whatever was written and release the storage.
     Close(oneshot::Sender<Result<(), StorageError>>),
 }
 
 /// A write in progress on the storage thread.
-pub(super) type Persisting = oneshot::Receiver<(Ready, Result<(), StorageError>)>;
+pub(super) type Persisting = oneshot::Receiver<(Ready, Result<Vec<Entry>, StorageError>)>;
 
 /// The driver's handle on the storage thread. Dropping it ends the thread once the job in
 /// progress is done, without a final sync.
@@ -48,7 +48,8 @@ impl StorageThread {
                         Job::Persist(ready, reply) => {
                             let result = storage
                                 .persist(ready.hard_state, ready.snapshot.as_ref(), &ready.entries)
-                                .and_then(|()| storage.sync());
+                                .and_then(|()| storage.sync())
+                                .and_then(|()| read_back(&*storage, ready.read_entries.clone()));
                             // The driver may have gone (killed): the write stands, as after a
                             // crash right after it.
                             let _ = reply.send((ready, result));
@@ -64,9 +65,9 @@ impl StorageThread {
         Ok(StorageThread { jobs: Some(jobs), thread: Some(thread) })
     }
 
-    /// Hands `ready` to the storage thread, which writes its hard state and entries and makes
-    /// them durable with one sync. Await the receiver and pass the answer to
-    /// [`StorageThread::outcome`].
+    /// Hands `ready` to the storage thread, which writes its hard state and entries, makes
+    /// them durable with one sync, and reads the entries it asks for. Await the receiver and
+    /// pass the answer to [`StorageThread::outcome`].
     pub(super) fn submit(&self, ready: Ready) -> Result<Persisting, NodeError> {
         let (reply, answer) = oneshot::channel();
         let jobs = self.jobs.as_ref().ok_or(NodeError::StorageThreadLost)?;
@@ -74,12 +75,13 @@ impl StorageThread {
         Ok(answer)
     }
 
-    /// The ready back from the storage thread, once durable.
+    /// The ready back from the storage thread, once durable, with the entries it asked to
+    /// read.
     pub(super) fn outcome(
-        answer: Result<(Ready, Result<(), StorageError>), oneshot::error::RecvError>,
-    ) -> Result<Ready, NodeError> {
+        answer: Result<(Ready, Result<Vec<Entry>, StorageError>), oneshot::error::RecvError>,
+    ) -> Result<(Ready, Vec<Entry>), NodeError> {
         match answer {
-            Ok((ready, Ok(()))) => Ok(ready),
+            Ok((ready, Ok(read))) => Ok((ready, read)),
             Ok((_, Err(e))) => Err(NodeError::Storage(e)),
             Err(_) => Err(NodeError::StorageThreadLost),
         }
@@ -114,5 +116,18 @@ impl StorageThread {
                 tracing::error!("the storage thread panicked");
             }
         }
+    }
+}
+
+/// The evicted entries a ready asks for: none when storage compacted them since (the leader
+/// then sends its snapshot); any other error stops the node, as a failed write does.
+fn read_back(
+    storage: &dyn Storage,
+    range: Option<std::ops::Range<Index>>,
+) -> Result<Vec<Entry>, StorageError> {
+    let Some(range) = range else { return Ok(Vec::new()) };
+    match storage.entries(range) {
+        Err(StorageError::OutOfRange { .. }) => Ok(Vec::new()),
+        result => result,
     }
 }

@@ -92,7 +92,7 @@ mod trace;
 
 pub use self::trace::{LogPosition, TraceEvent};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io as std_io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -449,6 +449,7 @@ impl Node {
             delivered: 0,
             applicable: 0,
             backlog: false,
+            undelivered: VecDeque::new(),
             apply_closed: false,
             tracer: Tracer::new(config.trace),
             early_bug,

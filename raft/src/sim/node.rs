@@ -51,6 +51,13 @@ impl DurableImage {
         }
     }
 
+    /// The durable entries in `range`, as far as the log holds them from its start (none when
+    /// the start was compacted).
+    pub fn read(&self, range: std::ops::Range<Index>) -> Vec<Entry> {
+        let view = self.view();
+        range.map_while(|index| view.entry(index).cloned()).collect()
+    }
+
     /// The index of the last durable entry (the snapshot's when no entry follows it).
     pub fn last_index(&self) -> Index {
         self.snapshot.index + self.entries.len() as Index

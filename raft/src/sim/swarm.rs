@@ -56,6 +56,14 @@ pub struct Swarm {
     /// snapshot goes in several chunks.
     #[serde(default = "default_snapshot_chunk_bytes")]
     pub snapshot_chunk_bytes: u32,
+    /// [`Config::max_log_memory_bytes`]: with a few hundred bytes, peers evict most applied
+    /// entries from memory, and leaders read them back from storage for lagging followers.
+    #[serde(default = "default_log_memory_bytes")]
+    pub log_memory_bytes: u32,
+}
+
+fn default_log_memory_bytes() -> u32 {
+    Swarm::LAB.log_memory_bytes
 }
 
 fn default_snapshot_chunk_bytes() -> u32 {
@@ -91,6 +99,7 @@ impl Swarm {
         lease_reads: false,
         snapshot_every: 0,
         snapshot_chunk_bytes: 1 << 20,
+        log_memory_bytes: 64 << 20,
     };
 
     /// Draws a configuration. Each setting is drawn on its own, with the lab's value among the
@@ -123,6 +132,7 @@ impl Swarm {
             lease_reads: false,
             snapshot_every: 0,
             snapshot_chunk_bytes: Swarm::LAB.snapshot_chunk_bytes,
+            log_memory_bytes: Swarm::LAB.log_memory_bytes,
         };
         swarm.lease_reads = swarm.check_quorum && swarm.tick_jitter_pct <= 10 && rng.gen_bool(0.5);
         swarm
@@ -134,6 +144,14 @@ impl Swarm {
         if rng.gen_bool(0.5) {
             self.snapshot_every = [3, 10, 10, 50][rng.gen_range(0..4)];
             self.snapshot_chunk_bytes = [1 << 20, 1 << 20, 5, 1][rng.gen_range(0..4)];
+        }
+    }
+
+    /// Draws the log's memory budget: in a third of the runs, small enough (0 to 3,000 bytes)
+    /// that applied entries leave memory and leaders read them back from storage.
+    pub fn draw_log_memory(&mut self, rng: &mut ChaCha8Rng) {
+        if rng.gen_bool(0.3) {
+            self.log_memory_bytes = [0, 300, 3_000][rng.gen_range(0..3)];
         }
     }
 
@@ -153,6 +171,7 @@ impl Swarm {
         config.max_append_bytes = self.max_append_bytes;
         config.max_inflight = self.max_inflight;
         config.max_snapshot_chunk_bytes = self.snapshot_chunk_bytes as usize;
+        config.max_log_memory_bytes = self.log_memory_bytes as usize;
         if self.lease_reads {
             config.read_only = ReadOnly::LeaseBased;
         }
@@ -194,7 +213,7 @@ impl Swarm {
     /// The one-token encoding of [`Schedule::to_compact`](super::Schedule::to_compact):
     /// `et30,hb10,pv1,cq1,noop0,ae64,ab1048576,if16,jit0,tail0/0,dup0` (and `,lr1` with lease
     /// reads, `,snap10` when the service snapshots every 10 entries, `,sc5` for chunks of 5
-    /// bytes).
+    /// bytes, `,mem300` for a log memory budget of 300 bytes).
     pub fn to_compact(&self) -> String {
         let b = |on: bool| u8::from(on);
         let mut snapshots = String::new();
@@ -203,6 +222,9 @@ impl Swarm {
         }
         if self.snapshot_chunk_bytes != Swarm::LAB.snapshot_chunk_bytes {
             snapshots += &format!(",sc{}", self.snapshot_chunk_bytes);
+        }
+        if self.log_memory_bytes != Swarm::LAB.log_memory_bytes {
+            snapshots += &format!(",mem{}", self.log_memory_bytes);
         }
         format!(
             "et{},hb{},pv{},cq{},noop{},ae{},ab{},if{},jit{},tail{}/{},dup{}{}{snapshots}",
@@ -265,9 +287,10 @@ impl Swarm {
                 "lr" => s.lease_reads = flag()?,
                 "snap" => s.snapshot_every = small(u16::MAX as u32)? as u16,
                 "sc" => s.snapshot_chunk_bytes = number()?,
+                "mem" => s.log_memory_bytes = number()?,
                 _ => {
                     return Err(format!(
-                        "swarm {item:?}: unknown setting {key:?} (et, hb, pv, cq, noop, ae, ab, if, jit, tail, dup, lr, snap, sc)"
+                        "swarm {item:?}: unknown setting {key:?} (et, hb, pv, cq, noop, ae, ab, if, jit, tail, dup, lr, snap, sc, mem)"
                     ))
                 }
             }
@@ -316,6 +339,9 @@ impl fmt::Display for Swarm {
                 self.snapshot_every, self.snapshot_chunk_bytes
             )?;
         }
+        if self.log_memory_bytes != Swarm::LAB.log_memory_bytes {
+            write!(f, ", {} bytes of log in memory", self.log_memory_bytes)?;
+        }
         Ok(())
     }
 }
@@ -332,6 +358,7 @@ mod tests {
         for _ in 0..500 {
             let mut s = Swarm::draw(&mut rng);
             s.draw_snapshots(&mut rng);
+            s.draw_log_memory(&mut rng);
             s.validate().unwrap();
             assert_eq!(Swarm::parse_compact(&s.to_compact()).unwrap(), s);
             seen.insert((s.max_append_entries, s.max_inflight, s.pre_vote, s.check_quorum));

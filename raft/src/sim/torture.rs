@@ -422,11 +422,13 @@ impl Schedule {
         let mut swarm =
             if swarm_rng.gen_bool(0.25) { Swarm::LAB } else { Swarm::draw(&mut swarm_rng) };
         // Which crashes are power failures comes from a stream of its own, and so do the
-        // snapshot settings.
+        // snapshot settings and the log's memory budget.
         let mut power = ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_SCHEDULE, 1));
         let mut snapshots = ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_SCHEDULE, 4));
+        let mut memory = ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_SCHEDULE, 5));
         if swarm != Swarm::LAB {
             swarm.draw_snapshots(&mut snapshots);
+            swarm.draw_log_memory(&mut memory);
         }
         match Family::of_seed(seed) {
             Family::Mixed => Schedule::mixed(nodes, swarm, &mut rng, &mut power),
@@ -1194,16 +1196,20 @@ impl Driver {
         sim.network().set_slow_replies(false);
     }
 
-    /// Every command a client saw committed is at its index in every peer's log (or, once
-    /// compacted, in the committed entries its snapshot agrees with), and every peer applied up
+    /// Every command a client saw committed is at its index in every peer's log (in memory or,
+    /// once evicted, in its storage; once compacted, in the committed entries its snapshot
+    /// agrees with), and every peer applied up
     /// to the final command and holds the committed entries up to it.
     fn final_logs(&self, final_index: Index) -> Result<(), String> {
         let sim = self.c.sim();
         let committed = sim.committed();
         for &(index, v) in &self.seen {
             for i in 0..self.n {
-                let raw = sim.node(i).raw().expect("every peer runs after the heal");
-                let entry = match raw.entry(index) {
+                let node = sim.node(i);
+                let raw = node.raw().expect("every peer runs after the heal");
+                // An entry evicted from memory is read from the peer's storage.
+                let held = raw.entry(index).or_else(|| node.image().view().entry(index));
+                let entry = match held {
                     Some(e) => Some((e.kind, &e.data[..])),
                     // The invariants checked the snapshot against the committed entries.
                     None if index <= raw.status().snapshot_index => {

@@ -651,9 +651,14 @@ impl Sim {
                     ));
                 }
             }
-            // 4. Advance.
+            // 4. Advance, and 5. read back the evicted entries the leader asked for.
             let node = &mut self.nodes[i];
+            let read = ready.read_entries.clone();
             node.raw.as_mut().expect("running").advance(ready);
+            if let Some(range) = read {
+                let entries = node.image.read(range);
+                node.raw.as_mut().expect("running").entries_read(entries);
+            }
             // The service snapshots when it is due; the next ready persists the snapshot.
             if node.snapshot_due() {
                 let index = node.service.index;
@@ -679,9 +684,10 @@ impl Sim {
         self.trace
             .record(self.now, TraceKind::Role { node: i as NodeId, role: s.role, term: s.term });
         if s.role == Role::Leader {
+            // Evicted entries count as a snapshot would: only their terms are at hand.
             let log = LogView {
-                snapshot_index: s.snapshot_index,
-                snapshot_term: raw.latest_snapshot().term,
+                snapshot_index: s.held_from - 1,
+                snapshot_term: raw.term(s.held_from - 1).expect("the entry before those held"),
                 entries: raw.entries(),
             };
             if let Err(e) = self.inv.on_leader(i as NodeId, s.term, log) {
