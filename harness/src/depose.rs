@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use crate::cluster::{Cluster, ProcessState};
 use crate::nemesis::{current_leader, ClockedFault, FaultKind};
+use crate::proxy::Proxy;
 use crate::recorder::Recorder;
 
 enum State {
@@ -66,7 +67,7 @@ impl ClockedFault for Deposer {
         FaultKind::Depose
     }
 
-    fn tick(&mut self, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<()> {
+    fn tick(&mut self, cluster: &mut Cluster, _: &Proxy, rec: &Recorder) -> anyhow::Result<()> {
         let now = Instant::now();
         match self.state {
             State::Idle { burst_at } if now >= burst_at => {
@@ -102,7 +103,7 @@ impl ClockedFault for Deposer {
         Ok(())
     }
 
-    fn stop(&mut self, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<u64> {
+    fn stop(&mut self, cluster: &mut Cluster, _: &Proxy, rec: &Recorder) -> anyhow::Result<u64> {
         self.burst.store(false, Ordering::Relaxed);
         if let State::Deposed { node, .. } = self.state {
             self.end(cluster, rec, node)?;

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod campaign;
+pub mod catchup;
 pub mod check;
 pub mod client;
 pub mod cluster;

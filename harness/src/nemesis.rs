@@ -64,12 +64,15 @@ pub enum FaultKind {
     /// Nodes killed and restarted in quick succession, on a clock of its own
     /// ([`crate::storm`]).
     RestartStorm,
+    /// Followers brought back behind the leader's snapshot while late copies of their messages
+    /// arrive, on a clock of its own ([`crate::catchup`]).
+    CatchUp,
 }
 
 impl FaultKind {
     /// What `all` means: every kind but `disk-corrupt`, which damages data a node had made
     /// durable (a fault of the disk, not of the node) and is asked for by name.
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::Kill,
         FaultKind::Crash,
         FaultKind::DiskError,
@@ -80,10 +83,11 @@ impl FaultKind {
         FaultKind::Clock,
         FaultKind::Depose,
         FaultKind::RestartStorm,
+        FaultKind::CatchUp,
     ];
 
     /// Every kind.
-    pub const EVERY: [FaultKind; 11] = [
+    pub const EVERY: [FaultKind; 12] = [
         FaultKind::Kill,
         FaultKind::Crash,
         FaultKind::DiskError,
@@ -95,6 +99,7 @@ impl FaultKind {
         FaultKind::Clock,
         FaultKind::Depose,
         FaultKind::RestartStorm,
+        FaultKind::CatchUp,
     ];
 
     pub fn name(self) -> &'static str {
@@ -110,6 +115,7 @@ impl FaultKind {
             FaultKind::Clock => "clock",
             FaultKind::Depose => "depose",
             FaultKind::RestartStorm => "restart-storm",
+            FaultKind::CatchUp => "catch-up",
         }
     }
 
@@ -126,7 +132,7 @@ impl FaultKind {
             let kind = FaultKind::EVERY
                 .into_iter()
                 .find(|k| k.name() == part.trim())
-                .ok_or_else(|| format!("unknown nemesis {part:?}: expected kill, crash, disk-error, disk-damage, disk-corrupt, pause, partition, net, clock, depose, restart-storm, all or none"))?;
+                .ok_or_else(|| format!("unknown nemesis {part:?}: expected kill, crash, disk-error, disk-damage, disk-corrupt, pause, partition, net, clock, depose, restart-storm, catch-up, all or none"))?;
             kinds.insert(kind);
         }
         Ok(kinds.into_iter().collect())
@@ -139,10 +145,11 @@ pub trait ClockedFault: Send {
     /// Its kind.
     fn kind(&self) -> FaultKind;
     /// Moves the fault on; called at least every 50 ms.
-    fn tick(&mut self, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<()>;
+    fn tick(&mut self, cluster: &mut Cluster, proxy: &Proxy, rec: &Recorder) -> anyhow::Result<()>;
     /// Ends it before the final phase (undoing what is in force); returns how many times it
     /// struck.
-    fn stop(&mut self, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<u64>;
+    fn stop(&mut self, cluster: &mut Cluster, proxy: &Proxy, rec: &Recorder)
+        -> anyhow::Result<u64>;
 }
 
 /// A fault in force, remembered so that it can be undone.
@@ -165,7 +172,7 @@ enum Active {
 impl FaultKind {
     /// Whether the fault runs on a clock of its own, beside the nemesis's steps.
     pub fn is_clocked(self) -> bool {
-        matches!(self, FaultKind::Depose | FaultKind::RestartStorm)
+        matches!(self, FaultKind::Depose | FaultKind::RestartStorm | FaultKind::CatchUp)
     }
 
     /// Whether the fault needs the nodes to run on crash disks (`--crash-disk`).
@@ -365,7 +372,9 @@ impl Nemesis {
                 Active::Net
             }
             // Started by their own clocks, never by a step; every process fault has targets.
-            (FaultKind::Depose | FaultKind::RestartStorm, _) | (_, None) => return Ok(()),
+            (FaultKind::Depose | FaultKind::RestartStorm | FaultKind::CatchUp, _) | (_, None) => {
+                return Ok(())
+            }
         };
         *self.started.entry(kind.name()).or_default() += 1;
         let paused_leader = match &active {

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use workloads::generator::{Generator, Workload};
 use workloads::{CasRegister, Kv};
 
+use crate::catchup::CatchUp;
 use crate::client::{Client, Directory, Outcome};
 use crate::cluster::{Cluster, LeaderSource, NodeInfo, PortAllocator};
 use crate::depose::Deposer;
@@ -64,7 +65,9 @@ pub struct RunArgs {
     /// partition, net, clock (the leader's clock slowed 4-10 times while it is cut off from
     /// its peers; gauntlet only), depose (leaders paused right after a burst of writes, every few
     /// seconds, beside the other faults), restart-storm (3-6 nodes killed and restarted in
-    /// quick succession, every 5-10 s, beside the other faults); or all (every kind but
+    /// quick succession, every 5-10 s, beside the other faults), catch-up (a follower killed
+    /// while the others write past its log, then brought back with late copies of the
+    /// messages sent to it, every 3-6 s, beside the other faults); or all (every kind but
     /// disk-corrupt), or none.
     #[arg(long, default_value = "all")]
     pub nemesis: String,
@@ -379,10 +382,12 @@ impl Run {
         let deposer = kinds.contains(&FaultKind::Depose).then(|| Deposer::new(seed));
         let burst = deposer.as_ref().map(|d| d.burst.clone()).unwrap_or_default();
         let storm = kinds.contains(&FaultKind::RestartStorm).then(|| RestartStorm::new(seed));
+        let catch_up = kinds.contains(&FaultKind::CatchUp).then(|| CatchUp::new(seed));
         let mut clocked: Vec<Box<dyn ClockedFault>> = deposer
             .map(|d| Box::new(d) as Box<dyn ClockedFault>)
             .into_iter()
             .chain(storm.map(|s| Box::new(s) as Box<dyn ClockedFault>))
+            .chain(catch_up.map(|c| Box::new(c) as Box<dyn ClockedFault>))
             .collect();
         self.nemesis = Nemesis::new(kinds, seed);
 
@@ -428,8 +433,9 @@ impl Run {
         while Instant::now() < end {
             ticker.tick().await;
             self.note_crashes();
+            let proxy = self.proxy.as_ref().expect("the proxy runs until the run stops");
             for fault in &mut clocked {
-                fault.tick(&mut self.cluster, &self.rec)?;
+                fault.tick(&mut self.cluster, proxy, &self.rec)?;
             }
             if Instant::now() >= next_fault {
                 self.nemesis.step(
@@ -452,7 +458,8 @@ impl Run {
         }
         let _ = stop_tx.send(true);
         for fault in &mut clocked {
-            let struck = fault.stop(&mut self.cluster, &self.rec)?;
+            let proxy = self.proxy.as_ref().expect("the proxy runs until the run stops");
+            let struck = fault.stop(&mut self.cluster, proxy, &self.rec)?;
             self.nemesis.started.insert(fault.kind().name(), struck);
         }
         bar.set_message("waiting for clients to finish their operations");
@@ -687,6 +694,9 @@ async fn check_run(
         "nemesis_events": counts.faults,
         "leaders_elected": leaders,
         "applied": records.iter().map(|r| (r.node.to_string(), r.applied.len())).collect::<BTreeMap<_, _>>(),
+        // Snapshots each node's state became: the leader's, installed because it was behind, or
+        // its own after a crash that lost the end of its applied records.
+        "snapshots_restored": records.iter().map(|r| (r.node.to_string(), r.applied.iter().filter(|e| e.is_snapshot()).count())).collect::<BTreeMap<_, _>>(),
         "check_seconds": check_secs,
         "proxy_messages": run.proxy_totals,
     });

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::cluster::{Cluster, ProcessState};
 use crate::nemesis::{current_leader, ClockedFault, FaultKind};
+use crate::proxy::Proxy;
 use crate::recorder::Recorder;
 
 enum State {
@@ -52,7 +53,7 @@ impl ClockedFault for RestartStorm {
         FaultKind::RestartStorm
     }
 
-    fn tick(&mut self, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<()> {
+    fn tick(&mut self, cluster: &mut Cluster, _: &Proxy, rec: &Recorder) -> anyhow::Result<()> {
         let now = Instant::now();
         match self.state {
             State::Idle { storm_at } if now >= storm_at => {
@@ -107,7 +108,7 @@ impl ClockedFault for RestartStorm {
     }
 
     /// Ends a storm in force: the node it killed starts again.
-    fn stop(&mut self, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<u64> {
+    fn stop(&mut self, cluster: &mut Cluster, _: &Proxy, rec: &Recorder) -> anyhow::Result<u64> {
         if let State::Storming { down, .. } = self.state {
             if let Some((id, _)) = down {
                 cluster.start(id)?;

@@ -173,3 +173,37 @@ fn leaders_are_deposed_nodes_restart_in_storms_and_clients_resend() {
     assert!(stats["client_resends"]["sent"].as_u64().unwrap() > 0, "{stats}");
     assert!(processes_mentioning(&results.path().display().to_string()).is_empty());
 }
+
+#[test]
+fn followers_come_back_behind_the_leaders_snapshot_with_late_copies_of_their_messages() {
+    let results = tempfile::tempdir().unwrap();
+    let out = gauntlet()
+        .args(["run", "--nodes", "3", "--time-limit", "14", "--quiet", "--seed", "23"])
+        .args(["--nemesis", "catch-up", "--rate", "400", "--snapshot-entries", "50"])
+        .arg("--results")
+        .arg(results.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let run = results.path().join("latest");
+    let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap();
+    for event in ["start-catch-up", "catch-up-start-node", "stop-catch-up"] {
+        assert!(history.contains(&format!("\"f\":\"{event}\"")), "no {event} in the history");
+    }
+    let verdict: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("verdict.json")).unwrap()).unwrap();
+    let stats = &verdict["stats"];
+    assert!(stats["faults"]["catch-up"].as_u64().unwrap() >= 1, "{stats}");
+    // The follower came back behind the leader's compacted log: a snapshot brought it up.
+    let restored: u64 = stats["snapshots_restored"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert!(restored >= 1, "{stats}");
+    let duplicated: u64 = stats["proxy_messages"]["duplicated"].as_u64().unwrap_or(0);
+    assert!(duplicated > 0, "no late copies: {stats}");
+    assert!(processes_mentioning(&results.path().display().to_string()).is_empty());
+}

@@ -119,7 +119,7 @@ fn schedule(state: &Mutex<LinkState>, now: Instant) -> Vec<Instant> {
         1
     };
     st.counts.forwarded += 1;
-    (0..copies)
+    let mut due: Vec<Instant> = (0..copies)
         .map(|_| {
             let (lo, hi) = f.delay_ms;
             let mut ms = if hi > lo { st.rng.gen_range(lo..=hi) } else { lo };
@@ -128,13 +128,22 @@ fn schedule(state: &Mutex<LinkState>, now: Instant) -> Vec<Instant> {
             }
             now + Duration::from_millis(ms)
         })
-        .collect()
+        .collect();
+    if let Some(echo) = st.echo {
+        if st.rng.gen_bool(echo.chance.clamp(0.0, 1.0)) {
+            st.counts.duplicated += 1;
+            let (lo, hi) = echo.delay_ms;
+            let ms = if hi > lo { st.rng.gen_range(lo..=hi) } else { lo };
+            due.push(due[0] + Duration::from_millis(ms));
+        }
+    }
+    due
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::{Link, Proxy};
+    use crate::proxy::{Echo, Link, Proxy};
     use raft::transport::encode_frame;
     use tokio::io::AsyncReadExt;
 
@@ -175,6 +184,23 @@ mod tests {
         assert_eq!(read_one(&mut conn).await, Some(9), "the frame dropped while cut stays lost");
         let counts = proxy.counts()[&Link { from: 1, to: 2 }];
         assert_eq!((counts.forwarded, counts.dropped), (2, 1));
+        proxy.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn an_echo_delivers_a_late_copy_after_the_ones_that_followed() {
+        let (proxy, target, mut sender) = pair().await;
+        let echo = Echo { chance: 1.0, delay_ms: (150, 150) };
+        proxy.set_echo(|l| (l == Link { from: 1, to: 2 }).then_some(echo));
+        sender.write_all(&encode_frame(&5u32).unwrap()).await.unwrap();
+        let (mut conn, _) = target.accept().await.unwrap();
+        assert_eq!(read_one(&mut conn).await, Some(5));
+        proxy.set_echo(|_| None);
+        sender.write_all(&encode_frame(&6u32).unwrap()).await.unwrap();
+        assert_eq!(read_one(&mut conn).await, Some(6), "the next message overtakes the copy");
+        assert_eq!(read_one(&mut conn).await, Some(5), "the late copy");
+        proxy.heal();
+        assert_eq!(proxy.counts()[&Link { from: 1, to: 2 }].duplicated, 1);
         proxy.shutdown().await;
     }
 

@@ -48,6 +48,16 @@ pub struct LinkFaults {
     pub reorder: f64,
 }
 
+/// Late copies of a link's messages (frames only): each message is delivered again, with
+/// probability `chance`, `delay_ms` after the first copy, as a retransmitting middlebox or a
+/// replayed packet would. Set apart from [`LinkFaults`] by [`Proxy::set_echo`], so that the
+/// nemesis's own link faults and heals leave it alone.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Echo {
+    pub chance: f64,
+    pub delay_ms: (u64, u64),
+}
+
 /// A directed link between two nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Link {
@@ -67,6 +77,7 @@ pub struct LinkCounts {
 
 struct LinkState {
     faults: LinkFaults,
+    echo: Option<Echo>,
     counts: LinkCounts,
     rng: ChaCha8Rng,
 }
@@ -118,6 +129,7 @@ impl Proxy {
             for &(to, _) in nodes.iter().filter(|(to, _)| *to != from) {
                 let state = LinkState {
                     faults: LinkFaults::default(),
+                    echo: None,
                     counts: LinkCounts::default(),
                     rng: ChaCha8Rng::seed_from_u64(
                         seed ^ (from << 32 | to).wrapping_mul(0x9E37_79B9_7F4A_7C15),
@@ -204,7 +216,14 @@ impl Proxy {
         self.changed.send_modify(|n| *n += 1);
     }
 
-    /// Clears every fault on every link.
+    /// Sets the late copies of every link's messages: `f` says each link's (frames only).
+    pub fn set_echo(&self, mut f: impl FnMut(Link) -> Option<Echo>) {
+        for (&link, state) in self.links.iter() {
+            state.lock().unwrap().echo = f(link);
+        }
+    }
+
+    /// Clears every fault on every link (but the late copies of [`Proxy::set_echo`]).
     pub fn heal(&self) {
         self.update_all(|_, faults| *faults = LinkFaults::default());
     }

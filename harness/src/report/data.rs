@@ -151,7 +151,7 @@ impl FaultKind {
 
     fn parse(name: &str) -> FaultKind {
         match name {
-            "kill" | "restart-storm" => FaultKind::Kill,
+            "kill" | "restart-storm" | "catch-up" => FaultKind::Kill,
             "crash" => FaultKind::Crash,
             "disk-error" => FaultKind::DiskError,
             "disk-damage" | "disk-corrupt" => FaultKind::DiskDamage,

@@ -117,6 +117,9 @@ impl Driver {
                 let status = core.raw.status();
                 core.raw.has_ready().then(|| (core.raw.ready(), leader_term(&status)))
             };
+            if let Some((ready, _)) = &taken {
+                self.restore_if_asked(ready);
+            }
             self.deliver_committed();
             match taken {
                 Some((ready, leader_term)) => {
@@ -302,6 +305,17 @@ impl Driver {
             }
         }
         self.backlog = left;
+    }
+
+    /// A ready that asks the service to restore its snapshot has it delivered next, whatever
+    /// was delivered before: the runtime carries out what the core decided rather than second
+    /// guess it, so that a core that takes its service's state back (only a broken one asks
+    /// for a snapshot below what was delivered) shows in the service. The entries after the
+    /// snapshot follow it again.
+    fn restore_if_asked(&mut self, ready: &Ready) {
+        if let Some(snapshot) = ready.snapshot.as_ref().filter(|_| ready.restore_snapshot) {
+            self.delivered = self.delivered.min(snapshot.index.saturating_sub(1));
+        }
     }
 
     /// The service dropped its receiver: it no longer wants the entries.
