@@ -148,38 +148,13 @@ fn the_same_seed_replays_the_same_fault_schedule() {
     assert_eq!(first, run(b.path()));
 }
 
-#[test]
-fn leaders_are_deposed_nodes_restart_in_storms_and_clients_resend() {
+/// A 14 s run of three nodes with `args` that must end valid, with each of `events` in its
+/// history, and leave no process behind; returns its verdict.
+fn valid_run_with_events(seed: &str, args: &[&str], events: &[&str]) -> serde_json::Value {
     let results = tempfile::tempdir().unwrap();
     let out = gauntlet()
-        .args(["run", "--nodes", "3", "--time-limit", "14", "--quiet", "--seed", "21"])
-        .args(["--nemesis", "depose,restart-storm", "--rate", "300", "--results"])
-        .arg(results.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let run = results.path().join("latest");
-    let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap();
-    for event in ["start-depose", "stop-depose", "start-restart-storm", "restart-storm-kill"] {
-        assert!(history.contains(&format!("\"f\":\"{event}\"")), "no {event} in the history");
-    }
-    let verdict: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("verdict.json")).unwrap()).unwrap();
-    let stats = &verdict["stats"];
-    assert!(stats["leaders_deposed"].as_u64().unwrap() >= 3, "{stats}");
-    assert!(stats["faults"]["restart-storm"].as_u64().unwrap() >= 3, "{stats}");
-    // Deposed leaders leave requests unanswered past the resending workers' deadline.
-    assert!(stats["client_resends"]["sent"].as_u64().unwrap() > 0, "{stats}");
-    assert!(processes_mentioning(&results.path().display().to_string()).is_empty());
-}
-
-#[test]
-fn followers_come_back_behind_the_leaders_snapshot_with_late_copies_of_their_messages() {
-    let results = tempfile::tempdir().unwrap();
-    let out = gauntlet()
-        .args(["run", "--nodes", "3", "--time-limit", "14", "--quiet", "--seed", "23"])
-        .args(["--nemesis", "catch-up", "--rate", "400", "--snapshot-entries", "50"])
+        .args(["run", "--nodes", "3", "--time-limit", "14", "--quiet", "--seed", seed])
+        .args(args)
         .arg("--results")
         .arg(results.path())
         .output()
@@ -188,11 +163,34 @@ fn followers_come_back_behind_the_leaders_snapshot_with_late_copies_of_their_mes
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let run = results.path().join("latest");
     let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap();
-    for event in ["start-catch-up", "catch-up-start-node", "stop-catch-up"] {
+    for event in events {
         assert!(history.contains(&format!("\"f\":\"{event}\"")), "no {event} in the history");
     }
-    let verdict: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("verdict.json")).unwrap()).unwrap();
+    assert!(processes_mentioning(&results.path().display().to_string()).is_empty());
+    serde_json::from_str(&std::fs::read_to_string(run.join("verdict.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn leaders_are_deposed_nodes_restart_in_storms_and_clients_resend() {
+    let verdict = valid_run_with_events(
+        "21",
+        &["--nemesis", "depose,restart-storm", "--rate", "300"],
+        &["start-depose", "stop-depose", "start-restart-storm", "restart-storm-kill"],
+    );
+    let stats = &verdict["stats"];
+    assert!(stats["leaders_deposed"].as_u64().unwrap() >= 3, "{stats}");
+    assert!(stats["faults"]["restart-storm"].as_u64().unwrap() >= 3, "{stats}");
+    // Deposed leaders leave requests unanswered past the resending workers' deadline.
+    assert!(stats["client_resends"]["sent"].as_u64().unwrap() > 0, "{stats}");
+}
+
+#[test]
+fn followers_come_back_behind_the_leaders_snapshot_with_late_copies_of_their_messages() {
+    let verdict = valid_run_with_events(
+        "23",
+        &["--nemesis", "catch-up", "--rate", "400", "--snapshot-entries", "50"],
+        &["start-catch-up", "catch-up-start-node", "stop-catch-up"],
+    );
     let stats = &verdict["stats"];
     assert!(stats["faults"]["catch-up"].as_u64().unwrap() >= 1, "{stats}");
     // The follower came back behind the leader's compacted log: a snapshot brought it up.
@@ -205,5 +203,4 @@ fn followers_come_back_behind_the_leaders_snapshot_with_late_copies_of_their_mes
     assert!(restored >= 1, "{stats}");
     let duplicated: u64 = stats["proxy_messages"]["duplicated"].as_u64().unwrap_or(0);
     assert!(duplicated > 0, "no late copies: {stats}");
-    assert!(processes_mentioning(&results.path().display().to_string()).is_empty());
 }

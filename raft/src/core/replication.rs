@@ -117,17 +117,17 @@ impl RawNode {
             return;
         };
         let next_index = pr.next_index;
-        let stretch = self.log.slice(next_index, self.log.last_index());
-        if stretch.is_empty() && next_index <= self.log.last_index() {
-            // Evicted from memory: read them back; meanwhile only a probe without entries.
-            self.ask_to_read(next_index);
-        } else if next_index < self.log.held_from() {
-            self.coverage.hit(Decision::EntriesReadBack);
+        if next_index < self.log.held_from() {
+            if self.log.entry(next_index).is_some() {
+                self.coverage.hit(Decision::EntriesReadBack);
+            } else {
+                // Evicted from memory: read them back; meanwhile only a probe without entries.
+                self.ask_to_read(next_index);
+            }
         }
-        let Some(pr) = self.progress.get(&peer) else { return };
         let mut entries = Vec::new();
         let mut bytes = 0;
-        for e in self.log.slice(pr.next_index, self.log.last_index()) {
+        for e in self.log.slice(next_index, self.log.last_index()) {
             if entries.len() >= self.config.max_append_entries {
                 self.coverage.hit(Decision::BatchCutByCount);
                 break;
