@@ -151,8 +151,9 @@ impl RaftLog {
     /// The first index of the term of the entry at `index` (for fast backtracking), no lower
     /// than the first index after the snapshot.
     pub fn first_index_of_term_at(&self, index: Index) -> Index {
-        if index == self.snapshot.index && index > 0 {
-            // The snapshot's own entry: the run of its term may go on after it, not before.
+        if index == self.snapshot.index {
+            // The snapshot's own entry (or index 0): the run of its term may go on after it,
+            // not before.
             return index;
         }
         if self.term_at(index).is_none() {
@@ -330,6 +331,8 @@ mod tests {
         assert_eq!(log.first_index_of_term_at(5), 3);
         assert_eq!(log.first_index_of_term_at(2), 1);
         assert_eq!(log.first_index_of_term_at(9), 7);
+        assert_eq!(log.first_index_of_term_at(0), 0, "index 0, before every run");
+        assert_eq!(RaftLog::default().first_index_of_term_at(0), 0);
         assert_eq!(log.last_index_of_term(1), Some(2));
         assert_eq!(log.last_index_of_term(2), Some(5));
         assert_eq!(log.last_index_of_term(4), Some(6));

@@ -8,7 +8,11 @@
 //!
 //! Committed entries go to the service only as far as the apply channel has room: a service
 //! that falls behind never stops the driver from ticking and answering its peers (the entries
-//! wait in the core's log, and go out as the service takes them).
+//! wait, in the core's log or, once the core counted them applied and may evict them, in the
+//! driver's `undelivered`, and go out as the service takes them).
+//!
+//! A ready may ask for evicted entries (`Ready::read_entries`): the storage thread reads them
+//! after the ready's sync, and they go back to the core after `advance`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
