@@ -13,13 +13,13 @@
 use std::time::Duration;
 
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use tokio::time::Instant;
 
 use crate::cluster::{Cluster, ProcessState};
-use crate::nemesis::{current_leader, ClockedFault, FaultKind};
+use crate::nemesis::{current_leader, millis, ClockedFault, FaultKind};
 use crate::proxy::{Echo, Proxy};
 use crate::recorder::Recorder;
 
@@ -47,12 +47,12 @@ impl CatchUp {
     /// A catch-up fault whose choices derive from `seed`; its first round 3-6 s from now.
     pub fn new(seed: u64) -> CatchUp {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0063_6174_6368_7570);
-        let at = Instant::now() + Duration::from_millis(rng.gen_range(3_000..=6_000));
+        let at = Instant::now() + millis(&mut rng, 3_000, 6_000);
         CatchUp { rng, state: State::Idle { at }, rounds: 0 }
     }
 
     fn idle(&mut self, now: Instant) {
-        let at = now + Duration::from_millis(self.rng.gen_range(3_000..=6_000));
+        let at = now + millis(&mut self.rng, 3_000, 6_000);
         self.state = State::Idle { at };
     }
 
@@ -64,9 +64,7 @@ impl CatchUp {
         proxy: &Proxy,
         rec: &Recorder,
     ) -> anyhow::Result<()> {
-        if cluster.state(node) == ProcessState::Killed {
-            cluster.start(node)?;
-        }
+        start_if_killed(node, cluster)?;
         let echo = proxy.understands_frames();
         if echo {
             proxy.set_echo(|link| (link.to == node).then_some(ECHO));
@@ -103,12 +101,12 @@ impl ClockedFault for CatchUp {
                 };
                 cluster.kill(node);
                 rec.nemesis("start-catch-up", json!({"nodes": [node]}))?;
-                let until = now + Duration::from_millis(self.rng.gen_range(1_500..=3_000));
+                let until = now + millis(&mut self.rng, 1_500, 3_000);
                 self.state = State::Down { node, until };
             }
             State::Down { node, until } if now >= until => {
                 self.bring_back(node, cluster, proxy, rec)?;
-                let until = now + Duration::from_millis(self.rng.gen_range(2_000..=3_000));
+                let until = now + millis(&mut self.rng, 2_000, 3_000);
                 self.state = State::CatchingUp { node, until };
             }
             State::CatchingUp { node, until } if now >= until => {
@@ -128,9 +126,7 @@ impl ClockedFault for CatchUp {
     ) -> anyhow::Result<u64> {
         match self.state {
             State::Down { node, .. } => {
-                if cluster.state(node) == ProcessState::Killed {
-                    cluster.start(node)?;
-                }
+                start_if_killed(node, cluster)?;
                 self.end(node, proxy, rec)?;
             }
             State::CatchingUp { node, .. } => self.end(node, proxy, rec)?,
@@ -139,4 +135,12 @@ impl ClockedFault for CatchUp {
         self.state = State::Idle { at: Instant::now() + Duration::from_secs(3600) };
         Ok(self.rounds)
     }
+}
+
+/// Starts the node this fault killed, unless something else started it since.
+fn start_if_killed(node: u64, cluster: &mut Cluster) -> anyhow::Result<()> {
+    if cluster.state(node) == ProcessState::Killed {
+        cluster.start(node)?;
+    }
+    Ok(())
 }

@@ -14,13 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use tokio::time::Instant;
 
 use crate::cluster::{Cluster, ProcessState};
-use crate::nemesis::{current_leader, ClockedFault, FaultKind};
+use crate::nemesis::{current_leader, millis, ClockedFault, FaultKind};
 use crate::proxy::Proxy;
 use crate::recorder::Recorder;
 
@@ -47,7 +47,7 @@ impl Deposer {
     /// A deposer whose choices derive from `seed`; its first burst 1-3 s from now.
     pub fn new(seed: u64) -> Deposer {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6465_706F_7365);
-        let burst_at = Instant::now() + Duration::from_millis(rng.gen_range(1_000..=3_000));
+        let burst_at = Instant::now() + millis(&mut rng, 1_000, 3_000);
         Deposer { rng, state: State::Idle { burst_at }, burst: Arc::default(), deposed: 0 }
     }
 
@@ -57,7 +57,7 @@ impl Deposer {
     }
 
     fn idle(&mut self, now: Instant) {
-        let burst_at = now + Duration::from_millis(self.rng.gen_range(1_000..=3_000));
+        let burst_at = now + millis(&mut self.rng, 1_000, 3_000);
         self.state = State::Idle { burst_at };
     }
 }
@@ -72,7 +72,7 @@ impl ClockedFault for Deposer {
         match self.state {
             State::Idle { burst_at } if now >= burst_at => {
                 self.burst.store(true, Ordering::Relaxed);
-                let depose_at = now + Duration::from_millis(self.rng.gen_range(50..=250));
+                let depose_at = now + millis(&mut self.rng, 50, 250);
                 self.state = State::Bursting { depose_at, started: now };
             }
             State::Bursting { depose_at, started } if now >= depose_at => {
@@ -88,7 +88,7 @@ impl ClockedFault for Deposer {
                             "start-depose",
                             json!({"target": "leader", "nodes": [node], "after_burst_ms": burst_ms}),
                         )?;
-                        let until = now + Duration::from_millis(self.rng.gen_range(500..=2_000));
+                        let until = now + millis(&mut self.rng, 500, 2_000);
                         self.state = State::Deposed { node, until };
                     }
                     None => self.idle(now),

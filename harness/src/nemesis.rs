@@ -139,8 +139,13 @@ impl FaultKind {
     }
 }
 
+/// A random time in `[lo, hi]` milliseconds from `rng`: the clocked faults' waits.
+pub(crate) fn millis(rng: &mut ChaCha8Rng, lo: u64, hi: u64) -> Duration {
+    Duration::from_millis(rng.gen_range(lo..=hi))
+}
+
 /// A fault that runs on a clock of its own beside the nemesis's steps, so that it strikes many
-/// times a run ([`crate::depose`], [`crate::storm`]).
+/// times a run ([`crate::depose`], [`crate::storm`], [`crate::catchup`]).
 pub trait ClockedFault: Send {
     /// Its kind.
     fn kind(&self) -> FaultKind;

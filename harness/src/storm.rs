@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::cluster::{Cluster, ProcessState};
-use crate::nemesis::{current_leader, ClockedFault, FaultKind};
+use crate::nemesis::{current_leader, millis, ClockedFault, FaultKind};
 use crate::proxy::Proxy;
 use crate::recorder::Recorder;
 
@@ -39,12 +39,8 @@ impl RestartStorm {
     /// A storm fault whose choices derive from `seed`; the first storm 5-10 s from now.
     pub fn new(seed: u64) -> RestartStorm {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7374_6F72_6D21);
-        let storm_at = Instant::now() + Duration::from_millis(rng.gen_range(5_000..=10_000));
+        let storm_at = Instant::now() + millis(&mut rng, 5_000, 10_000);
         RestartStorm { rng, state: State::Idle { storm_at }, restarts: 0 }
-    }
-
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(self.rng.gen_range(lo..=hi))
     }
 }
 
@@ -75,7 +71,7 @@ impl ClockedFault for RestartStorm {
                 if down.is_none() && now >= next_at {
                     if left == 0 {
                         rec.nemesis("stop-restart-storm", json!({}))?;
-                        let storm_at = now + self.millis(5_000, 10_000);
+                        let storm_at = now + millis(&mut self.rng, 5_000, 10_000);
                         self.state = State::Idle { storm_at };
                         return Ok(());
                     }
@@ -95,10 +91,10 @@ impl ClockedFault for RestartStorm {
                             "restart-storm-kill",
                             json!({"nodes": [id], "leader": leader == Some(id)}),
                         )?;
-                        down = Some((id, now + self.millis(50, 300)));
+                        down = Some((id, now + millis(&mut self.rng, 50, 300)));
                     }
                     left -= 1;
-                    next_at = now + self.millis(100, 500);
+                    next_at = now + millis(&mut self.rng, 100, 500);
                 }
                 self.state = State::Storming { left, next_at, down };
             }

@@ -442,7 +442,7 @@ impl RawNode {
             || self.applicable_up_to() > self.log.applied
             || !self.reads.ready.is_empty()
             || self.read_round_due()
-            || self.read_back.to_ask.is_some()
+            || matches!(self.read_back, ReadBack::ToAsk(_))
     }
 
     /// Takes what the driver must persist, send and apply. Call [`RawNode::advance`] with it
@@ -480,7 +480,7 @@ impl RawNode {
                 .slice(self.log.applied + 1, self.applicable_up_to())
                 .to_vec(),
             read_states: std::mem::take(&mut self.reads.ready),
-            read_entries: self.read_back.to_ask.take(),
+            read_entries: self.read_back.hand_out(),
         }
     }
 

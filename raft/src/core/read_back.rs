@@ -17,11 +17,30 @@ use super::types::{Entry, Index, Role};
 
 /// The one read of evicted entries that may be out at a time.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct ReadBack {
+pub(crate) enum ReadBack {
+    /// No read is out.
+    #[default]
+    Idle,
     /// The range to ask for in the next ready.
-    pub to_ask: Option<Range<Index>>,
-    /// A range was asked and not answered yet: no other is asked meanwhile.
-    pub in_flight: bool,
+    ToAsk(Range<Index>),
+    /// A range was handed out and not answered yet: no other is asked meanwhile.
+    InFlight,
+}
+
+impl ReadBack {
+    /// The range to ask for, if any, handed out once: the read is in flight from then on.
+    pub(super) fn hand_out(&mut self) -> Option<Range<Index>> {
+        match std::mem::take(self) {
+            ReadBack::ToAsk(range) => {
+                *self = ReadBack::InFlight;
+                Some(range)
+            }
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
 }
 
 impl RawNode {
@@ -29,7 +48,7 @@ impl RawNode {
     /// many as a follower's pipeline takes at once (`max_inflight` full appends), up to the
     /// first entry held in memory.
     pub(super) fn ask_to_read(&mut self, from: Index) {
-        if self.read_back.in_flight {
+        if !matches!(self.read_back, ReadBack::Idle) {
             return;
         }
         let batch = (self.config.max_append_entries as u64)
@@ -37,7 +56,7 @@ impl RawNode {
             .max(1);
         let to = from.saturating_add(batch).min(self.log.held_from());
         self.coverage.hit(Decision::EntriesReadAsked);
-        self.read_back = ReadBack { to_ask: Some(from..to), in_flight: true };
+        self.read_back = ReadBack::ToAsk(from..to);
     }
 
     /// Hands the core the entries a ready's [`read_entries`](super::Ready::read_entries) asked
@@ -58,7 +77,7 @@ impl RawNode {
     /// }
     /// ```
     pub fn entries_read(&mut self, entries: Vec<Entry>) {
-        self.read_back = ReadBack::default();
+        self.read_back = ReadBack::Idle;
         if self.role != Role::Leader {
             return;
         }
